@@ -1,0 +1,96 @@
+import path from 'node:path';
+import { WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import { loadSweepFile, type Sweep } from '../../core/config/experiment';
+import { resultsTable, type SweepResults } from '../../core/pipeline/results';
+import { LocalArtifactStore } from '../../core/store/local-store';
+import { startLocalTemporal } from '../../infra/dev-server';
+import { stateDir } from '../../infra/paths';
+import { createWorkers, runWorkersUntil } from '../../worker/worker';
+import { DEFAULT_TASK_QUEUES } from '../../workflows/progress';
+import { sweepWorkflow } from '../../workflows/sweep';
+import { followSweep } from '../progress-view';
+
+export interface EmbeddedRunOptions {
+  /** Local state folder: Temporal's database, the artifact store, generated datasets. */
+  home?: string;
+  parallelism?: number;
+  /** Keep the Temporal history in a database file (default true). */
+  persistent?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface EmbeddedRunResult {
+  workflowId: string;
+  results: SweepResults;
+  resultFiles: string[];
+}
+
+export function sweepWorkflowId(sweep: Sweep): string {
+  return `sweep-${sweep.name}`;
+}
+
+/**
+ * The embedded default: a local Temporal dev server, an in-process worker on both task queues and the
+ * local artifact store. A sweep already running under the same id (a run that was interrupted) is
+ * resumed rather than started again.
+ */
+export async function runEmbedded(
+  sweep: Sweep,
+  options: EmbeddedRunOptions = {},
+): Promise<EmbeddedRunResult> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const home = path.resolve(options.home ?? stateDir());
+  const store = new LocalArtifactStore(path.join(home, 'store'));
+  log(`starting the local Temporal dev server (state in ${home}) …`);
+  const temporal = await startLocalTemporal({ stateDir: home, log, persistent: options.persistent ?? true });
+  try {
+    log(`Temporal at ${temporal.address}; artifacts in ${store.location}`);
+    const { client, nativeConnection } = temporal.environment;
+    const workers = await createWorkers({
+      connection: nativeConnection,
+      namespace: 'default',
+      queues: DEFAULT_TASK_QUEUES,
+      roles: ['gpu', 'cpu'],
+      dependencies: { store, dataDir: path.join(home, 'datasets') },
+    });
+    const workflowId = sweepWorkflowId(sweep);
+    const input = { sweep, queues: DEFAULT_TASK_QUEUES, parallelism: options.parallelism ?? 2 };
+    let handle: WorkflowHandle<typeof sweepWorkflow>;
+    try {
+      handle = await client.workflow.start(sweepWorkflow, {
+        workflowId,
+        taskQueue: DEFAULT_TASK_QUEUES.cpu,
+        args: [input],
+      });
+      log(`sweep '${sweep.name}' started as workflow ${workflowId}`);
+    } catch (error) {
+      if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+      handle = client.workflow.getHandle<typeof sweepWorkflow>(workflowId);
+      log(`sweep '${sweep.name}' was already running as ${workflowId}: resuming it`);
+    }
+    const output = await runWorkersUntil(workers, followSweep(client, workflowId, handle.result()));
+    const resultFiles = output.resultKeys.map((key) => path.join(store.root, ...key.split('/')));
+    return { workflowId, results: output.results, resultFiles };
+  } finally {
+    await temporal.stop();
+  }
+}
+
+export async function runCommand(
+  file: string,
+  options: { home?: string; parallelism?: string },
+): Promise<void> {
+  const sweep = await loadSweepFile(file);
+  const started = Date.now();
+  const { results, resultFiles } = await runEmbedded(sweep, {
+    ...(options.home ? { home: options.home } : {}),
+    ...(options.parallelism ? { parallelism: Number(options.parallelism) } : {}),
+  });
+  process.stdout.write(`\n${resultsTable(results)}\n\n`);
+  for (const failure of results.failed)
+    process.stdout.write(`FAILED ${failure.configuration}: ${failure.error}\n`);
+  process.stdout.write(
+    `results (${((Date.now() - started) / 1000).toFixed(0)} s):\n${resultFiles.map((f) => `  ${f}`).join('\n')}\n`,
+  );
+  if (results.failed.length > 0) process.exitCode = 1;
+}

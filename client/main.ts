@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { ConfigError } from '../core/config/experiment';
+import { runCommand } from './commands/run';
+import { validateCommand } from './commands/validate';
+
+const program = new Command()
+  .name('infodisent')
+  .description(
+    'InfoDisent experiments on Temporal: sweeps of dataset x backbone configurations, analyses and exports',
+  )
+  .showHelpAfterError();
+
+program
+  .command('run')
+  .description(
+    'run a sweep on the embedded default: a local Temporal dev server, an in-process worker, a local store',
+  )
+  .argument('<sweep-file>', 'sweep configuration (JSON), e.g. experiments/smoke.json')
+  .option('--home <dir>', 'local state folder (default: .infodisent in the repository, or $INFODISENT_HOME)')
+  .option('--parallelism <n>', 'configurations run at once', '2')
+  .action(runCommand);
+
+program
+  .command('config')
+  .description('work with sweep configuration files')
+  .command('validate')
+  .description('validate sweep files and list their configurations')
+  .argument('<files...>', 'sweep configuration files')
+  .option('--json', 'print {"configurations": [...]} for scripts')
+  .action(validateCommand);
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,17 @@
+import type { FeatureShape } from '../features/feature-set';
+
+/** A frozen, pretrained network cut at its last feature map. */
+export interface Backbone {
+  /** Registry name, e.g. 'nsfwjs-mobilenet-v2'. */
+  readonly name: string;
+  /** Hash of the weights and graph: part of every feature cache key. */
+  readonly fingerprint: string;
+  /** Square input side the network expects, in pixels. */
+  readonly inputSize: number;
+  readonly featureShape: FeatureShape;
+  /** Where the preprocessing of this backbone is described (part of the cache key). */
+  readonly preprocessing: { resize: number; crop: number; scale: 'unit' | 'imagenet' };
+  /** Maps a batch [n, inputSize, inputSize, 3] (preprocessed) to features [n, H, W, C]. */
+  extract(images: Float32Array, n: number): Promise<Float32Array>;
+  dispose(): void;
+}

@@ -1,0 +1,133 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { BUNDLED_BACKBONE_NAMES } from '../backbones/registry';
+import { PartsDatasetOptionsSchema } from '../data/parts-dataset';
+import { BACKENDS } from '../tf/backend';
+
+const PositiveInt = z.number().int().positive();
+const ParameterGroupSchema = z
+  .object({ learningRate: z.number().positive(), weightDecay: z.number().min(0).default(0) })
+  .strict();
+
+const TrainingFields = {
+  epochs: PositiveInt,
+  batchSize: PositiveInt.default(64),
+  schedule: z.enum(['constant', 'cosine']).default('cosine'),
+  validationFraction: z.number().min(0).max(0.5).default(0),
+  patience: z.number().int().min(0).default(0),
+  checkpointEvery: z.number().int().min(0).default(10),
+};
+
+export const BaselineHeadSchema = z
+  .object({ ...TrainingFields, weight: ParameterGroupSchema, bias: ParameterGroupSchema })
+  .strict();
+
+export const InfoDisentHeadSchema = z
+  .object({
+    ...TrainingFields,
+    rotation: ParameterGroupSchema,
+    weight: ParameterGroupSchema,
+    bias: ParameterGroupSchema,
+    /** Dynamic trivialisation period in steps (0: U = expm(A - A^T) throughout). */
+    foldEvery: z.number().int().min(0).default(1),
+  })
+  .strict();
+
+export const DatasetSchema = z.discriminatedUnion('kind', [
+  z
+    .object({
+      kind: z.literal('parts'),
+      name: z.string().min(1).default('parts'),
+      generator: PartsDatasetOptionsSchema,
+    })
+    .strict(),
+]);
+
+export const BackboneSchema = z.object({ name: z.enum(BUNDLED_BACKBONE_NAMES) }).strict();
+
+export const ConfigurationSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'use lowercase letters, digits, ".", "_" and "-"'),
+    seed: z.number().int().default(0),
+    backend: z.enum(['auto', ...BACKENDS]).default('auto'),
+    dataset: DatasetSchema,
+    backbone: BackboneSchema,
+    heads: z.object({ baseline: BaselineHeadSchema, infodisent: InfoDisentHeadSchema }).strict(),
+  })
+  .strict();
+
+export const SweepSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'use lowercase letters, digits, ".", "_" and "-"'),
+    description: z.string().optional(),
+    configurations: z.array(ConfigurationSchema).min(1),
+  })
+  .strict()
+  .superRefine((sweep, ctx) => {
+    const seen = new Set<string>();
+    sweep.configurations.forEach((configuration, index) => {
+      if (seen.has(configuration.name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['configurations', index, 'name'],
+          message: `duplicate configuration name '${configuration.name}'`,
+        });
+      }
+      seen.add(configuration.name);
+    });
+  });
+
+export type Sweep = z.output<typeof SweepSchema>;
+export type Configuration = z.output<typeof ConfigurationSchema>;
+export type BaselineHeadConfig = z.output<typeof BaselineHeadSchema>;
+export type InfoDisentHeadConfig = z.output<typeof InfoDisentHeadSchema>;
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid configuration ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function fieldPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>(
+    (out, part) =>
+      typeof part === 'number' ? `${out}[${part}]` : out ? `${out}.${String(part)}` : String(part),
+    '',
+  );
+}
+
+/** Validates a sweep document; every problem names its field, e.g. `configurations[0].backbone.name`. */
+export function parseSweep(document: unknown, source = '<inline>'): Sweep {
+  const result = SweepSchema.safeParse(document);
+  if (!result.success) {
+    throw new ConfigError(
+      source,
+      result.error.issues.map((issue) => {
+        const keys =
+          issue.code === 'unrecognized_keys' ? ` (${issue.keys.map((k) => `'${k}'`).join(', ')})` : '';
+        return `${fieldPath(issue.path) || '(root)'}: ${issue.message}${keys}`;
+      }),
+    );
+  }
+  return result.data;
+}
+
+export async function loadSweepFile(file: string): Promise<Sweep> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [`cannot read the file: ${(error as Error).message}`]);
+  }
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(file, [`not valid JSON: ${(error as Error).message}`]);
+  }
+  return parseSweep(document, file);
+}

@@ -1,0 +1,51 @@
+import * as tf from '@tensorflow/tfjs';
+import { type FeatureSet, iterateBatches } from '../features/feature-set';
+import type { Head } from './head';
+
+export interface Evaluation {
+  count: number;
+  top1: number;
+  top5: number;
+  /** Accuracy of each class (NaN for a class without test items). */
+  perClass: number[];
+  /** confusion[true][predicted] counts. */
+  confusion: number[][];
+}
+
+/** Top-1/top-5 accuracy, per-class accuracy and confusion counts, streaming over the set's shards. */
+export async function evaluateHead(
+  head: Head,
+  set: FeatureSet,
+  options: { batchSize?: number; include?: (index: number) => boolean } = {},
+): Promise<Evaluation> {
+  const k = set.classCount;
+  const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  let count = 0;
+  let top5Hits = 0;
+  const include = options.include;
+  for await (const batch of iterateBatches(set, options.batchSize ?? 64, include ? { include } : {})) {
+    const logits = head.logits(batch.maps);
+    const topK = Math.min(5, k);
+    const { indices } = tf.topk(logits, topK);
+    const ranked = indices.dataSync();
+    tf.dispose([logits, indices]);
+    batch.labels.forEach((label, i) => {
+      const row = ranked.subarray(i * topK, (i + 1) * topK);
+      confusion[label]![row[0]!]! += 1;
+      if (row.includes(label)) top5Hits += 1;
+      count += 1;
+    });
+  }
+  if (count === 0) throw new Error('evaluation split is empty');
+  const correct = confusion.reduce((sum, row, i) => sum + row[i]!, 0);
+  return {
+    count,
+    top1: correct / count,
+    top5: top5Hits / count,
+    perClass: confusion.map((row, i) => {
+      const total = row.reduce((a, b) => a + b, 0);
+      return total === 0 ? Number.NaN : row[i]! / total;
+    }),
+    confusion,
+  };
+}

@@ -1,0 +1,141 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Matrix exponential of a skew-symmetric matrix by scaling and squaring of a Taylor polynomial,
+ * with a hand-written reverse pass. Every product is a plain, non-transposed matmul: tfjs's wasm
+ * backend leaves its fast path for any transpose flag (SPEC section 5), so transposes are explicit.
+ */
+
+/** Truncation error target of the Taylor polynomial, in the spectral norm: below float32 rounding. */
+const TAYLOR_TOLERANCE = 1e-8;
+const MAX_DEGREE = 18;
+
+export interface ExpmPlan {
+  /** Number of squarings: the polynomial is evaluated at S / 2^squarings. */
+  squarings: number;
+  /** Degree of the Taylor polynomial. */
+  degree: number;
+}
+
+function logFactorial(n: number): number {
+  let sum = 0;
+  for (let k = 2; k <= n; k++) sum += Math.log(k);
+  return sum;
+}
+
+/**
+ * The cheapest (degree - 1 + squarings matmuls) plan whose remainder bound
+ * (norm / 2^s)^(m+1) / (m+1)! stays under the tolerance, given an upper bound of ||S||_2.
+ */
+export function planExpm(normBound: number): ExpmPlan {
+  if (!Number.isFinite(normBound))
+    throw new Error(`expm: the rotation generator has a non-finite norm (${normBound})`);
+  let best: ExpmPlan = { squarings: 0, degree: 1 };
+  let bestCost = Number.POSITIVE_INFINITY;
+  if (normBound === 0) return best;
+  for (let squarings = 0; squarings <= 40; squarings++) {
+    const scaled = normBound / 2 ** squarings;
+    for (let degree = 1; degree <= MAX_DEGREE; degree++) {
+      const logRemainder = (degree + 1) * Math.log(scaled) - logFactorial(degree + 1);
+      if (logRemainder <= Math.log(TAYLOR_TOLERANCE)) {
+        const cost = degree - 1 + squarings;
+        if (cost < bestCost) {
+          best = { squarings, degree };
+          bestCost = cost;
+        }
+        break;
+      }
+    }
+  }
+  return best;
+}
+
+/**
+ * An upper bound of the spectral norm of a skew-symmetric S: the smaller of its Frobenius norm and
+ * 1.25x a power-iteration estimate (S is normal, so power iteration on S^2 converges to ||S||^2 from below;
+ * the margin covers its slow last digits). Matrix-vector products only: negligible next to a matmul.
+ */
+export function skewNormBound(s: tf.Tensor2D, iterations = 12): number {
+  return tf.tidy(() => {
+    const n = s.shape[0];
+    const frobenius = tf.norm(s).dataSync()[0]!;
+    if (frobenius === 0) return 0;
+    // A fixed, non-degenerate start vector keeps the result deterministic.
+    let v: tf.Tensor2D = tf.linspace(1, 2, n).reshape([n, 1]);
+    let estimate = 0;
+    for (let i = 0; i < iterations; i++) {
+      const w = tf.matMul(s, tf.matMul(s, v));
+      const wNorm = tf.norm(w);
+      estimate = Math.sqrt(wNorm.dataSync()[0]! / Math.max(tf.norm(v).dataSync()[0]!, Number.MIN_VALUE));
+      v = tf.div(w, tf.maximum(wNorm, 1e-30));
+    }
+    return Math.min(frobenius, 1.25 * estimate);
+  });
+}
+
+/** What the forward pass keeps for the reverse pass. */
+export interface ExpmTape {
+  plan: ExpmPlan;
+  scaled: tf.Tensor2D;
+  /** Horner intermediates Q_1 … Q_m, Q_k = I + S Q_{k+1} / k. */
+  horner: tf.Tensor2D[];
+  /** Squaring inputs E_0 … E_{s-1}, E_{i+1} = E_i E_i. */
+  squares: tf.Tensor2D[];
+}
+
+export interface ExpmResult {
+  value: tf.Tensor2D;
+  tape: ExpmTape;
+}
+
+/** expm(S) for skew-symmetric S, keeping what its reverse pass needs. The caller disposes the result. */
+export function expmSkew(s: tf.Tensor2D, plan: ExpmPlan = planExpm(skewNormBound(s))): ExpmResult {
+  const n = s.shape[0];
+  return tf.tidy(() => {
+    const eye = tf.eye(n) as tf.Tensor2D;
+    const scaled = (plan.squarings === 0 ? tf.clone(s) : tf.mul(s, 1 / 2 ** plan.squarings)) as tf.Tensor2D;
+    const horner: tf.Tensor2D[] = new Array(plan.degree);
+    let q: tf.Tensor2D = tf.add(eye, tf.mul(scaled, 1 / plan.degree));
+    horner[plan.degree - 1] = q;
+    for (let k = plan.degree - 1; k >= 1; k--) {
+      q = tf.add(eye, tf.mul(tf.matMul(scaled, q), 1 / k));
+      horner[k - 1] = q;
+    }
+    const squares: tf.Tensor2D[] = [];
+    let e = q;
+    for (let i = 0; i < plan.squarings; i++) {
+      squares.push(e);
+      e = tf.matMul(e, e);
+    }
+    const tape: ExpmTape = { plan, scaled, horner, squares };
+    return { value: e, tape } as unknown as tf.TensorContainer;
+  }) as unknown as ExpmResult;
+}
+
+/**
+ * Reverse pass: given dL/dE for E = expm(S), returns dL/dS (the exact gradient of the computed polynomial).
+ * Uses S^T = -S and (Q)^T through explicit transposes so that every product stays non-transposed.
+ */
+export function expmSkewBackward(tape: ExpmTape, gradE: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => {
+    let g = gradE;
+    for (let i = tape.squares.length - 1; i >= 0; i--) {
+      const et = tf.transpose(tape.squares[i]!) as tf.Tensor2D;
+      g = tf.add(tf.matMul(g, et), tf.matMul(et, g));
+    }
+    const { degree } = tape.plan;
+    let gradScaled = tf.zerosLike(tape.scaled) as tf.Tensor2D;
+    let gq = g; // gradient with respect to Q_1
+    for (let k = 1; k < degree; k++) {
+      const next = tf.transpose(tape.horner[k]!) as tf.Tensor2D; // Q_{k+1}^T
+      gradScaled = tf.add(gradScaled, tf.mul(tf.matMul(gq, next), 1 / k)) as tf.Tensor2D;
+      gq = tf.mul(tf.matMul(tape.scaled, gq), -1 / k); // S^T G / k = -S G / k
+    }
+    gradScaled = tf.add(gradScaled, tf.mul(gq, 1 / degree)) as tf.Tensor2D;
+    return tape.plan.squarings === 0 ? gradScaled : tf.mul(gradScaled, 1 / 2 ** tape.plan.squarings);
+  });
+}
+
+export function disposeTape(tape: ExpmTape): void {
+  tf.dispose([tape.scaled, ...tape.horner, ...tape.squares]);
+}

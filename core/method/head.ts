@@ -1,0 +1,43 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { FeatureShape } from '../features/feature-set';
+
+export type HeadKind = 'baseline' | 'infodisent';
+
+export interface LossAndGradients {
+  loss: number;
+  gradients: Record<string, tf.Tensor>;
+}
+
+/**
+ * A classification head on frozen feature maps. Parameters are plain tensors owned by the head;
+ * the trainer computes the update and hands the new tensors back with `setTrainable`.
+ */
+export interface Head {
+  readonly kind: HeadKind;
+  readonly shape: FeatureShape;
+  readonly classCount: number;
+  /** Trainable parameters by name; their names are the optimiser's parameter-group keys. */
+  trainable(): Record<string, tf.Tensor>;
+  /** Replaces the trainable parameters (the head disposes the old ones and applies its constraints). */
+  setTrainable(parameters: Record<string, tf.Tensor>): void;
+  /** Every tensor needed to restore the head exactly (trainable parameters and buffers). */
+  state(): Record<string, tf.Tensor>;
+  restore(state: Record<string, tf.Tensor>): void;
+  /** Mean cross-entropy over the batch and its gradients; `maps` is [n, H, W, C]. */
+  lossAndGradients(maps: Float32Array, labels: Int32Array): LossAndGradients;
+  /** Class scores [n, K]. */
+  logits(maps: Float32Array): tf.Tensor2D;
+  /** Called after every optimiser step with the 1-based step number. */
+  afterStep(step: number): void;
+  dispose(): void;
+}
+
+export function batchCount(maps: Float32Array, shape: FeatureShape): number {
+  const size = shape.height * shape.width * shape.channels;
+  if (maps.length % size !== 0) {
+    throw new Error(
+      `feature batch of ${maps.length} values is not a whole number of ${shape.height}x${shape.width}x${shape.channels} maps`,
+    );
+  }
+  return maps.length / size;
+}

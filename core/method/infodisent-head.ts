@@ -1,0 +1,230 @@
+import * as tf from '@tensorflow/tfjs';
+import { type FeatureShape, pixelsOf } from '../features/feature-set';
+import { SeededRandom } from '../util/random';
+import { crossEntropyClassMajor } from './cross-entropy';
+import { disposeTape, expmSkew, expmSkewBackward, planExpm, skewNormBound } from './expm';
+import { batchCount, type Head, type LossAndGradients } from './head';
+
+export interface InfoDisentHeadOptions {
+  seed: number;
+  /**
+   * Dynamic trivialisation: every `foldEvery` steps the rotation is folded into a base matrix,
+   * U = expm(A - A^T) B, then B <- U and A <- 0, which keeps ||A|| small and the expm cheap.
+   * 0 never folds: U = expm(A - A^T) exactly as SPEC section 1 writes it.
+   */
+  foldEvery: number;
+  /** Initial weights are uniform in [0, initScale / sqrt(C)). */
+  initScale?: number;
+}
+
+/** Tensors of one batch in the layouts the head needs: X^T [C, nHW] for the forward, X [nHW, C] for dU. */
+interface BatchLayout {
+  n: number;
+  x: tf.Tensor2D;
+  xT: tf.Tensor2D;
+}
+
+/** What the forward pass keeps for the backward pass. */
+interface Forward {
+  /** Sparse pooling output p, [C, n]. */
+  pooled: tf.Tensor2D;
+  /** Index of the highest and lowest pixel per channel and image, [C, n]. */
+  argmax: tf.Tensor2D;
+  argmin: tf.Tensor2D;
+  positive: tf.Tensor2D;
+  negative: tf.Tensor2D;
+  logitsT: tf.Tensor2D;
+}
+
+/**
+ * SPEC section 1: U = expm(A - A^T) rotates every pixel's C-vector, sparse pooling keeps the highest
+ * positive and lowest negative pixel per channel, and a non-negative linear layer scores classes.
+ * Non-negativity is kept by projection: W <- max(W, 0) after every optimiser step (`setTrainable`).
+ * All products are plain matmuls in layouts chosen so that no transpose flag is ever needed.
+ */
+export class InfoDisentHead implements Head {
+  readonly kind = 'infodisent' as const;
+  private generator: tf.Tensor2D;
+  private base: tf.Tensor2D;
+  private baseT: tf.Tensor2D;
+  private weight: tf.Tensor2D;
+  private bias: tf.Tensor2D;
+
+  constructor(
+    readonly shape: FeatureShape,
+    readonly classCount: number,
+    private readonly options: InfoDisentHeadOptions,
+  ) {
+    const c = shape.channels;
+    const random = new SeededRandom(options.seed);
+    const scale = (options.initScale ?? 1) / Math.sqrt(c);
+    const weights = Float32Array.from({ length: classCount * c }, () => random.uniform(0, scale));
+    this.generator = tf.zeros([c, c]);
+    this.base = tf.eye(c) as tf.Tensor2D;
+    this.baseT = tf.eye(c) as tf.Tensor2D;
+    this.weight = tf.tensor2d(weights, [classCount, c]);
+    this.bias = tf.zeros([classCount, 1]);
+  }
+
+  trainable(): Record<string, tf.Tensor> {
+    return { rotation: this.generator, weight: this.weight, bias: this.bias };
+  }
+
+  setTrainable(parameters: Record<string, tf.Tensor>): void {
+    const { rotation, weight, bias } = parameters as Record<string, tf.Tensor2D>;
+    tf.dispose([this.generator, this.weight, this.bias]);
+    this.generator = rotation!;
+    this.weight = tf.tidy(() => tf.relu(weight!));
+    weight!.dispose();
+    this.bias = bias!;
+  }
+
+  state(): Record<string, tf.Tensor> {
+    return { ...this.trainable(), base: this.base, baseT: this.baseT };
+  }
+
+  restore(state: Record<string, tf.Tensor>): void {
+    tf.dispose([this.generator, this.base, this.baseT, this.weight, this.bias]);
+    const get = (name: string): tf.Tensor2D => {
+      const tensor = state[name];
+      if (!tensor) throw new Error(`InfoDisent head state has no '${name}' tensor`);
+      return tensor as tf.Tensor2D;
+    };
+    this.generator = get('rotation');
+    this.base = get('base');
+    this.baseT = get('baseT');
+    this.weight = get('weight');
+    this.bias = get('bias');
+  }
+
+  /** The current orthogonal map U, [C, C]. The caller disposes it. */
+  rotation(): tf.Tensor2D {
+    const { value, tape } = this.expandRotation();
+    disposeTape(tape);
+    return value;
+  }
+
+  /** Non-negative class weights W+, [K, C]. The caller must not dispose them. */
+  classWeights(): tf.Tensor2D {
+    return this.weight;
+  }
+
+  private skew(): tf.Tensor2D {
+    return tf.tidy(() => tf.sub(this.generator, tf.transpose(this.generator)) as tf.Tensor2D);
+  }
+
+  /** U = expm(S) B, with its expm tape for the backward pass. */
+  private expandRotation(): { value: tf.Tensor2D; tape: ReturnType<typeof expmSkew>['tape'] } {
+    const s = this.skew();
+    const norm = skewNormBound(s);
+    const { value: e, tape } = expmSkew(s, planExpm(norm));
+    // Right after a fold A is 0 and U is the base itself: skip the product.
+    if (norm === 0) {
+      tf.dispose([s, e]);
+      return { value: tf.clone(this.base), tape };
+    }
+    s.dispose();
+    const value = tf.tidy(() => tf.matMul(e, this.base) as tf.Tensor2D);
+    e.dispose();
+    return { value, tape };
+  }
+
+  private layout(maps: Float32Array): BatchLayout {
+    const n = batchCount(maps, this.shape);
+    return tf.tidy(() => {
+      const x = tf.tensor2d(maps, [n * pixelsOf(this.shape), this.shape.channels]);
+      return { n, x, xT: tf.transpose(x) as tf.Tensor2D } as unknown as tf.TensorContainer;
+    }) as unknown as BatchLayout;
+  }
+
+  /** Z^T = U X^T as [C, n, HW]: pooling then reduces the innermost axis. */
+  private forward(batch: BatchLayout, rotation: tf.Tensor2D): Forward {
+    const c = this.shape.channels;
+    return tf.tidy(() => {
+      const zT = tf.matMul(rotation, batch.xT).reshape([c, batch.n, pixelsOf(this.shape)]) as tf.Tensor3D;
+      const maxima = tf.max(zT, 2) as tf.Tensor2D;
+      const minima = tf.min(zT, 2) as tf.Tensor2D;
+      const positive = tf.greater(maxima, 0).toFloat() as tf.Tensor2D;
+      const negative = tf.less(minima, 0).toFloat() as tf.Tensor2D;
+      const pooled = tf.add(tf.relu(maxima), tf.minimum(minima, 0)) as tf.Tensor2D;
+      const logitsT = tf.add(tf.matMul(this.weight, pooled), this.bias) as tf.Tensor2D;
+      return {
+        pooled,
+        argmax: tf.argMax(zT, 2) as tf.Tensor2D,
+        argmin: tf.argMin(zT, 2) as tf.Tensor2D,
+        positive,
+        negative,
+        logitsT,
+      } as unknown as tf.TensorContainer;
+    }) as unknown as Forward;
+  }
+
+  logits(maps: Float32Array): tf.Tensor2D {
+    const batch = this.layout(maps);
+    const rotation = this.rotation();
+    const forward = this.forward(batch, rotation);
+    const logits = tf.tidy(() => tf.transpose(forward.logitsT) as tf.Tensor2D);
+    tf.dispose([batch.x, batch.xT, rotation, ...Object.values(forward)]);
+    return logits;
+  }
+
+  /** Sparse pooling of a batch: p [n, C] and the flat pixel index of each channel's max and min. */
+  pool(maps: Float32Array): { pooled: tf.Tensor2D; argmax: tf.Tensor2D; argmin: tf.Tensor2D } {
+    const batch = this.layout(maps);
+    const rotation = this.rotation();
+    const forward = this.forward(batch, rotation);
+    const out = tf.tidy(() => ({
+      pooled: tf.transpose(forward.pooled) as tf.Tensor2D,
+      argmax: tf.transpose(forward.argmax) as tf.Tensor2D,
+      argmin: tf.transpose(forward.argmin) as tf.Tensor2D,
+    }));
+    tf.dispose([batch.x, batch.xT, rotation, ...Object.values(forward)]);
+    return out;
+  }
+
+  lossAndGradients(maps: Float32Array, labels: Int32Array): LossAndGradients {
+    const batch = this.layout(maps);
+    const { value: rotation, tape } = this.expandRotation();
+    const forward = this.forward(batch, rotation);
+    const { loss, gradLogitsT } = crossEntropyClassMajor(forward.logitsT, labels);
+    const hw = pixelsOf(this.shape);
+    const c = this.shape.channels;
+    const gradients = tf.tidy(() => {
+      const gradWeight = tf.matMul(gradLogitsT, tf.transpose(forward.pooled));
+      const gradBias = tf.sum(gradLogitsT, 1, true);
+      const gradPooled = tf.matMul(tf.transpose(this.weight), gradLogitsT);
+      // Only the surviving pixels carry gradient: the argmax where positive, the argmin where negative.
+      const atMax = tf.oneHot(forward.argmax.reshape([-1]).toInt(), hw).reshape([c, batch.n, hw]);
+      const atMin = tf.oneHot(forward.argmin.reshape([-1]).toInt(), hw).reshape([c, batch.n, hw]);
+      const gradZT = tf.add(
+        tf.mul(atMax, tf.mul(gradPooled, forward.positive).expandDims(2)),
+        tf.mul(atMin, tf.mul(gradPooled, forward.negative).expandDims(2)),
+      );
+      const gradU = tf.matMul(gradZT.reshape([c, batch.n * hw]) as tf.Tensor2D, batch.x);
+      const gradS = expmSkewBackward(tape, tf.matMul(gradU, this.baseT));
+      const gradA = tf.sub(gradS, tf.transpose(gradS));
+      return { rotation: gradA, weight: gradWeight, bias: gradBias } as Record<string, tf.Tensor>;
+    });
+    const lossValue = loss.dataSync()[0]!;
+    tf.dispose([batch.x, batch.xT, rotation, loss, gradLogitsT, ...Object.values(forward)]);
+    disposeTape(tape);
+    return { loss: lossValue, gradients };
+  }
+
+  afterStep(step: number): void {
+    if (this.options.foldEvery > 0 && step % this.options.foldEvery === 0) this.fold();
+  }
+
+  /** B <- expm(A - A^T) B, A <- 0: the same U, re-expressed around a new base. */
+  private fold(): void {
+    const rotation = this.rotation();
+    tf.dispose([this.base, this.baseT, this.generator]);
+    this.base = rotation;
+    this.baseT = tf.tidy(() => tf.transpose(rotation) as tf.Tensor2D);
+    this.generator = tf.zeros([this.shape.channels, this.shape.channels]);
+  }
+
+  dispose(): void {
+    tf.dispose([this.generator, this.base, this.baseT, this.weight, this.bias]);
+  }
+}

@@ -1,0 +1,208 @@
+import * as tf from '@tensorflow/tfjs';
+import { type FeatureSet, iterateBatches } from '../features/feature-set';
+import { SeededRandom } from '../util/random';
+import { Adam, type ParameterGroup } from './adam';
+import { evaluateHead } from './evaluate';
+import type { Head } from './head';
+import { decodeTensors, encodeTensors } from './tensor-io';
+
+export interface TrainOptions {
+  epochs: number;
+  batchSize: number;
+  seed: number;
+  /** Learning rate and weight decay for each of the head's trainable parameters. */
+  groups: Record<string, ParameterGroup>;
+  schedule: 'constant' | 'cosine';
+  /** Fraction of the training items held out for validation and early stopping (0: none). */
+  validationFraction: number;
+  /** Epochs without a better validation accuracy before stopping (0: never stop early). */
+  patience: number;
+  /** Save a checkpoint every this many steps (0: never). */
+  checkpointEvery: number;
+}
+
+export interface TrainProgress {
+  epoch: number;
+  step: number;
+  totalSteps: number;
+  loss: number;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  meanLoss: number;
+  validationAccuracy: number | null;
+}
+
+export interface TrainResult {
+  steps: number;
+  epochsRun: number;
+  stoppedEarly: boolean;
+  resumedFromStep: number | null;
+  history: EpochRecord[];
+  bestEpoch: number | null;
+}
+
+/** Where checkpoints go: the caller binds it to an artifact store key. */
+export interface CheckpointSink {
+  load(): Promise<Buffer | undefined>;
+  save(data: Buffer): Promise<void>;
+}
+
+interface CheckpointMeta {
+  step: number;
+  epoch: number;
+  batchInEpoch: number;
+  history: EpochRecord[];
+  epochLossSum: number;
+  epochBatches: number;
+  bestAccuracy: number;
+  bestEpoch: number | null;
+  staleEpochs: number;
+}
+
+/** Seeded choice of held-out items, so a resumed run holds out the same ones. */
+export function validationMask(count: number, fraction: number, seed: number): Uint8Array {
+  const mask = new Uint8Array(count);
+  const held = Math.round(count * fraction);
+  for (const index of new SeededRandom(seed ^ 0x5eed).shuffle([...Array(count).keys()]).slice(0, held))
+    mask[index] = 1;
+  return mask;
+}
+
+function learningRateScale(schedule: TrainOptions['schedule'], step: number, totalSteps: number): number {
+  if (schedule === 'constant') return 1;
+  return 0.5 * (1 + Math.cos((Math.PI * Math.min(step, totalSteps)) / totalSteps));
+}
+
+function cloneState(state: Record<string, tf.Tensor>): Record<string, tf.Tensor> {
+  return Object.fromEntries(Object.entries(state).map(([name, tensor]) => [name, tf.clone(tensor)]));
+}
+
+/**
+ * Trains a head with Adam on minibatches streamed from a feature set. The batch order depends only on
+ * the seed and the epoch, and a checkpoint holds the head, the optimiser and the position in the epoch,
+ * so a run resumed from any checkpoint ends with the same weights as an uninterrupted one.
+ */
+export async function trainHead(
+  head: Head,
+  set: FeatureSet,
+  options: TrainOptions,
+  hooks: { onProgress?: (progress: TrainProgress) => void | Promise<void>; checkpoint?: CheckpointSink } = {},
+): Promise<TrainResult> {
+  const count = set.labels.length;
+  const held =
+    options.validationFraction > 0 ? validationMask(count, options.validationFraction, options.seed) : null;
+  const trainCount = held ? count - held.reduce((a, b) => a + b, 0) : count;
+  if (trainCount === 0) throw new Error('training split is empty');
+  const stepsPerEpoch = Math.ceil(trainCount / options.batchSize);
+  const totalSteps = stepsPerEpoch * options.epochs;
+  const adam = new Adam();
+
+  let meta: CheckpointMeta = {
+    step: 0,
+    epoch: 0,
+    batchInEpoch: 0,
+    history: [],
+    epochLossSum: 0,
+    epochBatches: 0,
+    bestAccuracy: Number.NEGATIVE_INFINITY,
+    bestEpoch: null,
+    staleEpochs: 0,
+  };
+  let best: Record<string, tf.Tensor> | null = null;
+  let resumedFromStep: number | null = null;
+  const saved = await hooks.checkpoint?.load();
+  if (saved) {
+    const { tensors, meta: savedMeta } = decodeTensors(saved);
+    meta = savedMeta as CheckpointMeta;
+    const pick = (prefix: string) =>
+      Object.fromEntries(
+        Object.entries(tensors)
+          .filter(([name]) => name.startsWith(prefix))
+          .map(([name, tensor]) => [name.slice(prefix.length), tensor]),
+      );
+    head.restore(pick('head.'));
+    adam.restore(meta.step, tensors);
+    const bestTensors = pick('best.');
+    best = Object.keys(bestTensors).length > 0 ? bestTensors : null;
+    resumedFromStep = meta.step;
+  }
+
+  const saveCheckpoint = async () => {
+    if (!hooks.checkpoint) return;
+    const tensors: Record<string, tf.Tensor> = {};
+    for (const [name, tensor] of Object.entries(head.state())) tensors[`head.${name}`] = tensor;
+    for (const [name, tensor] of Object.entries(best ?? {})) tensors[`best.${name}`] = tensor;
+    Object.assign(tensors, adam.moments());
+    await hooks.checkpoint.save(encodeTensors(tensors, meta));
+  };
+
+  let stoppedEarly = false;
+  try {
+    for (; meta.epoch < options.epochs; meta.epoch++) {
+      let batchIndex = 0;
+      const include = held ? (index: number) => held[index] === 0 : undefined;
+      const batches = iterateBatches(set, options.batchSize, {
+        seed: options.seed * 1000 + meta.epoch,
+        ...(include ? { include } : {}),
+      });
+      for await (const batch of batches) {
+        if (batchIndex++ < meta.batchInEpoch) continue;
+        const { loss, gradients } = head.lossAndGradients(batch.maps, batch.labels);
+        if (!Number.isFinite(loss))
+          throw new Error(`training diverged: loss is ${loss} at step ${meta.step + 1}`);
+        const scale = learningRateScale(options.schedule, meta.step, totalSteps);
+        const updated = adam.update(head.trainable(), gradients, options.groups, scale);
+        tf.dispose(Object.values(gradients));
+        head.setTrainable(updated);
+        meta.step += 1;
+        head.afterStep(meta.step);
+        meta.batchInEpoch = batchIndex;
+        meta.epochLossSum += loss;
+        meta.epochBatches += 1;
+        await hooks.onProgress?.({ epoch: meta.epoch, step: meta.step, totalSteps, loss });
+        if (options.checkpointEvery > 0 && meta.step % options.checkpointEvery === 0) await saveCheckpoint();
+      }
+      let validationAccuracy: number | null = null;
+      if (held) {
+        validationAccuracy = (
+          await evaluateHead(head, set, { batchSize: options.batchSize, include: (i) => held[i] === 1 })
+        ).top1;
+      }
+      meta.history.push({
+        epoch: meta.epoch,
+        meanLoss: meta.epochLossSum / Math.max(1, meta.epochBatches),
+        validationAccuracy,
+      });
+      meta.batchInEpoch = 0;
+      meta.epochLossSum = 0;
+      meta.epochBatches = 0;
+      if (validationAccuracy !== null) {
+        if (validationAccuracy > meta.bestAccuracy) {
+          meta.bestAccuracy = validationAccuracy;
+          meta.bestEpoch = meta.epoch;
+          meta.staleEpochs = 0;
+          tf.dispose(Object.values(best ?? {}));
+          best = cloneState(head.state());
+        } else if (options.patience > 0 && ++meta.staleEpochs >= options.patience) {
+          stoppedEarly = true;
+          meta.epoch++;
+          break;
+        }
+      }
+    }
+    if (best) head.restore(cloneState(best));
+    return {
+      steps: meta.step,
+      epochsRun: meta.history.length,
+      stoppedEarly,
+      resumedFromStep,
+      history: meta.history,
+      bestEpoch: meta.bestEpoch,
+    };
+  } finally {
+    tf.dispose(Object.values(best ?? {}));
+    adam.dispose();
+  }
+}

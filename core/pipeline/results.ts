@@ -1,0 +1,74 @@
+import type { Evaluation } from '../method/evaluate';
+import type { HeadKind } from '../method/head';
+import type { TrainResult } from '../method/train';
+import { type ArtifactStore, putJson } from '../store/artifact-store';
+
+export interface HeadOutcome {
+  kind: HeadKind;
+  backend: string;
+  headKey: string;
+  reusedHead: boolean;
+  training: TrainResult;
+  evaluation: Evaluation;
+}
+
+export interface ConfigurationOutcome {
+  configuration: string;
+  dataset: { name: string; classes: number; train: number; test: number };
+  backbone: string;
+  features: { train: string; test: string; reused: boolean };
+  heads: HeadOutcome[];
+}
+
+export interface ConfigurationFailure {
+  configuration: string;
+  error: string;
+}
+
+export interface SweepResults {
+  sweep: string;
+  finishedAt: string;
+  completed: ConfigurationOutcome[];
+  failed: ConfigurationFailure[];
+}
+
+const percent = (value: number) => (100 * value).toFixed(1);
+
+export function resultsTable(results: SweepResults): string {
+  const header =
+    '| configuration | classes | backbone | head | backend | top-1 % | top-5 % | chance % | features |';
+  const rule = '|---|---:|---|---|---|---:|---:|---:|---|';
+  const rows = results.completed.flatMap((outcome) =>
+    outcome.heads.map(
+      (head) =>
+        `| ${outcome.configuration} | ${outcome.dataset.classes} | ${outcome.backbone} | ${head.kind} | ${head.backend} | ` +
+        `${percent(head.evaluation.top1)} | ${percent(head.evaluation.top5)} | ${percent(1 / outcome.dataset.classes)} | ` +
+        `${outcome.features.reused ? 'cached' : 'extracted'} |`,
+    ),
+  );
+  return [header, rule, ...rows].join('\n');
+}
+
+export function resultsMarkdown(results: SweepResults): string {
+  const failures = results.failed.map((failure) => `- **${failure.configuration}**: ${failure.error}`);
+  return [
+    `# Sweep \`${results.sweep}\``,
+    '',
+    `Finished ${results.finishedAt}.`,
+    '',
+    '## Top-1 test accuracy',
+    '',
+    resultsTable(results),
+    '',
+    ...(failures.length > 0 ? ['## Failed configurations', '', ...failures, ''] : []),
+  ].join('\n');
+}
+
+/** Writes results.json and results.md under results/<sweep>/ and returns their keys. */
+export async function writeSweepResults(store: ArtifactStore, results: SweepResults): Promise<string[]> {
+  const json = `results/${results.sweep}/results.json`;
+  const markdown = `results/${results.sweep}/results.md`;
+  await putJson(store, json, results);
+  await store.put(markdown, Buffer.from(resultsMarkdown(results), 'utf8'));
+  return [json, markdown];
+}

@@ -1,0 +1,209 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { loadBackbone } from '../backbones/registry';
+import type { BaselineHeadConfig, Configuration, InfoDisentHeadConfig } from '../config/experiment';
+import type { DatasetManifest, Split } from '../data/dataset';
+import { generatePartsDataset } from '../data/parts-dataset';
+import { extractFeatures, StoredFeatureSet } from '../features/feature-store';
+import type { ParameterGroup } from '../method/adam';
+import { BaselineHead } from '../method/baseline-head';
+import { type Evaluation, evaluateHead } from '../method/evaluate';
+import type { Head, HeadKind } from '../method/head';
+import { InfoDisentHead } from '../method/infodisent-head';
+import { decodeTensors, encodeTensors } from '../method/tensor-io';
+import { type TrainResult, trainHead } from '../method/train';
+import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
+import { type BackendName, selectBackend } from '../tf/backend';
+import { contentKey } from '../util/hash';
+
+/** What every stage needs: where artifacts go, where local data lives, and a progress sink. */
+export interface StageContext {
+  store: ArtifactStore;
+  /** Local folder for generated datasets. */
+  dataDir: string;
+  progress?: (stage: string, done: number, total: number, detail?: string) => void | Promise<void>;
+}
+
+export interface DatasetRef {
+  name: string;
+  /** Absolute path of the dataset's manifest.json on the worker's disk. */
+  manifestPath: string;
+  classes: string[];
+  counts: Record<Split, number>;
+}
+
+export async function readDatasetManifest(ref: Pick<DatasetRef, 'manifestPath'>): Promise<DatasetManifest> {
+  return JSON.parse(await readFile(ref.manifestPath, 'utf8')) as DatasetManifest;
+}
+
+/** Generates (or finds) the configuration's dataset on the local disk. */
+export async function prepareDataset(
+  context: StageContext,
+  configuration: Configuration,
+): Promise<DatasetRef> {
+  const { dataset } = configuration;
+  const folder = path.join(context.dataDir, `${dataset.name}-${contentKey(dataset.generator)}`);
+  const manifest = await generatePartsDataset(dataset.generator, folder, (done, total) =>
+    context.progress?.('dataset', done, total),
+  );
+  const count = (split: Split) => manifest.items.filter((item) => item.split === split).length;
+  return {
+    name: manifest.name,
+    manifestPath: path.join(folder, 'manifest.json'),
+    classes: manifest.classes,
+    counts: { train: count('train'), test: count('test') },
+  };
+}
+
+export interface FeaturesRef {
+  key: string;
+  split: Split;
+  count: number;
+  reused: boolean;
+  reusedShards: number;
+  shape: { height: number; width: number; channels: number };
+}
+
+export async function extractSplit(
+  context: StageContext,
+  configuration: Configuration,
+  dataset: DatasetRef,
+  split: Split,
+): Promise<FeaturesRef> {
+  await selectBackend(configuration.backend === 'webgpu' ? 'webgpu' : 'auto');
+  const manifest = await readDatasetManifest(dataset);
+  const backbone = await loadBackbone(configuration.backbone.name);
+  try {
+    const result = await extractFeatures({
+      store: context.store,
+      dataset: manifest,
+      split,
+      backbone,
+      onProgress: ({ done, total }) => context.progress?.(`extract ${split}`, done, total),
+    });
+    return {
+      key: result.manifest.key,
+      split,
+      count: result.manifest.count,
+      reused: result.reused,
+      reusedShards: result.reusedShards,
+      shape: result.manifest.shape,
+    };
+  } finally {
+    backbone.dispose();
+  }
+}
+
+function createHead(kind: HeadKind, set: StoredFeatureSet, configuration: Configuration): Head {
+  if (kind === 'baseline') return new BaselineHead(set.shape, set.classCount, { seed: configuration.seed });
+  return new InfoDisentHead(set.shape, set.classCount, {
+    seed: configuration.seed,
+    foldEvery: configuration.heads.infodisent.foldEvery,
+  });
+}
+
+function parameterGroups(kind: HeadKind, configuration: Configuration): Record<string, ParameterGroup> {
+  const head: BaselineHeadConfig | InfoDisentHeadConfig = configuration.heads[kind];
+  return 'rotation' in head
+    ? { rotation: head.rotation, weight: head.weight, bias: head.bias }
+    : { weight: head.weight, bias: head.bias };
+}
+
+export interface TrainedHeadRef {
+  kind: HeadKind;
+  key: string;
+  backend: BackendName;
+  reused: boolean;
+  result: TrainResult;
+}
+
+/**
+ * Trains one head on the training features. Content-addressed: the same features, head settings,
+ * seed and backend give the same key, and a finished head is reused. Checkpoints go next to it.
+ */
+export async function trainHeadStage(
+  context: StageContext,
+  configuration: Configuration,
+  kind: HeadKind,
+  features: FeaturesRef,
+): Promise<TrainedHeadRef> {
+  const backend = await selectBackend(configuration.backend);
+  const settings = configuration.heads[kind];
+  const key = `heads/${kind}/${contentKey({ features: features.key, settings, seed: configuration.seed, backend })}`;
+  const finished = await context.store.get(`${key}/head.bin`);
+  if (finished) {
+    const { meta, tensors } = decodeTensors(finished);
+    tf.dispose(Object.values(tensors));
+    return { kind, key, backend, reused: true, result: (meta as { result: TrainResult }).result };
+  }
+  const set = await StoredFeatureSet.open(context.store, features.key);
+  const head = createHead(kind, set, configuration);
+  try {
+    const result = await trainHead(
+      head,
+      set,
+      {
+        epochs: settings.epochs,
+        batchSize: settings.batchSize,
+        seed: configuration.seed,
+        groups: parameterGroups(kind, configuration),
+        schedule: settings.schedule,
+        validationFraction: settings.validationFraction,
+        patience: settings.patience,
+        checkpointEvery: settings.checkpointEvery,
+      },
+      {
+        onProgress: ({ step, totalSteps, loss }) =>
+          context.progress?.(`train ${kind}`, step, totalSteps, `loss ${loss.toFixed(3)}`),
+        checkpoint: {
+          load: () => context.store.get(`${key}/checkpoint.bin`),
+          save: (data) => context.store.put(`${key}/checkpoint.bin`, data),
+        },
+      },
+    );
+    await context.store.put(
+      `${key}/head.bin`,
+      encodeTensors(head.state(), { kind, backend, result, features: features.key }),
+    );
+    await context.store.delete(`${key}/checkpoint.bin`);
+    return { kind, key, backend, reused: false, result };
+  } finally {
+    head.dispose();
+  }
+}
+
+/** Restores a trained head from the store. */
+export async function loadTrainedHead(
+  context: StageContext,
+  configuration: Configuration,
+  trained: Pick<TrainedHeadRef, 'kind' | 'key'>,
+  set: StoredFeatureSet,
+): Promise<Head> {
+  const data = await context.store.get(`${trained.key}/head.bin`);
+  if (!data) throw new Error(`trained head '${trained.key}' is not in ${context.store.location}`);
+  const head = createHead(trained.kind, set, configuration);
+  head.restore(decodeTensors(data).tensors);
+  return head;
+}
+
+export async function evaluateStage(
+  context: StageContext,
+  configuration: Configuration,
+  trained: TrainedHeadRef,
+  test: FeaturesRef,
+): Promise<Evaluation> {
+  const key = `${trained.key}/evaluation-${contentKey(test.key)}.json`;
+  const cached = await getJson<Evaluation>(context.store, key);
+  if (cached) return cached;
+  await selectBackend(configuration.backend);
+  const set = await StoredFeatureSet.open(context.store, test.key);
+  const head = await loadTrainedHead(context, configuration, trained, set);
+  try {
+    const evaluation = await evaluateHead(head, set);
+    await putJson(context.store, key, evaluation);
+    return evaluation;
+  } finally {
+    head.dispose();
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * One interface for every place artifacts live. Keys are '/'-separated relative paths.
+ * Implementations publish each object whole or not at all: a reader never sees a partial write.
+ */
+export interface ArtifactStore {
+  /** Human-readable location, for logs and results ("file:///…", "s3://bucket/prefix"). */
+  readonly location: string;
+  get(key: string): Promise<Buffer | undefined>;
+  put(key: string, data: Uint8Array): Promise<void>;
+  exists(key: string): Promise<boolean>;
+  /** Keys under a prefix, sorted. */
+  list(prefix: string): Promise<string[]>;
+  delete(key: string): Promise<void>;
+}
+
+export class ArtifactNotFoundError extends Error {
+  constructor(
+    readonly key: string,
+    location: string,
+  ) {
+    super(`artifact '${key}' not found in ${location}`);
+    this.name = 'ArtifactNotFoundError';
+  }
+}
+
+export async function getRequired(store: ArtifactStore, key: string): Promise<Buffer> {
+  const data = await store.get(key);
+  if (data === undefined) throw new ArtifactNotFoundError(key, store.location);
+  return data;
+}
+
+export async function getJson<T>(store: ArtifactStore, key: string): Promise<T | undefined> {
+  const data = await store.get(key);
+  return data === undefined ? undefined : (JSON.parse(data.toString('utf8')) as T);
+}
+
+export async function putJson(store: ArtifactStore, key: string, value: unknown): Promise<void> {
+  await store.put(key, Buffer.from(`${JSON.stringify(value, null, 2)}\n`, 'utf8'));
+}
+
+export function assertValidKey(key: string): void {
+  if (
+    key.length === 0 ||
+    key.startsWith('/') ||
+    key.split('/').some((part) => part === '' || part === '..')
+  ) {
+    throw new Error(`invalid artifact key '${key}': use a relative '/'-separated path without '..'`);
+  }
+}

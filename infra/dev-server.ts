@@ -1,0 +1,66 @@
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { resolveTool } from './tools';
+
+export interface LocalTemporal {
+  environment: TestWorkflowEnvironment;
+  address: string;
+  uiAddress: string | null;
+  stop(): Promise<void>;
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a Temporal dev server (the `temporal` CLI) whose database file lives in `stateDir`, so the
+ * next start sees this run's history. Prefers the standard ports 7233 (and 8233 for the UI) when free.
+ */
+export async function startLocalTemporal(options: {
+  stateDir: string;
+  log?: (line: string) => void;
+  ui?: boolean;
+  /** Keep history between starts (default); false gives an in-memory server, as tests want. */
+  persistent?: boolean;
+}): Promise<LocalTemporal> {
+  const executable = resolveTool('temporal', { install: true, ...(options.log ? { log: options.log } : {}) });
+  mkdirSync(options.stateDir, { recursive: true });
+  const port = (await portIsFree(7233)) ? 7233 : await freePort();
+  const ui = options.ui ?? false;
+  const uiPort = ui ? ((await portIsFree(8233)) ? 8233 : await freePort()) : undefined;
+  const environment = await TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: executable },
+      ip: '127.0.0.1',
+      port,
+      ui,
+      ...(uiPort ? { uiPort } : {}),
+      ...(options.persistent === false ? {} : { dbFilename: path.join(options.stateDir, 'temporal.db') }),
+      log: { format: 'pretty', level: 'error' },
+    },
+  });
+  return {
+    environment,
+    address: `127.0.0.1:${port}`,
+    uiAddress: uiPort ? `http://127.0.0.1:${uiPort}` : null,
+    stop: () => environment.teardown(),
+  };
+}

@@ -1,0 +1,258 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { LocalArtifactStore } from '../core/store/local-store';
+import { openStore } from '../core/store/open-store';
+import {
+  ArtifactIntegrityError,
+  S3ArtifactStore,
+  S3BucketNotFoundError,
+  S3CredentialsError,
+  type S3StoreOptions,
+  SHA256_METADATA,
+} from '../core/store/s3-store';
+import { sha256 } from '../core/util/hash';
+import type { SeaweedFs } from '../infra/seaweedfs';
+import { startTestSeaweedFs } from './support/seaweedfs';
+
+const MiB = 1024 * 1024;
+const BUCKET = 'artifacts';
+
+let server: SeaweedFs;
+let dispose: (() => Promise<void>) | undefined;
+
+before(async () => {
+  ({ server, dispose } = await startTestSeaweedFs());
+  await storeFor().createBucket();
+});
+
+after(async () => {
+  await dispose?.();
+});
+
+/** Multipart from 8 MiB in 5 MiB parts, so a 20 MiB object takes four parts. */
+function storeFor(overrides: Partial<S3StoreOptions> = {}): S3ArtifactStore {
+  return new S3ArtifactStore({
+    bucket: BUCKET,
+    endpoint: server.endpoint,
+    region: server.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    multipartThreshold: 8 * MiB,
+    partSize: 5 * MiB,
+    ...overrides,
+  });
+}
+
+test('small, empty and multipart objects round-trip with their SHA-256 in metadata', async () => {
+  const largeProgress: number[] = [];
+  const store = storeFor({
+    onUploadProgress: (p) => {
+      if (p.key === 'round/large.bin') largeProgress.push(p.loaded);
+    },
+  });
+  const small = randomBytes(1000);
+  const large = randomBytes(20 * MiB);
+  await store.put('round/small.bin', small);
+  await store.put('round/empty.bin', new Uint8Array(0));
+  await store.put('round/large.bin', large);
+
+  assert.deepEqual(await store.get('round/small.bin'), small);
+  assert.deepEqual(await store.get('round/empty.bin'), Buffer.alloc(0));
+  assert.ok((await store.get('round/large.bin'))!.equals(large));
+
+  const head = await store.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'round/large.bin' }));
+  assert.equal(head.Metadata?.[SHA256_METADATA], sha256(large));
+  assert.match(head.ETag ?? '', /-4"$/, 'a multipart ETag ends in -<parts>');
+  assert.deepEqual(
+    largeProgress,
+    [1, 2, 3, 4].map((parts) => Math.min(parts * 5 * MiB, large.length)),
+  );
+});
+
+test('putting the same bytes under the same key again, even concurrently, is harmless', async () => {
+  const store = storeFor();
+  const data = randomBytes(4096);
+  await store.put('same/key.bin', data);
+  await store.put('same/key.bin', data);
+  await Promise.all([1, 2, 3].map(() => store.put('same/key.bin', data)));
+  assert.deepEqual(await store.get('same/key.bin'), data);
+  assert.deepEqual(await store.list('same/'), ['same/key.bin']);
+});
+
+test('list filters by prefix and follows pagination', async () => {
+  const store = storeFor({ listPageSize: 3 });
+  const keys = Array.from({ length: 10 }, (_, i) => `page/k${String(i).padStart(2, '0')}`);
+  await Promise.all([...keys, 'pages/x', 'other/y'].map((key) => store.put(key, Buffer.from(key))));
+
+  const firstPage = await store.client.send(
+    new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'page/', MaxKeys: 3 }),
+  );
+  assert.equal(firstPage.Contents?.length, 3);
+  assert.equal(firstPage.IsTruncated, true, 'the server honours MaxKeys, so listing 10 keys takes 4 pages');
+
+  assert.deepEqual(await store.list('page/'), keys);
+  assert.deepEqual(await store.list('page'), [...keys, 'pages/x']);
+  assert.deepEqual(await store.list('nothing/'), []);
+});
+
+test('exists and delete', async () => {
+  const store = storeFor();
+  assert.equal(await store.exists('gone/a.bin'), false);
+  await store.put('gone/a.bin', Buffer.from('a'));
+  assert.equal(await store.exists('gone/a.bin'), true);
+  await store.delete('gone/a.bin');
+  assert.equal(await store.exists('gone/a.bin'), false);
+  assert.equal(await store.get('gone/a.bin'), undefined);
+  await store.delete('gone/a.bin');
+  assert.deepEqual(await store.list('gone/'), []);
+});
+
+test('openStore maps s3:// URLs to a prefix in the bucket and other URLs to local folders', async () => {
+  const store = openStore(`s3://${BUCKET}/runs/r1?endpoint=${encodeURIComponent(server.endpoint)}`, {
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+  });
+  assert.ok(store instanceof S3ArtifactStore);
+  assert.equal(store.location, `s3://${BUCKET}/runs/r1`);
+  await store.put('a/b.json', Buffer.from('{}'));
+  const head = await store.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'runs/r1/a/b.json' }));
+  assert.equal(head.ContentLength, 2);
+  assert.deepEqual(await store.list(''), ['a/b.json']);
+
+  const local = openStore('file:///tmp/infodisent-store');
+  assert.ok(local instanceof LocalArtifactStore);
+  assert.equal(local.root, '/tmp/infodisent-store');
+  const relative = openStore('some/folder');
+  assert.ok(relative instanceof LocalArtifactStore);
+  assert.equal(relative.root, path.resolve('some/folder'));
+  assert.throws(() => openStore('gs://bucket/x'), /unsupported store URL/);
+});
+
+test('get throws, naming the key, when the bytes do not match the recorded SHA-256', async () => {
+  const store = storeFor();
+  const original = Buffer.from('the real artifact');
+  await store.put('corrupt/a.bin', original);
+  await store.client.send(
+    new PutObjectCommand({
+      Bucket: BUCKET,
+      Key: 'corrupt/a.bin',
+      Body: Buffer.from('tampered artifact'),
+      Metadata: { [SHA256_METADATA]: sha256(original) },
+    }),
+  );
+  await assert.rejects(store.get('corrupt/a.bin'), (error: Error) => {
+    assert.ok(error instanceof ArtifactIntegrityError);
+    assert.equal(error.key, 'corrupt/a.bin');
+    assert.match(error.message, /'corrupt\/a\.bin'.*corrupt/);
+    return true;
+  });
+
+  await store.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'corrupt/foreign.bin', Body: 'x' }));
+  await assert.rejects(store.get('corrupt/foreign.bin'), /'corrupt\/foreign\.bin'.*no sha256 metadata/);
+});
+
+test('rejected credentials give a clear error that never contains the secret', async () => {
+  const wrongSecret = 'wrong-secret-0123456789abcdefghijklmn';
+  const badSecret = storeFor({
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: wrongSecret },
+    maxAttempts: 1,
+  });
+  const badKey = storeFor({
+    credentials: { accessKeyId: 'NOSUCHKEY0000000000', secretAccessKey: wrongSecret },
+    maxAttempts: 1,
+  });
+  const operations = [
+    (s: S3ArtifactStore) => s.get('round/small.bin'),
+    (s: S3ArtifactStore) => s.put('creds/x.bin', Buffer.from('x')),
+    (s: S3ArtifactStore) => s.exists('round/small.bin'),
+    (s: S3ArtifactStore) => s.list('round/'),
+  ];
+  for (const store of [badSecret, badKey]) {
+    for (const operation of operations) {
+      await assert.rejects(operation(store), (error: Error) => {
+        assert.ok(error instanceof S3CredentialsError, `${error.name}: ${error.message}`);
+        assert.match(error.message, /credentials .*were rejected/);
+        assert.ok(error.message.includes(server.endpoint), error.message);
+        assert.ok(error.message.includes(`'${BUCKET}'`), error.message);
+        assert.ok(!error.message.includes(wrongSecret) && !error.message.includes(server.secretAccessKey));
+        return true;
+      });
+    }
+  }
+});
+
+test('a missing bucket is reported as such, and can be created', async () => {
+  const store = storeFor({ bucket: 'no-such-bucket', maxAttempts: 1 });
+  for (const operation of [
+    () => store.get('a.bin'),
+    () => store.exists('a.bin'),
+    () => store.put('a.bin', Buffer.from('a')),
+    () => store.list(''),
+  ]) {
+    await assert.rejects(operation(), (error: Error) => {
+      assert.ok(error instanceof S3BucketNotFoundError, `${error.name}: ${error.message}`);
+      assert.match(
+        error.message,
+        /bucket 'no-such-bucket' does not exist at http:\/\/127\.0\.0\.1:\d+.*createBucket/,
+      );
+      return true;
+    });
+  }
+
+  const creating = storeFor({ bucket: 'created-on-demand', createBucket: true });
+  assert.equal(await creating.exists('a.bin'), false);
+  await creating.put('a.bin', Buffer.from('a'));
+  assert.deepEqual(await creating.get('a.bin'), Buffer.from('a'));
+  await creating.createBucket();
+  assert.deepEqual(await creating.list(''), ['a.bin']);
+});
+
+test('a server crash mid-upload leaves no partial artifact, and a retry succeeds', async () => {
+  let crashed: Promise<void> | undefined;
+  const store = storeFor({
+    maxAttempts: 2,
+    // Crash as soon as the first part of either upload has been stored, while other parts are in flight.
+    onUploadProgress: () => {
+      crashed ??= server.kill();
+    },
+  });
+  const previous = randomBytes(20 * MiB);
+  await storeFor().put('crash/existing.bin', previous);
+  const fresh = randomBytes(20 * MiB);
+  const replacement = randomBytes(20 * MiB);
+
+  const results = await Promise.allSettled([
+    store.put('crash/fresh.bin', fresh),
+    store.put('crash/existing.bin', replacement),
+  ]);
+  assert.ok(crashed, 'the server was killed during the uploads');
+  await crashed;
+  for (const result of results) {
+    assert.equal(result.status, 'rejected');
+    assert.match(
+      String((result as PromiseRejectedResult).reason),
+      /S3 writing 'crash\/.*' .*failed after 2 attempts/,
+    );
+  }
+
+  await server.start();
+  const restarted = storeFor();
+  const freshNow = await restarted.get('crash/fresh.bin');
+  assert.ok(freshNow === undefined || freshNow.equals(fresh), 'a new key is absent or whole');
+  const existingNow = await restarted.get('crash/existing.bin');
+  assert.ok(
+    existingNow?.equals(previous) || existingNow?.equals(replacement),
+    'an old key keeps whole content',
+  );
+  assert.deepEqual(
+    await restarted.list('crash/'),
+    freshNow === undefined ? ['crash/existing.bin'] : ['crash/existing.bin', 'crash/fresh.bin'],
+  );
+
+  await restarted.put('crash/fresh.bin', fresh);
+  await restarted.put('crash/existing.bin', replacement);
+  assert.ok((await restarted.get('crash/fresh.bin'))!.equals(fresh));
+  assert.ok((await restarted.get('crash/existing.bin'))!.equals(replacement));
+});

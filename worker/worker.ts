@@ -1,0 +1,44 @@
+import { type NativeConnection, Worker } from '@temporalio/worker';
+import { type ActivityDependencies, createActivities } from '../activities';
+import type { TaskQueues } from '../workflows/progress';
+
+export type QueueRole = keyof TaskQueues;
+
+export interface WorkerOptions {
+  connection: NativeConnection;
+  namespace: string;
+  queues: TaskQueues;
+  /** Which queues this process serves: GPU work (extraction, training), CPU work (workflows, datasets, results). */
+  roles: QueueRole[];
+  dependencies: ActivityDependencies;
+  /** Activities at once on the GPU queue: tensor work shares one device, so 1 by default. */
+  gpuConcurrency?: number;
+  cpuConcurrency?: number;
+}
+
+/** Creates one worker per served queue. Workflows run on the CPU queue; every worker has every activity. */
+export async function createWorkers(options: WorkerOptions): Promise<Worker[]> {
+  const activities = createActivities(options.dependencies);
+  return Promise.all(
+    options.roles.map((role) =>
+      Worker.create({
+        connection: options.connection,
+        namespace: options.namespace,
+        taskQueue: options.queues[role],
+        activities,
+        ...(role === 'cpu' ? { workflowsPath: require.resolve('../workflows') } : {}),
+        maxConcurrentActivityTaskExecutions:
+          role === 'gpu' ? (options.gpuConcurrency ?? 1) : (options.cpuConcurrency ?? 2),
+        shutdownGraceTime: '5s',
+      }),
+    ),
+  );
+}
+
+/** Runs the workers until `until` settles (then shuts them down) and returns its value. */
+export async function runWorkersUntil<T>(workers: Worker[], until: Promise<T>): Promise<T> {
+  if (workers.length === 0) return until;
+  const [first, ...rest] = workers;
+  const nested = rest.reduce<Promise<T>>((inner, worker) => worker.runUntil(inner), until);
+  return first!.runUntil(nested);
+}

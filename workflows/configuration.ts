@@ -1,0 +1,123 @@
+import { proxyActivities, setHandler } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { Configuration } from '../core/config/experiment';
+import type { HeadKind } from '../core/method/head';
+import type { ConfigurationOutcome, HeadOutcome } from '../core/pipeline/results';
+import {
+  type ConfigurationProgress,
+  configurationProgressQuery,
+  type StageState,
+  type TaskQueues,
+} from './progress';
+
+const RETRY = {
+  initialInterval: '5s',
+  backoffCoefficient: 2,
+  maximumInterval: '5m',
+  maximumAttempts: 5,
+  nonRetryableErrorTypes: ['InputError'],
+};
+
+function activitiesOn(taskQueue: string) {
+  return proxyActivities<Activities>({
+    taskQueue,
+    startToCloseTimeout: '24h',
+    heartbeatTimeout: '10m',
+    retry: RETRY,
+  });
+}
+
+const HEADS: HeadKind[] = ['baseline', 'infodisent'];
+
+export interface ConfigurationInput {
+  configuration: Configuration;
+  queues: TaskQueues;
+}
+
+/** One dataset x backbone configuration: dataset, features, both heads, their evaluation. */
+export async function configurationWorkflow({
+  configuration,
+  queues,
+}: ConfigurationInput): Promise<ConfigurationOutcome> {
+  const gpu = activitiesOn(queues.gpu);
+  const cpu = activitiesOn(queues.cpu);
+  const stages: StageState[] = [
+    'dataset',
+    'extract train',
+    'extract test',
+    ...HEADS.flatMap((kind) => [`train ${kind}`, `evaluate ${kind}`]),
+  ].map((name) => ({ name, status: 'pending' }));
+  setHandler(
+    configurationProgressQuery,
+    (): ConfigurationProgress => ({ configuration: configuration.name, stages }),
+  );
+
+  async function stage<T>(
+    name: string,
+    work: () => Promise<T>,
+    summarise: (result: T) => string,
+  ): Promise<T> {
+    const state = stages.find((s) => s.name === name)!;
+    state.status = 'running';
+    try {
+      const result = await work();
+      state.status = 'done';
+      state.summary = summarise(result);
+      return result;
+    } catch (error) {
+      state.status = 'failed';
+      throw error;
+    }
+  }
+
+  const dataset = await stage(
+    'dataset',
+    () => cpu.prepareDataset(configuration),
+    (d) => `${d.classes.length} classes, ${d.counts.train}/${d.counts.test} images`,
+  );
+  const cached = (reused: boolean, shards: number) =>
+    reused ? 'cached' : shards > 0 ? `resumed (${shards} shards)` : 'extracted';
+  const train = await stage(
+    'extract train',
+    () => gpu.extractFeatures(configuration, dataset, 'train'),
+    (f) => cached(f.reused, f.reusedShards),
+  );
+  const test = await stage(
+    'extract test',
+    () => gpu.extractFeatures(configuration, dataset, 'test'),
+    (f) => cached(f.reused, f.reusedShards),
+  );
+  const heads: HeadOutcome[] = [];
+  for (const kind of HEADS) {
+    const trained = await stage(
+      `train ${kind}`,
+      () => gpu.trainHead(configuration, kind, train),
+      (t) => (t.reused ? 'cached' : `${t.result.steps} steps on ${t.backend}`),
+    );
+    const evaluation = await stage(
+      `evaluate ${kind}`,
+      () => gpu.evaluateHead(configuration, trained, test),
+      (e) => `top-1 ${(100 * e.top1).toFixed(1)}%`,
+    );
+    heads.push({
+      kind,
+      backend: trained.backend,
+      headKey: trained.key,
+      reusedHead: trained.reused,
+      training: trained.result,
+      evaluation,
+    });
+  }
+  return {
+    configuration: configuration.name,
+    dataset: {
+      name: dataset.name,
+      classes: dataset.classes.length,
+      train: dataset.counts.train,
+      test: dataset.counts.test,
+    },
+    backbone: configuration.backbone.name,
+    features: { train: train.key, test: test.key, reused: train.reused && test.reused },
+    heads,
+  };
+}

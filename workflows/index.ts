@@ -1,0 +1,2 @@
+export { configurationWorkflow } from './configuration';
+export { sweepWorkflow } from './sweep';

@@ -1,0 +1,78 @@
+import { executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { Sweep } from '../core/config/experiment';
+import type { ConfigurationFailure, ConfigurationOutcome, SweepResults } from '../core/pipeline/results';
+import { configurationWorkflow } from './configuration';
+import { type SweepProgress, sweepProgressQuery, type TaskQueues } from './progress';
+
+export interface SweepInput {
+  sweep: Sweep;
+  queues: TaskQueues;
+  /** Configurations run at once (each is a child workflow). */
+  parallelism: number;
+}
+
+export interface SweepOutput {
+  results: SweepResults;
+  resultKeys: string[];
+}
+
+export function configurationWorkflowId(sweepWorkflowId: string, configuration: string): string {
+  return `${sweepWorkflowId}/${configuration}`;
+}
+
+/** One child workflow per configuration; a failed configuration is reported, and the others go on. */
+export async function sweepWorkflow({ sweep, queues, parallelism }: SweepInput): Promise<SweepOutput> {
+  const { workflowId } = workflowInfo();
+  const progress: SweepProgress = {
+    sweep: sweep.name,
+    configurations: sweep.configurations.map((c) => ({
+      name: c.name,
+      workflowId: configurationWorkflowId(workflowId, c.name),
+      status: 'pending',
+    })),
+  };
+  setHandler(sweepProgressQuery, () => progress);
+
+  const completed: ConfigurationOutcome[] = [];
+  const failed: ConfigurationFailure[] = [];
+  let next = 0;
+  const lane = async () => {
+    while (next < sweep.configurations.length) {
+      const index = next++;
+      const configuration = sweep.configurations[index]!;
+      const entry = progress.configurations[index]!;
+      entry.status = 'running';
+      try {
+        completed.push(
+          await executeChild(configurationWorkflow, {
+            workflowId: entry.workflowId,
+            args: [{ configuration, queues }],
+            taskQueue: queues.cpu,
+          }),
+        );
+        entry.status = 'done';
+      } catch (error) {
+        const cause = (error as { cause?: { message?: string } }).cause;
+        entry.status = 'failed';
+        entry.error = cause?.message ?? (error as Error).message;
+        failed.push({ configuration: configuration.name, error: entry.error });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, parallelism) }, lane));
+  const order = (name: string) => sweep.configurations.findIndex((c) => c.name === name);
+  completed.sort((a, b) => order(a.configuration) - order(b.configuration));
+  const results: SweepResults = {
+    sweep: sweep.name,
+    finishedAt: new Date().toISOString(),
+    completed,
+    failed,
+  };
+  const { writeResults } = proxyActivities<Activities>({
+    taskQueue: queues.cpu,
+    startToCloseTimeout: '10m',
+    retry: { maximumAttempts: 5 },
+  });
+  return { results, resultKeys: await writeResults(results) };
+}
