@@ -3,14 +3,16 @@ import type { Configuration } from '../core/config/experiment';
 import type { Split } from '../core/data/dataset';
 import type { HeadKind } from '../core/method/head';
 import { type SweepResults, writeSweepResults } from '../core/pipeline/results';
-import * as stages from '../core/pipeline/stages';
-import type { ArtifactStore } from '../core/store/artifact-store';
+import {
+  runStageInThread,
+  type StageArgs,
+  type StageLocation,
+  type StageName,
+  type StageResult,
+} from '../core/pipeline/stage-runner';
+import type { DatasetRef, FeaturesRef, TrainedHeadRef } from '../core/pipeline/stages';
+import { openStore } from '../core/store/open-store';
 import { InputError } from '../core/util/errors';
-
-export interface ActivityDependencies {
-  store: ArtifactStore;
-  dataDir: string;
-}
 
 /** Heartbeat payload: what the CLI's progress bars show for a running activity. */
 export interface StageProgress {
@@ -20,39 +22,56 @@ export interface StageProgress {
   detail?: string;
 }
 
-/** Bad input fails without retries; anything else is retried by the workflow's policy. */
-async function run<T>(
-  work: (context: stages.StageContext) => Promise<T>,
-  dependencies: ActivityDependencies,
-): Promise<T> {
-  const context: stages.StageContext = {
-    ...dependencies,
-    progress: (stage, done, total, detail) => {
-      const details: StageProgress = { stage, done, total, ...(detail ? { detail } : {}) };
-      Context.current().heartbeat(details);
-    },
-  };
+/** Bad input fails at once; anything else is left to the workflow's retry policy. */
+function asTemporalFailure(error: unknown): unknown {
+  return error instanceof InputError ? ApplicationFailure.nonRetryable(error.message, 'InputError') : error;
+}
+
+/** Runs a pipeline stage in its own thread, forwarding its progress as heartbeats. */
+async function stage<N extends StageName>(
+  location: StageLocation,
+  name: N,
+  ...args: StageArgs<N>
+): Promise<StageResult<N>> {
+  const context = Context.current();
   try {
-    return await work(context);
+    return await runStageInThread(
+      name,
+      args,
+      location,
+      ({ stage, done, total, detail }) =>
+        context.heartbeat({ stage, done, total, ...(detail ? { detail } : {}) }),
+      context.cancellationSignal,
+    );
   } catch (error) {
-    if (error instanceof InputError) throw ApplicationFailure.nonRetryable(error.message, 'InputError');
-    throw error;
+    throw asTemporalFailure(error);
   }
 }
 
 /** Thin adapters from Temporal to the pipeline's stages; every stage is idempotent and content-addressed. */
-export function createActivities(dependencies: ActivityDependencies) {
+export function createActivities(location: StageLocation) {
   return {
-    prepareDataset: (configuration: Configuration) =>
-      run((context) => stages.prepareDataset(context, configuration), dependencies),
-    extractFeatures: (configuration: Configuration, dataset: stages.DatasetRef, split: Split) =>
-      run((context) => stages.extractSplit(context, configuration, dataset, split), dependencies),
-    trainHead: (configuration: Configuration, kind: HeadKind, features: stages.FeaturesRef) =>
-      run((context) => stages.trainHeadStage(context, configuration, kind, features), dependencies),
-    evaluateHead: (configuration: Configuration, trained: stages.TrainedHeadRef, test: stages.FeaturesRef) =>
-      run((context) => stages.evaluateStage(context, configuration, trained, test), dependencies),
-    writeResults: (results: SweepResults) =>
-      run(() => writeSweepResults(dependencies.store, results), dependencies),
+    prepareDataset: (configuration: Configuration): Promise<DatasetRef> =>
+      stage(location, 'prepareDataset', configuration),
+    extractFeatures: (
+      configuration: Configuration,
+      dataset: DatasetRef,
+      split: Split,
+    ): Promise<FeaturesRef> => stage(location, 'extractSplit', configuration, dataset, split),
+    trainHead: (
+      configuration: Configuration,
+      kind: HeadKind,
+      features: FeaturesRef,
+    ): Promise<TrainedHeadRef> => stage(location, 'trainHeadStage', configuration, kind, features),
+    evaluateHead: (configuration: Configuration, trained: TrainedHeadRef, test: FeaturesRef) =>
+      stage(location, 'evaluateStage', configuration, trained, test),
+    writeResults: async (results: SweepResults): Promise<string[]> => {
+      try {
+        return await writeSweepResults(openStore(location.storeUrl), results);
+      } catch (error) {
+        throw asTemporalFailure(error);
+      }
+    },
   };
 }
 

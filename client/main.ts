@@ -2,7 +2,11 @@
 import { Command } from 'commander';
 import { ConfigError } from '../core/config/experiment';
 import { runCommand } from './commands/run';
+import { registerScheduleCommands } from './commands/schedule';
+import { registerSweepCommands } from './commands/sweep';
 import { validateCommand } from './commands/validate';
+import { registerWorkerCommand } from './commands/worker';
+import { CliError, redact } from './output';
 
 const program = new Command()
   .name('infodisent')
@@ -30,11 +34,20 @@ program
   .option('--json', 'print {"configurations": [...]} for scripts')
   .action(validateCommand);
 
+registerSweepCommands(program);
+registerScheduleCommands(program);
+registerWorkerCommand(program);
+
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof ConfigError) {
-    process.stderr.write(`${error.message}\n`);
+    process.stderr.write(`${redact(error.message)}\n`);
     process.exit(2);
   }
-  process.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  if (error instanceof CliError) {
+    process.stderr.write(`error: ${redact(error.message)}\n`);
+    process.exit(error.exitCode);
+  }
+  const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.stderr.write(`error: ${redact(text)}\n`);
   process.exit(1);
 });

@@ -1,5 +1,6 @@
 import { type NativeConnection, Worker } from '@temporalio/worker';
-import { type ActivityDependencies, createActivities } from '../activities';
+import { createActivities } from '../activities';
+import type { StageLocation } from '../core/pipeline/stage-runner';
 import type { TaskQueues } from '../workflows/progress';
 
 export type QueueRole = keyof TaskQueues;
@@ -10,7 +11,8 @@ export interface WorkerOptions {
   queues: TaskQueues;
   /** Which queues this process serves: GPU work (extraction, training), CPU work (workflows, datasets, results). */
   roles: QueueRole[];
-  dependencies: ActivityDependencies;
+  /** Where the stages read and write: the artifact store URL and the local data folder. */
+  location: StageLocation;
   /** Activities at once on the GPU queue: tensor work shares one device, so 1 by default. */
   gpuConcurrency?: number;
   cpuConcurrency?: number;
@@ -18,7 +20,7 @@ export interface WorkerOptions {
 
 /** Creates one worker per served queue. Workflows run on the CPU queue; every worker has every activity. */
 export async function createWorkers(options: WorkerOptions): Promise<Worker[]> {
-  const activities = createActivities(options.dependencies);
+  const activities = createActivities(options.location);
   return Promise.all(
     options.roles.map((role) =>
       Worker.create({

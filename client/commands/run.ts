@@ -5,6 +5,7 @@ import { resultsTable, type SweepResults } from '../../core/pipeline/results';
 import { LocalArtifactStore } from '../../core/store/local-store';
 import { startLocalTemporal } from '../../infra/dev-server';
 import { stateDir } from '../../infra/paths';
+import { installRuntime } from '../../worker/runtime';
 import { createWorkers, runWorkersUntil } from '../../worker/worker';
 import { DEFAULT_TASK_QUEUES } from '../../workflows/progress';
 import { sweepWorkflow } from '../../workflows/sweep';
@@ -41,6 +42,7 @@ export async function runEmbedded(
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const home = path.resolve(options.home ?? stateDir());
   const store = new LocalArtifactStore(path.join(home, 'store'));
+  installRuntime();
   log(`starting the local Temporal dev server (state in ${home}) …`);
   const temporal = await startLocalTemporal({ stateDir: home, log, persistent: options.persistent ?? true });
   try {
@@ -51,7 +53,7 @@ export async function runEmbedded(
       namespace: 'default',
       queues: DEFAULT_TASK_QUEUES,
       roles: ['gpu', 'cpu'],
-      dependencies: { store, dataDir: path.join(home, 'datasets') },
+      location: { storeUrl: store.root, dataDir: path.join(home, 'datasets') },
     });
     const workflowId = sweepWorkflowId(sweep);
     const input = { sweep, queues: DEFAULT_TASK_QUEUES, parallelism: options.parallelism ?? 2 };

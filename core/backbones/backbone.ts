@@ -1,3 +1,4 @@
+import type { PresetName } from '../data/preprocess';
 import type { FeatureShape } from '../features/feature-set';
 
 /** A frozen, pretrained network cut at its last feature map. */
@@ -11,6 +12,11 @@ export interface Backbone {
   readonly featureShape: FeatureShape;
   /** Where the preprocessing of this backbone is described (part of the cache key). */
   readonly preprocessing: { resize: number; crop: number; scale: 'unit' | 'imagenet' };
+  /**
+   * The torchvision transform (core/data/preprocess.ts) images are prepared with before `extract`. Absent:
+   * the image squeezed to inputSize x inputSize by sharp, values in [0, 1] (`loadImage`).
+   */
+  readonly preset?: PresetName;
   /** Maps a batch [n, inputSize, inputSize, 3] (preprocessed) to features [n, H, W, C]. */
   extract(images: Float32Array, n: number): Promise<Float32Array>;
   dispose(): void;

@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import type { Backbone } from '../backbones/backbone';
 import type { DatasetManifest, Split } from '../data/dataset';
 import { itemsOfSplit } from '../data/dataset';
+import { preprocessImage } from '../data/preprocess';
 import { type ArtifactStore, getJson, getRequired, putJson } from '../store/artifact-store';
 import { contentKey, sha256 } from '../util/hash';
 import { type FeatureSet, type FeatureShape, itemSize } from './feature-set';
@@ -35,6 +36,8 @@ export function featureCacheKey(dataset: DatasetManifest, split: Split, backbone
     classes: dataset.classes.length,
     backbone: backbone.fingerprint,
     preprocessing: backbone.preprocessing,
+    // Undefined for backbones without a preset, so their keys are what they were before presets.
+    preset: backbone.preset,
   })}`;
 }
 
@@ -54,6 +57,17 @@ export async function loadImage(file: string, size: number): Promise<Float32Arra
   if (pixels.length !== size * size * 3)
     throw new Error(`image ${file} did not decode to ${size}x${size} RGB`);
   return Float32Array.from(pixels, (v) => v / 255);
+}
+
+/** One image as `backbone.extract` takes it: its preset's transform where it has one, else `loadImage`. */
+export async function prepareImage(backbone: Backbone, file: string): Promise<Float32Array> {
+  if (!backbone.preset) return loadImage(file, backbone.inputSize);
+  const image = await preprocessImage(file, backbone.preset);
+  if (image.width !== backbone.inputSize || image.height !== backbone.inputSize)
+    throw new Error(
+      `preset '${backbone.preset}' crops ${image.width} px but backbone '${backbone.name}' takes ${backbone.inputSize} px`,
+    );
+  return image.data;
 }
 
 export interface ExtractionProgress {
@@ -110,7 +124,7 @@ export async function extractFeatures(options: {
         const pixels = backbone.inputSize * backbone.inputSize * 3;
         const images = new Float32Array(batch.length * pixels);
         const decoded = await Promise.all(
-          batch.map((item) => loadImage(path.join(dataset.root, item.path), backbone.inputSize)),
+          batch.map((item) => prepareImage(backbone, path.join(dataset.root, item.path))),
         );
         decoded.forEach((image, i) => {
           images.set(image, i * pixels);

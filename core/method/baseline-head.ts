@@ -60,7 +60,7 @@ export class BaselineHead implements Head {
     return tf.tidy(() => tf.add(tf.matMul(this.weight, tf.transpose(pooled)), this.bias) as tf.Tensor2D);
   }
 
-  logits(maps: Float32Array): tf.Tensor2D {
+  async logits(maps: Float32Array): Promise<tf.Tensor2D> {
     const pooled = this.pool(maps);
     const logitsT = this.logitsClassMajor(pooled);
     const logits = tf.tidy(() => tf.transpose(logitsT) as tf.Tensor2D);
@@ -68,7 +68,7 @@ export class BaselineHead implements Head {
     return logits;
   }
 
-  lossAndGradients(maps: Float32Array, labels: Int32Array): LossAndGradients {
+  async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
     const pooled = this.pool(maps);
     const logitsT = this.logitsClassMajor(pooled);
     const { loss, gradLogitsT } = crossEntropyClassMajor(logitsT, labels);
@@ -76,12 +76,12 @@ export class BaselineHead implements Head {
       weight: tf.matMul(gradLogitsT, pooled),
       bias: tf.sum(gradLogitsT, 1, true),
     }));
-    const lossValue = loss.dataSync()[0]!;
+    const lossValue = (await loss.data())[0]!;
     tf.dispose([pooled, logitsT, loss, gradLogitsT]);
     return { loss: lossValue, gradients };
   }
 
-  afterStep(): void {}
+  async afterStep(): Promise<void> {}
 
   dispose(): void {
     tf.dispose([this.weight, this.bias]);

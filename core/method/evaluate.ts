@@ -24,11 +24,11 @@ export async function evaluateHead(
   let top5Hits = 0;
   const include = options.include;
   for await (const batch of iterateBatches(set, options.batchSize ?? 64, include ? { include } : {})) {
-    const logits = head.logits(batch.maps);
+    const logits = await head.logits(batch.maps);
     const topK = Math.min(5, k);
-    const { indices } = tf.topk(logits, topK);
-    const ranked = indices.dataSync();
-    tf.dispose([logits, indices]);
+    const { values, indices } = tf.topk(logits, topK);
+    const ranked = await indices.data();
+    tf.dispose([logits, values, indices]);
     batch.labels.forEach((label, i) => {
       const row = ranked.subarray(i * topK, (i + 1) * topK);
       confusion[label]![row[0]!]! += 1;

@@ -54,23 +54,26 @@ export function planExpm(normBound: number): ExpmPlan {
  * An upper bound of the spectral norm of a skew-symmetric S: the smaller of its Frobenius norm and
  * 1.25x a power-iteration estimate (S is normal, so power iteration on S^2 converges to ||S||^2 from below;
  * the margin covers its slow last digits). Matrix-vector products only: negligible next to a matmul.
+ * One read-back at the end, asynchronous, as the webgpu backend requires.
  */
-export function skewNormBound(s: tf.Tensor2D, iterations = 12): number {
-  return tf.tidy(() => {
+export async function skewNormBound(s: tf.Tensor2D, iterations = 12): Promise<number> {
+  const norms = tf.tidy(() => {
     const n = s.shape[0];
-    const frobenius = tf.norm(s).dataSync()[0]!;
-    if (frobenius === 0) return 0;
     // A fixed, non-degenerate start vector keeps the result deterministic.
-    let v: tf.Tensor2D = tf.linspace(1, 2, n).reshape([n, 1]);
-    let estimate = 0;
+    let v: tf.Tensor2D = tf.div(tf.linspace(1, 2, n), Math.sqrt(n)).reshape([n, 1]);
+    let ratio: tf.Tensor = tf.scalar(0);
     for (let i = 0; i < iterations; i++) {
       const w = tf.matMul(s, tf.matMul(s, v));
       const wNorm = tf.norm(w);
-      estimate = Math.sqrt(wNorm.dataSync()[0]! / Math.max(tf.norm(v).dataSync()[0]!, Number.MIN_VALUE));
+      ratio = tf.div(wNorm, tf.maximum(tf.norm(v), 1e-30));
       v = tf.div(w, tf.maximum(wNorm, 1e-30));
     }
-    return Math.min(frobenius, 1.25 * estimate);
+    return tf.stack([tf.norm(s), ratio]);
   });
+  const [frobenius, ratio] = await norms.data();
+  norms.dispose();
+  if (frobenius === 0) return 0;
+  return Math.min(frobenius!, 1.25 * Math.sqrt(ratio!));
 }
 
 /** What the forward pass keeps for the reverse pass. */
@@ -89,7 +92,7 @@ export interface ExpmResult {
 }
 
 /** expm(S) for skew-symmetric S, keeping what its reverse pass needs. The caller disposes the result. */
-export function expmSkew(s: tf.Tensor2D, plan: ExpmPlan = planExpm(skewNormBound(s))): ExpmResult {
+export function expmSkew(s: tf.Tensor2D, plan: ExpmPlan): ExpmResult {
   const n = s.shape[0];
   return tf.tidy(() => {
     const eye = tf.eye(n) as tf.Tensor2D;

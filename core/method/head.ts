@@ -9,7 +9,8 @@ export interface LossAndGradients {
 }
 
 /**
- * A classification head on frozen feature maps. Parameters are plain tensors owned by the head;
+ * A classification head on frozen feature maps. Methods that may read tensors back are asynchronous:
+ * the webgpu backend has no synchronous read-back in Node. Parameters are plain tensors owned by the head;
  * the trainer computes the update and hands the new tensors back with `setTrainable`.
  */
 export interface Head {
@@ -24,11 +25,11 @@ export interface Head {
   state(): Record<string, tf.Tensor>;
   restore(state: Record<string, tf.Tensor>): void;
   /** Mean cross-entropy over the batch and its gradients; `maps` is [n, H, W, C]. */
-  lossAndGradients(maps: Float32Array, labels: Int32Array): LossAndGradients;
+  lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients>;
   /** Class scores [n, K]. */
-  logits(maps: Float32Array): tf.Tensor2D;
+  logits(maps: Float32Array): Promise<tf.Tensor2D>;
   /** Called after every optimiser step with the 1-based step number. */
-  afterStep(step: number): void;
+  afterStep(step: number): Promise<void>;
   dispose(): void;
 }
 

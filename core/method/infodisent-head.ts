@@ -49,6 +49,8 @@ export class InfoDisentHead implements Head {
   private baseT: tf.Tensor2D;
   private weight: tf.Tensor2D;
   private bias: tf.Tensor2D;
+  /** A is known to be 0 (start, or just folded): U is the base, with no norm to read back. */
+  private generatorIsZero = true;
 
   constructor(
     readonly shape: FeatureShape,
@@ -74,6 +76,7 @@ export class InfoDisentHead implements Head {
     const { rotation, weight, bias } = parameters as Record<string, tf.Tensor2D>;
     tf.dispose([this.generator, this.weight, this.bias]);
     this.generator = rotation!;
+    this.generatorIsZero = false;
     this.weight = tf.tidy(() => tf.relu(weight!));
     weight!.dispose();
     this.bias = bias!;
@@ -91,6 +94,7 @@ export class InfoDisentHead implements Head {
       return tensor as tf.Tensor2D;
     };
     this.generator = get('rotation');
+    this.generatorIsZero = false;
     this.base = get('base');
     this.baseT = get('baseT');
     this.weight = get('weight');
@@ -98,8 +102,8 @@ export class InfoDisentHead implements Head {
   }
 
   /** The current orthogonal map U, [C, C]. The caller disposes it. */
-  rotation(): tf.Tensor2D {
-    const { value, tape } = this.expandRotation();
+  async rotation(): Promise<tf.Tensor2D> {
+    const { value, tape } = await this.expandRotation();
     disposeTape(tape);
     return value;
   }
@@ -114,9 +118,9 @@ export class InfoDisentHead implements Head {
   }
 
   /** U = expm(S) B, with its expm tape for the backward pass. */
-  private expandRotation(): { value: tf.Tensor2D; tape: ReturnType<typeof expmSkew>['tape'] } {
+  private async expandRotation(): Promise<{ value: tf.Tensor2D; tape: ReturnType<typeof expmSkew>['tape'] }> {
     const s = this.skew();
-    const norm = skewNormBound(s);
+    const norm = this.generatorIsZero ? 0 : await skewNormBound(s);
     const { value: e, tape } = expmSkew(s, planExpm(norm));
     // Right after a fold A is 0 and U is the base itself: skip the product.
     if (norm === 0) {
@@ -159,9 +163,9 @@ export class InfoDisentHead implements Head {
     }) as unknown as Forward;
   }
 
-  logits(maps: Float32Array): tf.Tensor2D {
+  async logits(maps: Float32Array): Promise<tf.Tensor2D> {
     const batch = this.layout(maps);
-    const rotation = this.rotation();
+    const rotation = await this.rotation();
     const forward = this.forward(batch, rotation);
     const logits = tf.tidy(() => tf.transpose(forward.logitsT) as tf.Tensor2D);
     tf.dispose([batch.x, batch.xT, rotation, ...Object.values(forward)]);
@@ -169,9 +173,9 @@ export class InfoDisentHead implements Head {
   }
 
   /** Sparse pooling of a batch: p [n, C] and the flat pixel index of each channel's max and min. */
-  pool(maps: Float32Array): { pooled: tf.Tensor2D; argmax: tf.Tensor2D; argmin: tf.Tensor2D } {
+  async pool(maps: Float32Array): Promise<{ pooled: tf.Tensor2D; argmax: tf.Tensor2D; argmin: tf.Tensor2D }> {
     const batch = this.layout(maps);
-    const rotation = this.rotation();
+    const rotation = await this.rotation();
     const forward = this.forward(batch, rotation);
     const out = tf.tidy(() => ({
       pooled: tf.transpose(forward.pooled) as tf.Tensor2D,
@@ -182,9 +186,9 @@ export class InfoDisentHead implements Head {
     return out;
   }
 
-  lossAndGradients(maps: Float32Array, labels: Int32Array): LossAndGradients {
+  async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
     const batch = this.layout(maps);
-    const { value: rotation, tape } = this.expandRotation();
+    const { value: rotation, tape } = await this.expandRotation();
     const forward = this.forward(batch, rotation);
     const { loss, gradLogitsT } = crossEntropyClassMajor(forward.logitsT, labels);
     const hw = pixelsOf(this.shape);
@@ -205,23 +209,24 @@ export class InfoDisentHead implements Head {
       const gradA = tf.sub(gradS, tf.transpose(gradS));
       return { rotation: gradA, weight: gradWeight, bias: gradBias } as Record<string, tf.Tensor>;
     });
-    const lossValue = loss.dataSync()[0]!;
+    const lossValue = (await loss.data())[0]!;
     tf.dispose([batch.x, batch.xT, rotation, loss, gradLogitsT, ...Object.values(forward)]);
     disposeTape(tape);
     return { loss: lossValue, gradients };
   }
 
-  afterStep(step: number): void {
-    if (this.options.foldEvery > 0 && step % this.options.foldEvery === 0) this.fold();
+  async afterStep(step: number): Promise<void> {
+    if (this.options.foldEvery > 0 && step % this.options.foldEvery === 0) await this.fold();
   }
 
   /** B <- expm(A - A^T) B, A <- 0: the same U, re-expressed around a new base. */
-  private fold(): void {
-    const rotation = this.rotation();
+  private async fold(): Promise<void> {
+    const rotation = await this.rotation();
     tf.dispose([this.base, this.baseT, this.generator]);
     this.base = rotation;
     this.baseT = tf.tidy(() => tf.transpose(rotation) as tf.Tensor2D);
     this.generator = tf.zeros([this.shape.channels, this.shape.channels]);
+    this.generatorIsZero = true;
   }
 
   dispose(): void {

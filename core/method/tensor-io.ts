@@ -9,7 +9,10 @@ interface Header {
   meta: unknown;
 }
 
-export function encodeTensors(tensors: Record<string, tf.Tensor>, meta: unknown = null): Buffer {
+export async function encodeTensors(
+  tensors: Record<string, tf.Tensor>,
+  meta: unknown = null,
+): Promise<Buffer> {
   const entries = Object.entries(tensors);
   let offset = 0;
   const header: Header = { tensors: [], meta };
@@ -18,9 +21,9 @@ export function encodeTensors(tensors: Record<string, tf.Tensor>, meta: unknown 
     offset += tensor.size;
   }
   const data = new Float32Array(offset);
-  entries.forEach(([, tensor], i) => {
-    data.set(tensor.dataSync() as Float32Array, header.tensors[i]!.offset);
-  });
+  for (const [i, [, tensor]] of entries.entries()) {
+    data.set((await tensor.data()) as Float32Array, header.tensors[i]!.offset);
+  }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const length = Buffer.alloc(4);
   length.writeUInt32LE(json.length);

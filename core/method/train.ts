@@ -116,6 +116,8 @@ export async function trainHead(
   if (saved) {
     const { tensors, meta: savedMeta } = decodeTensors(saved);
     meta = savedMeta as CheckpointMeta;
+    // JSON has no -Infinity: a checkpoint taken before the first validation stores bestAccuracy as null.
+    meta.bestAccuracy ??= Number.NEGATIVE_INFINITY;
     const pick = (prefix: string) =>
       Object.fromEntries(
         Object.entries(tensors)
@@ -135,7 +137,7 @@ export async function trainHead(
     for (const [name, tensor] of Object.entries(head.state())) tensors[`head.${name}`] = tensor;
     for (const [name, tensor] of Object.entries(best ?? {})) tensors[`best.${name}`] = tensor;
     Object.assign(tensors, adam.moments());
-    await hooks.checkpoint.save(encodeTensors(tensors, meta));
+    await hooks.checkpoint.save(await encodeTensors(tensors, meta));
   };
 
   let stoppedEarly = false;
@@ -149,7 +151,7 @@ export async function trainHead(
       });
       for await (const batch of batches) {
         if (batchIndex++ < meta.batchInEpoch) continue;
-        const { loss, gradients } = head.lossAndGradients(batch.maps, batch.labels);
+        const { loss, gradients } = await head.lossAndGradients(batch.maps, batch.labels);
         if (!Number.isFinite(loss))
           throw new Error(`training diverged: loss is ${loss} at step ${meta.step + 1}`);
         const scale = learningRateScale(options.schedule, meta.step, totalSteps);
@@ -157,7 +159,7 @@ export async function trainHead(
         tf.dispose(Object.values(gradients));
         head.setTrainable(updated);
         meta.step += 1;
-        head.afterStep(meta.step);
+        await head.afterStep(meta.step);
         meta.batchInEpoch = batchIndex;
         meta.epochLossSum += loss;
         meta.epochBatches += 1;

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -14,12 +15,14 @@ import { InfoDisentHead } from '../method/infodisent-head';
 import { decodeTensors, encodeTensors } from '../method/tensor-io';
 import { type TrainResult, trainHead } from '../method/train';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
-import { type BackendName, selectBackend } from '../tf/backend';
+import { type BackendChoice, type BackendName, selectBackend } from '../tf/backend';
 import { contentKey } from '../util/hash';
 
 /** What every stage needs: where artifacts go, where local data lives, and a progress sink. */
 export interface StageContext {
   store: ArtifactStore;
+  /** The worker's backend: used where a configuration leaves its backend on 'auto'. */
+  backend?: BackendChoice;
   /** Local folder for generated datasets. */
   dataDir: string;
   progress?: (stage: string, done: number, total: number, detail?: string) => void | Promise<void>;
@@ -31,6 +34,11 @@ export interface DatasetRef {
   manifestPath: string;
   classes: string[];
   counts: Record<Split, number>;
+}
+
+/** The configuration's backend, or the worker's where the configuration says 'auto'. */
+function useBackend(context: StageContext, configuration: Configuration): Promise<BackendName> {
+  return selectBackend(configuration.backend === 'auto' ? (context.backend ?? 'auto') : configuration.backend);
 }
 
 export async function readDatasetManifest(ref: Pick<DatasetRef, 'manifestPath'>): Promise<DatasetManifest> {
@@ -71,8 +79,11 @@ export async function extractSplit(
   dataset: DatasetRef,
   split: Split,
 ): Promise<FeaturesRef> {
-  await selectBackend(configuration.backend === 'webgpu' ? 'webgpu' : 'auto');
-  const manifest = await readDatasetManifest(dataset);
+  await useBackend(context, configuration);
+  // Another worker may have prepared the dataset: a generated one is regenerated here from its seed.
+  const manifest = await readDatasetManifest(
+    existsSync(dataset.manifestPath) ? dataset : await prepareDataset(context, configuration),
+  );
   const backbone = await loadBackbone(configuration.backbone.name);
   try {
     const result = await extractFeatures({
@@ -128,7 +139,7 @@ export async function trainHeadStage(
   kind: HeadKind,
   features: FeaturesRef,
 ): Promise<TrainedHeadRef> {
-  const backend = await selectBackend(configuration.backend);
+  const backend = await useBackend(context, configuration);
   const settings = configuration.heads[kind];
   const key = `heads/${kind}/${contentKey({ features: features.key, settings, seed: configuration.seed, backend })}`;
   const finished = await context.store.get(`${key}/head.bin`);
@@ -164,7 +175,7 @@ export async function trainHeadStage(
     );
     await context.store.put(
       `${key}/head.bin`,
-      encodeTensors(head.state(), { kind, backend, result, features: features.key }),
+      await encodeTensors(head.state(), { kind, backend, result, features: features.key }),
     );
     await context.store.delete(`${key}/checkpoint.bin`);
     return { kind, key, backend, reused: false, result };
@@ -196,7 +207,7 @@ export async function evaluateStage(
   const key = `${trained.key}/evaluation-${contentKey(test.key)}.json`;
   const cached = await getJson<Evaluation>(context.store, key);
   if (cached) return cached;
-  await selectBackend(configuration.backend);
+  await useBackend(context, configuration);
   const set = await StoredFeatureSet.open(context.store, test.key);
   const head = await loadTrainedHead(context, configuration, trained, set);
   try {

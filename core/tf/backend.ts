@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 
@@ -5,8 +8,24 @@ export const BACKENDS = ['webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 export type BackendChoice = BackendName | 'auto';
 
+/** Dawn needs the Vulkan loader on Linux; without it, it only prints warnings and finds no adapter. */
+function vulkanLoaderPresent(): boolean {
+  if (process.platform !== 'linux') return true;
+  const dirs = (process.env['LD_LIBRARY_PATH'] ?? '').split(':').filter(Boolean);
+  if (dirs.some((dir) => existsSync(path.join(dir, 'libvulkan.so.1')))) return true;
+  try {
+    return execFileSync('ldconfig', ['-p'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).includes('libvulkan.so.1');
+  } catch {
+    return false;
+  }
+}
+
 /** Registers the webgpu backend over Dawn (the `webgpu` package); false where no GPU adapter exists. */
 async function registerWebgpu(): Promise<boolean> {
+  if (!vulkanLoaderPresent()) return false;
   try {
     const { create, globals } = require('webgpu') as {
       create: (flags: string[]) => unknown;

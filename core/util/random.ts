@@ -1,12 +1,22 @@
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 
+/** murmur3's 32-bit finaliser: neighbouring seeds become unrelated generator seeds. */
+function mixSeed(seed: number): number {
+  let h = (seed + 0x9e3779b9) | 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) | 0;
+}
+
 /** A seeded random source: identical seeds give identical sequences on every machine. */
 export class SeededRandom {
   private readonly generator;
 
   constructor(seed: number) {
-    this.generator = xoroshiro128plus(seed | 0);
+    this.generator = xoroshiro128plus(mixSeed(seed));
+    // xoroshiro128+ seeded from one 32-bit word starts from a sparse state: its first draws are poor.
+    for (let i = 0; i < 16; i++) this.generator.next();
   }
 
   /** Uniform in [0, 1). */

@@ -1,0 +1,245 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { FeatureManifest } from '../core/features/feature-store';
+import { StoredFeatureSet } from '../core/features/feature-store';
+import { Adam } from '../core/method/adam';
+import { InfoDisentHead } from '../core/method/infodisent-head';
+import { trainHead } from '../core/method/train';
+import { putJson } from '../core/store/artifact-store';
+import { LocalArtifactStore } from '../core/store/local-store';
+import { type BackendChoice, selectBackend } from '../core/tf/backend';
+import { sha256 } from '../core/util/hash';
+import { SeededRandom } from '../core/util/random';
+import { runPythonReference } from '../test/support/python';
+import { machineDescription } from './machine';
+import type { BenchRow } from './rows';
+
+export interface BenchHeadOptions {
+  backend?: BackendChoice;
+  channels?: number[];
+  batch?: number;
+  classes?: number;
+  steps?: number;
+  /** Device for the PyTorch reference: 'cpu' here, 'cuda' on a GPU machine. */
+  torchDevice?: 'cpu' | 'cuda';
+}
+
+const GROUPS = {
+  rotation: { learningRate: 5e-4, weightDecay: 0 },
+  weight: { learningRate: 1e-2, weightDecay: 1e-4 },
+  bias: { learningRate: 1e-2, weightDecay: 0 },
+};
+
+function randomMaps(count: number, random: SeededRandom): Float32Array {
+  return Float32Array.from({ length: count }, () => random.normal());
+}
+
+/** Median wall time of one full training step (expm, forward, backward, Adam, projection, fold). */
+async function tfjsStepMs(
+  channels: number,
+  batch: number,
+  classes: number,
+  steps: number,
+  foldEvery: number,
+) {
+  const shape = { height: 7, width: 7, channels };
+  const random = new SeededRandom(channels);
+  const maps = randomMaps(batch * 49 * channels, random);
+  const labels = Int32Array.from({ length: batch }, () => random.int(0, classes - 1));
+  const head = new InfoDisentHead(shape, classes, { seed: 1, foldEvery });
+  const adam = new Adam();
+  const times: number[] = [];
+  for (let step = 1; step <= steps + 1; step++) {
+    const start = performance.now();
+    const { gradients } = await head.lossAndGradients(maps, labels);
+    head.setTrainable(adam.update(head.trainable(), gradients, GROUPS));
+    tf.dispose(Object.values(gradients));
+    await head.afterStep(step);
+    // a read-back closes the step on asynchronous backends (webgpu)
+    await head.classWeights().data();
+    if (step > 1) times.push(performance.now() - start);
+  }
+  head.dispose();
+  adam.dispose();
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+/** Peak RSS while training one epoch from a stored feature set of `items` items (shards of `batch`). */
+async function trainingPeakRss(items: number, batch: number, channels: number): Promise<number> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'infodisent-bench-'));
+  try {
+    const store = new LocalArtifactStore(dir);
+    const shape = { height: 7, width: 7, channels };
+    const random = new SeededRandom(items);
+    const shards: FeatureManifest['shards'] = [];
+    for (let start = 0, index = 0; start < items; start += batch, index++) {
+      const data = randomMaps(batch * 49 * channels, random);
+      const key = `features/bench/shard-${index}.f32`;
+      const bytes = Buffer.from(data.buffer);
+      await store.put(key, bytes);
+      shards.push({ key, count: batch, sha256: sha256(bytes) });
+    }
+    const manifest: FeatureManifest = {
+      version: 1,
+      key: 'features/bench',
+      dataset: 'random',
+      split: 'train',
+      backbone: 'random',
+      backboneFingerprint: 'random',
+      shape,
+      classCount: 10,
+      count: items,
+      labels: Array.from({ length: items }, (_, i) => i % 10),
+      items: Array.from({ length: items }, (_, i) => `item-${i}`),
+      shards,
+      dtype: 'float32',
+    };
+    await putJson(store, 'features/bench/manifest.json', manifest);
+    const set = await StoredFeatureSet.open(store, 'features/bench');
+    const head = new InfoDisentHead(shape, 10, { seed: 1, foldEvery: 1 });
+    let peak = process.memoryUsage().rss;
+    await trainHead(
+      head,
+      set,
+      {
+        epochs: 1,
+        batchSize: batch,
+        seed: 1,
+        groups: GROUPS,
+        schedule: 'constant',
+        validationFraction: 0,
+        patience: 0,
+        checkpointEvery: 0,
+      },
+      {
+        onProgress: () => {
+          peak = Math.max(peak, process.memoryUsage().rss);
+        },
+      },
+    );
+    head.dispose();
+    return peak;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Weights and rotation after a few training steps from fixed inputs: compared across backends. */
+async function trainedState(channels: number, batch: number, classes: number): Promise<Float32Array> {
+  const random = new SeededRandom(7);
+  const maps = randomMaps(batch * 49 * channels, random);
+  const labels = Int32Array.from({ length: batch }, () => random.int(0, classes - 1));
+  const head = new InfoDisentHead({ height: 7, width: 7, channels }, classes, { seed: 1, foldEvery: 1 });
+  const adam = new Adam();
+  for (let step = 1; step <= 3; step++) {
+    const { gradients } = await head.lossAndGradients(maps, labels);
+    head.setTrainable(adam.update(head.trainable(), gradients, GROUPS));
+    tf.dispose(Object.values(gradients));
+    await head.afterStep(step);
+  }
+  const rotation = await head.rotation();
+  const out = new Float32Array([...(await head.classWeights().data()), ...(await rotation.data())]);
+  tf.dispose([rotation]);
+  head.dispose();
+  adam.dispose();
+  return out;
+}
+
+/** Largest difference between this backend's and wasm's state after 3 steps, relative to the largest entry. */
+async function agreementWithWasm(backend: string): Promise<number> {
+  const here = await trainedState(256, 32, 20);
+  await selectBackend('wasm');
+  const wasm = await trainedState(256, 32, 20);
+  await selectBackend(backend as BackendChoice);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < here.length; i++) {
+    diff = Math.max(diff, Math.abs(here[i]! - wasm[i]!));
+    scale = Math.max(scale, Math.abs(wasm[i]!));
+  }
+  return diff / scale;
+}
+
+export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRow[]> {
+  const backend = await selectBackend(options.backend ?? 'auto');
+  const channels = options.channels ?? [512, 768, 1024, 2048];
+  const batch = options.batch ?? 64;
+  const classes = options.classes ?? 200;
+  const steps = options.steps ?? 3;
+  const torchDevice = options.torchDevice ?? (backend === 'webgpu' ? 'cuda' : 'cpu');
+  const machine = machineDescription();
+  let torchRows: { channels: number; step_ms: number; torch: string; threads: number }[] | null = null;
+  let torchProblem = '';
+  try {
+    torchRows = runPythonReference('bench_head_torch.py', {
+      channels,
+      batch,
+      height: 7,
+      width: 7,
+      classes,
+      steps,
+      warmup: 1,
+      device: torchDevice,
+      threads: null,
+    });
+  } catch (error) {
+    torchProblem = `PyTorch reference unavailable: ${(error as Error).message.split('\n')[0]}`;
+  }
+  const rows: BenchRow[] = [];
+  for (const c of channels) {
+    const torch = torchRows?.find((row) => row.channels === c);
+    const reference = torch
+      ? `PyTorch ${torch.torch} ${torchDevice} (${torch.threads} threads), matrix_exp + autograd + AdamW`
+      : torchProblem;
+    for (const [mode, foldEvery] of [
+      ['folded rotation (default)', 1],
+      ['exact expm(A - A^T) each step', 0],
+    ] as const) {
+      const value = await tfjsStepMs(c, batch, classes, steps, foldEvery);
+      rows.push({
+        case: `C=${c} B=${batch} 7x7 K=${classes}, ${mode}`,
+        metric: 'step time',
+        unit: 'ms',
+        value,
+        reference,
+        reference_value: torch?.step_ms ?? null,
+        ratio: torch ? value / torch.step_ms : null,
+        backend,
+        machine,
+      });
+    }
+  }
+  if (backend !== 'wasm') {
+    const relative = await agreementWithWasm(backend);
+    rows.push({
+      case: 'weights and U after 3 steps (C=256, B=32, K=20) vs the wasm backend',
+      metric: 'max relative difference',
+      unit: '',
+      value: relative,
+      reference: 'wasm backend, same inputs and seed; float32 on both',
+      reference_value: null,
+      ratio: null,
+      backend,
+      machine,
+    });
+  }
+  const memoryChannels = 512;
+  for (const multiple of [4, 16]) {
+    const peak = await trainingPeakRss(multiple * batch, batch, memoryChannels);
+    rows.push({
+      case: `train 1 epoch from ${multiple * batch} stored items (${multiple}x the batch), C=${memoryChannels}`,
+      metric: 'peak RSS',
+      unit: 'MiB',
+      value: peak / 2 ** 20,
+      reference: 'target: under 2048 MiB whatever the feature-set size',
+      reference_value: 2048,
+      ratio: peak / 2 ** 20 / 2048,
+      backend,
+      machine,
+    });
+  }
+  return rows;
+}

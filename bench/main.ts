@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Command } from 'commander';
+import type { BackendChoice } from '../core/tf/backend';
+import { repoRoot } from '../infra/paths';
+import { benchAnalyze } from './analyze';
+import { benchHead } from './head';
+import type { BenchRow } from './rows';
+
+const numbers = (value: string) => value.split(',').map(Number);
+
+function printTable(rows: BenchRow[]): void {
+  const format = (v: number | null) =>
+    v === null ? '—' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3);
+  const lines = rows.map((row) => [
+    row.case,
+    row.metric,
+    `${format(row.value)} ${row.unit}`,
+    row.reference_value === null ? '—' : `${format(row.reference_value)} ${row.unit}`,
+    row.ratio === null ? '—' : `${row.ratio.toFixed(2)}x`,
+    row.backend,
+  ]);
+  const header = ['case', 'metric', 'value', 'reference', 'ratio', 'backend'];
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => line[i]!.length)));
+  const render = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ');
+  process.stdout.write(`${render(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n`);
+  for (const line of lines) process.stdout.write(`${render(line)}\n`);
+  const references = [...new Set(rows.map((row) => row.reference))];
+  process.stdout.write(
+    `\nreference: ${references.join('\n           ')}\nmachine: ${rows[0]?.machine ?? ''}\n`,
+  );
+}
+
+async function save(name: string, rows: BenchRow[], outDir?: string): Promise<void> {
+  const dir = outDir ?? path.join(repoRoot(), 'bench-results');
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, `${name}.json`);
+  await writeFile(file, `${JSON.stringify(rows, null, 2)}\n`);
+  printTable(rows);
+  process.stdout.write(`written: ${file}\n`);
+}
+
+const program = new Command()
+  .name('bench')
+  .description('benchmarks: each prints a table and writes bench-results/NAME.json');
+program.option('--out <dir>', 'folder for NAME.json (default bench-results/)');
+
+program
+  .command('head')
+  .description('InfoDisent training step at several channel counts, next to PyTorch; peak training memory')
+  .option('--backend <name>', 'tfjs backend: auto, webgpu, tensorflow, wasm, cpu', 'auto')
+  .option('--channels <list>', 'channel counts', '512,768,1024,2048')
+  .option('--steps <n>', 'timed steps per case (median reported)', '3')
+  .option('--torch-device <device>', 'PyTorch reference device (default: cuda with webgpu, else cpu)')
+  .action(
+    async (options: { backend: string; channels: string; steps: string; torchDevice?: 'cpu' | 'cuda' }) => {
+      const rows = await benchHead({
+        backend: options.backend as BackendChoice,
+        channels: numbers(options.channels),
+        steps: Number(options.steps),
+        ...(options.torchDevice ? { torchDevice: options.torchDevice } : {}),
+      });
+      await save('head', rows, program.opts<{ out?: string }>().out);
+    },
+  );
+
+program
+  .command('analyze')
+  .description(
+    'RV coefficient and 95%-channel ablation over generated ImageNet-size features: time and peak memory',
+  )
+  .option('--scale <fraction>', 'fraction of the 50,000 images', '1')
+  .action(async (options: { scale: string }) => {
+    await save(
+      'analyze',
+      await benchAnalyze({ scale: Number(options.scale) }),
+      program.opts<{ out?: string }>().out,
+    );
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,411 @@
+import {
+  type Client,
+  WorkflowExecutionAlreadyStartedError,
+  type WorkflowExecutionDescription,
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+} from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { type Command, Option } from 'commander';
+import { loadSweepFile, parseSweep, type Sweep } from '../../core/config/experiment';
+import type { SweepResults } from '../../core/pipeline/results';
+import type { SweepInput, sweepWorkflow } from '../../workflows/sweep';
+import {
+  addConnectionOptions,
+  addQueueOptions,
+  type ConnectionFlags,
+  type QueueFlags,
+  queuesFrom,
+  withClient,
+} from '../connection';
+import {
+  bar,
+  CliError,
+  type JsonFlag,
+  positiveInt,
+  printJson,
+  printLine,
+  resultsReport,
+  shortTime,
+  table,
+} from '../output';
+import { type ConfigurationView, followSweep, readSweepView } from '../progress-view';
+import { sweepWorkflowId } from './run';
+
+/** The workflow type name, for starts by name and visibility queries (the client never loads workflow code). */
+export const SWEEP_WORKFLOW_TYPE = 'sweepWorkflow';
+
+/** How long `sweep status` waits for a worker to answer the progress query. */
+const PROGRESS_QUERY_TIMEOUT_MS = 5000;
+
+/** Statuses after which `sweep resume` starts the sweep again. */
+const RESUMABLE = new Set(['FAILED', 'TERMINATED', 'CANCELLED', 'TIMED_OUT']);
+
+/** `sweep list --status` values and their names in visibility queries. */
+const LIST_STATUSES: Record<string, string> = {
+  running: 'Running',
+  completed: 'Completed',
+  failed: 'Failed',
+  canceled: 'Canceled',
+  terminated: 'Terminated',
+  'timed-out': 'TimedOut',
+};
+
+/** Shown by `sweep list` and the Temporal UI without decoding the input. */
+export function sweepMemo(sweep: Sweep): Record<string, unknown> {
+  return { sweep: sweep.name, configurations: sweep.configurations.length };
+}
+
+const note = (text: string) => process.stderr.write(`${text}\n`);
+
+/** Starts a sweep run; a run already in progress under the id is an error that says how to follow it. */
+async function startRun(
+  client: Client,
+  workflowId: string,
+  taskQueue: string,
+  input: SweepInput,
+  memo: Record<string, unknown>,
+) {
+  try {
+    return await client.workflow.start<typeof sweepWorkflow>(SWEEP_WORKFLOW_TYPE, {
+      workflowId,
+      taskQueue,
+      args: [input],
+      memo,
+    });
+  } catch (error) {
+    if (error instanceof WorkflowExecutionAlreadyStartedError) {
+      throw new CliError(
+        `sweep workflow '${workflowId}' is already running: follow it with ` +
+          `'infodisent sweep status ${workflowId} --follow', or start this one under another --id`,
+      );
+    }
+    throw error;
+  }
+}
+
+async function describeSweep(client: Client, workflowId: string): Promise<WorkflowExecutionDescription> {
+  let description: WorkflowExecutionDescription;
+  try {
+    description = await client.workflow.getHandle(workflowId).describe();
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) {
+      throw new CliError(`no workflow '${workflowId}' in namespace '${client.options.namespace}'`);
+    }
+    throw error;
+  }
+  if (description.type !== SWEEP_WORKFLOW_TYPE) {
+    throw new CliError(`workflow '${workflowId}' is a ${description.type}, not a sweep`);
+  }
+  return description;
+}
+
+/** Follows a running sweep to its end, then prints its results; exit code 1 if a configuration failed. */
+async function followToResults(client: Client, workflowId: string, json: boolean | undefined): Promise<void> {
+  const handle = client.workflow.getHandle<typeof sweepWorkflow>(workflowId);
+  let results: SweepResults;
+  let resultKeys: string[];
+  try {
+    ({ results, resultKeys } = await followSweep(client, workflowId, handle.result()));
+  } catch (error) {
+    if (!(error instanceof WorkflowFailedError)) throw error;
+    throw new CliError(
+      `sweep '${workflowId}' did not complete: ${error.cause?.message ?? error.message}. ` +
+        `Finished work is kept: 'infodisent sweep resume ${workflowId}' continues it`,
+      1,
+      { cause: error },
+    );
+  }
+  if (json) printJson({ workflowId, status: 'COMPLETED', results, resultKeys });
+  else printLine(`\n${resultsReport(results)}\n\nresults (in the workers' store): ${resultKeys.join(', ')}`);
+  if (results.failed.length > 0) process.exitCode = 1;
+}
+
+interface StartFlags extends ConnectionFlags, QueueFlags, JsonFlag {
+  id?: string;
+  parallelism: number;
+  wait?: boolean;
+}
+
+async function startCommand(file: string, flags: StartFlags): Promise<void> {
+  // Validation comes first: a bad file never reaches Temporal.
+  const sweep = await loadSweepFile(file);
+  const queues = queuesFrom(flags);
+  const workflowId = flags.id ?? sweepWorkflowId(sweep);
+  await withClient(flags, async (client) => {
+    const handle = await startRun(
+      client,
+      workflowId,
+      queues.cpu,
+      { sweep, queues, parallelism: flags.parallelism },
+      sweepMemo(sweep),
+    );
+    const started = {
+      workflowId,
+      runId: handle.firstExecutionRunId,
+      sweep: sweep.name,
+      configurations: sweep.configurations.length,
+      taskQueue: queues.cpu,
+    };
+    const summary =
+      `started sweep '${sweep.name}' (${sweep.configurations.length} configurations) as workflow ${workflowId} ` +
+      `on task queue '${queues.cpu}'`;
+    if (!flags.wait) {
+      if (flags.json) printJson(started);
+      else printLine(summary);
+      return;
+    }
+    note(`${summary}; following it (Ctrl-C stops following, not the sweep)`);
+    await followToResults(client, workflowId, flags.json);
+  });
+}
+
+interface StatusFlags extends ConnectionFlags, JsonFlag {
+  follow?: boolean;
+}
+
+function viewLine(view: ConfigurationView): string[] {
+  return [
+    view.name,
+    view.status,
+    bar(view.done, view.total),
+    `${view.stage} ${view.done}/${view.total}`,
+    view.detail,
+  ];
+}
+
+async function statusCommand(workflowId: string, flags: StatusFlags): Promise<void> {
+  await withClient(flags, async (client) => {
+    const description = await describeSweep(client, workflowId);
+    const status = description.status.name;
+    if (flags.follow && status === 'RUNNING') return followToResults(client, workflowId, flags.json);
+    let configurations: ConfigurationView[] | undefined;
+    let progressError: string | undefined;
+    let results: SweepResults | undefined;
+    if (status === 'COMPLETED') {
+      results = (await client.workflow.getHandle<typeof sweepWorkflow>(workflowId).result()).results;
+    } else {
+      // Queries are answered by a worker of the sweep's task queue; without one they wait.
+      try {
+        configurations = await client.withDeadline(Date.now() + PROGRESS_QUERY_TIMEOUT_MS, () =>
+          readSweepView(client, workflowId),
+        );
+      } catch (error) {
+        const detail = (error as { cause?: { details?: string } }).cause?.details ?? (error as Error).message;
+        progressError =
+          `no progress: ${detail} (a worker serving task queue '${description.taskQueue}' answers ` +
+          'progress queries)';
+      }
+    }
+    const header = {
+      workflowId,
+      runId: description.runId,
+      status,
+      taskQueue: description.taskQueue,
+      startTime: description.startTime.toISOString(),
+      closeTime: description.closeTime?.toISOString() ?? null,
+    };
+    if (flags.json) {
+      printJson({
+        ...header,
+        configurations: configurations ?? null,
+        ...(progressError ? { progressError } : {}),
+        ...(results ? { results } : {}),
+      });
+      return;
+    }
+    printLine(
+      `${workflowId}  ${status}  started ${shortTime(description.startTime)}  task queue ${description.taskQueue}`,
+    );
+    if (configurations)
+      printLine(
+        table(['configuration', 'status', 'progress', 'stage', 'detail'], configurations.map(viewLine)),
+      );
+    if (progressError) printLine(progressError);
+    if (results) printLine(resultsReport(results));
+    if (RESUMABLE.has(status)) printLine(`resume it with 'infodisent sweep resume ${workflowId}'`);
+  });
+}
+
+interface ResumeFlags extends ConnectionFlags, JsonFlag {
+  parallelism?: number;
+  wait?: boolean;
+}
+
+/** The input, task queue and memo the run was started with: its first history event. */
+async function startedWith(client: Client, workflowId: string, runId: string) {
+  const { history } = await client.workflowService.getWorkflowExecutionHistory({
+    namespace: client.options.namespace,
+    execution: { workflowId, runId },
+    maximumPageSize: 1,
+  });
+  const attributes = history?.events?.[0]?.workflowExecutionStartedEventAttributes;
+  const payload = attributes?.input?.payloads?.[0];
+  if (!attributes || !payload)
+    throw new CliError(`run ${runId} of '${workflowId}' has no start input in its history`);
+  const input = defaultPayloadConverter.fromPayload<SweepInput>(payload);
+  const memo = Object.fromEntries(
+    Object.entries(attributes.memo?.fields ?? {}).map(([key, value]) => [
+      key,
+      defaultPayloadConverter.fromPayload(value),
+    ]),
+  );
+  // Re-validated: the configuration schema may have changed since the run started.
+  const sweep = parseSweep(input.sweep, `(the input of run ${runId} of '${workflowId}')`);
+  return { input: { ...input, sweep }, taskQueue: attributes.taskQueue?.name ?? input.queues.cpu, memo };
+}
+
+async function resumeCommand(workflowId: string, flags: ResumeFlags): Promise<void> {
+  await withClient(flags, async (client) => {
+    const description = await describeSweep(client, workflowId);
+    const status = description.status.name;
+    const previous = { workflowId, previousRunId: description.runId, previousStatus: status };
+    let reason: string | undefined;
+    if (status === 'RUNNING')
+      reason = `sweep '${workflowId}' is running (run ${description.runId}): nothing to resume`;
+    else if (status === 'COMPLETED') {
+      const { results } = await client.workflow.getHandle<typeof sweepWorkflow>(workflowId).result();
+      if (results.failed.length === 0)
+        reason = `sweep '${workflowId}' completed without failures: nothing to resume`;
+    } else if (!RESUMABLE.has(status)) reason = `sweep '${workflowId}' is ${status}: it cannot be resumed`;
+    if (reason) {
+      if (flags.json) printJson({ ...previous, resumed: false, reason });
+      else printLine(reason);
+      return;
+    }
+    const started = await startedWith(client, workflowId, description.runId);
+    const input = { ...started.input, ...(flags.parallelism ? { parallelism: flags.parallelism } : {}) };
+    const handle = await startRun(client, workflowId, started.taskQueue, input, started.memo);
+    const summary =
+      `resumed sweep '${input.sweep.name}' (${status.toLowerCase()} run ${description.runId}) as run ` +
+      `${handle.firstExecutionRunId} of ${workflowId}: finished work is reused`;
+    if (!flags.wait) {
+      if (flags.json) printJson({ ...previous, resumed: true, runId: handle.firstExecutionRunId });
+      else printLine(summary);
+      return;
+    }
+    note(summary);
+    await followToResults(client, workflowId, flags.json);
+  });
+}
+
+async function cancelCommand(workflowId: string, flags: ConnectionFlags): Promise<void> {
+  await withClient(flags, async (client) => {
+    const description = await describeSweep(client, workflowId);
+    if (description.status.name !== 'RUNNING') {
+      throw new CliError(`sweep '${workflowId}' is not running (${description.status.name})`);
+    }
+    await client.workflow.getHandle(workflowId).cancel();
+    printLine(
+      `cancellation of sweep '${workflowId}' requested: running activities stop at their next heartbeat. ` +
+        `'infodisent sweep resume ${workflowId}' continues it later`,
+    );
+  });
+}
+
+interface ListFlags extends ConnectionFlags, JsonFlag {
+  limit: number;
+  status?: string;
+}
+
+async function listCommand(flags: ListFlags): Promise<void> {
+  const status = flags.status ? ` AND ExecutionStatus = '${LIST_STATUSES[flags.status]}'` : '';
+  await withClient(flags, async (client) => {
+    const sweeps = [];
+    for await (const info of client.workflow.list({
+      query: `WorkflowType = '${SWEEP_WORKFLOW_TYPE}'${status}`,
+      pageSize: flags.limit,
+    })) {
+      sweeps.push({
+        workflowId: info.workflowId,
+        runId: info.runId,
+        status: info.status.name,
+        sweep: (info.memo?.['sweep'] as string | undefined) ?? null,
+        configurations: (info.memo?.['configurations'] as number | undefined) ?? null,
+        taskQueue: info.taskQueue,
+        startTime: info.startTime.toISOString(),
+        closeTime: info.closeTime?.toISOString() ?? null,
+      });
+      if (sweeps.length >= flags.limit) break;
+    }
+    if (flags.json) {
+      printJson({ sweeps });
+      return;
+    }
+    if (sweeps.length === 0) {
+      printLine('no sweeps');
+      return;
+    }
+    printLine(
+      table(
+        ['workflow id', 'status', 'sweep', 'started', 'closed'],
+        sweeps.map((s) => [
+          s.workflowId,
+          s.status,
+          s.sweep ?? '',
+          shortTime(s.startTime),
+          shortTime(s.closeTime),
+        ]),
+      ),
+    );
+  });
+}
+
+export function registerSweepCommands(program: Command): void {
+  const sweep = program
+    .command('sweep')
+    .description('run sweeps on a Temporal cluster whose workers run `infodisent worker`');
+
+  const start = sweep
+    .command('start')
+    .description('validate a sweep file and start it as a workflow; prints the workflow id')
+    .argument('<file>', 'sweep configuration (JSON)')
+    .option('--id <workflowId>', 'workflow id (default: sweep-<name>)')
+    .option('--parallelism <n>', 'configurations run at once', positiveInt, 2)
+    .option('--wait', 'follow the progress until the sweep ends, then print the results table')
+    .option('--json', 'print the started workflow (with --wait: the results) as JSON');
+  addQueueOptions(start);
+  addConnectionOptions(start).action((file: string, flags: StartFlags) => startCommand(file, flags));
+
+  addConnectionOptions(
+    sweep
+      .command('status')
+      .description(
+        "a sweep's state and each configuration's progress (running sweeps need a worker to answer)",
+      )
+      .argument('<workflowId>', 'sweep workflow id')
+      .option('--follow', 'follow a running sweep until it ends, then print the results table')
+      .option('--json', 'print the state as JSON'),
+  ).action((workflowId: string, flags: StatusFlags) => statusCommand(workflowId, flags));
+
+  addConnectionOptions(
+    sweep
+      .command('resume')
+      .description(
+        'start a failed, terminated, cancelled or timed-out sweep (or a completed one with failed configurations) ' +
+          'again under the same id with the same input; finished work is reused from the store',
+      )
+      .argument('<workflowId>', 'sweep workflow id')
+      .option('--parallelism <n>', 'configurations run at once (default: as before)', positiveInt)
+      .option('--wait', 'follow the progress until the sweep ends, then print the results table')
+      .option('--json', 'print the outcome as JSON'),
+  ).action((workflowId: string, flags: ResumeFlags) => resumeCommand(workflowId, flags));
+
+  addConnectionOptions(
+    sweep
+      .command('cancel')
+      .description('cancel a running sweep (resume it later with `sweep resume`)')
+      .argument('<workflowId>', 'sweep workflow id'),
+  ).action((workflowId: string, flags: ConnectionFlags) => cancelCommand(workflowId, flags));
+
+  addConnectionOptions(
+    sweep
+      .command('list')
+      .description('recent sweep workflows, newest first (from the visibility store)')
+      .option('--limit <n>', 'at most this many', positiveInt, 20)
+      .addOption(
+        new Option('--status <status>', 'only sweeps in this state').choices(Object.keys(LIST_STATUSES)),
+      )
+      .option('--json', 'print {"sweeps": [...]}'),
+  ).action((flags: ListFlags) => listCommand(flags));
+}

@@ -1,0 +1,101 @@
+import path from 'node:path';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { BACKENDS, type BackendChoice, selectBackend } from '../../core/tf/backend';
+import { stateDir } from '../../infra/paths';
+import { createWorkers, type QueueRole } from '../../worker/worker';
+import {
+  addConnectionOptions,
+  addQueueOptions,
+  addStoreOptions,
+  type ConnectionFlags,
+  connectNative,
+  openCheckedStore,
+  type QueueFlags,
+  queuesFrom,
+  type StoreFlags,
+} from '../connection';
+import { positiveInt } from '../output';
+
+interface WorkerFlags extends ConnectionFlags, StoreFlags, QueueFlags {
+  queues: QueueRole[];
+  backend: BackendChoice;
+  gpuConcurrency: number;
+  cpuConcurrency: number;
+  dataDir: string;
+}
+
+const ROLES: QueueRole[] = ['gpu', 'cpu'];
+
+function parseRoles(value: string): QueueRole[] {
+  const roles = value.split(',').map((role) => role.trim());
+  const unknown = roles.filter((role) => !ROLES.includes(role as QueueRole));
+  if (unknown.length > 0 || roles.length === 0) {
+    throw new InvalidArgumentError(`use gpu, cpu or gpu,cpu (unknown: ${unknown.join(', ')}).`);
+  }
+  return [...new Set(roles as QueueRole[])];
+}
+
+async function runWorker(flags: WorkerFlags): Promise<void> {
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const { url, store } = await openCheckedStore(flags);
+  const backend = await selectBackend(flags.backend);
+  log(`tfjs backend: ${backend}${flags.backend === 'auto' ? ' (auto)' : ''}`);
+  const queues = queuesFrom(flags);
+  const connection = await connectNative(flags);
+  try {
+    const workers = await createWorkers({
+      connection,
+      namespace: flags.namespace,
+      queues,
+      roles: flags.queues,
+      location: { storeUrl: url, dataDir: path.resolve(flags.dataDir), backend },
+      gpuConcurrency: flags.gpuConcurrency,
+      cpuConcurrency: flags.cpuConcurrency,
+    });
+    const served = flags.queues.map((role) => `${role} queue '${queues[role]}'`).join(' and ');
+    log(
+      `serving ${served} of ${flags.address} (namespace ${flags.namespace}); artifacts in ${store.location}. ` +
+        'SIGINT/SIGTERM stops it: running activities get a few seconds, then are retried elsewhere.',
+    );
+    // The SDK's runtime shuts the workers down on these signals; a second one kills the process at once.
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => log(`${signal}: shutting down (again to stop at once) …`));
+    }
+    await Promise.all(workers.map((worker) => worker.run()));
+    log('worker stopped');
+  } finally {
+    await connection.close();
+  }
+}
+
+export function registerWorkerCommand(program: Command): void {
+  const command = program
+    .command('worker')
+    .description(
+      'serve task queues of a (remote) Temporal until SIGINT/SIGTERM: the GPU queue runs feature extraction and ' +
+        'head training/evaluation, the CPU queue runs workflows, datasets and results',
+    )
+    .addOption(
+      new Option('--queues <roles>', 'queues to serve, comma-separated: gpu, cpu')
+        .default(['gpu', 'cpu'], 'gpu,cpu')
+        .argParser(parseRoles),
+    )
+    .addOption(
+      new Option('--backend <name>', 'tfjs backend to start, printed at startup')
+        .choices(['auto', ...BACKENDS])
+        .default('auto'),
+    )
+    .option('--gpu-concurrency <n>', 'activities at once on the GPU queue (one device: 1)', positiveInt, 1)
+    .option('--cpu-concurrency <n>', 'activities at once on the CPU queue', positiveInt, 2);
+  addQueueOptions(command);
+  addConnectionOptions(command);
+  addStoreOptions(command);
+  command
+    .addOption(
+      new Option('--data-dir <dir>', 'folder for generated datasets').default(
+        path.join(stateDir(), 'datasets'),
+        '<state dir>/datasets',
+      ),
+    )
+    .action((flags: WorkerFlags) => runWorker(flags));
+}

@@ -1,0 +1,87 @@
+import { InvalidArgumentError } from 'commander';
+import type { SweepResults } from '../core/pipeline/results';
+import { resultsTable } from '../core/pipeline/results';
+
+/** Variables that hold secrets: the Temporal API key and the AWS chain's secret parts. */
+const SECRET_VARIABLES = ['TEMPORAL_API_KEY', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'];
+
+function secretValues(): string[] {
+  const argv = process.argv;
+  const values = SECRET_VARIABLES.map((name) => process.env[name]);
+  argv.forEach((arg, i) => {
+    if (arg === '--api-key') values.push(argv[i + 1]);
+    else if (arg.startsWith('--api-key=')) values.push(arg.slice('--api-key='.length));
+  });
+  // Very short values would blank out ordinary text; no real key is that short.
+  return values.filter((value): value is string => value !== undefined && value.length >= 6);
+}
+
+/** Replaces every secret this process was given (flags, environment) with '***'. */
+export function redact(text: string): string {
+  return secretValues().reduce((out, secret) => out.split(secret).join('***'), text);
+}
+
+/** An expected failure (a bad flag, an unreachable server, a missing workflow): main prints its message, no stack. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+  constructor(
+    message: string,
+    /** 2 for usage errors, like ConfigError; 1 otherwise. */
+    readonly exitCode = 1,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** Commander argument parser for counts such as --parallelism. */
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer.');
+  return n;
+}
+
+/** Commands that print data take --json for scripts. */
+export interface JsonFlag {
+  json?: boolean;
+}
+
+export function printLine(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${redact(JSON.stringify(value, null, 2))}\n`);
+}
+
+/** Left-aligned columns separated by two spaces; the header row is upper-cased. */
+export function table(header: string[], rows: string[][]): string {
+  const all = [header.map((h) => h.toUpperCase()), ...rows];
+  const widths = header.map((_, column) => Math.max(...all.map((row) => (row[column] ?? '').length)));
+  return all
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+/** A fixed-width text bar, e.g. `[######--------------]`. */
+export function bar(done: number, total: number, width = 20): string {
+  const filled = Math.round((width * Math.min(done, total)) / Math.max(1, total));
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
+}
+
+/** The results table followed by one line per failed configuration. */
+export function resultsReport(results: SweepResults): string {
+  const failures = results.failed.map((f) => `FAILED ${f.configuration}: ${f.error}`);
+  return [resultsTable(results), ...(failures.length > 0 ? ['', ...failures] : [])].join('\n');
+}
+
+/** A time to the second, e.g. 2025-01-31T12:00:00Z; '' for none. */
+export function shortTime(time: Date | string | null | undefined): string {
+  if (!time) return '';
+  return (typeof time === 'string' ? time : time.toISOString()).replace(/\.\d+Z$/, 'Z');
+}

@@ -1,0 +1,2 @@
+export * from './channel-ablation';
+export * from './rv-coefficient';

@@ -1,0 +1,48 @@
+/**
+ * Loaders of the benchmark datasets in their official layouts. Each resolves to `{ manifest, skipped }`:
+ * a bad input (a listed file that is missing, an unknown class folder, a malformed index line) throws a
+ * DatasetInputError naming the file and line, unless `skipInvalid` is set, in which case it is left out
+ * and listed in `skipped`.
+ */
+import { type ClassFolderOptions, loadClassFolders } from './class-folders';
+import type { LoadResult } from './common';
+import { loadCub } from './cub';
+import { loadImageNet } from './imagenet';
+import { loadStanfordCars } from './stanford-cars';
+import { loadStanfordDogs } from './stanford-dogs';
+
+export { type ClassFolderOptions, loadClassFolders } from './class-folders';
+export { DatasetInputError, type LoadOptions, type LoadResult, type SkippedInput } from './common';
+export { loadCub } from './cub';
+export { loadImageNet } from './imagenet';
+export { MatAccess, type MatValue, parseMat, readMatFile } from './mat';
+export { loadStanfordCars } from './stanford-cars';
+export { loadStanfordDogs, readVocBox } from './stanford-dogs';
+
+export const DATASET_FORMATS = [
+  'cub',
+  'stanford-cars',
+  'stanford-dogs',
+  'imagenet',
+  'class-folders',
+] as const;
+export type DatasetFormat = (typeof DATASET_FORMATS)[number];
+
+export function loadDataset(
+  format: DatasetFormat,
+  root: string,
+  options: ClassFolderOptions = {},
+): Promise<LoadResult> {
+  switch (format) {
+    case 'cub':
+      return loadCub(root, options);
+    case 'stanford-cars':
+      return loadStanfordCars(root, options);
+    case 'stanford-dogs':
+      return loadStanfordDogs(root, options);
+    case 'imagenet':
+      return loadImageNet(root, options);
+    case 'class-folders':
+      return loadClassFolders(root, options);
+  }
+}

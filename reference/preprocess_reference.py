@@ -1,0 +1,64 @@
+"""torchvision's evaluation transform on PIL images, with Pillow and numpy only.
+
+Resize(int) -> CenterCrop -> ToTensor -> Normalize, exactly as torchvision runs them on a PIL image:
+torchvision's Resize calls PIL's Image.resize with the filter (Pillow always antialiases), computing the
+long side as int(size * long / short); CenterCrop offsets are int(round((h - crop) / 2.0)); ToTensor and
+Normalize are float32 operations. The default loader opens with Image.open(...).convert('RGB').
+
+stdin:  {"jobs": [{"path", "resize": "shorter-side"|"stretch", "resizeTo", "cropSize",
+                   "interpolation": "bilinear"|"bicubic", "mean": [3], "std": [3]}]}
+stdout: {"pillow": version, "results": [{"data": base64 float32 little-endian HWC, "width", "height",
+                      "mode": the file's PIL mode, "resized": [w, h], "crop": [left, top]}]}
+"""
+
+import base64
+import json
+import sys
+
+import numpy as np
+import PIL
+from PIL import Image
+
+FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def resized_size(width, height, job):
+    size = job["resizeTo"]
+    if job["resize"] == "stretch":
+        return size, size
+    # torchvision.transforms.functional._compute_resized_output_size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def run(job):
+    with Image.open(job["path"]) as opened:
+        mode = opened.mode
+        image = opened.convert("RGB")
+    new_w, new_h = resized_size(image.width, image.height, job)
+    if (new_w, new_h) != image.size:
+        image = image.resize((new_w, new_h), FILTERS[job["interpolation"]])
+    crop = job["cropSize"]
+    top = int(round((new_h - crop) / 2.0))
+    left = int(round((new_w - crop) / 2.0))
+    image = image.crop((left, top, left + crop, top + crop))
+    x = np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255)
+    x = (x - np.asarray(job["mean"], dtype=np.float32)) / np.asarray(job["std"], dtype=np.float32)
+    return {
+        "data": base64.b64encode(x.astype("<f4").tobytes()).decode("ascii"),
+        "width": crop,
+        "height": crop,
+        "mode": mode,
+        "resized": [new_w, new_h],
+        "crop": [left, top],
+    }
+
+
+def main():
+    request = json.load(sys.stdin)
+    json.dump({"pillow": PIL.__version__, "results": [run(job) for job in request["jobs"]]}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { runEmbedded } from '../client/commands/run';
+import { loadSweepFile, type Sweep } from '../core/config/experiment';
+import type { SweepResults } from '../core/pipeline/results';
+import { repoRoot } from '../infra/paths';
+
+// The whole path for real: a Temporal dev server, the in-process worker on both queues, the
+// bundled MobileNetV2, generated images, the local store.
+let home: string;
+let sweep: Sweep;
+
+before(async () => {
+  home = await mkdtemp(path.join(os.tmpdir(), 'infodisent-smoke-'));
+  sweep = await loadSweepFile(path.join(repoRoot(), 'experiments', 'tiny.json'));
+});
+
+after(async () => {
+  await rm(home, { recursive: true, force: true });
+});
+
+test('a tiny sweep runs through Temporal and both heads beat chance', { timeout: 600_000 }, async () => {
+  const { results, resultFiles } = await runEmbedded(sweep, { home, persistent: false, log: () => {} });
+  assert.deepEqual(results.failed, []);
+  assert.equal(results.completed.length, 1);
+  const outcome = results.completed[0]!;
+  assert.equal(outcome.dataset.classes, 4);
+  assert.equal(outcome.features.reused, false);
+  assert.deepEqual(
+    outcome.heads.map((h) => h.kind),
+    ['baseline', 'infodisent'],
+  );
+  for (const head of outcome.heads) {
+    assert.equal(head.backend, 'wasm');
+    assert.equal(head.evaluation.count, 16);
+    assert.ok(head.training.steps > 0, `${head.kind} trained no steps`);
+    // chance is 25%: a head that learned anything from 32 images scores well above it
+    assert.ok(head.evaluation.top1 > 0.4, `${head.kind} top-1 ${head.evaluation.top1} is near chance`);
+  }
+  for (const file of resultFiles) assert.ok(existsSync(file), `${file} was not written`);
+  const written = JSON.parse(
+    readFileSync(resultFiles.find((f) => f.endsWith('.json'))!, 'utf8'),
+  ) as SweepResults;
+  assert.equal(written.completed[0]!.heads[1]!.evaluation.top1, outcome.heads[1]!.evaluation.top1);
+  assert.match(readFileSync(resultFiles.find((f) => f.endsWith('.md'))!, 'utf8'), /\| infodisent \| wasm \|/);
+});
+
+test('a second run reuses the cached features and trained heads', { timeout: 300_000 }, async () => {
+  const { results } = await runEmbedded(sweep, { home, persistent: false, log: () => {} });
+  const outcome = results.completed[0]!;
+  assert.equal(outcome.features.reused, true);
+  assert.ok(outcome.heads.every((head) => head.reusedHead));
+});
