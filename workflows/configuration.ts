@@ -115,6 +115,7 @@ export async function configurationWorkflow({
       classes: dataset.classes.length,
       train: dataset.counts.train,
       test: dataset.counts.test,
+      skipped: dataset.skipped,
     },
     backbone: configuration.backbone.name,
     features: { train: train.key, test: test.key, reused: train.reused && test.reused },

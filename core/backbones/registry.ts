@@ -1,5 +1,8 @@
+import type { PresetName } from '../data/preprocess';
+import { InputError } from '../util/errors';
 import type { Backbone } from './backbone';
 import { loadNsfwjsMobileNetV2 } from './nsfwjs-mobilenet';
+import { loadOnnxBackbone, type OnnxProvider } from './onnx-backbone';
 
 /** Backbones that ship with the project's dependencies and so load offline. */
 export const BUNDLED_BACKBONES = {
@@ -12,6 +15,26 @@ export const BUNDLED_BACKBONE_NAMES = Object.keys(BUNDLED_BACKBONES) as [
   ...BundledBackboneName[],
 ];
 
-export function loadBackbone(name: BundledBackboneName): Promise<Backbone> {
-  return BUNDLED_BACKBONES[name]();
+export interface BackboneSpec {
+  name: string;
+  /** An ONNX export cut at the last feature map (infra/export_backbones.py). */
+  file?: string | undefined;
+  preset?: PresetName | undefined;
+  provider?: OnnxProvider | 'auto';
+}
+
+/** A bundled backbone by name, or an ONNX file with its preprocessing preset. */
+export function openBackbone(spec: BackboneSpec): Promise<Backbone> {
+  if (spec.file === undefined) {
+    if (!(spec.name in BUNDLED_BACKBONES)) throw new InputError(`unknown backbone '${spec.name}'`);
+    return BUNDLED_BACKBONES[spec.name as BundledBackboneName]();
+  }
+  if (spec.preset === undefined)
+    throw new InputError(`backbone '${spec.name}': an ONNX file needs its preset`);
+  return loadOnnxBackbone({
+    file: spec.file,
+    name: spec.name,
+    preset: spec.preset,
+    provider: spec.provider ?? 'auto',
+  });
 }

@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { BUNDLED_BACKBONE_NAMES } from '../backbones/registry';
+import { DATASET_FORMATS } from '../data/loaders';
 import { PartsDatasetOptionsSchema } from '../data/parts-dataset';
+import { PRESETS, type PresetName } from '../data/preprocess';
 import { BACKENDS } from '../tf/backend';
 
 const PositiveInt = z.number().int().positive();
@@ -33,17 +35,58 @@ export const InfoDisentHeadSchema = z
   })
   .strict();
 
+const DatasetName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" and "-"');
+
 export const DatasetSchema = z.discriminatedUnion('kind', [
   z
     .object({
       kind: z.literal('parts'),
-      name: z.string().min(1).default('parts'),
+      name: DatasetName.default('parts'),
       generator: PartsDatasetOptionsSchema,
     })
     .strict(),
+  ...DATASET_FORMATS.map((format) =>
+    z
+      .object({
+        kind: z.literal(format),
+        name: DatasetName.default(format),
+        /** Folder in the dataset's official layout (on every worker that extracts it). */
+        root: z.string().min(1),
+        /** Record unreadable or missing files in the results instead of failing. */
+        skipInvalid: z.boolean().default(false),
+      })
+      .strict(),
+  ),
 ]);
 
-export const BackboneSchema = z.object({ name: z.enum(BUNDLED_BACKBONE_NAMES) }).strict();
+/**
+ * A backbone bundled with the dependencies (by `name` alone), or an ONNX export (`file`, with the
+ * torchvision `preset` its images are prepared with).
+ */
+export const BackboneSchema = z
+  .object({
+    name: z.string().min(1),
+    file: z.string().min(1).optional(),
+    preset: z.enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]]).optional(),
+    provider: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
+  })
+  .strict()
+  .superRefine((backbone, ctx) => {
+    if (backbone.file === undefined && !(BUNDLED_BACKBONE_NAMES as string[]).includes(backbone.name)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['name'],
+        message: `unknown backbone '${backbone.name}': bundled backbones are ${BUNDLED_BACKBONE_NAMES.map((n) => `'${n}'`).join(', ')}; give 'file' for an ONNX model`,
+      });
+    }
+    if (backbone.file !== undefined && backbone.preset === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['preset'],
+        message: 'an ONNX backbone needs the preprocessing preset it was trained with',
+      });
+    }
+  });
 
 export const ConfigurationSchema = z
   .object({

@@ -9,6 +9,7 @@
  * libvips' colour management, not by Pillow's naive formula.
  */
 import sharp from 'sharp';
+import { InputError } from '../util/errors';
 import type { Box } from './dataset';
 
 export type Interpolation = 'bilinear' | 'bicubic';
@@ -96,7 +97,7 @@ export interface PreprocessedImage {
   geometry: CropGeometry;
 }
 
-export class ImageDecodeError extends Error {
+export class ImageDecodeError extends InputError {
   constructor(
     readonly file: string,
     reason: string,

@@ -14,7 +14,13 @@ export interface HeadOutcome {
 
 export interface ConfigurationOutcome {
   configuration: string;
-  dataset: { name: string; classes: number; train: number; test: number };
+  dataset: {
+    name: string;
+    classes: number;
+    train: number;
+    test: number;
+    skipped: { path: string; reason: string }[];
+  };
   backbone: string;
   features: { train: string; test: string; reused: boolean };
   heads: HeadOutcome[];

@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { loadBackbone } from '../backbones/registry';
+import { openBackbone } from '../backbones/registry';
 import type { BaselineHeadConfig, Configuration, InfoDisentHeadConfig } from '../config/experiment';
 import type { DatasetManifest, Split } from '../data/dataset';
+import { loadDataset, type SkippedInput } from '../data/loaders';
 import { generatePartsDataset } from '../data/parts-dataset';
 import { extractFeatures, StoredFeatureSet } from '../features/feature-store';
 import type { ParameterGroup } from '../method/adam';
@@ -34,33 +35,62 @@ export interface DatasetRef {
   manifestPath: string;
   classes: string[];
   counts: Record<Split, number>;
+  /** Files left out in skip mode, with the reason: reported with the results. */
+  skipped: SkippedInput[];
 }
 
 /** The configuration's backend, or the worker's where the configuration says 'auto'. */
 function useBackend(context: StageContext, configuration: Configuration): Promise<BackendName> {
-  return selectBackend(configuration.backend === 'auto' ? (context.backend ?? 'auto') : configuration.backend);
+  return selectBackend(
+    configuration.backend === 'auto' ? (context.backend ?? 'auto') : configuration.backend,
+  );
 }
 
 export async function readDatasetManifest(ref: Pick<DatasetRef, 'manifestPath'>): Promise<DatasetManifest> {
   return JSON.parse(await readFile(ref.manifestPath, 'utf8')) as DatasetManifest;
 }
 
-/** Generates (or finds) the configuration's dataset on the local disk. */
+/**
+ * Generates the configuration's parts dataset on the local disk, or reads a user's dataset in its
+ * official layout; either way a manifest.json lands under the data folder for the other stages.
+ */
 export async function prepareDataset(
   context: StageContext,
   configuration: Configuration,
 ): Promise<DatasetRef> {
   const { dataset } = configuration;
-  const folder = path.join(context.dataDir, `${dataset.name}-${contentKey(dataset.generator)}`);
-  const manifest = await generatePartsDataset(dataset.generator, folder, (done, total) =>
-    context.progress?.('dataset', done, total),
-  );
+  let manifest: DatasetManifest;
+  let manifestPath: string;
+  let skipped: SkippedInput[] = [];
+  if (dataset.kind === 'parts') {
+    const folder = path.join(context.dataDir, `${dataset.name}-${contentKey(dataset.generator)}`);
+    manifest = await generatePartsDataset(dataset.generator, folder, (done, total) =>
+      context.progress?.('dataset', done, total),
+    );
+    manifestPath = path.join(folder, 'manifest.json');
+  } else {
+    const loaded = await loadDataset(dataset.kind, dataset.root, {
+      skipInvalid: dataset.skipInvalid,
+      name: dataset.name,
+    });
+    manifest = loaded.manifest;
+    skipped = loaded.skipped;
+    manifestPath = path.join(
+      context.dataDir,
+      'manifests',
+      `${dataset.name}-${contentKey(manifest.items)}.json`,
+    );
+    await mkdir(path.dirname(manifestPath), { recursive: true });
+    await writeFile(`${manifestPath}.tmp`, JSON.stringify(manifest));
+    await rename(`${manifestPath}.tmp`, manifestPath);
+  }
   const count = (split: Split) => manifest.items.filter((item) => item.split === split).length;
   return {
     name: manifest.name,
-    manifestPath: path.join(folder, 'manifest.json'),
+    manifestPath,
     classes: manifest.classes,
     counts: { train: count('train'), test: count('test') },
+    skipped,
   };
 }
 
@@ -84,7 +114,7 @@ export async function extractSplit(
   const manifest = await readDatasetManifest(
     existsSync(dataset.manifestPath) ? dataset : await prepareDataset(context, configuration),
   );
-  const backbone = await loadBackbone(configuration.backbone.name);
+  const backbone = await openBackbone(configuration.backbone);
   try {
     const result = await extractFeatures({
       store: context.store,

@@ -1,6 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { InputError } from '../../util/errors';
 import type { Box, DatasetManifest } from '../dataset';
 
 export interface LoadOptions {
@@ -25,7 +26,7 @@ export interface LoadResult {
 }
 
 /** A bad dataset input, naming the file (and the line of an index file) at fault. */
-export class DatasetInputError extends Error {
+export class DatasetInputError extends InputError {
   constructor(
     readonly file: string,
     reason: string,

@@ -1,0 +1,279 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
+import { cutOnnxModel, loadOnnxBackbone, type OnnxBackbone } from '../core/backbones/onnx-backbone';
+import type { DatasetManifest } from '../core/data/dataset';
+import { preprocessImage } from '../core/data/preprocess';
+import { extractFeatures, featureCacheKey, StoredFeatureSet } from '../core/features/feature-store';
+import { LocalArtifactStore } from '../core/store/local-store';
+import { repoRoot } from '../infra/paths';
+import { convStackModel, seededWeights, type TestModelOutput } from './support/onnx-graph';
+import { referencePython } from './support/python';
+
+const SIDE = 224;
+const CHANNELS = 8;
+const SEED = 3;
+
+let dir: string;
+const opened: OnnxBackbone[] = [];
+
+before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'onnx-backbone-'));
+});
+after(async () => {
+  for (const backbone of opened) backbone.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Writes the test network (one 3x3 conv + ReLU, stride `stride`) ending as `output` says. */
+async function writeModel(name: string, output: TestModelOutput, stride: number, seed = SEED) {
+  const built = convStackModel({ side: SIDE, stages: [{ channels: CHANNELS, stride }], seed, output });
+  const file = path.join(dir, `${name}.onnx`);
+  await writeFile(file, built.model);
+  return { file, weights: built.weights[0]!, bias: built.biases[0]! };
+}
+
+async function open(options: Parameters<typeof loadOnnxBackbone>[0]): Promise<OnnxBackbone> {
+  const backbone = await loadOnnxBackbone({ intraOpNumThreads: 1, ...options });
+  opened.push(backbone);
+  return backbone;
+}
+
+/**
+ * The same convolution computed directly in float64 from NHWC images: pad 1, `stride`, then ReLU;
+ * returns [n, H, W, C], the pipeline's layout.
+ */
+function convReluReference(
+  images: Float32Array,
+  n: number,
+  weights: Float32Array,
+  bias: Float32Array,
+  stride: number,
+): Float32Array {
+  const out = Math.floor((SIDE - 1) / stride) + 1;
+  const result = new Float32Array(n * out * out * CHANNELS);
+  for (let b = 0; b < n; b++)
+    for (let y = 0; y < out; y++)
+      for (let x = 0; x < out; x++)
+        for (let c = 0; c < CHANNELS; c++) {
+          let sum = bias[c]!;
+          for (let ci = 0; ci < 3; ci++)
+            for (let ky = 0; ky < 3; ky++)
+              for (let kx = 0; kx < 3; kx++) {
+                const iy = y * stride + ky - 1;
+                const ix = x * stride + kx - 1;
+                if (iy < 0 || ix < 0 || iy >= SIDE || ix >= SIDE) continue;
+                sum +=
+                  weights[((c * 3 + ci) * 3 + ky) * 3 + kx]! *
+                  images[((b * SIDE + iy) * SIDE + ix) * 3 + ci]!;
+              }
+          result[((b * out + y) * out + x) * CHANNELS + c] = Math.max(0, sum);
+        }
+  return result;
+}
+
+function assertClose(actual: Float32Array, expected: Float32Array, tolerance = 1e-5): void {
+  assert.equal(actual.length, expected.length);
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+  assert.ok(worst <= tolerance, `max abs difference ${worst} > ${tolerance}`);
+}
+
+const images = (n: number) => seededWeights(n * SIDE * SIDE * 3, 11, 2);
+const fileHash = async (file: string) =>
+  createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
+
+describe('loadOnnxBackbone on the CPU provider', () => {
+  test('NCHW map: shape, layout conversion to HWC and values equal a direct convolution', async () => {
+    const { file, weights, bias } = await writeModel('nchw', 'nchw', 32);
+    const backbone = await open({ file, preset: 'resnet50' });
+    assert.equal(backbone.name, 'nchw');
+    assert.equal(backbone.provider, 'cpu');
+    assert.equal(backbone.inputName, 'image');
+    assert.equal(backbone.outputName, 'features');
+    assert.equal(backbone.outputLayout, 'NCHW');
+    assert.equal(backbone.inputSize, 224);
+    assert.deepEqual(backbone.featureShape, { height: 7, width: 7, channels: CHANNELS });
+    assert.deepEqual(backbone.preprocessing, { resize: 256, crop: 224, scale: 'imagenet' });
+    assert.equal(backbone.preset, 'resnet50');
+    assert.equal(backbone.fingerprint, (await fileHash(file)).slice(0, 16));
+    const input = images(3);
+    const features = await backbone.extract(input, 3);
+    assertClose(features, convReluReference(input, 3, weights, bias, 32));
+    assert.ok(features.some((v) => v > 0.1));
+  });
+
+  test('an NHWC model is detected from its input and gives the same features', async () => {
+    const { file, weights, bias } = await writeModel('nhwc', 'nhwc', 32);
+    const backbone = await open({ file, preset: 'resnet50' });
+    assert.equal(backbone.outputLayout, 'NHWC');
+    assert.deepEqual(backbone.featureShape, { height: 7, width: 7, channels: CHANNELS });
+    const input = images(2);
+    assertClose(await backbone.extract(input, 2), convReluReference(input, 2, weights, bias, 32));
+  });
+
+  test('ViT tokens [n, 1 + 14*14, D] become a 14x14 map without the class token', async () => {
+    const { file, weights, bias } = await writeModel('tokens', 'tokens', 16);
+    const backbone = await open({ file, preset: 'vit_b_16' });
+    assert.equal(backbone.outputLayout, 'tokens');
+    assert.deepEqual(backbone.featureShape, { height: 14, width: 14, channels: CHANNELS });
+    const input = images(2);
+    const features = await backbone.extract(input, 2);
+    // The class token is all 7s, far above any patch value: none may leak into the map.
+    assert.ok(features.every((v) => v < 7));
+    assertClose(features, convReluReference(input, 2, weights, bias, 16));
+  });
+
+  test('a classifier output is rejected with the file and the shape; cutting at the map works', async () => {
+    const { file, weights, bias } = await writeModel('logits', 'logits', 32);
+    await assert.rejects(open({ file, preset: 'resnet50' }), (error: Error) => {
+      assert.ok(error.message.includes(file), error.message);
+      assert.ok(error.message.includes('[batch, 8]'), error.message);
+      assert.match(error.message, /not a feature map/);
+      return true;
+    });
+    const backbone = await open({ file, preset: 'resnet50', output: 'features' });
+    assert.equal(backbone.outputName, 'features');
+    assert.deepEqual(backbone.featureShape, { height: 7, width: 7, channels: CHANNELS });
+    const input = images(2);
+    assertClose(await backbone.extract(input, 2), convReluReference(input, 2, weights, bias, 32));
+    // A cut computes something else than the whole file: its fingerprint says so.
+    assert.notEqual(backbone.fingerprint, (await fileHash(file)).slice(0, 16));
+    await assert.rejects(
+      open({ file, preset: 'resnet50', output: 'nowhere' }),
+      /no node producing 'nowhere'/,
+    );
+  });
+
+  test('cutting prunes what the cut value does not depend on', async () => {
+    const { file } = await writeModel('prune', 'logits', 32);
+    const whole = await readFile(file);
+    const cut = Buffer.from(cutOnnxModel(whole, file, 'features'));
+    assert.ok(whole.includes('GlobalAveragePool') && whole.includes('Flatten'));
+    assert.ok(!cut.includes('GlobalAveragePool') && !cut.includes('Flatten'));
+    assert.ok(cut.includes('Conv') && cut.includes('Relu'));
+  });
+
+  test('the fingerprint is the file hash and follows the file', async () => {
+    const first = await writeModel('changing', 'nchw', 32, 5);
+    const a = await open({ file: first.file, preset: 'resnet50' });
+    await writeModel('changing', 'nchw', 32, 6);
+    const b = await open({ file: first.file, preset: 'resnet50' });
+    assert.notEqual(a.fingerprint, b.fingerprint);
+    assert.equal(b.fingerprint, (await fileHash(first.file)).slice(0, 16));
+  });
+
+  test('a preset whose crop is not the model input is refused', async () => {
+    const { file } = await writeModel('size', 'nchw', 32);
+    await assert.rejects(
+      open({ file, preset: 'swin_v2_s' }),
+      /is not 256x256, the crop of preset 'swin_v2_s'/,
+    );
+  });
+
+  test("'auto' runs the first provider that starts and says why the others did not", async () => {
+    const { file } = await writeModel('auto', 'nchw', 32);
+    const backbone = await open({ file, preset: 'resnet50', provider: 'auto' });
+    assert.ok(['cuda', 'webgpu', 'cpu'].includes(backbone.provider));
+    // Without a GPU (CI), WebGPU finds no adapter and the CPU runs it.
+    if (backbone.provider === 'cpu')
+      assert.ok(backbone.providerFailures.some((f) => f.startsWith('webgpu:')));
+  });
+});
+
+describe('extractFeatures with an ONNX backbone', () => {
+  test('stores the preset-preprocessed features of every image, then reuses them', async () => {
+    const { file, weights, bias } = await writeModel('extract', 'nchw', 32);
+    const backbone = await open({ file, preset: 'resnet50' });
+    const root = path.join(dir, 'images');
+    await mkdir(root, { recursive: true });
+    const sizes: [number, number][] = [
+      [300, 200],
+      [180, 320],
+      [256, 256],
+      [410, 333],
+      [224, 500],
+    ];
+    const items: DatasetManifest['items'] = [];
+    for (const [i, [width, height]] of sizes.entries()) {
+      const pixels = Buffer.from(seededWeights(width * height * 3, 20 + i, 1).map((v) => (v + 1) * 127.5));
+      const name = `image-${i}.${i % 2 ? 'png' : 'jpg'}`;
+      await sharp(pixels, { raw: { width, height, channels: 3 } }).toFile(path.join(root, name));
+      items.push({ path: name, label: i % 2, split: 'train' });
+    }
+    const dataset: DatasetManifest = { name: 'generated', root, classes: ['a', 'b'], items };
+    const store = new LocalArtifactStore(path.join(dir, 'store'));
+
+    const first = await extractFeatures({
+      store,
+      dataset,
+      split: 'train',
+      backbone,
+      shardSize: 2,
+      batchSize: 2,
+    });
+    assert.equal(first.reused, false);
+    assert.equal(first.manifest.count, 5);
+    assert.equal(first.manifest.shards.length, 3);
+    assert.equal(first.manifest.backboneFingerprint, backbone.fingerprint);
+    assert.deepEqual(first.manifest.shape, { height: 7, width: 7, channels: CHANNELS });
+
+    const set = await StoredFeatureSet.open(store, first.manifest.key);
+    const stored = new Float32Array(5 * 7 * 7 * CHANNELS);
+    for (let s = 0, offset = 0; s < 3; s++) {
+      const shard = await set.readShard(s);
+      stored.set(shard, offset);
+      offset += shard.length;
+    }
+    const prepared = new Float32Array(5 * SIDE * SIDE * 3);
+    for (const [i, item] of items.entries())
+      prepared.set((await preprocessImage(path.join(root, item.path), 'resnet50')).data, i * SIDE * SIDE * 3);
+    assertClose(stored, convReluReference(prepared, 5, weights, bias, 32));
+
+    const again = await extractFeatures({ store, dataset, split: 'train', backbone });
+    assert.equal(again.reused, true);
+    assert.equal(again.manifest.key, first.manifest.key);
+    // Another transform of the same images is another feature set.
+    const other = await open({ file, preset: 'convnext_tiny' });
+    assert.notEqual(featureCacheKey(dataset, 'train', other), first.manifest.key);
+  });
+});
+
+describe('infra/export_backbones.py', () => {
+  test('exports ResNet-34 cut at its 7x7x512 map, which loadOnnxBackbone reads', async (t) => {
+    // Only where PyTorch is: INFODISENT_TORCH_PYTHON, else the reference Python (.venv).
+    const python = process.env['INFODISENT_TORCH_PYTHON'] ?? referencePython();
+    const probe = spawnSync(python, ['-c', 'import torch, torchvision, onnx, onnxruntime'], {
+      encoding: 'utf8',
+    });
+    if (probe.status !== 0) {
+      t.skip(
+        `${python} cannot import torch, torchvision, onnx and onnxruntime: the export script is untested here`,
+      );
+      return;
+    }
+    const out = path.join(dir, 'exported');
+    const script = path.join(repoRoot(), 'infra', 'export_backbones.py');
+    execFileSync(python, [script, 'resnet34', '--weights', 'none', '--out', out], { stdio: 'pipe' });
+    const sidecar = JSON.parse(await readFile(path.join(out, 'resnet34.json'), 'utf8')) as {
+      preset: 'resnet34';
+      fingerprint: string;
+      check: { ok: boolean; max_abs_diff: number };
+    };
+    assert.ok(sidecar.check.ok, `ONNX vs PyTorch max abs diff ${sidecar.check.max_abs_diff}`);
+    const backbone = await open({ file: path.join(out, 'resnet34.onnx'), preset: sidecar.preset });
+    assert.equal(backbone.fingerprint, sidecar.fingerprint);
+    assert.deepEqual(backbone.featureShape, { height: 7, width: 7, channels: 512 });
+    const features = await backbone.extract(images(2), 2);
+    // The map follows layer4's final ReLU.
+    assert.ok(features.every((v) => Number.isFinite(v) && v >= 0));
+    assert.ok(features.some((v) => v > 0));
+  });
+});
