@@ -34,17 +34,25 @@ async function stage<N extends StageName>(
   ...args: StageArgs<N>
 ): Promise<StageResult<N>> {
   const context = Context.current();
+  let last: StageProgress = { stage: name, done: 0, total: 1 };
+  // The stage's thread leaves this event loop free: heartbeat on a timer too, so a long step between
+  // progress reports never looks like a lost worker.
+  const timer = setInterval(() => context.heartbeat(last), 5000);
   try {
     return await runStageInThread(
       name,
       args,
       location,
-      ({ stage, done, total, detail }) =>
-        context.heartbeat({ stage, done, total, ...(detail ? { detail } : {}) }),
+      ({ stage, done, total, detail }) => {
+        last = { stage, done, total, ...(detail ? { detail } : {}) };
+        context.heartbeat(last);
+      },
       context.cancellationSignal,
     );
   } catch (error) {
     throw asTemporalFailure(error);
+  } finally {
+    clearInterval(timer);
   }
 }
 

@@ -183,7 +183,7 @@ describe('a bad sweep file stops every command before any work, naming the field
     ['schedule', 'create', file, '--every', '1d', '--address', '127.0.0.1:1'],
   ];
   const expectations: [string, RegExp][] = [
-    ['backbone', /configurations\[0\]\.backbone\.name: Invalid .*nsfwjs-mobilenet-v2/],
+    ['backbone', /configurations\[0\]\.backbone\.name: unknown backbone 'resnet-9000'.*nsfwjs-mobilenet-v2/],
     ['field', /configurations\[0\]\.heads\.baseline: .*'epoch'/],
   ];
   for (const [variant, message] of expectations) {

@@ -170,6 +170,29 @@ describe('loadOnnxBackbone on the CPU provider', () => {
     assert.equal(b.fingerprint, (await fileHash(first.file)).slice(0, 16));
   });
 
+  test('a float16 model (float32 in and out) runs on the CPU below the optimisation level that crashes', async () => {
+    const built = convStackModel({
+      side: SIDE,
+      stages: [{ channels: CHANNELS, stride: 32 }],
+      seed: SEED,
+      output: 'nchw',
+      float16: true,
+    });
+    const file = path.join(dir, 'half.onnx');
+    await writeFile(file, built.model);
+    const backbone = await open({ file, preset: 'resnet50' });
+    assert.equal(backbone.graphOptimizationLevel, 'extended');
+    const input = images(2);
+    // The image is cast to float16 too: about 3 significant digits.
+    assertClose(
+      await backbone.extract(input, 2),
+      convReluReference(input, 2, built.weights[0]!, built.biases[0]!, 32),
+      2e-2,
+    );
+    const fp32 = await open({ file: (await writeModel('full', 'nchw', 32)).file, preset: 'resnet50' });
+    assert.equal(fp32.graphOptimizationLevel, 'all');
+  });
+
   test('a preset whose crop is not the model input is refused', async () => {
     const { file } = await writeModel('size', 'nchw', 32);
     await assert.rejects(

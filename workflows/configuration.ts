@@ -1,3 +1,4 @@
+import type { Duration } from '@temporalio/common';
 import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Configuration } from '../core/config/experiment';
@@ -18,11 +19,12 @@ const RETRY = {
   nonRetryableErrorTypes: ['InputError'],
 };
 
-function activitiesOn(taskQueue: string) {
+function activitiesOn(taskQueue: string, heartbeatTimeout: Duration) {
   return proxyActivities<Activities>({
     taskQueue,
     startToCloseTimeout: '24h',
-    heartbeatTimeout: '10m',
+    // A lost worker is noticed after this long; activities heartbeat every few seconds while they run.
+    heartbeatTimeout,
     retry: RETRY,
   });
 }
@@ -32,15 +34,18 @@ const HEADS: HeadKind[] = ['baseline', 'infodisent'];
 export interface ConfigurationInput {
   configuration: Configuration;
   queues: TaskQueues;
+  /** Default '2m'. */
+  heartbeatTimeout?: Duration;
 }
 
 /** One dataset x backbone configuration: dataset, features, both heads, their evaluation. */
 export async function configurationWorkflow({
   configuration,
   queues,
+  heartbeatTimeout = '2m',
 }: ConfigurationInput): Promise<ConfigurationOutcome> {
-  const gpu = activitiesOn(queues.gpu);
-  const cpu = activitiesOn(queues.cpu);
+  const gpu = activitiesOn(queues.gpu, heartbeatTimeout);
+  const cpu = activitiesOn(queues.cpu, heartbeatTimeout);
   const stages: StageState[] = [
     'dataset',
     'extract train',

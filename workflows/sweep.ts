@@ -1,3 +1,4 @@
+import type { Duration } from '@temporalio/common';
 import { executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Sweep } from '../core/config/experiment';
@@ -10,6 +11,8 @@ export interface SweepInput {
   queues: TaskQueues;
   /** Configurations run at once (each is a child workflow). */
   parallelism: number;
+  /** How soon a lost worker's activity is retried elsewhere (default '2m'). */
+  heartbeatTimeout?: Duration;
 }
 
 export interface SweepOutput {
@@ -22,7 +25,12 @@ export function configurationWorkflowId(sweepWorkflowId: string, configuration: 
 }
 
 /** One child workflow per configuration; a failed configuration is reported, and the others go on. */
-export async function sweepWorkflow({ sweep, queues, parallelism }: SweepInput): Promise<SweepOutput> {
+export async function sweepWorkflow({
+  sweep,
+  queues,
+  parallelism,
+  heartbeatTimeout,
+}: SweepInput): Promise<SweepOutput> {
   const { workflowId } = workflowInfo();
   const progress: SweepProgress = {
     sweep: sweep.name,
@@ -47,7 +55,7 @@ export async function sweepWorkflow({ sweep, queues, parallelism }: SweepInput):
         completed.push(
           await executeChild(configurationWorkflow, {
             workflowId: entry.workflowId,
-            args: [{ configuration, queues }],
+            args: [{ configuration, queues, ...(heartbeatTimeout ? { heartbeatTimeout } : {}) }],
             taskQueue: queues.cpu,
           }),
         );

@@ -10,6 +10,7 @@ import type { Backbone } from './backbone';
 
 export type OnnxProvider = 'cpu' | 'webgpu' | 'cuda';
 export type OnnxLayout = 'NCHW' | 'NHWC';
+export type OnnxOptimization = 'disabled' | 'basic' | 'extended' | 'all';
 
 export interface OnnxBackboneOptions {
   /** The .onnx file, ideally ending at the last feature map (infra/export_backbones.py writes such files). */
@@ -26,6 +27,12 @@ export interface OnnxBackboneOptions {
   layout?: OnnxLayout;
   /** CPU provider threads; default: onnxruntime's (one per physical core). */
   intraOpNumThreads?: number;
+  /**
+   * onnxruntime's graph optimisation level. Default 'all', except 'extended' for a model with float16
+   * weights on the CPU provider: onnxruntime 1.30-1.32 crashes (SIGSEGV) creating a CPU session for
+   * the float16 ViT-B/16 at 'all', and float16 runs on the CPU through casts anyway.
+   */
+  graphOptimizationLevel?: OnnxOptimization;
 }
 
 export interface OnnxBackbone extends Backbone {
@@ -34,6 +41,7 @@ export interface OnnxBackbone extends Backbone {
   readonly provider: OnnxProvider;
   /** Why each provider tried before `provider` failed ('auto' only). */
   readonly providerFailures: string[];
+  readonly graphOptimizationLevel: OnnxOptimization;
   readonly inputName: string;
   readonly outputName: string;
   /** How the model's output maps to [n, H, W, C]: transposed, as is, or tokens without the class token. */
@@ -151,10 +159,12 @@ const NODE_OUTPUT = 2;
 const NODE_ATTRIBUTE = 5;
 const ATTRIBUTE_GRAPH = 6;
 const ATTRIBUTE_GRAPHS = 11;
+const TENSOR_DATA_TYPE = 2;
 const TENSOR_NAME = 8;
 const TENSOR_EXTERNAL_DATA = 13;
 const TENSOR_DATA_LOCATION = 14;
 const VALUE_INFO_NAME = 1;
+const FLOAT16 = 10; // TensorProto.DataType
 
 function graphOf(buf: Uint8Array, file: string): WireField {
   const graph = readFields(buf).find((f) => f.field === MODEL_GRAPH && f.wire === 2);
@@ -244,20 +254,25 @@ export function cutOnnxModel(buf: Uint8Array, file: string, target: string): Uin
   return Buffer.concat([buf.subarray(0, graph.start), newGraph, buf.subarray(graph.end)]);
 }
 
-/** Files (relative to the model) holding initializers stored outside it, as torch's exporter writes for large models. */
-function externalDataFiles(buf: Uint8Array, file: string): string[] {
+/**
+ * What the initializers say about the model: the files (relative to it) holding those stored outside it,
+ * as torch's exporter writes for large models, and whether any is float16.
+ */
+function scanInitializers(buf: Uint8Array, file: string): { external: string[]; float16: boolean } {
   const graph = graphOf(buf, file);
   const locations = new Set<string>();
+  let float16 = false;
   for (const tensor of readFields(buf, graph.value, graph.end)) {
     if (tensor.field !== GRAPH_INITIALIZER || tensor.wire !== 2) continue;
     const parts = readFields(buf, tensor.value, tensor.end);
+    float16 ||= parts.some((f) => f.field === TENSOR_DATA_TYPE && f.wire === 0 && f.value === FLOAT16);
     if (!parts.some((f) => f.field === TENSOR_DATA_LOCATION && f.wire === 0 && f.value === 1)) continue;
     for (const entry of parts.filter((f) => f.field === TENSOR_EXTERNAL_DATA && f.wire === 2)) {
       const [key, value] = readFields(buf, entry.value, entry.end).map((f) => text(buf, f));
       if (key === 'location' && value) locations.add(value);
     }
   }
-  return [...locations].sort();
+  return { external: [...locations].sort(), float16 };
 }
 
 // ------------------------------------------------------------ sessions
@@ -276,11 +291,12 @@ function cudaInstalled(): boolean {
 async function createSession(
   model: string | Uint8Array,
   provider: OnnxProvider,
+  graphOptimizationLevel: OnnxOptimization,
   intraOpNumThreads: number | undefined,
 ): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: provider === 'webgpu' ? [{ name: 'webgpu' }] : [provider],
-    graphOptimizationLevel: 'all',
+    graphOptimizationLevel,
     logSeverityLevel: 3,
   };
   if (intraOpNumThreads !== undefined) options.intraOpNumThreads = intraOpNumThreads;
@@ -336,7 +352,7 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
   if (!preset) throw new Error(`unknown preprocessing preset '${options.preset}'`);
   let bytes: Uint8Array | undefined = await readFile(file);
   const hash = createHash('sha256').update(bytes);
-  const external = externalDataFiles(bytes, file);
+  const { external, float16 } = scanInitializers(bytes, file);
   for (const location of external) hash.update(await readFile(path.resolve(path.dirname(file), location)));
   const fileHash = hash.digest('hex');
 
@@ -345,10 +361,13 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
       ? [...(cudaInstalled() ? (['cuda'] as const) : []), 'webgpu', 'cpu']
       : [options.provider ?? 'cpu'];
   const providerFailures: string[] = [];
+  const levelFor = (provider: OnnxProvider): OnnxOptimization =>
+    options.graphOptimizationLevel ?? (float16 && provider === 'cpu' ? 'extended' : 'all');
   const open = async (model: string | Uint8Array) => {
     for (const provider of providers) {
       try {
-        return { session: await createSession(model, provider, options.intraOpNumThreads), provider };
+        const session = await createSession(model, provider, levelFor(provider), options.intraOpNumThreads);
+        return { session, provider };
       } catch (error) {
         providerFailures.push(`${provider}: ${(error as Error).message.split('\n')[0]}`);
       }
@@ -453,6 +472,7 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
     preset: options.preset,
     provider,
     providerFailures,
+    graphOptimizationLevel: levelFor(provider),
     inputName,
     outputName,
     outputLayout,

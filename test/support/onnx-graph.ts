@@ -1,7 +1,7 @@
 /**
  * Writes small ONNX models (ModelProto, protobuf wire format) from a plain description, so tests and the
- * CPU bench get real model files without PyTorch. Only what those models use is encoded: float32 and
- * int64 initializers as raw_data, INT/INTS/FLOAT attributes, typed graph inputs and outputs.
+ * CPU bench get real model files without PyTorch. Only what those models use is encoded: float32,
+ * float16 and int64 initializers as raw_data, INT/INTS/FLOAT attributes, typed graph inputs and outputs.
  */
 
 export interface OnnxNode {
@@ -14,7 +14,8 @@ export interface OnnxNode {
 export interface OnnxInitializer {
   name: string;
   dims: number[];
-  data: Float32Array | BigInt64Array;
+  /** A Uint16Array holds float16 bit patterns. */
+  data: Float32Array | BigInt64Array | Uint16Array;
 }
 
 /** A graph input or output; a string dimension is symbolic (e.g. 'batch'). */
@@ -33,6 +34,7 @@ export interface OnnxGraph {
 
 const FLOAT = 1;
 const INT64 = 7;
+const FLOAT16 = 10;
 const ATTRIBUTE_FLOAT = 1;
 const ATTRIBUTE_INT = 2;
 const ATTRIBUTE_INTS = 7;
@@ -123,7 +125,9 @@ export function encodeOnnxModel(graph: OnnxGraph): Uint8Array {
   for (const init of graph.initializers) {
     const t = new ProtoWriter();
     for (const d of init.dims) t.int(1, d);
-    t.int(2, init.data instanceof Float32Array ? FLOAT : INT64).string(8, init.name);
+    const type =
+      init.data instanceof Float32Array ? FLOAT : init.data instanceof Uint16Array ? FLOAT16 : INT64;
+    t.int(2, type).string(8, init.name);
     t.bytes(9, new Uint8Array(init.data.buffer, init.data.byteOffset, init.data.byteLength));
     g.message(5, t);
   }
@@ -146,6 +150,24 @@ export function seededWeights(count: number, seed: number, scale = 0.5): Float32
   });
 }
 
+/** Float16 bit patterns of `values` (mantissa truncated, tiny values flushed to zero: test weights only). */
+export function float16Bits(values: Float32Array): Uint16Array {
+  const words = new Uint32Array(Float32Array.from(values).buffer);
+  return Uint16Array.from(words, (u) => {
+    const exponent = ((u >>> 23) & 0xff) - 127 + 15;
+    return ((u >>> 16) & 0x8000) | (exponent <= 0 ? 0 : (exponent << 10) | ((u >>> 13) & 0x3ff));
+  });
+}
+
+/** The float32 values of float16 bit patterns (normal numbers and zero). */
+export function float16Values(bits: Uint16Array): Float32Array {
+  return Float32Array.from(bits, (h) => {
+    const exponent = (h >>> 10) & 0x1f;
+    const magnitude = exponent === 0 ? 0 : (1 + (h & 0x3ff) / 1024) * 2 ** (exponent - 15);
+    return h & 0x8000 ? -magnitude : magnitude;
+  });
+}
+
 export type TestModelOutput = 'nchw' | 'nhwc' | 'tokens' | 'logits';
 
 export interface ConvStage {
@@ -158,15 +180,18 @@ export interface ConvStage {
  * `output` says: 'nchw' the map [batch, C, H, W]; 'nhwc' the same network taking and giving channels-last
  * tensors ([batch, side, side, 3] -> [batch, H, W, C]); 'tokens' the map as ViT-style tokens
  * [batch, 1 + H*W, C] whose first (class) token is all 7s; 'logits' global pooling after the map, so the
- * only graph output is [batch, C] and the map ('features') is an intermediate value.
+ * only graph output is [batch, C] and the map ('features') is an intermediate value. With `float16`, the
+ * convolutions hold float16 weights and run between casts, float32 in and out (as export_backbones.py
+ * --fp16 writes); the weights returned are then the float16 values.
  */
 export function convStackModel(options: {
   side: number;
   stages: ConvStage[];
   seed: number;
   output: TestModelOutput;
+  float16?: boolean;
 }): { model: Uint8Array; weights: Float32Array[]; biases: Float32Array[] } {
-  const { side, stages, seed, output } = options;
+  const { side, stages, seed, output, float16 = false } = options;
   const nodes: OnnxNode[] = [];
   const initializers: OnnxInitializer[] = [];
   const weights: Float32Array[] = [];
@@ -181,16 +206,23 @@ export function convStackModel(options: {
     });
     current = 'image_nchw';
   }
+  if (float16) {
+    nodes.push({ op: 'Cast', inputs: [current], outputs: ['image16'], attributes: { to: FLOAT16 } });
+    current = 'image16';
+  }
   let inChannels = 3;
   let size = side;
   stages.forEach((stage, i) => {
-    const w = seededWeights(stage.channels * inChannels * 9, seed + 2 * i, Math.sqrt(3 / (inChannels * 9)));
-    const b = seededWeights(stage.channels, seed + 2 * i + 1, 0.1);
+    let w = seededWeights(stage.channels * inChannels * 9, seed + 2 * i, Math.sqrt(3 / (inChannels * 9)));
+    let b = seededWeights(stage.channels, seed + 2 * i + 1, 0.1);
+    const stored = float16 ? [float16Bits(w), float16Bits(b)] : [w, b];
+    if (float16)
+      [w, b] = stored.map((bits) => float16Values(bits as Uint16Array)) as [Float32Array, Float32Array];
     weights.push(w);
     biases.push(b);
     initializers.push(
-      { name: `w${i}`, dims: [stage.channels, inChannels, 3, 3], data: w },
-      { name: `b${i}`, dims: [stage.channels], data: b },
+      { name: `w${i}`, dims: [stage.channels, inChannels, 3, 3], data: stored[0]! },
+      { name: `b${i}`, dims: [stage.channels], data: stored[1]! },
     );
     const last = i === stages.length - 1;
     nodes.push(
@@ -200,12 +232,14 @@ export function convStackModel(options: {
         outputs: [`conv${i}`],
         attributes: { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [stage.stride, stage.stride] },
       },
-      { op: 'Relu', inputs: [`conv${i}`], outputs: [last ? 'features' : `relu${i}`] },
+      { op: 'Relu', inputs: [`conv${i}`], outputs: [last && !float16 ? 'features' : `relu${i}`] },
     );
     current = `relu${i}`;
     inChannels = stage.channels;
     size = Math.floor((size - 1) / stage.stride) + 1;
   });
+  if (float16)
+    nodes.push({ op: 'Cast', inputs: [current], outputs: ['features'], attributes: { to: FLOAT } });
   const channels = inChannels;
   const cells = size * size;
   let graphOutput: OnnxValue;

@@ -1,0 +1,471 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { cropGeometry } from '../data/preprocess';
+import type { ExplainedPrototype, ImageExplanation, ModelExplanations } from '../explain/explain-model';
+import type { HeadKind } from '../method/head';
+import {
+  type BoxedImage,
+  barChartSvg,
+  explanationPanelPng,
+  type HeatmapLayer,
+  heatmapOverlayPng,
+  histogramSvg,
+  type PrototypeRow,
+  prototypeGridPng,
+  ThumbnailCache,
+} from './figures';
+import type { ConfigurationSummary, SweepReport } from './summary';
+import { escapeXml as h } from './svg';
+import { type PaperTables, paperTables, type Table, tableHtml, writePaperTables } from './tables';
+
+export interface HtmlReportOptions {
+  /** Channels drawn on each head's channel page (64): key channels and explanation channels first. */
+  maxChannels?: number;
+  /** Explained test images shown per configuration (12). */
+  maxExplanations?: number;
+  /** Classes whose key channels are drawn per configuration (50). */
+  maxClasses?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface HtmlReport {
+  /** Absolute path of index.html. */
+  index: string;
+  /** Every file written, absolute. */
+  files: string[];
+}
+
+const HEAD_LABEL: Record<HeadKind, string> = { infodisent: 'InfoDisent', baseline: 'baseline' };
+
+const STYLE = `
+body { font-family: system-ui, 'DejaVu Sans', Arial, sans-serif; margin: 0; color: #222; background: #fafafa; }
+header.nav { background: #263238; padding: 0.6em 1.2em; }
+header.nav a { color: #eceff1; margin-right: 1.4em; text-decoration: none; }
+header.nav a:hover { text-decoration: underline; }
+main { padding: 1em 1.6em 3em; max-width: 1400px; }
+h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ccc; } h3 { margin-top: 1.4em; }
+table { border-collapse: collapse; margin: 0.6em 0; background: #fff; }
+caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: left; }
+th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
+p.caption, .note { color: #555; font-size: 0.9em; max-width: 70em; }
+figure { margin: 0.8em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; background: #fff; }
+.chips a { display: inline-block; margin: 0.15em; padding: 0.1em 0.5em; background: #e3f2fd; border-radius: 0.8em; text-decoration: none; }
+.downloads a { margin-right: 1em; }
+`;
+
+/** A file-name-safe, unique slug. */
+function slugger(): (name: string) => string {
+  const used = new Set<string>();
+  return (name) => {
+    const base =
+      name
+        .toLowerCase()
+        .replace(/[^a-z0-9._-]+/g, '-')
+        .replace(/^[-.]+|-+$/g, '') || 'item';
+    let slug = base;
+    for (let i = 2; used.has(slug); i++) slug = `${base}-${i}`;
+    used.add(slug);
+    return slug;
+  };
+}
+
+function page(title: string, root: string, nav: { href: string; label: string }[], body: string): string {
+  return [
+    '<!DOCTYPE html>',
+    '<html lang="en"><head><meta charset="utf-8">',
+    '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    // An empty icon: the browser asks for no favicon (a self-contained folder has none).
+    '<link rel="icon" href="data:,">',
+    `<title>${h(title)}</title>`,
+    `<link rel="stylesheet" href="${root}assets/style.css">`,
+    '</head><body>',
+    `<header class="nav">${nav.map((link) => `<a href="${h(link.href)}">${h(link.label)}</a>`).join('')}</header>`,
+    `<main>${body}</main>`,
+    '</body></html>',
+    '',
+  ].join('\n');
+}
+
+function figure(src: string, alt: string, caption?: string): string {
+  return `<figure><img src="${h(src)}" alt="${h(alt)}" loading="lazy">${caption ? `<figcaption class="note">${h(caption)}</figcaption>` : ''}</figure>`;
+}
+
+const fixed = (v: number | undefined | null, digits: number, scale = 1) =>
+  v === undefined || v === null || !Number.isFinite(v) ? '—' : (scale * v).toFixed(digits);
+
+/** The rows of one configuration, without grouping. */
+function filterTable(table: Table, configuration: ConfigurationSummary): Table {
+  return {
+    ...table,
+    groupBy: undefined,
+    rows: table.rows.filter((row) => row['configuration'] === configuration.configuration),
+  };
+}
+
+/** Writes the report for a sweep into `outDir`: index.html, assets/, tables/ and one folder per configuration. */
+export async function writeHtmlReport(
+  outDir: string,
+  report: SweepReport,
+  options: HtmlReportOptions = {},
+): Promise<HtmlReport> {
+  const root = path.resolve(outDir);
+  const files: string[] = [];
+  const write = async (relative: string, content: string | Buffer) => {
+    const file = path.join(root, relative);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, content);
+    files.push(file);
+  };
+  const slug = slugger();
+  const slugs = report.configurations.map((c) => slug(c.configuration));
+  const tables = paperTables(report.configurations);
+  const tableFiles = await writePaperTables(path.join(root, 'tables'), tables);
+  files.push(...tableFiles);
+  await write('assets/style.css', STYLE);
+
+  const rvGroups = report.configurations.map((c) => ({
+    label: `${c.dataset} / ${c.backbone}`,
+    values: (['infodisent', 'baseline'] as const).map((kind) => {
+      const rv = c.heads[kind]?.rv;
+      return rv ? { mean: 100 * rv.mean, ci95: [100 * rv.ci95[0], 100 * rv.ci95[1]] as const } : null;
+    }),
+  }));
+  const hasRv = rvGroups.some((g) => g.values.some(Boolean));
+  if (hasRv) {
+    await write(
+      'assets/rv.svg',
+      barChartSvg(rvGroups, ['InfoDisent (Z)', 'baseline (F)'], {
+        title: 'Mean RV coefficient between channels (x100)',
+        yLabel: 'RV x 100',
+      }),
+    );
+  }
+  for (const [i, c] of report.configurations.entries()) {
+    const series = (['infodisent', 'baseline'] as const).flatMap((kind) => {
+      const ablation = c.heads[kind]?.ablation;
+      return ablation ? [{ label: HEAD_LABEL[kind], values: ablation.values }] : [];
+    });
+    if (series.length > 0) {
+      await write(
+        `assets/ablation-${slugs[i]}.svg`,
+        histogramSvg(series, {
+          title: `${c.configuration}: channels for 95% of the evidence`,
+          xLabel: `channels needed (of ${c.channels})`,
+        }),
+      );
+    }
+  }
+
+  const cache = new ThumbnailCache();
+  const figureTotal = report.configurations.reduce((n, c) => n + plannedFigures(c, options), 0);
+  let figuresDone = 0;
+  const progress = () => options.onProgress?.(++figuresDone, figureTotal);
+  for (const [i, configuration] of report.configurations.entries()) {
+    await writeConfiguration(
+      configuration,
+      `configurations/${slugs[i]}`,
+      slugs[i]!,
+      tables,
+      write,
+      cache,
+      options,
+      progress,
+    );
+  }
+
+  const index = indexPage(report, slugs, tables, hasRv);
+  await write('index.html', index);
+  return { index: path.join(root, 'index.html'), files };
+}
+
+function indexPage(report: SweepReport, slugs: string[], tables: PaperTables, hasRv: boolean): string {
+  const rows = report.configurations
+    .map(
+      (c, i) =>
+        `<tr><td><a href="configurations/${slugs[i]}/index.html">${h(c.configuration)}</a></td><td>${h(c.dataset)}</td>` +
+        `<td>${h(c.backbone)}</td><td class="num">${c.classes.length}</td><td class="num">${c.channels}</td>` +
+        `<td class="num">${fixed(c.heads.baseline?.top1, 1, 100)}</td><td class="num">${fixed(c.heads.infodisent?.top1, 1, 100)}</td></tr>`,
+    )
+    .join('\n');
+  const downloads = (id: string) =>
+    `<p class="downloads">${['md', 'csv', 'tex']
+      .map((ext) => `<a href="tables/${id}.${ext}">${id}.${ext}</a>`)
+      .join('')}<a href="tables/tables.json">tables.json</a></p>`;
+  const body = [
+    `<h1>Sweep ${h(report.sweep)}</h1>`,
+    `<p class="note">Generated ${h(report.generatedAt)}.${report.description ? ` ${h(report.description)}` : ''}</p>`,
+    '<h2 id="configurations">Configurations</h2>',
+    '<table><thead><tr><th>Configuration</th><th>Dataset</th><th>Backbone</th><th class="num">Classes</th>' +
+      '<th class="num">Channels</th><th class="num">Baseline top-1 %</th><th class="num">InfoDisent top-1 %</th></tr></thead>',
+    `<tbody>${rows}</tbody></table>`,
+    report.failed.length > 0
+      ? `<h2 id="failed">Failed configurations</h2><ul>${report.failed
+          .map((f) => `<li><strong>${h(f.configuration)}</strong>: ${h(f.error)}</li>`)
+          .join('')}</ul>`
+      : '',
+    '<h2 id="tables">Tables</h2>',
+    ...Object.values(tables).map((table) => tableHtml(table) + downloads(table.id)),
+    '<h2 id="plots">Plots</h2>',
+    hasRv
+      ? figure('assets/rv.svg', 'Mean RV coefficient per configuration')
+      : '<p class="note">No RV results.</p>',
+    ...report.configurations.map((c, i) =>
+      Object.values(c.heads).some((head) => head?.ablation)
+        ? figure(
+            `assets/ablation-${slugs[i]}.svg`,
+            `Channels needed for 95% of the evidence, ${c.configuration}`,
+          )
+        : '',
+    ),
+  ];
+  return page(`Sweep ${report.sweep}`, '', [{ href: 'index.html', label: 'Sweep index' }], body.join('\n'));
+}
+
+type Writer = (relative: string, content: string | Buffer) => Promise<void>;
+
+/** Heads with explanations, InfoDisent first. */
+function explainedHeads(c: ConfigurationSummary): { kind: HeadKind; explanations: ModelExplanations }[] {
+  return (['infodisent', 'baseline'] as const).flatMap((kind) => {
+    const explanations = c.heads[kind]?.explanations;
+    return explanations ? [{ kind, explanations }] : [];
+  });
+}
+
+function plannedFigures(c: ConfigurationSummary, options: HtmlReportOptions): number {
+  if (!c.datasetRoot) return 0;
+  return explainedHeads(c).reduce(
+    (n, { kind, explanations }) =>
+      n +
+      Math.min(options.maxChannels ?? 64, explanations.channels) +
+      Math.min(options.maxClasses ?? 50, explanations.keyChannels.length) +
+      (kind === 'infodisent'
+        ? 2 * Math.min(options.maxExplanations ?? 12, explanations.explanations.length)
+        : 0),
+    0,
+  );
+}
+
+/** Channels to draw: explanation channels, then key channels, then by prototype strength. */
+function shownChannels(explanations: ModelExplanations, max: number): number[] {
+  const order: number[] = [];
+  const add = (c: number) => {
+    if (!order.includes(c) && order.length < max) order.push(c);
+  };
+  for (const e of explanations.explanations) for (const c of e.channels) add(c.channel);
+  for (const k of explanations.keyChannels) for (const c of k.channels) add(c.channel);
+  const strength = explanations.prototypes
+    .map((p) => ({ channel: p.channel, value: p.prototypes[0]?.value ?? 0 }))
+    .filter((p) => p.value > 0)
+    .sort((a, b) => b.value - a.value);
+  for (const { channel } of strength) add(channel);
+  return order.sort((a, b) => a - b);
+}
+
+async function writeConfiguration(
+  c: ConfigurationSummary,
+  folder: string,
+  slug: string,
+  tables: PaperTables,
+  write: Writer,
+  cache: ThumbnailCache,
+  options: HtmlReportOptions,
+  progress: () => void,
+): Promise<void> {
+  const heads = explainedHeads(c);
+  const className = (k: number) => c.classes[k] ?? `class ${k}`;
+  const file = (p: string) => path.join(c.datasetRoot!, p);
+  const boxed = (prototypes: readonly ExplainedPrototype[]): BoxedImage[] =>
+    prototypes.map((p) => ({ file: file(p.path), box: p.box, caption: `p = ${p.value.toPrecision(3)}` }));
+  const drawable = c.datasetRoot !== undefined;
+  const nav = [
+    { href: '../../index.html', label: 'Sweep index' },
+    { href: 'index.html', label: c.configuration },
+    ...heads.map(({ kind }) => ({ href: `channels-${kind}.html`, label: `${HEAD_LABEL[kind]} channels` })),
+  ];
+
+  // Channel pages, one per explained head.
+  for (const { kind, explanations } of heads) {
+    const keyOf = new Map<number, string[]>();
+    for (const k of explanations.keyChannels) {
+      for (const { channel } of k.channels)
+        keyOf.set(channel, [...(keyOf.get(channel) ?? []), className(k.label)]);
+    }
+    const purity = new Map(explanations.faithfulness.purity.perChannel.map((p) => [p.channel, p]));
+    const shown = shownChannels(explanations, options.maxChannels ?? 64);
+    const sections: string[] = [];
+    for (const channel of shown) {
+      const prototypes = explanations.prototypes[channel]?.prototypes ?? [];
+      const p = purity.get(channel);
+      const classes = keyOf.get(channel) ?? [];
+      const image = `img/${kind}-channel-${channel}.png`;
+      if (drawable && prototypes.length > 0) {
+        await write(
+          `${folder}/${image}`,
+          await prototypeGridPng([{ title: '', images: boxed(prototypes) }], { cache, thumb: 128 }),
+        );
+      }
+      if (drawable) progress();
+      sections.push(
+        `<section id="channel-${channel}"><h3>Channel ${channel}</h3>` +
+          `<p>${prototypes.length} prototype${prototypes.length === 1 ? '' : 's'}` +
+          (p ? `; purity ${p.purity.toFixed(2)}${p.part ? ` on part <code>${h(p.part)}</code>` : ''}` : '') +
+          (classes.length > 0
+            ? `; key channel of ${classes.map((name) => `<strong>${h(name)}</strong>`).join(', ')}`
+            : '') +
+          '</p>' +
+          (drawable && prototypes.length > 0 ? figure(image, `Prototypes of channel ${channel}`) : '') +
+          '</section>',
+      );
+    }
+    const chips = shown.map((channel) => `<a href="#channel-${channel}">${channel}</a>`).join('');
+    const body = [
+      `<h1>${h(c.configuration)}: ${HEAD_LABEL[kind]} channels</h1>`,
+      `<p class="note">${shown.length} of ${explanations.channels} channels: those in explanations and key channels first, then the most strongly activated. ` +
+        'Each shows its 5 training images with the largest pooled value p<sub>c</sub>, the argmax cell boxed in yellow.</p>',
+      `<p class="chips">${chips}</p>`,
+      ...sections,
+    ];
+    await write(
+      `${folder}/channels-${kind}.html`,
+      page(`${c.configuration} ${HEAD_LABEL[kind]} channels`, '../../', nav, body.join('\n')),
+    );
+  }
+
+  // Explanations of test images (InfoDisent), with the baseline's CAM of the same image beside its heatmap.
+  const info = heads.find((entry) => entry.kind === 'infodisent')?.explanations;
+  const baselineOf = new Map(
+    (heads.find((entry) => entry.kind === 'baseline')?.explanations.explanations ?? []).map((e) => [
+      e.item,
+      e,
+    ]),
+  );
+  const explanationHtml: string[] = [];
+  for (const e of (info?.explanations ?? []).slice(0, options.maxExplanations ?? 12)) {
+    const title = `test image ${e.item}: true ${className(e.label)}, predicted ${className(e.predicted)}`;
+    const links = e.channels
+      .map((ch) => `<a href="channels-infodisent.html#channel-${ch.channel}">${ch.channel}</a>`)
+      .join('');
+    explanationHtml.push(
+      `<h3 id="explanation-${e.item}">${h(title)}</h3><p class="chips">Top channels: ${links}</p>`,
+    );
+    const preset = c.preset;
+    if (!drawable || !preset || !info) continue;
+    const layer = (x: ImageExplanation, label: string, grid: ModelExplanations['grid']): HeatmapLayer => ({
+      title: label,
+      values: x.heatmap,
+      grid,
+      geometry: cropGeometry(x.width, x.height, preset),
+    });
+    const infoLayer = layer(e, `InfoDisent M of ${className(e.predicted)}`, info.grid);
+    const panel = `img/explanation-${e.item}.png`;
+    await write(
+      `${folder}/${panel}`,
+      await explanationPanelPng(
+        {
+          image: {
+            file: file(e.path),
+            title,
+            subtitle:
+              `logit ${e.logits[e.predicted]!.toFixed(3)} = ${e.positiveTotal.toFixed(3)} (positive channels) ` +
+              `− ${Math.abs(e.negativeTotal).toFixed(3)} (negative) ${e.bias < 0 ? '−' : '+'} ${Math.abs(e.bias).toFixed(3)} (bias)`,
+          },
+          heatmap: infoLayer,
+          channels: e.channels.map((ch) => ({
+            label: `channel ${ch.channel}`,
+            contribution: ch.contribution,
+            share: e.positiveTotal > 0 ? ch.contribution / e.positiveTotal : 0,
+            prototypes: boxed(ch.prototypes),
+          })),
+        },
+        { cache },
+      ),
+    );
+    progress();
+    const baseline = baselineOf.get(e.item);
+    const heatmaps = `img/heatmaps-${e.item}.png`;
+    const baselineGrid = heads.find((entry) => entry.kind === 'baseline')?.explanations.grid;
+    await write(
+      `${folder}/${heatmaps}`,
+      await heatmapOverlayPng(
+        file(e.path),
+        [
+          infoLayer,
+          ...(baseline && baselineGrid
+            ? [layer(baseline, `baseline CAM of ${className(baseline.predicted)}`, baselineGrid)]
+            : []),
+        ],
+        { cache, title: `${className(e.label)}: class heatmaps (red positive, blue negative)` },
+      ),
+    );
+    progress();
+    explanationHtml.push(
+      figure(panel, `Explanation of test image ${e.item}`),
+      figure(heatmaps, `Heatmaps of test image ${e.item}`),
+    );
+  }
+
+  // Key channels of each class.
+  const keyHtml: string[] = [];
+  for (const { kind, explanations } of heads) {
+    keyHtml.push(`<h3>${HEAD_LABEL[kind]}</h3>`);
+    for (const k of explanations.keyChannels.slice(0, options.maxClasses ?? 50)) {
+      const links = k.channels
+        .map((ch) => `<a href="channels-${kind}.html#channel-${ch.channel}">${ch.channel}</a>`)
+        .join('');
+      keyHtml.push(
+        `<h4>${h(className(k.label))} <span class="note">(${k.images} test images)</span></h4><p class="chips">${links || 'none'}</p>`,
+      );
+      if (!drawable || k.channels.length === 0) {
+        if (drawable) progress();
+        continue;
+      }
+      const rows: PrototypeRow[] = k.channels.map((ch) => ({
+        title: `channel ${ch.channel}`,
+        subtitle: `mean a = ${ch.meanContribution.toPrecision(3)}`,
+        images: boxed(explanations.prototypes[ch.channel]?.prototypes ?? []),
+      }));
+      const image = `img/${kind}-class-${k.label}.png`;
+      await write(
+        `${folder}/${image}`,
+        await prototypeGridPng(rows, {
+          cache,
+          title: `${HEAD_LABEL[kind]} key channels of ${className(k.label)}`,
+        }),
+      );
+      progress();
+      keyHtml.push(figure(image, `Key channels of ${className(k.label)}`));
+    }
+  }
+
+  const headRows = (['infodisent', 'baseline'] as const)
+    .map((kind) => {
+      const head = c.heads[kind];
+      if (!head) return '';
+      return (
+        `<tr><td>${HEAD_LABEL[kind]}</td><td class="num">${fixed(head.top1, 1, 100)}</td><td class="num">${fixed(head.top5, 1, 100)}</td>` +
+        `<td class="num">${fixed(head.rv?.mean, 2, 100)}</td><td class="num">${fixed(head.ablation?.mean, 1)}</td>` +
+        `<td class="num">${fixed(head.ablation?.median, 1)}</td></tr>`
+      );
+    })
+    .join('');
+  const hasAblation = Object.values(c.heads).some((head) => head?.ablation);
+  const body = [
+    `<h1>${h(c.configuration)}</h1>`,
+    `<p>Dataset <strong>${h(c.dataset)}</strong> (${c.classes.length} classes), backbone <strong>${h(c.backbone)}</strong> (${c.channels} channels).</p>`,
+    '<h2 id="summary">Summary</h2>',
+    '<table><thead><tr><th>Head</th><th class="num">Top-1 %</th><th class="num">Top-5 %</th><th class="num">RV x100</th>' +
+      '<th class="num">95% channels, mean</th><th class="num">median</th></tr></thead>' +
+      `<tbody>${headRows}</tbody></table>`,
+    hasAblation ? figure(`../../assets/ablation-${slug}.svg`, 'Channels needed for 95% of the evidence') : '',
+    heads.length > 0 ? tableHtml(filterTable(tables.faithfulness, c)) : '',
+    '<h2 id="explanations">Explanations</h2>',
+    drawable ? '' : '<p class="note">No dataset folder was given, so no images are drawn.</p>',
+    ...(explanationHtml.length > 0 ? explanationHtml : ['<p class="note">No explained images.</p>']),
+    '<h2 id="key-channels">Key channels of each class</h2>',
+    ...(keyHtml.length > 0 ? keyHtml : ['<p class="note">No explanations for this configuration.</p>']),
+    '<h2 id="classes">Classes</h2>',
+    `<ol start="0">${c.classes.map((name) => `<li>${h(name)}</li>`).join('')}</ol>`,
+  ];
+  await write(`${folder}/index.html`, page(c.configuration, '../../', nav, body.join('\n')));
+}

@@ -1,0 +1,5 @@
+export * from './figures';
+export * from './html';
+export * from './summary';
+export * from './svg';
+export * from './tables';

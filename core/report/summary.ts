@@ -1,0 +1,84 @@
+import type { AblationResult } from '../analysis/channel-ablation';
+import type { RvResult } from '../analysis/rv-coefficient';
+import type { PreprocessPreset } from '../data/preprocess';
+import type { ModelExplanations } from '../explain/explain-model';
+import type { HeadKind } from '../method/head';
+
+/** What the report shows of one trained head; plain JSON (no typed arrays). */
+export interface HeadSummary {
+  /** Fractions in [0, 1]. */
+  top1: number;
+  top5: number;
+  /** Mean RV between channels (raw scale; the tables print x100 as the paper's Table 8). */
+  rv?: { mean: number; ci95: [number, number]; mode: 'exact' | 'sampled'; pairs: number; images: number };
+  /** 95%-channel ablation: channels needed per test image. */
+  ablation?: {
+    fraction: number;
+    channels: number;
+    images: number;
+    mean: number;
+    median: number;
+    values: number[];
+  };
+  explanations?: ModelExplanations;
+}
+
+export interface ConfigurationSummary {
+  configuration: string;
+  dataset: string;
+  backbone: string;
+  classes: string[];
+  /** C of the backbone's feature map. */
+  channels: number;
+  /** Absolute folder that explanation image paths are relative to (needed to draw them). */
+  datasetRoot?: string;
+  /** The backbone's preprocessing (needed to draw heatmaps over images). */
+  preset?: PreprocessPreset;
+  heads: Partial<Record<HeadKind, HeadSummary>>;
+}
+
+export interface SweepReport {
+  sweep: string;
+  generatedAt: string;
+  description?: string;
+  configurations: ConfigurationSummary[];
+  failed: { configuration: string; error: string }[];
+}
+
+/** A HeadSummary from the pipeline's own results (typed arrays become plain lists). */
+export function headSummary(input: {
+  evaluation: { top1: number; top5: number };
+  rv?: RvResult;
+  ablation?: AblationResult;
+  explanations?: ModelExplanations;
+}): HeadSummary {
+  const { evaluation, rv, ablation, explanations } = input;
+  return {
+    top1: evaluation.top1,
+    top5: evaluation.top5,
+    ...(rv
+      ? {
+          rv: {
+            mean: rv.mean,
+            ci95: [rv.ci95[0], rv.ci95[1]],
+            mode: rv.mode,
+            pairs: rv.pairsEvaluated,
+            images: rv.images,
+          },
+        }
+      : {}),
+    ...(ablation
+      ? {
+          ablation: {
+            fraction: ablation.fraction,
+            channels: ablation.channels,
+            images: ablation.images,
+            mean: ablation.channelsNeeded.mean,
+            median: ablation.channelsNeeded.median,
+            values: Array.from(ablation.channelsNeeded.values),
+          },
+        }
+      : {}),
+    ...(explanations ? { explanations } : {}),
+  };
+}

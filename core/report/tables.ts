@@ -1,0 +1,318 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { HeadKind } from '../method/head';
+import type { ConfigurationSummary, HeadSummary } from './summary';
+import { escapeXml } from './svg';
+
+export type Cell = string | number | null;
+
+export interface TableColumn {
+  key: string;
+  label: string;
+  /** Numbers are right-aligned and printed with `digits` decimals (CSV and JSON keep full precision). */
+  kind: 'text' | 'number';
+  digits?: number;
+  /** Only in the machine-readable exports (CSV, JSON), not in Markdown, LaTeX or HTML. */
+  hidden?: boolean;
+}
+
+export interface Table {
+  id: string;
+  title: string;
+  caption: string;
+  columns: TableColumn[];
+  rows: Record<string, Cell>[];
+  /** A column whose repeated values are printed once per group in Markdown and LaTeX, as in the paper. */
+  groupBy?: string;
+}
+
+/** The paper's tables, built from per-configuration results. */
+export interface PaperTables {
+  accuracy: Table;
+  rv: Table;
+  ablation: Table;
+  /** SPEC section 6: ground-truth checks of the explanations. */
+  faithfulness: Table;
+}
+
+const HEAD_LABEL: Record<HeadKind, string> = { infodisent: 'InfoDisent', baseline: 'baseline' };
+
+const finite = (v: number | undefined): number | null => (v === undefined || !Number.isFinite(v) ? null : v);
+const percent = (v: number | undefined): number | null => finite(v === undefined ? undefined : 100 * v);
+
+function byDataset(configurations: readonly ConfigurationSummary[]): ConfigurationSummary[] {
+  return [...configurations].sort((a, b) =>
+    a.dataset === b.dataset
+      ? a.backbone < b.backbone
+        ? -1
+        : a.backbone > b.backbone
+          ? 1
+          : 0
+      : a.dataset < b.dataset
+        ? -1
+        : 1,
+  );
+}
+
+const KEYS = [
+  // Tells apart configurations that share a dataset and backbone (seeds, settings).
+  { key: 'configuration', label: 'Configuration', kind: 'text', hidden: true },
+  { key: 'dataset', label: 'Dataset', kind: 'text' },
+  { key: 'backbone', label: 'Backbone', kind: 'text' },
+] as const satisfies TableColumn[];
+
+export function paperTables(configurations: readonly ConfigurationSummary[]): PaperTables {
+  const sorted = byDataset(configurations);
+  const key = (c: ConfigurationSummary) => ({
+    configuration: c.configuration,
+    dataset: c.dataset,
+    backbone: c.backbone,
+  });
+  const head = (c: ConfigurationSummary, kind: HeadKind): HeadSummary | undefined => c.heads[kind];
+  const halfWidth = (h: HeadSummary | undefined) =>
+    h?.rv ? finite((100 * (h.rv.ci95[1] - h.rv.ci95[0])) / 2) : null;
+  return {
+    accuracy: {
+      id: 'accuracy',
+      title: 'Top-1 and top-5 test accuracy (%)',
+      caption:
+        'Test accuracy of the baseline head (average pooling, linear layer) and of InfoDisent, both on the frozen backbone.',
+      groupBy: 'dataset',
+      columns: [
+        ...KEYS,
+        { key: 'baseline_top1', label: 'Baseline top-1', kind: 'number', digits: 1 },
+        { key: 'infodisent_top1', label: 'InfoDisent top-1', kind: 'number', digits: 1 },
+        { key: 'baseline_top5', label: 'Baseline top-5', kind: 'number', digits: 1 },
+        { key: 'infodisent_top5', label: 'InfoDisent top-5', kind: 'number', digits: 1 },
+      ],
+      rows: sorted.map((c) => ({
+        ...key(c),
+        baseline_top1: percent(head(c, 'baseline')?.top1),
+        infodisent_top1: percent(head(c, 'infodisent')?.top1),
+        baseline_top5: percent(head(c, 'baseline')?.top5),
+        infodisent_top5: percent(head(c, 'infodisent')?.top5),
+      })),
+    },
+    rv: {
+      id: 'rv',
+      title: 'Mean RV coefficient between channels (x100)',
+      caption:
+        "Mean RV coefficient over channel pairs (x100, the scale of the paper's Table 8) of the rotated channels Z (InfoDisent) and the raw channels F (baseline), with the half-width of the 95% interval.",
+      groupBy: 'dataset',
+      columns: [
+        ...KEYS,
+        { key: 'infodisent_rv', label: 'InfoDisent', kind: 'number', digits: 1 },
+        { key: 'infodisent_rv_ci', label: 'InfoDisent ±', kind: 'number', digits: 1 },
+        { key: 'baseline_rv', label: 'Baseline', kind: 'number', digits: 1 },
+        { key: 'baseline_rv_ci', label: 'Baseline ±', kind: 'number', digits: 1 },
+      ],
+      rows: sorted.map((c) => ({
+        ...key(c),
+        infodisent_rv: percent(head(c, 'infodisent')?.rv?.mean),
+        infodisent_rv_ci: halfWidth(head(c, 'infodisent')),
+        baseline_rv: percent(head(c, 'baseline')?.rv?.mean),
+        baseline_rv_ci: halfWidth(head(c, 'baseline')),
+      })),
+    },
+    ablation: {
+      id: 'ablation',
+      title: 'Channels needed for 95% of the positive evidence',
+      caption:
+        'Per test image, the smallest number of channels whose largest positive contributions to the true class reach 95% of the total positive contribution: mean and median over images.',
+      groupBy: 'dataset',
+      columns: [
+        ...KEYS,
+        { key: 'channels', label: 'Channels', kind: 'number', digits: 0 },
+        { key: 'infodisent_mean', label: 'InfoDisent mean', kind: 'number', digits: 1 },
+        { key: 'infodisent_median', label: 'InfoDisent median', kind: 'number', digits: 1 },
+        { key: 'baseline_mean', label: 'Baseline mean', kind: 'number', digits: 1 },
+        { key: 'baseline_median', label: 'Baseline median', kind: 'number', digits: 1 },
+      ],
+      rows: sorted.map((c) => ({
+        ...key(c),
+        channels: c.channels,
+        infodisent_mean: finite(head(c, 'infodisent')?.ablation?.mean),
+        infodisent_median: finite(head(c, 'infodisent')?.ablation?.median),
+        baseline_mean: finite(head(c, 'baseline')?.ablation?.mean),
+        baseline_median: finite(head(c, 'baseline')?.ablation?.median),
+      })),
+    },
+    faithfulness: {
+      id: 'faithfulness',
+      title: 'Explanations against ground-truth parts',
+      caption:
+        "Prototype purity (mean over channels; channels with purity > 0.5), purity of the classes' key channels, pointing game of the class heatmap (InfoDisent) or CAM (baseline), and consistency and stability of the key channels.",
+      groupBy: 'dataset',
+      columns: [
+        ...KEYS,
+        { key: 'head', label: 'Head', kind: 'text' },
+        { key: 'purity', label: 'Purity', kind: 'number', digits: 3 },
+        { key: 'pure_channels', label: 'Pure channels', kind: 'number', digits: 0 },
+        { key: 'key_purity', label: 'Key-channel purity', kind: 'number', digits: 3 },
+        { key: 'pointing', label: 'Pointing game %', kind: 'number', digits: 1 },
+        { key: 'consistency', label: 'Consistency %', kind: 'number', digits: 1 },
+        { key: 'stability', label: 'Stability %', kind: 'number', digits: 1 },
+      ],
+      rows: sorted.flatMap((c) =>
+        (['infodisent', 'baseline'] as const).flatMap((kind) => {
+          const f = head(c, kind)?.explanations?.faithfulness;
+          if (!f) return [];
+          return [
+            {
+              ...key(c),
+              head: HEAD_LABEL[kind],
+              purity: finite(f.purity.mean),
+              pure_channels: f.purity.pure,
+              key_purity: finite(f.keyChannelPurity.mean),
+              pointing: percent(f.pointing.accuracy),
+              consistency: percent(f.consistency?.consistency),
+              stability: percent(f.stability?.stability),
+            },
+          ];
+        }),
+      ),
+    },
+  };
+}
+
+const visible = (table: Table) => table.columns.filter((column) => !column.hidden);
+
+function formatNumber(value: number, column: TableColumn): string {
+  return column.digits === undefined ? String(value) : value.toFixed(column.digits);
+}
+
+/** Rows with repeated group values blanked (the first row of each group keeps it). */
+function grouped(table: Table): Record<string, Cell>[] {
+  const group = table.groupBy;
+  return table.rows.map((row, i) =>
+    group && i > 0 && table.rows[i - 1]![group] === row[group] ? { ...row, [group]: '' } : row,
+  );
+}
+
+/** Backslash-escapes the characters that Markdown (CommonMark/GFM tables) would interpret. */
+export function escapeMarkdown(value: string): string {
+  return value.replace(/[\\`*_[\]<>|~#&]/g, (c) => `\\${c}`).replace(/\r?\n/g, ' ');
+}
+
+export function tableMarkdown(table: Table): string {
+  const columns = visible(table);
+  const cell = (value: Cell, column: TableColumn) =>
+    value === null ? '—' : typeof value === 'number' ? formatNumber(value, column) : escapeMarkdown(value);
+  const lines = [
+    `| ${columns.map((c) => escapeMarkdown(c.label)).join(' | ')} |`,
+    `|${columns.map((c) => (c.kind === 'number' ? '---:' : ':---')).join('|')}|`,
+    ...grouped(table).map((row) => `| ${columns.map((c) => cell(row[c.key] ?? null, c)).join(' | ')} |`),
+  ];
+  return `**${escapeMarkdown(table.title)}**\n\n${lines.join('\n')}\n\n${escapeMarkdown(table.caption)}\n`;
+}
+
+/** RFC 4180 field: quoted when it holds a comma, quote, CR/LF or edge spaces; quotes doubled. */
+export function csvField(value: string): string {
+  return /[",\r\n]|^\s|\s$/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+}
+
+/** RFC 4180 CSV with a header of column keys; numbers at full precision, empty for missing values. */
+export function tableCsv(table: Table): string {
+  const cell = (value: Cell) =>
+    value === null ? '' : typeof value === 'number' ? String(value) : csvField(value);
+  const lines = [
+    table.columns.map((c) => csvField(c.key)).join(','),
+    ...table.rows.map((row) => table.columns.map((c) => cell(row[c.key] ?? null)).join(',')),
+  ];
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+const LATEX_SPECIAL: Record<string, string> = {
+  '\\': '\\textbackslash{}',
+  '&': '\\&',
+  '%': '\\%',
+  $: '\\$',
+  '#': '\\#',
+  _: '\\_',
+  '{': '\\{',
+  '}': '\\}',
+  '~': '\\textasciitilde{}',
+  '^': '\\textasciicircum{}',
+  '<': '\\textless{}',
+  '>': '\\textgreater{}',
+  '|': '\\textbar{}',
+  '±': '$\\pm$',
+};
+
+export function escapeLatex(value: string): string {
+  return value.replace(/[\\&%$#_{}~^<>|±]/g, (c) => LATEX_SPECIAL[c]!).replace(/\r?\n/g, ' ');
+}
+
+/** A booktabs table (needs \usepackage{booktabs}); a \midrule separates groups. */
+export function tableLatex(table: Table): string {
+  const columns = visible(table);
+  const cell = (value: Cell, column: TableColumn) =>
+    value === null
+      ? '--'
+      : typeof value === 'number'
+        ? formatNumber(value, column).replace(/^-/, () => '$-$')
+        : escapeLatex(value);
+  const rows = grouped(table);
+  const body = rows.map((row, i) => {
+    const line = `    ${columns.map((c) => cell(row[c.key] ?? null, c)).join(' & ')} \\\\`;
+    const newGroup = table.groupBy && i > 0 && row[table.groupBy] !== '';
+    return newGroup ? `    \\midrule\n${line}` : line;
+  });
+  return [
+    '\\begin{table}[t]',
+    '  \\centering',
+    `  \\caption{${escapeLatex(table.title)}. ${escapeLatex(table.caption)}}`,
+    `  \\label{tab:${table.id.replace(/[^A-Za-z0-9:-]/g, '-')}}`,
+    `  \\begin{tabular}{${columns.map((c) => (c.kind === 'number' ? 'r' : 'l')).join('')}}`,
+    '    \\toprule',
+    `    ${columns.map((c) => escapeLatex(c.label)).join(' & ')} \\\\`,
+    '    \\midrule',
+    ...body,
+    '    \\bottomrule',
+    '  \\end{tabular}',
+    '\\end{table}',
+    '',
+  ].join('\n');
+}
+
+/** An HTML table (every string escaped), for the report. */
+export function tableHtml(table: Table): string {
+  const columns = visible(table);
+  const cell = (value: Cell, column: TableColumn) =>
+    value === null ? '—' : typeof value === 'number' ? formatNumber(value, column) : escapeXml(value);
+  const align = (c: TableColumn) => (c.kind === 'number' ? ' class="num"' : '');
+  return [
+    `<table id="table-${escapeXml(table.id)}"><caption>${escapeXml(table.title)}</caption>`,
+    `<thead><tr>${columns.map((c) => `<th${align(c)}>${escapeXml(c.label)}</th>`).join('')}</tr></thead>`,
+    '<tbody>',
+    ...table.rows.map(
+      (row) =>
+        `<tr>${columns.map((c) => `<td${align(c)}>${cell(row[c.key] ?? null, c)}</td>`).join('')}</tr>`,
+    ),
+    '</tbody></table>',
+    `<p class="caption">${escapeXml(table.caption)}</p>`,
+  ].join('\n');
+}
+
+/** The tables as JSON: columns and rows as typed values (missing values null). */
+export function tablesJson(tables: PaperTables): string {
+  return `${JSON.stringify(tables, null, 2)}\n`;
+}
+
+/** Writes <id>.md, <id>.csv and <id>.tex for every table and tables.json into `dir`; returns the files. */
+export async function writePaperTables(dir: string, tables: PaperTables): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const files: string[] = [];
+  const write = async (name: string, content: string) => {
+    const file = path.join(dir, name);
+    await writeFile(file, content, 'utf8');
+    files.push(file);
+  };
+  for (const table of Object.values(tables)) {
+    await write(`${table.id}.md`, tableMarkdown(table));
+    await write(`${table.id}.csv`, tableCsv(table));
+    await write(`${table.id}.tex`, tableLatex(table));
+  }
+  await write('tables.json', tablesJson(tables));
+  return files;
+}

@@ -1,0 +1,398 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import sharp from 'sharp';
+import { cropGeometry, PRESETS } from '../core/data/preprocess';
+import {
+  barChartSvg,
+  countBins,
+  escapeLatex,
+  explanationPanelPng,
+  heatmapOverlayPng,
+  histogramSvg,
+  paperTables,
+  prototypeGridPng,
+  prototypeGridSvg,
+  type SweepReport,
+  type Table,
+  tableCsv,
+  tableLatex,
+  tableMarkdown,
+  tablesJson,
+  writeHtmlReport,
+  writePaperTables,
+} from '../core/report';
+import { referencePython } from './support/python';
+import { buildSampleReport, HOSTILE_CLASS } from './support/report-fixture';
+
+let dir: string;
+let report: SweepReport;
+let datasetRoot: string;
+
+before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'infodisent-report-'));
+  ({ report } = await buildSampleReport(dir));
+  datasetRoot = report.configurations[0]!.datasetRoot!;
+});
+
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const explained = () => report.configurations[0]!.heads.infodisent!.explanations!;
+
+/** RFC 4180 parser: quoted fields may hold commas, doubled quotes and line breaks; records end in CRLF. */
+function parseCsv(text: string): string[][] {
+  const records: string[][] = [];
+  let record: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else field += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') {
+      record.push(field);
+      field = '';
+    } else if (ch === '\r' && text[i + 1] === '\n') {
+      record.push(field);
+      records.push(record);
+      record = [];
+      field = '';
+      i++;
+    } else field += ch;
+  }
+  assert.equal(field + record.join(''), '', 'the last record ends with CRLF');
+  return records;
+}
+
+/** Python's csv module on the same text: an independent reader. */
+function pythonCsv(text: string): string[][] {
+  const script =
+    'import csv, io, json, sys; print(json.dumps(list(csv.reader(io.TextIOWrapper(sys.stdin.buffer, newline="")))))';
+  return JSON.parse(
+    execFileSync(referencePython(), ['-c', script], { input: text, encoding: 'utf8' }),
+  ) as string[][];
+}
+
+/** A table whose text needs every kind of escaping, with negative, missing and grouped values. */
+const hostile: Table = {
+  id: 'hostile',
+  title: 'Hostile & 100% #1',
+  caption: 'Values with $pecial_chars {here} ~ ^ \\ | <tags>',
+  groupBy: 'dataset',
+  columns: [
+    { key: 'id', label: 'Id', kind: 'text', hidden: true },
+    { key: 'dataset', label: 'Data_set', kind: 'text' },
+    { key: 'name', label: 'Name', kind: 'text' },
+    { key: 'value', label: 'Value ±', kind: 'number', digits: 2 },
+  ],
+  rows: [
+    { id: 'r1', dataset: 'A&B', name: 'a,b', value: -1.5 },
+    { id: 'r2', dataset: 'A&B', name: 'say "hi"', value: null },
+    { id: 'r3', dataset: 'C_D', name: 'line1\nline2', value: 1 / 3 },
+    { id: 'r4', dataset: 'C_D', name: ' padded |pipe| ', value: 12 },
+  ],
+};
+
+test('paper tables from per-configuration results, in Markdown, CSV, LaTeX and JSON', async () => {
+  const tables = paperTables(report.configurations);
+  const [full, partial] = [report.configurations[0]!, report.configurations[1]!];
+  // Rows sort by dataset then backbone: 'another, "quoted"' before 'disentangled & ideal'.
+  assert.deepEqual(tables.accuracy.rows, [
+    {
+      configuration: partial.configuration,
+      dataset: 'parts_<gen>',
+      backbone: partial.backbone,
+      baseline_top1: null,
+      infodisent_top1: 50,
+      baseline_top5: null,
+      infodisent_top5: 100,
+    },
+    {
+      configuration: full.configuration,
+      dataset: 'parts_<gen>',
+      backbone: full.backbone,
+      baseline_top1: 100 * full.heads.baseline!.top1,
+      infodisent_top1: 100 * full.heads.infodisent!.top1,
+      baseline_top5: 100 * full.heads.baseline!.top5,
+      infodisent_top5: 100 * full.heads.infodisent!.top5,
+    },
+  ]);
+  const rv = tables.rv.rows[1]!;
+  assert.equal(rv['infodisent_rv'], 100 * full.heads.infodisent!.rv!.mean);
+  assert.equal(rv['baseline_rv'], 100 * full.heads.baseline!.rv!.mean);
+  assert.deepEqual(tables.ablation.rows[1], {
+    configuration: full.configuration,
+    dataset: 'parts_<gen>',
+    backbone: full.backbone,
+    channels: full.channels,
+    infodisent_mean: full.heads.infodisent!.ablation!.mean,
+    infodisent_median: full.heads.infodisent!.ablation!.median,
+    baseline_mean: full.heads.baseline!.ablation!.mean,
+    baseline_median: full.heads.baseline!.ablation!.median,
+  });
+  assert.deepEqual(
+    tables.faithfulness.rows.map((row) => [row['head'], row['pointing']]),
+    [
+      ['InfoDisent', 100 * explained().faithfulness.pointing.accuracy],
+      ['baseline', 100 * full.heads.baseline!.explanations!.faithfulness.pointing.accuracy],
+    ],
+  );
+
+  // CSV: RFC 4180, read back by this parser and by Python's csv module, values at full precision.
+  const all: Table[] = [...Object.values(tables), hostile];
+  for (const table of all) {
+    const csv = tableCsv(table);
+    const expected = [
+      table.columns.map((c) => c.key),
+      ...table.rows.map((row) => table.columns.map((c) => (row[c.key] === null ? '' : String(row[c.key])))),
+    ];
+    assert.deepEqual(parseCsv(csv), expected, table.id);
+    assert.deepEqual(pythonCsv(csv), expected, `${table.id} (Python csv)`);
+  }
+  assert.ok(
+    tableCsv(hostile).startsWith('id,dataset,name,value\r\nr1,A&B,"a,b",-1.5\r\nr2,A&B,"say ""hi""",\r\n'),
+  );
+
+  // LaTeX: every special character escaped, booktabs rules, one & per column boundary, groups split.
+  assert.equal(
+    escapeLatex('\\&%$#_{}~^<>|±'),
+    '\\textbackslash{}\\&\\%\\$\\#\\_\\{\\}\\textasciitilde{}\\textasciicircum{}\\textless{}\\textgreater{}\\textbar{}$\\pm$',
+  );
+  const latex = tableLatex(hostile);
+  assert.match(
+    latex,
+    /\\begin\{tabular\}\{llr\}\n {4}\\toprule\n {4}Data\\_set & Name & Value \$\\pm\$ \\\\\n {4}\\midrule\n/,
+  );
+  assert.ok(latex.includes('A\\&B & a,b & $-$1.50 \\\\'));
+  assert.ok(latex.includes(' & say "hi" & -- \\\\'), 'grouped dataset blanked, missing value as --');
+  assert.ok(
+    latex.includes('\\midrule\n    C\\_D & line1 line2 & 0.33 \\\\'),
+    'a new group starts with a rule',
+  );
+  assert.ok(
+    latex.includes(
+      '\\caption{Hostile \\& 100\\% \\#1. Values with \\$pecial\\_chars \\{here\\} \\textasciitilde{}',
+    ),
+  );
+  const body = latex.split('\n').filter((line) => line.endsWith('\\\\'));
+  for (const line of body) assert.equal(line.match(/(?<!\\)&/g)!.length, 2, line);
+  const unescapedBraces = latex.replace(/\\[{}]/g, '');
+  assert.equal(unescapedBraces.split('{').length, unescapedBraces.split('}').length, 'braces balance');
+  assert.ok(/\\bottomrule\n {2}\\end\{tabular\}\n\\end\{table\}\n$/.test(latex));
+  assert.ok(
+    tableLatex(tables.accuracy).includes(
+      'parts\\_\\textless{}gen\\textgreater{} & another, "quoted" & -- & 50.0',
+    ),
+  );
+
+  // Markdown: escaped cells keep the column count; the group value is printed once.
+  const markdown = tableMarkdown(hostile);
+  const lines = markdown.split('\n').filter((line) => line.startsWith('|'));
+  assert.equal(lines.length, 2 + hostile.rows.length);
+  for (const line of lines) assert.equal(line.match(/(?<!\\)\|/g)!.length, 4, line);
+  assert.ok(markdown.includes('| A\\&B | a,b | -1.50 |'));
+  assert.ok(markdown.includes('|  | say "hi" | — |'));
+  assert.ok(markdown.includes('| C\\_D | line1 line2 | 0.33 |'));
+  assert.ok(markdown.includes('\\|pipe\\|'));
+  assert.ok(!markdown.includes('r1') && !latex.includes('r1') && !markdown.includes('Id'), 'hidden column');
+  assert.ok(tableMarkdown(tables.accuracy).includes('| parts\\_\\<gen\\> | another, "quoted" | — | 50.0 |'));
+
+  // JSON keeps typed values, missing ones as null.
+  const json = JSON.parse(tablesJson(tables));
+  assert.deepEqual(json, JSON.parse(JSON.stringify(tables)));
+  assert.equal(json.accuracy.rows[0].baseline_top1, null);
+
+  const written = await writePaperTables(path.join(dir, 'tables'), tables);
+  assert.equal(written.length, 4 * 3 + 1);
+  assert.equal(await readFile(path.join(dir, 'tables', 'rv.csv'), 'utf8'), tableCsv(tables.rv));
+});
+
+async function pixels(png: Buffer) {
+  const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const at = (x: number, y: number) => {
+    const i = (Math.round(y) * info.width + Math.round(x)) * 3;
+    return [data[i]!, data[i + 1]!, data[i + 2]!] as const;
+  };
+  let yellow = 0;
+  for (let i = 0; i < data.length; i += 3)
+    if (data[i]! > 230 && data[i + 1]! > 190 && data[i + 2]! < 60) yellow++;
+  const stats = await sharp(png).stats();
+  return { info, at, yellow, spread: Math.max(...stats.channels.slice(0, 3).map((c) => c.stdev)) };
+}
+
+test('figures: prototype grids, explanation panels and heatmap overlays are PNGs of the right size with content', async () => {
+  const e = explained();
+  const key = e.keyChannels[0]!;
+  const rows = key.channels.map((ch) => ({
+    title: `channel ${ch.channel}`,
+    subtitle: HOSTILE_CLASS,
+    images: e.prototypes[ch.channel]!.prototypes.map((p) => ({
+      file: path.join(datasetRoot, p.path),
+      box: p.box,
+      caption: p.value.toFixed(2),
+    })),
+  }));
+  const svg = await prototypeGridSvg(rows, { title: 'key channels' });
+  assert.ok(svg.includes('&lt;b&gt;&amp;&quot;x&quot;') && !svg.includes(HOSTILE_CLASS));
+  const grid = await pixels(await prototypeGridPng(rows, { title: 'key channels' }));
+  const columns = Math.max(...rows.map((row) => row.images.length));
+  assert.equal(grid.info.width, 20 + 150 + columns * 118 - 6);
+  assert.equal(grid.info.height, 20 + 26 + rows.length * 134 - 6);
+  assert.ok(grid.yellow > 100, `yellow box pixels: ${grid.yellow}`);
+  assert.ok(grid.spread > 30);
+
+  // +1 at cell (1, 3), -1 at cell (4, 2) of a 7x7 map over a 160 px image shown at 220 px.
+  const values = Array.from({ length: 49 }, (_, i) => (i === 10 ? 1 : i === 30 ? -1 : 0));
+  const file = path.join(datasetRoot, e.explanations[0]!.path);
+  const layer = {
+    title: 'M',
+    values,
+    grid: { height: 7, width: 7 },
+    geometry: cropGeometry(160, 160, PRESETS.mobilenet_v2_tfjs),
+  };
+  const overlay = await pixels(await heatmapOverlayPng(file, [layer, layer], { title: 'heatmaps' }));
+  assert.deepEqual([overlay.info.width, overlay.info.height], [20 + 220 + 2 * 288, 20 + 24 + 20 + 220]);
+  // Cell centres in the first overlay: image (80, 34.29) and (57.14, 102.86), x 1.375, offset (240, 54).
+  const [r1, g1, b1] = overlay.at(240 + 80 * 1.375, 54 + (240 / 7) * 1.375);
+  const [r2, g2, b2] = overlay.at(240 + (400 / 7) * 1.375, 54 + (720 / 7) * 1.375);
+  assert.ok(r1 > 100 && r1 > g1 + 60 && r1 > b1 + 60, `red at the positive cell: ${[r1, g1, b1]}`);
+  assert.ok(b2 > 80 && b2 > r2 + 40, `blue at the negative cell: ${[r2, g2, b2]}`);
+
+  const x = e.explanations[0]!;
+  const panel = await pixels(
+    await explanationPanelPng({
+      image: { file, title: `predicted ${HOSTILE_CLASS}` },
+      heatmap: { ...layer, values: x.heatmap },
+      channels: x.channels.map((ch) => ({
+        label: `channel ${ch.channel}`,
+        contribution: ch.contribution,
+        share: ch.contribution / x.positiveTotal,
+        prototypes: ch.prototypes.map((p) => ({ file: path.join(datasetRoot, p.path), box: p.box })),
+      })),
+    }),
+  );
+  assert.equal(panel.info.width, 30 + 220 + 190 + 5 * 102 - 6);
+  assert.equal(panel.info.height, 20 + 40 + Math.max(2 * 200 + 10, x.channels.length * 102));
+  assert.ok(panel.yellow > 50 && panel.spread > 30);
+});
+
+test('plots: channel-count histograms and RV bars are valid SVG with one bar per non-empty bin', async () => {
+  assert.deepEqual(countBins(3), [
+    { lo: 0, hi: 0 },
+    { lo: 1, hi: 1 },
+    { lo: 2, hi: 2 },
+    { lo: 3, hi: 3 },
+  ]);
+  assert.deepEqual(
+    countBins(40).map((b) => `${b.lo}-${b.hi}`),
+    ['0-0', '1-1', '2-3', '4-7', '8-15', '16-31', '32-63'],
+  );
+  const [info, base] = [
+    report.configurations[0]!.heads.infodisent!,
+    report.configurations[0]!.heads.baseline!,
+  ];
+  const series = [
+    { label: 'InfoDisent', values: info.ablation!.values },
+    { label: `base & <line>`, values: base.ablation!.values },
+  ];
+  const histogram = histogramSvg(series, { title: 'channels', width: 500, height: 300 });
+  const bins = countBins(Math.max(...series.flatMap((s) => s.values)));
+  const nonEmpty = series.reduce(
+    (n, s) => n + bins.filter((b) => s.values.some((v) => v >= b.lo && v <= b.hi)).length,
+    0,
+  );
+  assert.equal(histogram.match(/<rect [^>]*><title>/g)!.length, nonEmpty);
+  assert.ok(histogram.includes('base &amp; &lt;line&gt;'));
+  const meta = await sharp(Buffer.from(histogram)).metadata();
+  assert.deepEqual([meta.format, meta.width, meta.height], ['svg', 500, 300]);
+  const raster = await pixels(await sharp(Buffer.from(histogram)).png().toBuffer());
+  assert.ok(raster.spread > 20);
+
+  const bars = barChartSvg(
+    [
+      { label: 'a', values: [{ mean: 4.9, ci95: [4.5, 5.3] }, { mean: 7.8 }] },
+      { label: 'b', values: [null, { mean: 6.9, ci95: [6.6, 7.2] }] },
+    ],
+    ['InfoDisent', 'baseline'],
+    { title: 'RV', yLabel: 'RV x 100' },
+  );
+  assert.equal(bars.match(/<rect [^>]*><title>/g)!.length, 3);
+  assert.equal(bars.match(/<path d="M/g)!.length, 2, 'two error bars');
+  assert.ok(bars.includes('>n/a</text>'));
+  assert.equal((await sharp(Buffer.from(bars)).metadata()).format, 'svg');
+});
+
+/** href/src attribute values of a page. */
+function links(html: string): string[] {
+  return [...html.matchAll(/\s(?:href|src)="([^"]*)"/g)].map((m) => m[1]!.replace(/&amp;/g, '&'));
+}
+
+test('HTML report: one self-contained folder, every relative link resolves, names escaped', async () => {
+  const out = path.join(dir, 'report');
+  const result = await writeHtmlReport(out, report);
+  assert.equal(result.index, path.join(out, 'index.html'));
+  const pages = result.files.filter((file) => file.endsWith('.html'));
+  assert.deepEqual(pages.map((file) => path.relative(out, file)).sort(), [
+    'configurations/parts-accuracy-only/index.html',
+    'configurations/parts-synthetic/channels-baseline.html',
+    'configurations/parts-synthetic/channels-infodisent.html',
+    'configurations/parts-synthetic/index.html',
+    'index.html',
+  ]);
+  for (const file of result.files) {
+    assert.ok(file.startsWith(out + path.sep), `${file} is inside the report folder`);
+    assert.ok(existsSync(file));
+  }
+  for (const file of pages) {
+    const html = await readFile(file, 'utf8');
+    for (const link of links(html)) {
+      if (link === 'data:,' || link.startsWith('#')) continue;
+      assert.ok(
+        !/^([a-z]+:|\/)/i.test(link),
+        `${path.relative(out, file)} links outside the folder: ${link}`,
+      );
+      const [target, fragment] = link.split('#');
+      const resolved = path.resolve(path.dirname(file), target!);
+      assert.ok(
+        resolved.startsWith(out + path.sep) && existsSync(resolved),
+        `${link} from ${path.relative(out, file)}`,
+      );
+      if (fragment)
+        assert.ok((await readFile(resolved, 'utf8')).includes(`id="${fragment}"`), `${link} has its anchor`);
+    }
+    assert.ok(!html.includes(HOSTILE_CLASS), `${path.relative(out, file)} holds a raw class name`);
+  }
+  for (const file of result.files.filter((f) => f.endsWith('.svg'))) {
+    const svg = await readFile(file, 'utf8');
+    assert.ok(!/(href|src)="(?!data:|#)/.test(svg), `${file} references nothing outside itself`);
+  }
+  const configuration = await readFile(path.join(out, 'configurations/parts-synthetic/index.html'), 'utf8');
+  assert.ok(configuration.includes('&lt;b&gt;&amp;&quot;x&quot;'));
+  const e = explained();
+  const images = links(configuration).filter((link) => link.startsWith('img/'));
+  assert.equal(images.filter((link) => link.startsWith('img/explanation-')).length, e.explanations.length);
+  assert.equal(images.filter((link) => link.startsWith('img/heatmaps-')).length, e.explanations.length);
+  assert.equal(
+    images.filter((link) => link.startsWith('img/infodisent-class-')).length,
+    e.keyChannels.length,
+  );
+  for (const link of images) {
+    const meta = await sharp(path.join(out, 'configurations/parts-synthetic', link)).metadata();
+    assert.equal(meta.format, 'png');
+  }
+  const index = await readFile(result.index, 'utf8');
+  assert.ok(index.includes('extraction failed: &lt;no such file&gt;'));
+  for (const id of ['accuracy', 'rv', 'ablation', 'faithfulness'])
+    assert.ok(index.includes(`href="tables/${id}.tex"`));
+});
