@@ -73,6 +73,15 @@ export function createActivities(location: StageLocation) {
     ): Promise<TrainedHeadRef> => stage(location, 'trainHeadStage', configuration, kind, features),
     evaluateHead: (configuration: Configuration, trained: TrainedHeadRef, test: FeaturesRef) =>
       stage(location, 'evaluateStage', configuration, trained, test),
+    explain: (
+      configuration: Configuration,
+      dataset: DatasetRef,
+      train: FeaturesRef,
+      test: FeaturesRef,
+      trained: TrainedHeadRef[],
+    ): Promise<{ summaryKey: string }> =>
+      stage(location, 'explainStage', configuration, dataset, train, test, trained),
+    writeReport: (report: StageArgs<'reportStage'>[0]) => stage(location, 'reportStage', report),
     writeResults: async (results: SweepResults): Promise<string[]> => {
       try {
         return await writeSweepResults(openStore(location.storeUrl), results);

@@ -4,6 +4,7 @@ import type { Activities } from '../activities';
 import type { Configuration } from '../core/config/experiment';
 import type { HeadKind } from '../core/method/head';
 import type { ConfigurationOutcome, HeadOutcome } from '../core/pipeline/results';
+import type { TrainedHeadRef } from '../core/pipeline/stages';
 import {
   type ConfigurationProgress,
   configurationProgressQuery,
@@ -51,6 +52,7 @@ export async function configurationWorkflow({
     'extract train',
     'extract test',
     ...HEADS.flatMap((kind) => [`train ${kind}`, `evaluate ${kind}`]),
+    'explain',
   ].map((name) => ({ name, status: 'pending' }));
   setHandler(
     configurationProgressQuery,
@@ -93,6 +95,7 @@ export async function configurationWorkflow({
     (f) => cached(f.reused, f.reusedShards),
   );
   const heads: HeadOutcome[] = [];
+  const trainedHeads: TrainedHeadRef[] = [];
   for (const kind of HEADS) {
     const trained = await stage(
       `train ${kind}`,
@@ -104,6 +107,7 @@ export async function configurationWorkflow({
       () => gpu.evaluateHead(configuration, trained, test),
       (e) => `top-1 ${(100 * e.top1).toFixed(1)}%`,
     );
+    trainedHeads.push(trained);
     heads.push({
       kind,
       backend: trained.backend,
@@ -113,8 +117,14 @@ export async function configurationWorkflow({
       evaluation,
     });
   }
+  const { summaryKey } = await stage(
+    'explain',
+    () => cpu.explain(configuration, dataset, train, test, trainedHeads),
+    () => 'prototypes and explanations',
+  );
   return {
     configuration: configuration.name,
+    summaryKey,
     dataset: {
       name: dataset.name,
       classes: dataset.classes.length,

@@ -18,6 +18,9 @@ export interface SweepInput {
 export interface SweepOutput {
   results: SweepResults;
   resultKeys: string[];
+  /** The HTML report's index and the paper tables, in the store. */
+  reportKey: string;
+  tableKeys: string[];
 }
 
 export function configurationWorkflowId(sweepWorkflowId: string, configuration: string): string {
@@ -77,10 +80,19 @@ export async function sweepWorkflow({
     completed,
     failed,
   };
-  const { writeResults } = proxyActivities<Activities>({
+  const { writeResults, writeReport } = proxyActivities<Activities>({
     taskQueue: queues.cpu,
-    startToCloseTimeout: '10m',
-    retry: { maximumAttempts: 5 },
+    startToCloseTimeout: '1h',
+    heartbeatTimeout: heartbeatTimeout ?? '2m',
+    retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['InputError'] },
   });
-  return { results, resultKeys: await writeResults(results) };
+  const resultKeys = await writeResults(results);
+  const { reportKey, tableKeys } = await writeReport({
+    sweep: sweep.name,
+    generatedAt: results.finishedAt,
+    ...(sweep.description ? { description: sweep.description } : {}),
+    failed,
+    summaryKeys: completed.map((outcome) => outcome.summaryKey),
+  });
+  return { results, resultKeys, reportKey, tableKeys };
 }

@@ -71,7 +71,9 @@ export async function runEmbedded(
       log(`sweep '${sweep.name}' was already running as ${workflowId}: resuming it`);
     }
     const output = await runWorkersUntil(workers, followSweep(client, workflowId, handle.result()));
-    const resultFiles = output.resultKeys.map((key) => path.join(store.root, ...key.split('/')));
+    const resultFiles = [...output.resultKeys, output.reportKey].map((key) =>
+      path.join(store.root, ...key.split('/')),
+    );
     return { workflowId, results: output.results, resultFiles };
   } finally {
     await temporal.stop();

@@ -364,6 +364,7 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
   const levelFor = (provider: OnnxProvider): OnnxOptimization =>
     options.graphOptimizationLevel ?? (float16 && provider === 'cpu' ? 'extended' : 'all');
   const open = async (model: string | Uint8Array) => {
+    providerFailures.length = 0;
     for (const provider of providers) {
       try {
         const session = await createSession(model, provider, levelFor(provider), options.intraOpNumThreads);

@@ -14,6 +14,8 @@ export interface HeadOutcome {
 
 export interface ConfigurationOutcome {
   configuration: string;
+  /** Store key of the configuration's explanation summary (prototypes, explanations, faithfulness). */
+  summaryKey: string;
   dataset: {
     name: string;
     classes: number;

@@ -5,7 +5,13 @@ import { InputError } from '../util/errors';
 import type * as stages from './stages';
 
 /** The stages that may run in a thread of their own, by name. */
-export type StageName = 'prepareDataset' | 'extractSplit' | 'trainHeadStage' | 'evaluateStage';
+export type StageName =
+  | 'prepareDataset'
+  | 'extractSplit'
+  | 'trainHeadStage'
+  | 'evaluateStage'
+  | 'explainStage'
+  | 'reportStage';
 type StageFunction<N extends StageName> = (typeof stages)[N];
 export type StageArgs<N extends StageName> =
   StageFunction<N> extends (context: never, ...args: infer A) => unknown ? A : never;

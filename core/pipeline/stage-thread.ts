@@ -2,9 +2,17 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { openStore } from '../store/open-store';
 import { InputError } from '../util/errors';
 import type { StageThreadInput, StageThreadMessage } from './stage-runner';
-import { evaluateStage, extractSplit, prepareDataset, type StageContext, trainHeadStage } from './stages';
+import {
+  evaluateStage,
+  explainStage,
+  extractSplit,
+  prepareDataset,
+  reportStage,
+  type StageContext,
+  trainHeadStage,
+} from './stages';
 
-const STAGES = { prepareDataset, extractSplit, trainHeadStage, evaluateStage };
+const STAGES = { prepareDataset, extractSplit, trainHeadStage, evaluateStage, explainStage, reportStage };
 
 /** Entry point of a stage's worker thread (see stage-runner.ts). */
 async function main(): Promise<void> {

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { openBackbone } from '../backbones/registry';
@@ -7,6 +8,7 @@ import type { BaselineHeadConfig, Configuration, InfoDisentHeadConfig } from '..
 import type { DatasetManifest, Split } from '../data/dataset';
 import { loadDataset, type SkippedInput } from '../data/loaders';
 import { generatePartsDataset } from '../data/parts-dataset';
+import { annotatedImages, backbonePreset, baselineModel, explainModel, infoDisentModel } from '../explain';
 import { extractFeatures, StoredFeatureSet } from '../features/feature-store';
 import type { ParameterGroup } from '../method/adam';
 import { BaselineHead } from '../method/baseline-head';
@@ -15,6 +17,14 @@ import type { Head, HeadKind } from '../method/head';
 import { InfoDisentHead } from '../method/infodisent-head';
 import { decodeTensors, encodeTensors } from '../method/tensor-io';
 import { type TrainResult, trainHead } from '../method/train';
+import {
+  type ConfigurationSummary,
+  headSummary,
+  paperTables,
+  type SweepReport,
+  writeHtmlReport,
+  writePaperTables,
+} from '../report';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
 import { type BackendChoice, type BackendName, selectBackend } from '../tf/backend';
 import { contentKey } from '../util/hash';
@@ -246,5 +256,102 @@ export async function evaluateStage(
     return evaluation;
   } finally {
     head.dispose();
+  }
+}
+
+/**
+ * Prototypes, explanations, key channels and the faithfulness metrics of both trained heads, summarised
+ * for the report. Content-addressed by the heads and features it reads.
+ */
+export async function explainStage(
+  context: StageContext,
+  configuration: Configuration,
+  dataset: DatasetRef,
+  train: FeaturesRef,
+  test: FeaturesRef,
+  trained: TrainedHeadRef[],
+): Promise<{ summaryKey: string }> {
+  const summaryKey = `summaries/${configuration.name}-${contentKey({ heads: trained.map((t) => t.key), test: test.key })}.json`;
+  if (await context.store.exists(summaryKey)) return { summaryKey };
+  await useBackend(context, configuration);
+  const manifest = await readDatasetManifest(
+    existsSync(dataset.manifestPath) ? dataset : await prepareDataset(context, configuration),
+  );
+  const [trainSet, testSet] = await Promise.all([
+    StoredFeatureSet.open(context.store, train.key),
+    StoredFeatureSet.open(context.store, test.key),
+  ]);
+  const [trainImages, testImages] = await Promise.all([
+    annotatedImages(manifest, 'train'),
+    annotatedImages(manifest, 'test'),
+  ]);
+  const preset = backbonePreset({ preset: configuration.backbone.preset, inputSize: 224 });
+  const heads: ConfigurationSummary['heads'] = {};
+  for (const head of trained) {
+    const restored = await loadTrainedHead(context, configuration, head, trainSet);
+    try {
+      const model =
+        restored instanceof InfoDisentHead
+          ? await infoDisentModel(restored)
+          : await baselineModel(restored as BaselineHead);
+      const explanations = await explainModel({
+        model,
+        train: trainSet,
+        test: testSet,
+        trainImages,
+        testImages,
+        preset,
+        onProgress: (stage, done, total) => context.progress?.(`explain ${head.kind}: ${stage}`, done, total),
+      });
+      const evaluation = await evaluateStage(context, configuration, head, test);
+      heads[head.kind] = headSummary({ evaluation, explanations });
+    } finally {
+      restored.dispose();
+    }
+  }
+  const summary: ConfigurationSummary = {
+    configuration: configuration.name,
+    dataset: manifest.name,
+    backbone: configuration.backbone.name,
+    classes: manifest.classes,
+    channels: train.shape.channels,
+    datasetRoot: manifest.root,
+    preset,
+    heads,
+  };
+  await putJson(context.store, summaryKey, summary);
+  return { summaryKey };
+}
+
+/**
+ * The sweep's HTML report and the paper's tables, written to a temporary folder and then copied into
+ * the store under reports/<sweep>/ (so the same code serves a local folder and S3).
+ */
+export async function reportStage(
+  context: StageContext,
+  report: Omit<SweepReport, 'configurations'> & { summaryKeys: string[] },
+): Promise<{ reportKey: string; tableKeys: string[] }> {
+  const configurations: ConfigurationSummary[] = [];
+  for (const key of report.summaryKeys) {
+    const summary = await getJson<ConfigurationSummary>(context.store, key);
+    if (summary) configurations.push(summary);
+  }
+  const folder = await mkdtemp(path.join(tmpdir(), 'infodisent-report-'));
+  try {
+    const { summaryKeys: _keys, ...rest } = report;
+    await writeHtmlReport(folder, { ...rest, configurations });
+    const tables = await writePaperTables(path.join(folder, 'tables'), paperTables(configurations));
+    const prefix = `reports/${report.sweep}`;
+    const files = await readdir(folder, { recursive: true, withFileTypes: true });
+    for (const file of files.filter((f) => f.isFile())) {
+      const relative = path.relative(folder, path.join(file.parentPath, file.name)).split(path.sep).join('/');
+      await context.store.put(`${prefix}/${relative}`, await readFile(path.join(folder, relative)));
+    }
+    return {
+      reportKey: `${prefix}/index.html`,
+      tableKeys: tables.map((table) => `${prefix}/tables/${path.basename(table)}`),
+    };
+  } finally {
+    await rm(folder, { recursive: true, force: true });
   }
 }
