@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import type { BackendChoice } from '../core/tf/backend';
 import { repoRoot } from '../infra/paths';
 import { benchAnalyze } from './analyze';
+import { benchExtract } from './extract';
 import { benchHead } from './head';
 import type { BenchRow } from './rows';
 
@@ -64,6 +65,20 @@ program
       await save('head', rows, program.opts<{ out?: string }>().out);
     },
   );
+
+program
+  .command('extract')
+  .description(
+    'decode + preprocess + backbone throughput on the CPU (MobileNetV2 on wasm, an ONNX model), next to PyTorch',
+  )
+  .option(
+    '--onnx <file>',
+    'ONNX backbone to time (default: $INFODISENT_ONNX_RESNET50, else a small generated model)',
+  )
+  .action(async (options: { onnx?: string }) => {
+    const rows = await benchExtract(options.onnx ? { onnxFile: options.onnx } : {});
+    await save('extract', rows, program.opts<{ out?: string }>().out);
+  });
 
 program
   .command('analyze')

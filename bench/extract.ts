@@ -1,0 +1,256 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import type { Backbone } from '../core/backbones/backbone';
+import { loadNsfwjsMobileNetV2 } from '../core/backbones/nsfwjs-mobilenet';
+import { loadOnnxBackbone } from '../core/backbones/onnx-backbone';
+import type { DatasetManifest } from '../core/data/dataset';
+import { PRESETS, type PreprocessPreset, type PresetName } from '../core/data/preprocess';
+import { extractFeatures } from '../core/features/feature-store';
+import { LocalArtifactStore } from '../core/store/local-store';
+import { selectBackend } from '../core/tf/backend';
+import { repoRoot } from '../infra/paths';
+import { convStackModel } from '../test/support/onnx-graph';
+import { referencePython } from '../test/support/python';
+import { machineDescription } from './machine';
+import type { BenchRow } from './rows';
+
+export interface BenchExtractOptions {
+  /** Images run through each ONNX case. Default 64. */
+  images?: number;
+  /** Images through MobileNetV2 on tfjs wasm (~0.15 s each on one core). Default 32. */
+  mobilenetImages?: number;
+  /** Default 16. */
+  batchSize?: number;
+  /** onnxruntime and PyTorch threads. Default: the machine's cores. */
+  threads?: number;
+  /** ONNX model to time; default INFODISENT_ONNX_RESNET50, else a generated conv stack (see below). */
+  onnxFile?: string;
+}
+
+interface ReferenceCase {
+  name: string;
+  engine: 'torch' | 'onnxruntime' | 'none';
+  reason: string;
+  images: number;
+  preprocess_seconds: number;
+  model_seconds: number | null;
+}
+
+/** CUB-like photos (500 x 375, JPEG) of smooth colour fields with noise, so decoding and resizing do real work. */
+async function writeImages(dir: string, count: number): Promise<string[]> {
+  const width = 500;
+  const height = 375;
+  const files: string[] = [];
+  let state = 12345;
+  for (let i = 0; i < count; i++) {
+    const pixels = Buffer.alloc(width * height * 3);
+    for (let y = 0; y < height; y++)
+      for (let x = 0; x < width; x++)
+        for (let c = 0; c < 3; c++) {
+          state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+          const wave = 127 + 100 * Math.sin((x * (c + 1)) / 37 + (y * (i + 2)) / 53 + c);
+          pixels[(y * width + x) * 3 + c] = Math.max(0, Math.min(255, wave + ((state >>> 24) - 128) / 4));
+        }
+    const file = path.join(dir, `image-${String(i).padStart(4, '0')}.jpg`);
+    await sharp(pixels, { raw: { width, height, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toFile(file);
+    files.push(file);
+  }
+  return files;
+}
+
+/** Wall time of a full extraction (decode + preprocess + backbone) and of the backbone calls within it. */
+async function timeExtraction(
+  backbone: Backbone,
+  files: string[],
+  root: string,
+  batchSize: number,
+): Promise<{ total: number; model: number }> {
+  const pixels = backbone.inputSize * backbone.inputSize * 3;
+  await backbone.extract(new Float32Array(batchSize * pixels), batchSize); // warm-up, as the reference does
+  let model = 0;
+  const timed: Backbone = {
+    ...backbone,
+    async extract(images, n) {
+      const start = performance.now();
+      const out = await backbone.extract(images, n);
+      model += (performance.now() - start) / 1000;
+      return out;
+    },
+  };
+  const dataset: DatasetManifest = {
+    name: 'bench-extract',
+    root,
+    classes: ['a'],
+    items: files.map((file) => ({ path: path.basename(file), label: 0, split: 'train' })),
+  };
+  const store = new LocalArtifactStore(path.join(root, `store-${backbone.name}`));
+  const start = performance.now();
+  await extractFeatures({ store, dataset, split: 'train', backbone: timed, batchSize });
+  return { total: (performance.now() - start) / 1000, model };
+}
+
+/** The preset in the export sidecar (<model>.json from infra/export_backbones.py), else ResNet-50's. */
+function presetOf(file: string): PresetName {
+  const sidecar = file.replace(/\.onnx$/, '.json');
+  if (existsSync(sidecar)) {
+    const preset = (JSON.parse(readFileSync(sidecar, 'utf8')) as { preset?: string }).preset;
+    if (preset && preset in PRESETS) return preset as PresetName;
+  }
+  return 'resnet50';
+}
+
+/**
+ * Images/s of feature extraction on the CPU, decode + preprocess + backbone as extractFeatures runs it:
+ * MobileNetV2 (nsfwjs, tfjs wasm) and an ONNX model (onnxruntime-node CPU), each next to
+ * reference/extract_reference.py on the same files in the same run (Pillow + NumPy preprocessing, then
+ * PyTorch, or onnxruntime's Python package on the same file, whichever is importable).
+ */
+export async function benchExtract(options: BenchExtractOptions = {}): Promise<BenchRow[]> {
+  const count = options.images ?? 64;
+  const mobilenetCount = Math.min(count, options.mobilenetImages ?? 32);
+  const batchSize = options.batchSize ?? 16;
+  const threads = options.threads ?? os.cpus().length;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-extract-'));
+  try {
+    const files = await writeImages(dir, count);
+    const resnetFile = options.onnxFile ?? process.env['INFODISENT_ONNX_RESNET50'];
+    let onnxFile: string;
+    let onnxLabel: string;
+    if (resnetFile) {
+      onnxFile = path.resolve(resnetFile);
+      onnxLabel = `ONNX ${path.basename(onnxFile)}`;
+    } else {
+      // Five stride-2 3x3 convolutions 224 -> 7x7x512, 0.48 GFLOP per image (ResNet-50: 4.1 GMAC = 8.2 GFLOP).
+      const { model } = convStackModel({
+        side: 224,
+        stages: [32, 64, 128, 256, 512].map((channels) => ({ channels, stride: 2 })),
+        seed: 1,
+        output: 'nchw',
+      });
+      onnxFile = path.join(dir, 'conv-stack.onnx');
+      await writeFile(onnxFile, model);
+      onnxLabel = 'ONNX generated conv stack (5 stride-2 3x3 convs, 7x7x512, 0.48 GFLOP/image)';
+    }
+    const preset = presetOf(onnxFile);
+
+    await selectBackend('wasm');
+    const mobilenet = await loadNsfwjsMobileNetV2();
+    const mobilenetTimes = await timeExtraction(mobilenet, files.slice(0, mobilenetCount), dir, batchSize);
+    mobilenet.dispose();
+    const onnx = await loadOnnxBackbone({
+      file: onnxFile,
+      preset,
+      provider: 'cpu',
+      intraOpNumThreads: threads,
+    });
+    const onnxTimes = await timeExtraction(onnx, files, dir, batchSize);
+    onnx.dispose();
+
+    const presetJson = (p: PreprocessPreset) => ({ ...p, mean: [...p.mean], std: [...p.std] });
+    // INFODISENT_TORCH_PYTHON: a Python with PyTorch (or onnxruntime) when the project's .venv has neither.
+    const python = process.env['INFODISENT_TORCH_PYTHON'] ?? referencePython();
+    const request = {
+      files,
+      batch: batchSize,
+      threads,
+      cases: [
+        {
+          name: 'mobilenet',
+          images: mobilenetCount,
+          preset: presetJson(PRESETS.mobilenet_v2_tfjs),
+          torchvision: 'mobilenet_v2',
+          onnx: null,
+        },
+        {
+          name: 'onnx',
+          preset: presetJson(PRESETS[preset]),
+          torchvision: resnetFile ? 'resnet50' : null,
+          onnx: onnxFile,
+        },
+      ],
+    };
+    const reference = JSON.parse(
+      execFileSync(python, [path.join(repoRoot(), 'reference', 'extract_reference.py')], {
+        input: JSON.stringify(request),
+        encoding: 'utf8',
+      }),
+    ) as { versions: Record<string, string>; cases: ReferenceCase[] };
+
+    const machine = `${machineDescription()}, load ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join('/')} (1/5/15 min) at end, node ${process.version}`;
+    const versions = Object.entries(reference.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
+    const rows: BenchRow[] = [];
+    const add = (row: Omit<BenchRow, 'ratio' | 'machine'>) =>
+      rows.push({
+        ...row,
+        ratio: row.reference_value ? row.value / row.reference_value : null,
+        machine,
+      });
+    const cases = [
+      {
+        label: 'MobileNetV2 nsfwjs 224px 7x7x1280',
+        backend: 'tfjs wasm (one thread)',
+        preprocessing: 'sharp decode + sharp resize to 224x224, one thread',
+        times: mobilenetTimes,
+        images: mobilenetCount,
+        ref: reference.cases[0]!,
+      },
+      {
+        label: `${onnxLabel} preset ${preset}`,
+        backend: `onnxruntime-node ${onnx.provider}, ${threads} threads`,
+        preprocessing: 'sharp decode + core/data/preprocess.ts (Pillow-exact resize), one thread',
+        times: onnxTimes,
+        images: count,
+        ref: reference.cases[1]!,
+      },
+    ];
+    for (const { label, backend, preprocessing, times, images, ref } of cases) {
+      const refImages = ref.images;
+      const hasModel = ref.model_seconds !== null;
+      const refTotal = hasModel ? refImages / (ref.preprocess_seconds + ref.model_seconds!) : null;
+      const refModel = hasModel ? refImages / ref.model_seconds! : null;
+      const engine = `reference/extract_reference.py, same files and machine: Pillow + NumPy preprocessing, ${ref.reason} (${versions})`;
+      const noModel = `none: ${ref.reason} (reference/extract_reference.py, ${versions})`;
+      add({
+        case: `extract ${label}`,
+        metric: 'throughput decode+preprocess+backbone',
+        unit: 'images/s',
+        value: images / times.total,
+        reference: hasModel ? engine : noModel,
+        reference_value: refTotal,
+        backend,
+      });
+      add({
+        case: `extract ${label}`,
+        metric: 'throughput backbone only',
+        unit: 'images/s',
+        value: images / times.model,
+        reference: hasModel ? engine : noModel,
+        reference_value: refModel,
+        backend,
+      });
+      add({
+        case: `extract ${label}`,
+        metric: 'throughput decode+preprocess (extraction less backbone: includes shard writes)',
+        unit: 'images/s',
+        value: images / (times.total - times.model),
+        reference: `Pillow decode + resize/crop + NumPy normalise, one thread (reference/extract_reference.py, ${versions})`,
+        reference_value: refImages / ref.preprocess_seconds,
+        backend: preprocessing,
+      });
+    }
+    return rows;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

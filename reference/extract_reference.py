@@ -1,0 +1,186 @@
+"""Feature extraction throughput in Python, the reference for bench/extract.ts.
+
+For each case: decode with Pillow and apply torchvision's evaluation transform (as
+preprocess_reference.py does: Resize, CenterCrop, ToTensor, Normalize), batch by batch, then run the
+backbone on the batch, with the engine the machine has, in this order:
+  1. PyTorch on the CPU (torchvision architecture `torchvision`, random weights: timing only),
+  2. onnxruntime's Python package on the CPU, on the same ONNX file as the Node side (`onnx`),
+  3. none: preprocessing is still timed, and `reason` says why no model ran.
+One batch is run first, untimed, as the Node side does (allocation, thread pools, kernel selection).
+
+stdin:  {"files": [paths], "batch": n, "threads": n,
+         "cases": [{"name", "images": how many of the files (default all),
+                    "preset": {resize, resizeTo, cropSize, interpolation, mean, std},
+                    "torchvision": arch or null, "onnx": path or null}]}
+stdout: {"versions": {...}, "cases": [{"name", "engine": "torch"|"onnxruntime"|"none", "reason",
+          "images", "preprocess_seconds", "model_seconds" (null without a model), "output_shape"}]}
+
+With {"task": "gpu", "arch", "batch", "side", "repeats"} (bench/gpu-extract.ts): the cut torchvision
+backbone alone on CUDA, channels-last, at float32 and under float16 and bfloat16 autocast; stdout is a
+list of {"arch", "dtype", "batch", "device", "images_per_second"}.
+"""
+
+import contextlib
+import importlib.util
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL
+from PIL import Image
+from preprocess_reference import FILTERS, resized_size
+
+
+def prepare(path, preset):
+    """One image as float32 CHW, torchvision's transform on the PIL image."""
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
+    new_w, new_h = resized_size(image.width, image.height, preset)
+    if (new_w, new_h) != image.size:
+        image = image.resize((new_w, new_h), FILTERS[preset["interpolation"]])
+    crop = preset["cropSize"]
+    top = int(round((new_h - crop) / 2.0))
+    left = int(round((new_w - crop) / 2.0))
+    image = image.crop((left, top, left + crop, top + crop))
+    x = np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255)
+    x = (x - np.asarray(preset["mean"], dtype=np.float32)) / np.asarray(preset["std"], dtype=np.float32)
+    return x.transpose(2, 0, 1)
+
+
+def torch_model(arch, threads):
+    import torch
+    import torchvision
+
+    torch.set_num_threads(threads)
+    model = torchvision.models.get_model(arch, weights=None).eval()
+    if arch == "mobilenet_v2":
+        module = model.features
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
+        from export_backbones import cut
+
+        module = cut(arch, model).eval()
+
+    def run(batch):
+        with torch.inference_mode():
+            return module(torch.from_numpy(batch)).numpy()
+
+    return run
+
+
+def onnx_model(file, threads):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(file, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: batch})[0]
+
+
+def has(module):
+    return importlib.util.find_spec(module) is not None
+
+
+def engine_for(case, threads):
+    """(engine, reason, run) for the first engine that applies."""
+    arch, onnx = case.get("torchvision"), case.get("onnx")
+    if arch and has("torch") and has("torchvision"):
+        return "torch", f"PyTorch CPU, torchvision {arch} (random weights), {threads} threads", torch_model(arch, threads)
+    if onnx and has("onnxruntime"):
+        return "onnxruntime", f"onnxruntime (Python) CPU on the same ONNX file, {threads} threads", onnx_model(onnx, threads)
+    missing = []
+    if arch:
+        absent = " and ".join(m for m in ("torch", "torchvision") if not has(m))
+        missing.append(f"{absent} not importable (PyTorch runs {arch})")
+    if onnx:
+        missing.append("onnxruntime not importable (it runs the ONNX file)")
+    if not arch and not onnx:
+        missing.append("no Python implementation of this model")
+    return "none", "; ".join(missing), None
+
+
+def run_case(case, files, batch_size, threads):
+    files = files[: case.get("images", len(files))]
+    engine, reason, model = engine_for(case, threads)
+    preset = case["preset"]
+    if model is not None:
+        model(np.stack([prepare(f, preset) for f in files[:batch_size]]))
+    prep = 0.0
+    infer = 0.0
+    shape = None
+    for start in range(0, len(files), batch_size):
+        t0 = time.perf_counter()
+        batch = np.stack([prepare(f, preset) for f in files[start : start + batch_size]])
+        t1 = time.perf_counter()
+        prep += t1 - t0
+        if model is not None:
+            shape = list(model(batch).shape)
+            infer += time.perf_counter() - t1
+    return {
+        "name": case["name"],
+        "engine": engine,
+        "reason": reason,
+        "images": len(files),
+        "preprocess_seconds": prep,
+        "model_seconds": infer if model is not None else None,
+        "output_shape": shape,
+    }
+
+
+def versions():
+    out = {"python": platform.python_version(), "numpy": np.__version__, "pillow": PIL.__version__}
+    for name in ("torch", "torchvision", "onnxruntime"):
+        if has(name):
+            out[name] = __import__(name).__version__
+    return out
+
+
+def gpu_timings(request):
+    import torch
+    import torchvision
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
+    from export_backbones import cut
+
+    arch, batch, side, repeats = request["arch"], request["batch"], request["side"], request["repeats"]
+    device = torch.device("cuda")
+    model = cut(arch, torchvision.models.get_model(arch, weights=None)).eval()
+    model = model.to(device, memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
+    out = []
+    for dtype in ("float32", "float16", "bfloat16"):
+        autocast = contextlib.nullcontext() if dtype == "float32" else torch.autocast("cuda", dtype=getattr(torch, dtype))
+        with torch.inference_mode(), autocast:
+            for _ in range(3):
+                model(x)
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                model(x)
+            torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+        out.append({
+            "arch": arch,
+            "dtype": dtype,
+            "batch": batch,
+            "device": torch.cuda.get_device_name(),
+            "images_per_second": repeats * batch / seconds,
+        })  # fmt: skip
+    return out
+
+
+def main():
+    request = json.load(sys.stdin)
+    if request.get("task") == "gpu":
+        json.dump(gpu_timings(request), sys.stdout)
+        return
+    cases = [run_case(c, request["files"], request["batch"], request["threads"]) for c in request["cases"]]
+    json.dump({"versions": versions(), "cases": cases}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
