@@ -8,6 +8,7 @@ import { benchAnalyze } from './analyze';
 import { benchExtract } from './extract';
 import { benchHead } from './head';
 import type { BenchRow } from './rows';
+import { benchSweep } from './sweep';
 
 const numbers = (value: string) => value.split(',').map(Number);
 
@@ -78,6 +79,14 @@ program
   .action(async (options: { onnx?: string }) => {
     const rows = await benchExtract(options.onnx ? { onnxFile: options.onnx } : {});
     await save('extract', rows, program.opts<{ out?: string }>().out);
+  });
+
+program
+  .command('sweep')
+  .description('a sweep through Temporal against the same stages called directly: orchestration overhead')
+  .argument('[sweep-file]', 'sweep configuration', path.join(repoRoot(), 'experiments', 'smoke.json'))
+  .action(async (file: string) => {
+    await save('sweep', await benchSweep(file), program.opts<{ out?: string }>().out);
   });
 
 program

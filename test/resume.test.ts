@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { loadSweepFile, type Sweep } from '../core/config/experiment';
+import { decodeTensors } from '../core/method/tensor-io';
+import type { TrainedHeadRef } from '../core/pipeline/stages';
+import { trainHeadStage } from '../core/pipeline/stages';
+import { LocalArtifactStore } from '../core/store/local-store';
+import { type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
+import { repoRoot } from '../infra/paths';
+import { installRuntime } from '../worker/runtime';
+import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
+import { sweepWorkflow } from '../workflows/sweep';
+
+// Kills a real worker process in the middle of InfoDisent training and checks that a new worker
+// finishes the sweep from the last checkpoint with the weights of an uninterrupted run.
+let home: string;
+let temporal: LocalTemporal;
+let sweep: Sweep;
+const workers: ChildProcess[] = [];
+
+function startWorker(): ChildProcess {
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(repoRoot(), 'dist', 'client', 'main.js'),
+      'worker',
+      '--address',
+      temporal.address,
+      '--store',
+      path.join(home, 'store'),
+      '--data-dir',
+      path.join(home, 'datasets'),
+      '--backend',
+      'wasm',
+      '--queues',
+      'gpu,cpu',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  workers.push(child);
+  return child;
+}
+
+async function findCheckpoint(): Promise<string | undefined> {
+  const root = path.join(home, 'store', 'heads', 'infodisent');
+  const heads = await readdir(root).catch(() => [] as string[]);
+  for (const head of heads) {
+    if ((await readdir(path.join(root, head))).includes('checkpoint.bin')) return head;
+  }
+  return undefined;
+}
+
+before(async () => {
+  installRuntime();
+  home = await mkdtemp(path.join(os.tmpdir(), 'infodisent-resume-'));
+  temporal = await startLocalTemporal({ stateDir: home, persistent: false });
+  sweep = await loadSweepFile(path.join(repoRoot(), 'experiments', 'tiny.json'));
+});
+
+after(async () => {
+  for (const worker of workers) worker.kill('SIGKILL');
+  await temporal?.stop();
+  await rm(home, { recursive: true, force: true });
+});
+
+test('a worker killed during training: a new worker resumes from the checkpoint, same weights', {
+  timeout: 900_000,
+}, async () => {
+  const { client } = temporal.environment;
+  const first = startWorker();
+  const handle = await client.workflow.start(sweepWorkflow, {
+    workflowId: 'sweep-resume-test',
+    taskQueue: DEFAULT_TASK_QUEUES.cpu,
+    args: [{ sweep, queues: DEFAULT_TASK_QUEUES, parallelism: 1, heartbeatTimeout: '10s' }],
+  });
+  let checkpointed: string | undefined;
+  while (!checkpointed) {
+    assert.equal(first.exitCode, null, 'the first worker exited before training checkpointed');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    checkpointed = await findCheckpoint();
+  }
+  first.kill('SIGKILL');
+  startWorker();
+  const output = await handle.result();
+  assert.deepEqual(output.results.failed, []);
+  const infodisent = output.results.completed[0]!.heads.find((h) => h.kind === 'infodisent')!;
+  assert.equal(path.basename(infodisent.headKey), checkpointed);
+  assert.ok(infodisent.training.resumedFromStep !== null && infodisent.training.resumedFromStep > 0);
+
+  // The same training, uninterrupted, from the same features in a fresh store.
+  const freshStore = path.join(home, 'fresh');
+  await cp(path.join(home, 'store', 'features'), path.join(freshStore, 'features'), { recursive: true });
+  const configuration = sweep.configurations[0]!;
+  const trainKey = output.results.completed[0]!.features.train;
+  const features = {
+    key: trainKey,
+    split: 'train',
+    count: 0,
+    reused: true,
+    reusedShards: 0,
+    shape: { height: 7, width: 7, channels: 1280 },
+  } as const;
+  const uninterrupted: TrainedHeadRef = await trainHeadStage(
+    { store: new LocalArtifactStore(freshStore), dataDir: path.join(home, 'datasets') },
+    configuration,
+    'infodisent',
+    { ...features },
+  );
+  assert.equal(uninterrupted.key, infodisent.headKey);
+  assert.equal(uninterrupted.result.resumedFromStep, null);
+  const resumed = decodeTensors(
+    (await new LocalArtifactStore(path.join(home, 'store')).get(`${infodisent.headKey}/head.bin`))!,
+  );
+  const reference = decodeTensors(
+    (await new LocalArtifactStore(freshStore).get(`${uninterrupted.key}/head.bin`))!,
+  );
+  for (const [name, tensor] of Object.entries(reference.tensors)) {
+    assert.deepEqual(
+      resumed.tensors[name]!.dataSync(),
+      tensor.dataSync(),
+      `${name} differs from the uninterrupted run`,
+    );
+  }
+});
