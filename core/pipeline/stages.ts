@@ -3,6 +3,12 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import {
+  featureSetBatches,
+  headChannelAblation,
+  type LabelledFeatureBatch,
+  rvSampledPairs,
+} from '../analysis';
 import { openBackbone } from '../backbones/registry';
 import type { BaselineHeadConfig, Configuration, InfoDisentHeadConfig } from '../config/experiment';
 import type { DatasetManifest, Split } from '../data/dataset';
@@ -259,6 +265,26 @@ export async function evaluateStage(
   }
 }
 
+/** Test feature batches as the analyses take them, rotated by U (given as U^T) where there is one. */
+async function* analysedBatches(
+  set: StoredFeatureSet,
+  rotationT?: tf.Tensor2D,
+): AsyncGenerator<LabelledFeatureBatch> {
+  for await (const batch of featureSetBatches(set)) {
+    if (!rotationT) {
+      yield batch;
+      continue;
+    }
+    const [n, height, width, channels] = batch.shape;
+    const rotated = tf.tidy(() =>
+      tf.matMul(tf.tensor2d(batch.data, [n * height * width, channels]), rotationT),
+    );
+    const data = (await rotated.data()) as Float32Array;
+    rotated.dispose();
+    yield { ...batch, data };
+  }
+}
+
 /**
  * Prototypes, explanations, key channels and the faithfulness metrics of both trained heads, summarised
  * for the report. Content-addressed by the heads and features it reads.
@@ -304,7 +330,26 @@ export async function explainStage(
         onProgress: (stage, done, total) => context.progress?.(`explain ${head.kind}: ${stage}`, done, total),
       });
       const evaluation = await evaluateStage(context, configuration, head, test);
-      heads[head.kind] = headSummary({ evaluation, explanations });
+      // The paper's analyses on the test features: rotated channels Z for InfoDisent, raw F for the baseline.
+      const rotation = restored instanceof InfoDisentHead ? await restored.rotation() : undefined;
+      const rotationT = rotation && tf.tidy(() => tf.transpose(rotation) as tf.Tensor2D);
+      rotation?.dispose();
+      try {
+        context.progress?.(`analyse ${head.kind}`, 0, 2);
+        const rv = await rvSampledPairs(analysedBatches(testSet, rotationT), {
+          pairs: 500,
+          seed: configuration.seed,
+        });
+        context.progress?.(`analyse ${head.kind}`, 1, 2);
+        const ablation = await headChannelAblation(analysedBatches(testSet, rotationT), {
+          kind: head.kind,
+          weights: model.weights,
+          classes: manifest.classes.length,
+        });
+        heads[head.kind] = headSummary({ evaluation, explanations, rv, ablation });
+      } finally {
+        rotationT?.dispose();
+      }
     } finally {
       restored.dispose();
     }
