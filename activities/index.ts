@@ -34,10 +34,10 @@ async function stage<N extends StageName>(
   ...args: StageArgs<N>
 ): Promise<StageResult<N>> {
   const context = Context.current();
-  let last: StageProgress = { stage: name, done: 0, total: 1 };
+  let last: StageProgress | undefined;
   // The stage's thread leaves this event loop free: heartbeat on a timer too, so a long step between
   // progress reports never looks like a lost worker.
-  const timer = setInterval(() => context.heartbeat(last), 5000);
+  const timer = setInterval(() => (last ? context.heartbeat(last) : context.heartbeat()), 5000);
   try {
     return await runStageInThread(
       name,

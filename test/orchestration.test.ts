@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { loadSweepFile, type Sweep } from '../core/config/experiment';
 import { decodeTensors } from '../core/method/tensor-io';
 import type { TrainedHeadRef } from '../core/pipeline/stages';
@@ -15,8 +16,8 @@ import { installRuntime } from '../worker/runtime';
 import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
 import { sweepWorkflow } from '../workflows/sweep';
 
-// Kills a real worker process in the middle of InfoDisent training and checks that a new worker
-// finishes the sweep from the last checkpoint with the weights of an uninterrupted run.
+// Real worker processes against a real Temporal dev server: a worker killed in the middle of InfoDisent
+// training, and a schedule that fires a re-evaluation of the same sweep.
 let home: string;
 let temporal: LocalTemporal;
 let sweep: Sweep;
@@ -125,4 +126,39 @@ test('a worker killed during training: a new worker resumes from the checkpoint,
       `${name} differs from the uninterrupted run`,
     );
   }
+});
+
+test('a schedule fires a re-evaluation, which a worker runs from the cached features and heads', {
+  timeout: 600_000,
+}, async () => {
+  const { client } = temporal.environment;
+  const cli = path.join(repoRoot(), 'dist', 'client', 'main.js');
+  const tiny = path.join(repoRoot(), 'experiments', 'tiny.json');
+  const { stdout } = await promisify(execFile)(process.execPath, [
+    cli,
+    'schedule',
+    'create',
+    tiny,
+    '--every',
+    '3s',
+    '--id',
+    'reevaluate-tiny',
+    '--address',
+    temporal.address,
+    '--json',
+  ]);
+  assert.equal((JSON.parse(stdout) as { scheduleId: string }).scheduleId, 'reevaluate-tiny');
+  const schedule = client.schedule.getHandle('reevaluate-tiny');
+  let fired: string | undefined;
+  while (!fired) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    fired = (await schedule.describe()).info.recentActions[0]?.action.workflow.workflowId;
+  }
+  await schedule.pause('test done');
+  const output = await client.workflow.getHandle<typeof sweepWorkflow>(fired).result();
+  assert.deepEqual(output.results.failed, []);
+  const outcome = output.results.completed[0]!;
+  assert.equal(outcome.features.reused, true);
+  assert.ok(outcome.heads.every((head) => head.reusedHead));
+  await schedule.delete();
 });
