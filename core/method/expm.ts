@@ -56,7 +56,7 @@ export function planExpm(normBound: number): ExpmPlan {
  * the margin covers its slow last digits). Matrix-vector products only: negligible next to a matmul.
  * One read-back at the end, asynchronous, as the webgpu backend requires.
  */
-export async function skewNormBound(s: tf.Tensor2D, iterations = 12): Promise<number> {
+export async function skewNormBound(s: tf.Tensor2D, iterations = defaultPowerIterations()): Promise<number> {
   const norms = tf.tidy(() => {
     const n = s.shape[0];
     // A fixed, non-degenerate start vector keeps the result deterministic.
@@ -72,8 +72,17 @@ export async function skewNormBound(s: tf.Tensor2D, iterations = 12): Promise<nu
   });
   const [frobenius, ratio] = await norms.data();
   norms.dispose();
-  if (frobenius === 0) return 0;
+  if (frobenius === 0 || iterations === 0) return frobenius!;
   return Math.min(frobenius!, 1.25 * Math.sqrt(ratio!));
+}
+
+/**
+ * On a CPU backend the power iteration's matrix-vector products are nearly free and its tighter bound
+ * saves whole matmuls. On webgpu each of its ~150 small ops is a dispatch that costs more than the one or
+ * two extra (fast) matmuls the looser Frobenius bound leads to, so there it is skipped.
+ */
+function defaultPowerIterations(): number {
+  return tf.getBackend() === 'webgpu' ? 0 : 12;
 }
 
 /** What the forward pass keeps for the reverse pass. */
