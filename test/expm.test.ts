@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { disposeTape, expmSkew, expmSkewBackward, planExpm, skewNormBound } from '../core/method/expm';
 import { selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
+import { maxAbs, maxAbsDiff } from './support/numeric';
 import { runPythonReference } from './support/python';
 
 /**
@@ -40,19 +41,6 @@ function skewOf(a: Float32Array, n: number): Float32Array {
     const t = tf.tensor2d(a, [n, n]);
     return tf.sub(t, tf.transpose(t)).dataSync() as Float32Array;
   });
-}
-
-function maxAbs(values: ArrayLike<number>): number {
-  let out = 0;
-  for (let i = 0; i < values.length; i++) out = Math.max(out, Math.abs(values[i]!));
-  return out;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let out = 0;
-  for (let i = 0; i < a.length; i++) out = Math.max(out, Math.abs(a[i]! - b[i]!));
-  return out;
 }
 
 /** max |U^T U - I| evaluated in float64 from U's float32 entries, so the check adds no float32 rounding. */

@@ -10,6 +10,7 @@ import { InfoDisentHead } from '../core/method/infodisent-head';
 import { type CheckpointSink, type TrainOptions, trainHead, validationMask } from '../core/method/train';
 import { selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
+import { maxAbs, maxAbsDiff } from './support/numeric';
 import { runPythonReference } from './support/python';
 
 /**
@@ -57,19 +58,6 @@ before(async () => {
 
 function gaussian(random: SeededRandom, length: number, scale = 1): Float32Array {
   return Float32Array.from({ length }, () => scale * random.normal());
-}
-
-function maxAbs(values: ArrayLike<number>): number {
-  let out = 0;
-  for (let i = 0; i < values.length; i++) out = Math.max(out, Math.abs(values[i]!));
-  return out;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let out = 0;
-  for (let i = 0; i < a.length; i++) out = Math.max(out, Math.abs(a[i]! - b[i]!));
-  return out;
 }
 
 /** max|a - b| / max|b|: the error relative to the quantity's scale (entries near 0 carry no meaning alone). */
