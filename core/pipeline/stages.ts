@@ -5,9 +5,10 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
   featureSetBatches,
-  headChannelAblation,
+  HeadAblation,
   type LabelledFeatureBatch,
-  rvSampledPairs,
+  RvAccumulator,
+  sampleChannelPairs,
 } from '../analysis';
 import { openBackbone } from '../backbones/registry';
 import type { BaselineHeadConfig, Configuration, InfoDisentHeadConfig } from '../config/experiment';
@@ -110,6 +111,17 @@ export async function prepareDataset(
   };
 }
 
+/** The dataset's manifest on this worker. Another worker may have prepared it: a generated one is regenerated here from its seed. */
+async function localDatasetManifest(
+  context: StageContext,
+  configuration: Configuration,
+  dataset: DatasetRef,
+): Promise<DatasetManifest> {
+  return readDatasetManifest(
+    existsSync(dataset.manifestPath) ? dataset : await prepareDataset(context, configuration),
+  );
+}
+
 export interface FeaturesRef {
   key: string;
   split: Split;
@@ -126,10 +138,7 @@ export async function extractSplit(
   split: Split,
 ): Promise<FeaturesRef> {
   await useBackend(context, configuration);
-  // Another worker may have prepared the dataset: a generated one is regenerated here from its seed.
-  const manifest = await readDatasetManifest(
-    existsSync(dataset.manifestPath) ? dataset : await prepareDataset(context, configuration),
-  );
+  const manifest = await localDatasetManifest(context, configuration, dataset);
   const backbone = await openBackbone(configuration.backbone);
   try {
     const result = await extractFeatures({
@@ -300,9 +309,7 @@ export async function explainStage(
   const summaryKey = `summaries/${configuration.name}-${contentKey({ heads: trained.map((t) => t.key), test: test.key })}.json`;
   if (await context.store.exists(summaryKey)) return { summaryKey };
   await useBackend(context, configuration);
-  const manifest = await readDatasetManifest(
-    existsSync(dataset.manifestPath) ? dataset : await prepareDataset(context, configuration),
-  );
+  const manifest = await localDatasetManifest(context, configuration, dataset);
   const [trainSet, testSet] = await Promise.all([
     StoredFeatureSet.open(context.store, train.key),
     StoredFeatureSet.open(context.store, test.key),
@@ -330,23 +337,32 @@ export async function explainStage(
         onProgress: (stage, done, total) => context.progress?.(`explain ${head.kind}: ${stage}`, done, total),
       });
       const evaluation = await evaluateStage(context, configuration, head, test);
-      // The paper's analyses on the test features: rotated channels Z for InfoDisent, raw F for the baseline.
-      const rotation = restored instanceof InfoDisentHead ? await restored.rotation() : undefined;
-      const rotationT = rotation && tf.tidy(() => tf.transpose(rotation) as tf.Tensor2D);
-      rotation?.dispose();
+      // The paper's analyses on the test features, both in one pass over the shards: rotated channels Z
+      // for InfoDisent (U as the model already read it back), raw F for the baseline.
+      const { channels } = testSet.shape;
+      const rotationT =
+        model.kind === 'infodisent'
+          ? tf.tidy(() => tf.transpose(tf.tensor2d(model.rotation, [channels, channels])) as tf.Tensor2D)
+          : undefined;
       try {
-        context.progress?.(`analyse ${head.kind}`, 0, 2);
-        const rv = await rvSampledPairs(analysedBatches(testSet, rotationT), {
-          pairs: 500,
-          seed: configuration.seed,
+        const rv = new RvAccumulator(testSet.shape, sampleChannelPairs(channels, 500, configuration.seed));
+        const ablation = new HeadAblation(
+          { kind: head.kind, weights: model.weights, classes: manifest.classes.length },
+          channels,
+        );
+        let done = 0;
+        for await (const batch of analysedBatches(testSet, rotationT)) {
+          rv.add(batch);
+          ablation.addBatch(batch);
+          done += batch.shape[0];
+          await context.progress?.(`analyse ${head.kind}`, done, test.count);
+        }
+        heads[head.kind] = headSummary({
+          evaluation,
+          explanations,
+          rv: rv.result(),
+          ablation: ablation.result(),
         });
-        context.progress?.(`analyse ${head.kind}`, 1, 2);
-        const ablation = await headChannelAblation(analysedBatches(testSet, rotationT), {
-          kind: head.kind,
-          weights: model.weights,
-          classes: manifest.classes.length,
-        });
-        heads[head.kind] = headSummary({ evaluation, explanations, rv, ablation });
       } finally {
         rotationT?.dispose();
       }
