@@ -6,7 +6,7 @@ import type { FeatureManifest } from '../core/features/feature-store';
 import { StoredFeatureSet } from '../core/features/feature-store';
 import { Adam } from '../core/method/adam';
 import { InfoDisentHead } from '../core/method/infodisent-head';
-import { trainHead } from '../core/method/train';
+import { optimiserStep, trainHead } from '../core/method/train';
 import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { type BackendChoice, selectBackend } from '../core/tf/backend';
@@ -53,10 +53,7 @@ async function tfjsStepMs(
   const times: number[] = [];
   for (let step = 1; step <= steps + 1; step++) {
     const start = performance.now();
-    const { gradients } = await head.lossAndGradients(maps, labels);
-    head.setTrainable(adam.update(head.trainable(), gradients, GROUPS));
-    tf.dispose(Object.values(gradients));
-    await head.afterStep(step);
+    await optimiserStep(head, adam, { maps, labels }, GROUPS, step);
     // a read-back closes the step on asynchronous backends (webgpu)
     await head.classWeights().data();
     if (step > 1) times.push(performance.now() - start);
@@ -135,10 +132,7 @@ async function trainedState(channels: number, batch: number, classes: number): P
   const head = new InfoDisentHead({ height: 7, width: 7, channels }, classes, { seed: 1, foldEvery: 1 });
   const adam = new Adam();
   for (let step = 1; step <= 3; step++) {
-    const { gradients } = await head.lossAndGradients(maps, labels);
-    head.setTrainable(adam.update(head.trainable(), gradients, GROUPS));
-    tf.dispose(Object.values(gradients));
-    await head.afterStep(step);
+    await optimiserStep(head, adam, { maps, labels }, GROUPS, step);
   }
   const rotation = await head.rotation();
   const out = new Float32Array([...(await head.classWeights().data()), ...(await rotation.data())]);

@@ -61,6 +61,26 @@ interface CheckpointMeta {
   staleEpochs: number;
 }
 
+/**
+ * One training step of a head: loss and gradients, Adam, the head's constraints (projection, fold).
+ * `step` is 1-based. Returns the batch's loss.
+ */
+export async function optimiserStep(
+  head: Head,
+  adam: Adam,
+  batch: { maps: Float32Array; labels: Int32Array },
+  groups: Record<string, ParameterGroup>,
+  step: number,
+  learningRateScale = 1,
+): Promise<number> {
+  const { loss, gradients } = await head.lossAndGradients(batch.maps, batch.labels);
+  if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${step}`);
+  head.setTrainable(adam.update(head.trainable(), gradients, groups, learningRateScale));
+  tf.dispose(Object.values(gradients));
+  await head.afterStep(step);
+  return loss;
+}
+
 /** Seeded choice of held-out items, so a resumed run holds out the same ones. */
 export function validationMask(count: number, fraction: number, seed: number): Uint8Array {
   const mask = new Uint8Array(count);
@@ -151,15 +171,9 @@ export async function trainHead(
       });
       for await (const batch of batches) {
         if (batchIndex++ < meta.batchInEpoch) continue;
-        const { loss, gradients } = await head.lossAndGradients(batch.maps, batch.labels);
-        if (!Number.isFinite(loss))
-          throw new Error(`training diverged: loss is ${loss} at step ${meta.step + 1}`);
         const scale = learningRateScale(options.schedule, meta.step, totalSteps);
-        const updated = adam.update(head.trainable(), gradients, options.groups, scale);
-        tf.dispose(Object.values(gradients));
-        head.setTrainable(updated);
+        const loss = await optimiserStep(head, adam, batch, options.groups, meta.step + 1, scale);
         meta.step += 1;
-        await head.afterStep(meta.step);
         meta.batchInEpoch = batchIndex;
         meta.epochLossSum += loss;
         meta.epochBatches += 1;
