@@ -4,11 +4,11 @@ import type { Split } from '../core/data/dataset';
 import type { HeadKind } from '../core/method/head';
 import { type SweepResults, writeSweepResults } from '../core/pipeline/results';
 import {
-  runStageInThread,
   type StageArgs,
   type StageLocation,
   type StageName,
   type StageResult,
+  StageThreadPool,
 } from '../core/pipeline/stage-runner';
 import type { DatasetRef, FeaturesRef, TrainedHeadRef } from '../core/pipeline/stages';
 import { openStore } from '../core/store/open-store';
@@ -27,8 +27,9 @@ function asTemporalFailure(error: unknown): unknown {
   return error instanceof InputError ? ApplicationFailure.nonRetryable(error.message, 'InputError') : error;
 }
 
-/** Runs a pipeline stage in its own thread, forwarding its progress as heartbeats. */
-async function stage<N extends StageName>(
+/** Runs a pipeline stage in a thread of the pool, forwarding its progress as heartbeats. */
+async function runStage<N extends StageName>(
+  threads: StageThreadPool,
   location: StageLocation,
   name: N,
   ...args: StageArgs<N>
@@ -39,7 +40,7 @@ async function stage<N extends StageName>(
   // progress reports never looks like a lost worker.
   const timer = setInterval(() => (last ? context.heartbeat(last) : context.heartbeat()), 5000);
   try {
-    return await runStageInThread(
+    return await threads.run(
       name,
       args,
       location,
@@ -57,31 +58,32 @@ async function stage<N extends StageName>(
 }
 
 /** Thin adapters from Temporal to the pipeline's stages; every stage is idempotent and content-addressed. */
-export function createActivities(location: StageLocation) {
+export function createActivities(location: StageLocation, threads = new StageThreadPool()) {
+  const stage = <N extends StageName>(name: N, ...args: StageArgs<N>) =>
+    runStage(threads, location, name, ...args);
   return {
     prepareDataset: (configuration: Configuration): Promise<DatasetRef> =>
-      stage(location, 'prepareDataset', configuration),
+      stage('prepareDataset', configuration),
     extractFeatures: (
       configuration: Configuration,
       dataset: DatasetRef,
       split: Split,
-    ): Promise<FeaturesRef> => stage(location, 'extractSplit', configuration, dataset, split),
+    ): Promise<FeaturesRef> => stage('extractSplit', configuration, dataset, split),
     trainHead: (
       configuration: Configuration,
       kind: HeadKind,
       features: FeaturesRef,
-    ): Promise<TrainedHeadRef> => stage(location, 'trainHeadStage', configuration, kind, features),
+    ): Promise<TrainedHeadRef> => stage('trainHeadStage', configuration, kind, features),
     evaluateHead: (configuration: Configuration, trained: TrainedHeadRef, test: FeaturesRef) =>
-      stage(location, 'evaluateStage', configuration, trained, test),
+      stage('evaluateStage', configuration, trained, test),
     explain: (
       configuration: Configuration,
       dataset: DatasetRef,
       train: FeaturesRef,
       test: FeaturesRef,
       trained: TrainedHeadRef[],
-    ): Promise<{ summaryKey: string }> =>
-      stage(location, 'explainStage', configuration, dataset, train, test, trained),
-    writeReport: (report: StageArgs<'reportStage'>[0]) => stage(location, 'reportStage', report),
+    ): Promise<{ summaryKey: string }> => stage('explainStage', configuration, dataset, train, test, trained),
+    writeReport: (report: StageArgs<'reportStage'>[0]) => stage('reportStage', report),
     writeResults: async (results: SweepResults): Promise<string[]> => {
       try {
         return await writeSweepResults(openStore(location.storeUrl), results);

@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { sha256 } from '../util/hash';
 import type { Backbone } from './backbone';
@@ -6,7 +8,21 @@ interface BundledModel {
   modelJson: () => Promise<{
     default: { modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
   }>;
-  weightBundles: (() => Promise<{ default: string }>)[];
+}
+
+/**
+ * The weights, a base64 string in a JS module of the package. Read as text: nsfwjs's own
+ * `weightBundles` import wraps the 3.5 MB string with `__importStar`, which copies it character by
+ * character into an object and takes seconds; the text holds one base64 literal.
+ */
+async function readBundledWeights(): Promise<Buffer> {
+  const file = path.join(
+    path.dirname(require.resolve('nsfwjs')),
+    '../models/mobilenet_v2/group1-shard1of1.min.js',
+  );
+  const literal = /exports\s*=\s*"([A-Za-z0-9+/=]+)"/.exec(await readFile(file, 'utf8'));
+  if (!literal) throw new Error(`${file}: no base64 weight literal found (nsfwjs changed its bundle format)`);
+  return Buffer.from(literal[1]!, 'base64');
 }
 
 /**
@@ -16,7 +32,7 @@ interface BundledModel {
 export async function loadNsfwjsMobileNetV2(): Promise<Backbone> {
   const { MobileNetV2Model } = require('nsfwjs/models/mobilenet_v2') as { MobileNetV2Model: BundledModel };
   const modelJson = (await MobileNetV2Model.modelJson()).default;
-  const weights = Buffer.from((await MobileNetV2Model.weightBundles[0]!()).default, 'base64');
+  const weights = await readBundledWeights();
   const weightSpecs = modelJson.weightsManifest.flatMap((group) => group.weights);
   const model = await tf.loadLayersModel(
     tf.io.fromMemory({

@@ -1,7 +1,8 @@
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
+import type { ArtifactStore } from '../store/artifact-store';
 import { openStore } from '../store/open-store';
 import { InputError } from '../util/errors';
-import type { StageThreadInput, StageThreadMessage } from './stage-runner';
+import type { StageRequest, StageThreadMessage } from './stage-runner';
 import {
   evaluateStage,
   explainStage,
@@ -14,12 +15,24 @@ import {
 
 const STAGES = { prepareDataset, extractSplit, trainHeadStage, evaluateStage, explainStage, reportStage };
 
-/** Entry point of a stage's worker thread (see stage-runner.ts). */
-async function main(): Promise<void> {
-  const { name, args, location } = workerData as StageThreadInput;
-  const post = (message: StageThreadMessage) => parentPort!.postMessage(message);
+/** Stores opened by earlier stages of this thread, by URL (an S3 client keeps its connections). */
+const stores = new Map<string, ArtifactStore>();
+
+function storeAt(url: string): ArtifactStore {
+  let store = stores.get(url);
+  if (!store) {
+    store = openStore(url);
+    stores.set(url, store);
+  }
+  return store;
+}
+
+const post = (message: StageThreadMessage) => parentPort!.postMessage(message);
+
+/** Runs one stage request of the pool (see stage-runner.ts); the thread then waits for the next. */
+async function runStage({ name, args, location }: StageRequest): Promise<void> {
   const context: StageContext = {
-    store: openStore(location.storeUrl),
+    store: storeAt(location.storeUrl),
     dataDir: location.dataDir,
     ...(location.backend ? { backend: location.backend } : {}),
     progress: (stage, done, total, detail) =>
@@ -39,4 +52,4 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+parentPort!.on('message', (request: StageRequest) => void runStage(request));
