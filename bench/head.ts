@@ -53,7 +53,7 @@ async function tfjsStepMs(
   const times: number[] = [];
   for (let step = 1; step <= steps + 1; step++) {
     const start = performance.now();
-    await optimiserStep(head, adam, { maps, labels }, GROUPS, step);
+    (await optimiserStep(head, adam, { maps, labels }, GROUPS, step)).dispose();
     // a read-back closes the step on asynchronous backends (webgpu)
     await head.classWeights().data();
     if (step > 1) times.push(performance.now() - start);
@@ -132,7 +132,7 @@ async function trainedState(channels: number, batch: number, classes: number): P
   const head = new InfoDisentHead({ height: 7, width: 7, channels }, classes, { seed: 1, foldEvery: 1 });
   const adam = new Adam();
   for (let step = 1; step <= 3; step++) {
-    await optimiserStep(head, adam, { maps, labels }, GROUPS, step);
+    (await optimiserStep(head, adam, { maps, labels }, GROUPS, step)).dispose();
   }
   const rotation = await head.rotation();
   const out = new Float32Array([...(await head.classWeights().data()), ...(await rotation.data())]);

@@ -179,7 +179,8 @@ function infoDisentHead(test: HeadCase, foldEvery: number): InfoDisentHead {
 /** One optimiser step exactly as trainHead takes it (step 1, learning-rate scale 1). */
 async function adamStep(head: Head, maps: Float32Array, labels: Int32Array): Promise<void> {
   const adam = new Adam();
-  const { gradients } = await head.lossAndGradients(maps, labels);
+  const { loss, gradients } = await head.lossAndGradients(maps, labels);
+  loss.dispose();
   const updated = adam.update(head.trainable(), gradients, GROUPS);
   tf.dispose(Object.values(gradients));
   head.setTrainable(updated);
@@ -297,7 +298,9 @@ test('InfoDisentHead: logits, sparse pooling, loss, gradients and one AdamW step
     assert.ok(ref.pooled.some((p) => p > 0) && ref.pooled.some((p) => p < 0), `${label}: pooled signs`);
     tf.dispose(Object.values(pool));
 
-    const { loss, gradients } = await head.lossAndGradients(tc.maps, tc.labels);
+    const { loss: lossTensor, gradients } = await head.lossAndGradients(tc.maps, tc.labels);
+    const loss = values(lossTensor)[0]!;
+    lossTensor.dispose();
     const headGrad = Object.fromEntries(
       Object.entries(gradients).map(([name, t]) => [name, values(t).slice()]),
     );
@@ -423,7 +426,8 @@ test('BaselineHead: average pooling, logits, loss, gradients and one AdamW step 
     ];
     tf.dispose([pooled, logits]);
     const { loss, gradients } = await head.lossAndGradients(tc.maps, tc.labels);
-    forward.push(['loss', Math.abs(loss - ref.loss) / ref.loss]);
+    forward.push(['loss', Math.abs(values(loss)[0]! - ref.loss) / ref.loss]);
+    loss.dispose();
     for (const [name, error] of forward) {
       worst[name] = Math.max(worst[name], error);
       assert.ok(error < FORWARD_TOLERANCE, `${label}: ${name} ${error}`);
@@ -764,6 +768,65 @@ test('a run resumed from a checkpoint ends bitwise equal to an uninterrupted one
     assert.equal(resumed.steps, 15, kind);
     assert.deepEqual(resumed.bits, await uninterrupted(kind, problem, 4, options), kind);
   }
+});
+
+test('losses read back every N steps: the same history, weights and progress means as reading every step', async () => {
+  const problem = separableProblem(81, 40, 4);
+  // 5 steps per epoch, 15 in all: reading every 4 steps also reads at each epoch's end (5, 10, 15).
+  const runs: { history: unknown; bits: Record<string, number[]>; losses: (number | null)[] }[] = [];
+  for (const lossReadEvery of [1, 4]) {
+    const head = makeHead('infodisent', problem.shape, 4);
+    const losses: (number | null)[] = [];
+    const result = await trainHead(
+      head,
+      problem.set,
+      { ...TRAIN, lossReadEvery },
+      {
+        onProgress: ({ loss }) => {
+          losses.push(loss);
+        },
+      },
+    );
+    runs.push({ history: result.history, bits: stateBits(head), losses });
+    head.dispose();
+  }
+  const [everyStep, deferred] = runs as [(typeof runs)[0], (typeof runs)[0]];
+  assert.deepEqual(deferred.history, everyStep.history);
+  assert.deepEqual(deferred.bits, everyStep.bits);
+  const perStep = everyStep.losses as number[];
+  assert.ok(perStep.every((loss) => Number.isFinite(loss)));
+  const readAt = deferred.losses.flatMap((loss, i) => (loss === null ? [] : [i + 1]));
+  assert.deepEqual(readAt, [4, 5, 8, 10, 12, 15]);
+  // Each read reports the mean loss of the steps since the previous read.
+  let previous = 0;
+  for (const step of readAt) {
+    const steps = perStep.slice(previous, step);
+    assert.equal(deferred.losses[step - 1], steps.reduce((a, b) => a + b, 0) / steps.length);
+    previous = step;
+  }
+});
+
+test('a diverged loss is caught at the next read-back, before a checkpoint is saved, naming its step', async () => {
+  const problem = separableProblem(91, 40, 4);
+  const head = makeHead('baseline', problem.shape, 4);
+  const sink = memorySink();
+  // An infinite learning rate makes W infinite after step 1, so step 2's loss is NaN; the next read is
+  // the checkpoint's at step 3.
+  const options: TrainOptions = {
+    ...TRAIN,
+    groups: {
+      weight: { learningRate: Number.POSITIVE_INFINITY, weightDecay: 0 },
+      bias: TRAIN.groups['bias']!,
+    },
+    checkpointEvery: 3,
+    lossReadEvery: 10,
+  };
+  await assert.rejects(
+    trainHead(head, problem.set, options, { checkpoint: sink }),
+    /training diverged: loss is NaN at step 2/,
+  );
+  assert.equal(sink.saves, 0);
+  head.dispose();
 });
 
 test('a resumed run keeps the best-validation state exactly, including an epoch with validation accuracy 0', async () => {
