@@ -1,7 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import type { FeatureManifest } from '../core/features/feature-store';
 import { StoredFeatureSet } from '../core/features/feature-store';
 import { Adam } from '../core/method/adam';
@@ -12,6 +11,8 @@ import { LocalArtifactStore } from '../core/store/local-store';
 import { type BackendChoice, selectBackend } from '../core/tf/backend';
 import { sha256 } from '../core/util/hash';
 import { SeededRandom } from '../core/util/random';
+import { agreementWithWasm, HEAD_GROUPS } from '../test/support/backend-agreement';
+import { gaussian } from '../test/support/numeric';
 import { runPythonReference } from '../test/support/python';
 import { machineDescription } from './machine';
 import type { BenchRow } from './rows';
@@ -26,16 +27,6 @@ export interface BenchHeadOptions {
   torchDevice?: 'cpu' | 'cuda';
 }
 
-const GROUPS = {
-  rotation: { learningRate: 5e-4, weightDecay: 0 },
-  weight: { learningRate: 1e-2, weightDecay: 1e-4 },
-  bias: { learningRate: 1e-2, weightDecay: 0 },
-};
-
-function randomMaps(count: number, random: SeededRandom): Float32Array {
-  return Float32Array.from({ length: count }, () => random.normal());
-}
-
 /** Median wall time of one full training step (expm, forward, backward, Adam, projection, fold). */
 async function tfjsStepMs(
   channels: number,
@@ -46,14 +37,14 @@ async function tfjsStepMs(
 ) {
   const shape = { height: 7, width: 7, channels };
   const random = new SeededRandom(channels);
-  const maps = randomMaps(batch * 49 * channels, random);
+  const maps = gaussian(random, batch * 49 * channels);
   const labels = Int32Array.from({ length: batch }, () => random.int(0, classes - 1));
   const head = new InfoDisentHead(shape, classes, { seed: 1, foldEvery });
   const adam = new Adam();
   const times: number[] = [];
   for (let step = 1; step <= steps + 1; step++) {
     const start = performance.now();
-    await optimiserStep(head, adam, { maps, labels }, GROUPS, step);
+    (await optimiserStep(head, adam, { maps, labels }, HEAD_GROUPS, step)).dispose();
     // a read-back closes the step on asynchronous backends (webgpu)
     await head.classWeights().data();
     if (step > 1) times.push(performance.now() - start);
@@ -73,7 +64,7 @@ async function trainingPeakRss(items: number, batch: number, channels: number): 
     const random = new SeededRandom(items);
     const shards: FeatureManifest['shards'] = [];
     for (let start = 0, index = 0; start < items; start += batch, index++) {
-      const data = randomMaps(batch * 49 * channels, random);
+      const data = gaussian(random, batch * 49 * channels);
       const key = `features/bench/shard-${index}.f32`;
       const bytes = Buffer.from(data.buffer);
       await store.put(key, bytes);
@@ -105,7 +96,7 @@ async function trainingPeakRss(items: number, batch: number, channels: number): 
         epochs: 1,
         batchSize: batch,
         seed: 1,
-        groups: GROUPS,
+        groups: HEAD_GROUPS,
         schedule: 'constant',
         validationFraction: 0,
         patience: 0,
@@ -122,39 +113,6 @@ async function trainingPeakRss(items: number, batch: number, channels: number): 
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-/** Weights and rotation after a few training steps from fixed inputs: compared across backends. */
-async function trainedState(channels: number, batch: number, classes: number): Promise<Float32Array> {
-  const random = new SeededRandom(7);
-  const maps = randomMaps(batch * 49 * channels, random);
-  const labels = Int32Array.from({ length: batch }, () => random.int(0, classes - 1));
-  const head = new InfoDisentHead({ height: 7, width: 7, channels }, classes, { seed: 1, foldEvery: 1 });
-  const adam = new Adam();
-  for (let step = 1; step <= 3; step++) {
-    await optimiserStep(head, adam, { maps, labels }, GROUPS, step);
-  }
-  const rotation = await head.rotation();
-  const out = new Float32Array([...(await head.classWeights().data()), ...(await rotation.data())]);
-  tf.dispose([rotation]);
-  head.dispose();
-  adam.dispose();
-  return out;
-}
-
-/** Largest difference between this backend's and wasm's state after 3 steps, relative to the largest entry. */
-async function agreementWithWasm(backend: string): Promise<number> {
-  const here = await trainedState(256, 32, 20);
-  await selectBackend('wasm');
-  const wasm = await trainedState(256, 32, 20);
-  await selectBackend(backend as BackendChoice);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < here.length; i++) {
-    diff = Math.max(diff, Math.abs(here[i]! - wasm[i]!));
-    scale = Math.max(scale, Math.abs(wasm[i]!));
-  }
-  return diff / scale;
 }
 
 export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRow[]> {

@@ -10,7 +10,7 @@ import { InfoDisentHead } from '../core/method/infodisent-head';
 import { type CheckpointSink, type TrainOptions, trainHead, validationMask } from '../core/method/train';
 import { selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
-import { maxAbs, maxAbsDiff } from './support/numeric';
+import { gaussian, maxAbs, maxAbsDiff, relativeError } from './support/numeric';
 import { runPythonReference } from './support/python';
 
 /**
@@ -55,15 +55,6 @@ before(async () => {
 
 // ------------------------------------------------------------------------------------------------
 // Helpers
-
-function gaussian(random: SeededRandom, length: number, scale = 1): Float32Array {
-  return Float32Array.from({ length }, () => scale * random.normal());
-}
-
-/** max|a - b| / max|b|: the error relative to the quantity's scale (entries near 0 carry no meaning alone). */
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  return maxAbsDiff(actual, expected) / Math.max(maxAbs(expected), Number.MIN_VALUE);
-}
 
 /**
  * Largest |step(p, g) - step(p, g_ref)| a gradient error can cause in Adam's first step, whose update
@@ -179,7 +170,8 @@ function infoDisentHead(test: HeadCase, foldEvery: number): InfoDisentHead {
 /** One optimiser step exactly as trainHead takes it (step 1, learning-rate scale 1). */
 async function adamStep(head: Head, maps: Float32Array, labels: Int32Array): Promise<void> {
   const adam = new Adam();
-  const { gradients } = await head.lossAndGradients(maps, labels);
+  const { loss, gradients } = await head.lossAndGradients(maps, labels);
+  loss.dispose();
   const updated = adam.update(head.trainable(), gradients, GROUPS);
   tf.dispose(Object.values(gradients));
   head.setTrainable(updated);
@@ -297,7 +289,9 @@ test('InfoDisentHead: logits, sparse pooling, loss, gradients and one AdamW step
     assert.ok(ref.pooled.some((p) => p > 0) && ref.pooled.some((p) => p < 0), `${label}: pooled signs`);
     tf.dispose(Object.values(pool));
 
-    const { loss, gradients } = await head.lossAndGradients(tc.maps, tc.labels);
+    const { loss: lossTensor, gradients } = await head.lossAndGradients(tc.maps, tc.labels);
+    const loss = values(lossTensor)[0]!;
+    lossTensor.dispose();
     const headGrad = Object.fromEntries(
       Object.entries(gradients).map(([name, t]) => [name, values(t).slice()]),
     );
@@ -423,7 +417,8 @@ test('BaselineHead: average pooling, logits, loss, gradients and one AdamW step 
     ];
     tf.dispose([pooled, logits]);
     const { loss, gradients } = await head.lossAndGradients(tc.maps, tc.labels);
-    forward.push(['loss', Math.abs(loss - ref.loss) / ref.loss]);
+    forward.push(['loss', Math.abs(values(loss)[0]! - ref.loss) / ref.loss]);
+    loss.dispose();
     for (const [name, error] of forward) {
       worst[name] = Math.max(worst[name], error);
       assert.ok(error < FORWARD_TOLERANCE, `${label}: ${name} ${error}`);
@@ -464,74 +459,6 @@ test('BaselineHead: average pooling, logits, loss, gradients and one AdamW step 
     `Baseline vs float64 (worst): ${Object.entries(worst)
       .map(([name, v]) => `${name} ${v.toExponential(2)}`)
       .join(', ')}`,
-  );
-});
-
-test('Adam equals PyTorch AdamW over several steps: moments, bias correction, per-group lr and decay, lr scale', () => {
-  const random = new SeededRandom(77);
-  const shapes: Record<string, number[]> = { first: [5, 3], second: [4, 1] };
-  const groups: Record<string, ParameterGroup> = {
-    first: { learningRate: 0.03, weightDecay: 0.1 },
-    second: { learningRate: 0.2, weightDecay: 0 },
-  };
-  const size = (name: string) => shapes[name]!.reduce((a, b) => a * b, 1);
-  const initial = Object.fromEntries(Object.keys(shapes).map((name) => [name, gaussian(random, size(name))]));
-  const scales = [1, 0.5, 0.25, 1, 0.8];
-  const grads = scales.map((_, step) =>
-    Object.fromEntries(
-      Object.keys(shapes).map((name) => {
-        const g = gaussian(random, size(name), 10 ** (step - 2));
-        g[0] = 0; // a zero gradient: the update is only the decay and the running moments
-        return [name, g];
-      }),
-    ),
-  );
-  const ref = runPythonReference<{
-    steps: { params: Record<string, number[]>; m: Record<string, number[]>; v: Record<string, number[]> }[];
-  }>('head_reference.py', {
-    task: 'adam',
-    params: Object.fromEntries(Object.entries(initial).map(([name, p]) => [name, Array.from(p)])),
-    grads: grads.map((g) => Object.fromEntries(Object.entries(g).map(([name, x]) => [name, Array.from(x)]))),
-    lr_scales: scales,
-    groups: Object.fromEntries(
-      Object.entries(groups).map(([name, g]) => [name, { lr: g.learningRate, weight_decay: g.weightDecay }]),
-    ),
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-  });
-  const adam = new Adam();
-  let params: Record<string, tf.Tensor> = Object.fromEntries(
-    Object.entries(initial).map(([name, p]) => [name, tf.tensor(p, shapes[name])]),
-  );
-  let worst = 0;
-  scales.forEach((scale, step) => {
-    const gradients = Object.fromEntries(
-      Object.entries(grads[step]!).map(([name, g]) => [name, tf.tensor(g, shapes[name])]),
-    );
-    const next = adam.update(params, gradients, groups, scale);
-    tf.dispose([...Object.values(params), ...Object.values(gradients)]);
-    params = next;
-    const expected = ref.steps[step]!;
-    for (const name of Object.keys(shapes)) {
-      const checks: [string, tf.Tensor, number[]][] = [
-        ['param', params[name]!, expected.params[name]!],
-        ['m', adam.firstMoments[name]!, expected.m[name]!],
-        ['v', adam.secondMoments[name]!, expected.v[name]!],
-      ];
-      for (const [what, tensor, want] of checks) {
-        // Float32 state against float64: relative 1e-6 of each quantity's scale.
-        const error = relativeError(values(tensor), want);
-        worst = Math.max(worst, error);
-        assert.ok(error < 1e-6, `step ${step + 1} ${name}.${what}: ${error}`);
-      }
-    }
-  });
-  assert.equal(adam.step, scales.length);
-  tf.dispose(Object.values(params));
-  adam.dispose();
-  console.log(
-    `Adam vs float64 AdamW over ${scales.length} steps: worst relative error ${worst.toExponential(2)}`,
   );
 });
 
@@ -764,6 +691,65 @@ test('a run resumed from a checkpoint ends bitwise equal to an uninterrupted one
     assert.equal(resumed.steps, 15, kind);
     assert.deepEqual(resumed.bits, await uninterrupted(kind, problem, 4, options), kind);
   }
+});
+
+test('losses read back every N steps: the same history, weights and progress means as reading every step', async () => {
+  const problem = separableProblem(81, 40, 4);
+  // 5 steps per epoch, 15 in all: reading every 4 steps also reads at each epoch's end (5, 10, 15).
+  const runs: { history: unknown; bits: Record<string, number[]>; losses: (number | null)[] }[] = [];
+  for (const lossReadEvery of [1, 4]) {
+    const head = makeHead('infodisent', problem.shape, 4);
+    const losses: (number | null)[] = [];
+    const result = await trainHead(
+      head,
+      problem.set,
+      { ...TRAIN, lossReadEvery },
+      {
+        onProgress: ({ loss }) => {
+          losses.push(loss);
+        },
+      },
+    );
+    runs.push({ history: result.history, bits: stateBits(head), losses });
+    head.dispose();
+  }
+  const [everyStep, deferred] = runs as [(typeof runs)[0], (typeof runs)[0]];
+  assert.deepEqual(deferred.history, everyStep.history);
+  assert.deepEqual(deferred.bits, everyStep.bits);
+  const perStep = everyStep.losses as number[];
+  assert.ok(perStep.every((loss) => Number.isFinite(loss)));
+  const readAt = deferred.losses.flatMap((loss, i) => (loss === null ? [] : [i + 1]));
+  assert.deepEqual(readAt, [4, 5, 8, 10, 12, 15]);
+  // Each read reports the mean loss of the steps since the previous read.
+  let previous = 0;
+  for (const step of readAt) {
+    const steps = perStep.slice(previous, step);
+    assert.equal(deferred.losses[step - 1], steps.reduce((a, b) => a + b, 0) / steps.length);
+    previous = step;
+  }
+});
+
+test('a diverged loss is caught at the next read-back, before a checkpoint is saved, naming its step', async () => {
+  const problem = separableProblem(91, 40, 4);
+  const head = makeHead('baseline', problem.shape, 4);
+  const sink = memorySink();
+  // An infinite learning rate makes W infinite after step 1, so step 2's loss is NaN; the next read is
+  // the checkpoint's at step 3.
+  const options: TrainOptions = {
+    ...TRAIN,
+    groups: {
+      weight: { learningRate: Number.POSITIVE_INFINITY, weightDecay: 0 },
+      bias: TRAIN.groups['bias']!,
+    },
+    checkpointEvery: 3,
+    lossReadEvery: 10,
+  };
+  await assert.rejects(
+    trainHead(head, problem.set, options, { checkpoint: sink }),
+    /training diverged: loss is NaN at step 2/,
+  );
+  assert.equal(sink.saves, 0);
+  head.dispose();
 });
 
 test('a resumed run keeps the best-validation state exactly, including an epoch with validation accuracy 0', async () => {

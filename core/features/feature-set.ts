@@ -12,6 +12,8 @@ export interface FeatureShape {
  * so a set larger than memory can be trained on and analysed.
  */
 export interface FeatureSet {
+  /** For messages: the set's store key. */
+  readonly name: string;
   readonly shape: FeatureShape;
   readonly classCount: number;
   /** Label of every item, in storage order. */
@@ -20,6 +22,9 @@ export interface FeatureSet {
   readonly shardSizes: readonly number[];
   /** The shard's maps, [n, H, W, C] row-major. */
   readShard(index: number): Promise<Float32Array>;
+  /** For messages: where a shard is stored, and what an item is (its image path). */
+  shardKey(index: number): string;
+  itemName(index: number): string;
 }
 
 export function pixelsOf(shape: FeatureShape): number {
@@ -30,8 +35,20 @@ export function itemSize(shape: FeatureShape): number {
   return shape.height * shape.width * shape.channels;
 }
 
+/** Storage index of each shard's first item. */
+export function shardStarts(shardSizes: readonly number[]): number[] {
+  const starts: number[] = [];
+  let offset = 0;
+  for (const n of shardSizes) {
+    starts.push(offset);
+    offset += n;
+  }
+  return starts;
+}
+
 /** A feature set held in memory as one shard per `shardSize` items: for tests and small runs. */
 export class InMemoryFeatureSet implements FeatureSet {
+  readonly name = 'in-memory';
   readonly shardSizes: number[];
 
   constructor(
@@ -57,6 +74,14 @@ export class InMemoryFeatureSet implements FeatureSet {
     const size = itemSize(this.shape);
     return this.maps.subarray(start * size, (start + this.shardSizes[index]!) * size);
   }
+
+  shardKey(index: number): string {
+    return `memory shard ${index}`;
+  }
+
+  itemName(index: number): string {
+    return `item ${index}`;
+  }
 }
 
 export interface Batch {
@@ -79,12 +104,7 @@ export async function* iterateBatches(
 ): AsyncGenerator<Batch> {
   const size = itemSize(set.shape);
   const random = options.seed === undefined ? undefined : new SeededRandom(options.seed);
-  const shardStarts: number[] = [];
-  let offset = 0;
-  for (const n of set.shardSizes) {
-    shardStarts.push(offset);
-    offset += n;
-  }
+  const starts = shardStarts(set.shardSizes);
   const shardOrder = set.shardSizes.map((_, i) => i);
   const orderedShards = random ? random.shuffle(shardOrder) : shardOrder;
 
@@ -93,7 +113,7 @@ export async function* iterateBatches(
   let indices = new Int32Array(batchSize);
   let filled = 0;
   for (const shard of orderedShards) {
-    const start = shardStarts[shard]!;
+    const start = starts[shard]!;
     const local = [...Array(set.shardSizes[shard]!).keys()].filter(
       (i) => options.include?.(start + i) ?? true,
     );

@@ -6,7 +6,8 @@ import { itemsOfSplit } from '../data/dataset';
 import { preprocessImage } from '../data/preprocess';
 import { type ArtifactStore, getJson, getRequired, putJson } from '../store/artifact-store';
 import { contentKey, sha256 } from '../util/hash';
-import { type FeatureSet, type FeatureShape, itemSize } from './feature-set';
+import { type FeatureSet, type FeatureShape, itemSize, shardStarts } from './feature-set';
+import { checkManifest, checkShardData } from './feature-validation';
 
 export interface FeatureManifest {
   version: 1;
@@ -164,10 +165,15 @@ export async function extractFeatures(options: {
   return { manifest, reused: false, reusedShards };
 }
 
-/** A stored feature set, read shard by shard with each shard's checksum verified. */
+/**
+ * A stored feature set. Its manifest is checked when it is opened (checkManifest), and each shard as it
+ * is read: checksum, byte length, finite values (checkShardData), so bad features fail before they reach
+ * a head, with an error naming the shard.
+ */
 export class StoredFeatureSet implements FeatureSet {
   readonly labels: Int32Array;
   readonly shardSizes: number[];
+  private readonly shardStarts: number[];
 
   private constructor(
     private readonly store: ArtifactStore,
@@ -175,12 +181,18 @@ export class StoredFeatureSet implements FeatureSet {
   ) {
     this.labels = Int32Array.from(manifest.labels);
     this.shardSizes = manifest.shards.map((shard) => shard.count);
+    this.shardStarts = shardStarts(this.shardSizes);
   }
 
   static async open(store: ArtifactStore, key: string): Promise<StoredFeatureSet> {
     const manifest = await getJson<FeatureManifest>(store, `${key}/manifest.json`);
     if (!manifest) throw new Error(`no feature set at '${key}' in ${store.location} (extract it first)`);
+    checkManifest(manifest);
     return new StoredFeatureSet(store, manifest);
+  }
+
+  get name(): string {
+    return this.manifest.key;
   }
 
   get shape(): FeatureShape {
@@ -197,6 +209,19 @@ export class StoredFeatureSet implements FeatureSet {
     const data = await getRequired(this.store, shard.key);
     if (sha256(data) !== shard.sha256)
       throw new Error(`feature shard '${shard.key}' is corrupt (checksum mismatch)`);
-    return new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+    return checkShardData(
+      this,
+      { index, key: shard.key, count: shard.count, firstItem: this.shardStarts[index]! },
+      data.byteLength,
+      () => new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)),
+    );
+  }
+
+  shardKey(index: number): string {
+    return this.manifest.shards[index]?.key ?? `shard ${index}`;
+  }
+
+  itemName(index: number): string {
+    return this.manifest.items[index] ?? `item ${index}`;
   }
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { type AdamCoefficients, adamWebgpu } from './adam-webgpu';
 
 /** Learning rate and decoupled weight decay of one parameter group. */
 export interface ParameterGroup {
@@ -14,6 +15,23 @@ export interface AdamOptions {
 
 export const DEFAULT_ADAM: AdamOptions = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
 
+/** The update op by op: the path of every backend but webgpu, and what the fused kernel must agree with. */
+function adamOps(
+  parameter: tf.Tensor,
+  gradient: tf.Tensor,
+  firstMoment: tf.Tensor,
+  secondMoment: tf.Tensor,
+  c: AdamCoefficients,
+): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const m = tf.add(tf.mul(firstMoment, c.beta1), tf.mul(gradient, 1 - c.beta1));
+    const v = tf.add(tf.mul(secondMoment, c.beta2), tf.mul(tf.square(gradient), 1 - c.beta2));
+    const denominator = tf.add(tf.div(tf.sqrt(v), c.sqrtCorrection2), c.epsilon);
+    const decayed = c.decay === 1 ? parameter : tf.mul(parameter, c.decay);
+    return [m, v, tf.sub(decayed, tf.mul(tf.div(m, denominator), c.stepSize))];
+  });
+}
+
 /**
  * Adam with decoupled weight decay (PyTorch's AdamW update, bias-corrected), one group per parameter.
  * Written out rather than tf.train.adam: that optimizer has one learning rate and no weight decay,
@@ -26,7 +44,10 @@ export class Adam {
 
   constructor(readonly options: AdamOptions = DEFAULT_ADAM) {}
 
-  /** Returns the updated parameters; the caller owns (and disposes) both the old and the new. */
+  /**
+   * Returns the updated parameters; the caller owns (and disposes) both the old and the new. On webgpu each
+   * parameter takes three fused dispatches (adam-webgpu.ts) instead of one per op.
+   */
   update(
     parameters: Record<string, tf.Tensor>,
     gradients: Record<string, tf.Tensor>,
@@ -35,28 +56,27 @@ export class Adam {
   ): Record<string, tf.Tensor> {
     this.step += 1;
     const { beta1, beta2, epsilon } = this.options;
-    const correction1 = 1 - beta1 ** this.step;
-    const correction2 = 1 - beta2 ** this.step;
+    const fused = tf.getBackend() === 'webgpu';
     const updated: Record<string, tf.Tensor> = {};
     for (const [name, parameter] of Object.entries(parameters)) {
       const gradient = gradients[name];
       const group = groups[name];
       if (!gradient || !group) throw new Error(`Adam: no gradient or parameter group for '${name}'`);
       const lr = group.learningRate * learningRateScale;
-      const [m, v, next] = tf.tidy(() => {
-        const m = tf.add(
-          tf.mul(this.firstMoments[name] ?? tf.zerosLike(parameter), beta1),
-          tf.mul(gradient, 1 - beta1),
-        );
-        const v = tf.add(
-          tf.mul(this.secondMoments[name] ?? tf.zerosLike(parameter), beta2),
-          tf.mul(tf.square(gradient), 1 - beta2),
-        );
-        const denominator = tf.add(tf.div(tf.sqrt(v), Math.sqrt(correction2)), epsilon);
-        const decayed = group.weightDecay === 0 ? parameter : tf.mul(parameter, 1 - lr * group.weightDecay);
-        return [m, v, tf.sub(decayed, tf.mul(tf.div(m, denominator), lr / correction1))];
-      });
-      tf.dispose([this.firstMoments[name]!, this.secondMoments[name]!].filter(Boolean));
+      const coefficients: AdamCoefficients = {
+        beta1,
+        beta2,
+        sqrtCorrection2: Math.sqrt(1 - beta2 ** this.step),
+        epsilon,
+        decay: 1 - lr * group.weightDecay,
+        stepSize: lr / (1 - beta1 ** this.step),
+      };
+      const firstMoment = this.firstMoments[name] ?? tf.zerosLike(parameter);
+      const secondMoment = this.secondMoments[name] ?? tf.zerosLike(parameter);
+      const [m, v, next] = fused
+        ? adamWebgpu(parameter, gradient, firstMoment, secondMoment, coefficients)
+        : adamOps(parameter, gradient, firstMoment, secondMoment, coefficients);
+      tf.dispose([firstMoment, secondMoment]);
       this.firstMoments[name] = m;
       this.secondMoments[name] = v;
       updated[name] = next;

@@ -76,9 +76,8 @@ export class BaselineHead implements Head {
       weight: tf.matMul(gradLogitsT, pooled),
       bias: tf.sum(gradLogitsT, 1, true),
     }));
-    const lossValue = (await loss.data())[0]!;
-    tf.dispose([pooled, logitsT, loss, gradLogitsT]);
-    return { loss: lossValue, gradients };
+    tf.dispose([pooled, logitsT, gradLogitsT]);
+    return { loss, gradients };
   }
 
   async afterStep(): Promise<void> {}

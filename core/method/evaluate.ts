@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { type FeatureSet, iterateBatches } from '../features/feature-set';
+import { checkSetFitsHead, FeatureInputError } from '../features/feature-validation';
 import type { Head } from './head';
 
 export interface Evaluation {
@@ -18,11 +19,21 @@ export async function evaluateHead(
   set: FeatureSet,
   options: { batchSize?: number; include?: (index: number) => boolean } = {},
 ): Promise<Evaluation> {
+  checkSetFitsHead(set, head);
+  const include = options.include;
+  const selected = include ? set.labels.filter((_, i) => include(i)).length : set.labels.length;
+  if (selected === 0)
+    throw new FeatureInputError(
+      set.name,
+      {},
+      'evaluated items',
+      0,
+      `of ${set.labels.length} means an empty split`,
+    );
   const k = set.classCount;
   const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
   let count = 0;
   let top5Hits = 0;
-  const include = options.include;
   for await (const batch of iterateBatches(set, options.batchSize ?? 64, include ? { include } : {})) {
     const logits = await head.logits(batch.maps);
     const topK = Math.min(5, k);
@@ -36,7 +47,6 @@ export async function evaluateHead(
       count += 1;
     });
   }
-  if (count === 0) throw new Error('evaluation split is empty');
   const correct = confusion.reduce((sum, row, i) => sum + row[i]!, 0);
   return {
     count,

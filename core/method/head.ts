@@ -4,7 +4,8 @@ import type { FeatureShape } from '../features/feature-set';
 export type HeadKind = 'baseline' | 'infodisent';
 
 export interface LossAndGradients {
-  loss: number;
+  /** Left on the device: reading it back would stall an asynchronous backend at every step. */
+  loss: tf.Scalar;
   gradients: Record<string, tf.Tensor>;
 }
 

@@ -209,10 +209,9 @@ export class InfoDisentHead implements Head {
       const gradA = tf.sub(gradS, tf.transpose(gradS));
       return { rotation: gradA, weight: gradWeight, bias: gradBias } as Record<string, tf.Tensor>;
     });
-    const lossValue = (await loss.data())[0]!;
-    tf.dispose([batch.x, batch.xT, rotation, loss, gradLogitsT, ...Object.values(forward)]);
+    tf.dispose([batch.x, batch.xT, rotation, gradLogitsT, ...Object.values(forward)]);
     disposeTape(tape);
-    return { loss: lossValue, gradients };
+    return { loss, gradients };
   }
 
   async afterStep(step: number): Promise<void> {

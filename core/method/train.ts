@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { type FeatureSet, iterateBatches } from '../features/feature-set';
+import { checkSetFitsHead, FeatureInputError } from '../features/feature-validation';
 import { SeededRandom } from '../util/random';
 import { Adam, type ParameterGroup } from './adam';
 import { evaluateHead } from './evaluate';
@@ -19,13 +20,21 @@ export interface TrainOptions {
   patience: number;
   /** Save a checkpoint every this many steps (0: never). */
   checkpointEvery: number;
+  /**
+   * Read the step losses back every this many steps (and at each checkpoint and epoch end), all in one
+   * transfer: every read-back stalls an asynchronous backend's queue. Default 20.
+   */
+  lossReadEvery?: number;
 }
+
+const DEFAULT_LOSS_READ_EVERY = 20;
 
 export interface TrainProgress {
   epoch: number;
   step: number;
   totalSteps: number;
-  loss: number;
+  /** Mean batch loss of the steps whose losses were read back at this step; null where none were. */
+  loss: number | null;
 }
 
 export interface EpochRecord {
@@ -63,7 +72,8 @@ interface CheckpointMeta {
 
 /**
  * One training step of a head: loss and gradients, Adam, the head's constraints (projection, fold).
- * `step` is 1-based. Returns the batch's loss.
+ * `step` is 1-based. Returns the batch's loss, still on the device: the caller reads it when it needs
+ * it (StepLosses) and disposes it.
  */
 export async function optimiserStep(
   head: Head,
@@ -72,13 +82,41 @@ export async function optimiserStep(
   groups: Record<string, ParameterGroup>,
   step: number,
   learningRateScale = 1,
-): Promise<number> {
+): Promise<tf.Scalar> {
   const { loss, gradients } = await head.lossAndGradients(batch.maps, batch.labels);
-  if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${step}`);
   head.setTrainable(adam.update(head.trainable(), gradients, groups, learningRateScale));
   tf.dispose(Object.values(gradients));
   await head.afterStep(step);
   return loss;
+}
+
+/** Step losses left on the device until they are needed, then read back together in one transfer. */
+class StepLosses {
+  private losses: tf.Scalar[] = [];
+  private firstStep = 0;
+
+  add(step: number, loss: tf.Scalar): void {
+    if (this.losses.length === 0) this.firstStep = step;
+    this.losses.push(loss);
+  }
+
+  /** The losses added since the last read, in step order; a non-finite one means training diverged. */
+  async read(): Promise<number[]> {
+    if (this.losses.length === 0) return [];
+    const stacked = tf.stack(this.losses);
+    const values = Array.from(await stacked.data());
+    tf.dispose([stacked, ...this.losses]);
+    this.losses = [];
+    const bad = values.findIndex((loss) => !Number.isFinite(loss));
+    if (bad >= 0)
+      throw new Error(`training diverged: loss is ${values[bad]} at step ${this.firstStep + bad}`);
+    return values;
+  }
+
+  dispose(): void {
+    tf.dispose(this.losses);
+    this.losses = [];
+  }
 }
 
 /** Seeded choice of held-out items, so a resumed run holds out the same ones. */
@@ -110,11 +148,22 @@ export async function trainHead(
   options: TrainOptions,
   hooks: { onProgress?: (progress: TrainProgress) => void | Promise<void>; checkpoint?: CheckpointSink } = {},
 ): Promise<TrainResult> {
+  checkSetFitsHead(set, head);
   const count = set.labels.length;
+  if (count === 0) throw new FeatureInputError(set.name, {}, 'items', 0, 'means an empty training split');
   const held =
     options.validationFraction > 0 ? validationMask(count, options.validationFraction, options.seed) : null;
-  const trainCount = held ? count - held.reduce((a, b) => a + b, 0) : count;
-  if (trainCount === 0) throw new Error('training split is empty');
+  const heldCount = held ? held.reduce((a, b) => a + b, 0) : 0;
+  const emptySplit = heldCount === count ? 'training' : held && heldCount === 0 ? 'validation' : null;
+  if (emptySplit)
+    throw new FeatureInputError(
+      set.name,
+      {},
+      'validationFraction',
+      options.validationFraction,
+      `holds out ${heldCount} of the ${count} items: the ${emptySplit} split is empty`,
+    );
+  const trainCount = count - heldCount;
   const stepsPerEpoch = Math.ceil(trainCount / options.batchSize);
   const totalSteps = stepsPerEpoch * options.epochs;
   const adam = new Adam();
@@ -160,6 +209,8 @@ export async function trainHead(
     await hooks.checkpoint.save(await encodeTensors(tensors, meta));
   };
 
+  const lossReadEvery = options.lossReadEvery ?? DEFAULT_LOSS_READ_EVERY;
+  const losses = new StepLosses();
   let stoppedEarly = false;
   try {
     for (; meta.epoch < options.epochs; meta.epoch++) {
@@ -172,13 +223,24 @@ export async function trainHead(
       for await (const batch of batches) {
         if (batchIndex++ < meta.batchInEpoch) continue;
         const scale = learningRateScale(options.schedule, meta.step, totalSteps);
-        const loss = await optimiserStep(head, adam, batch, options.groups, meta.step + 1, scale);
+        losses.add(
+          meta.step + 1,
+          await optimiserStep(head, adam, batch, options.groups, meta.step + 1, scale),
+        );
         meta.step += 1;
         meta.batchInEpoch = batchIndex;
-        meta.epochLossSum += loss;
         meta.epochBatches += 1;
+        const checkpointDue = options.checkpointEvery > 0 && meta.step % options.checkpointEvery === 0;
+        // The epoch's mean loss and a checkpoint's running sum need every loss so far: read them then.
+        let loss: number | null = null;
+        if (checkpointDue || batchIndex === stepsPerEpoch || meta.step % lossReadEvery === 0) {
+          const read = await losses.read();
+          // Summed one by one in step order, as float64: the same sum however the reads are grouped.
+          for (const value of read) meta.epochLossSum += value;
+          loss = read.reduce((a, b) => a + b, 0) / read.length;
+        }
         await hooks.onProgress?.({ epoch: meta.epoch, step: meta.step, totalSteps, loss });
-        if (options.checkpointEvery > 0 && meta.step % options.checkpointEvery === 0) await saveCheckpoint();
+        if (checkpointDue) await saveCheckpoint();
       }
       let validationAccuracy: number | null = null;
       if (held) {
@@ -218,6 +280,7 @@ export async function trainHead(
       bestEpoch: meta.bestEpoch,
     };
   } finally {
+    losses.dispose();
     tf.dispose(Object.values(best ?? {}));
     adam.dispose();
   }

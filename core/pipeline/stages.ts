@@ -16,7 +16,9 @@ import type { DatasetManifest, Split } from '../data/dataset';
 import { loadDataset, type SkippedInput } from '../data/loaders';
 import { generatePartsDataset } from '../data/parts-dataset';
 import { annotatedImages, backbonePreset, baselineModel, explainModel, infoDisentModel } from '../explain';
+import type { FeatureShape } from '../features/feature-set';
 import { extractFeatures, StoredFeatureSet } from '../features/feature-store';
+import { checkSetFitsHead, describeShape, FeatureInputError } from '../features/feature-validation';
 import type { ParameterGroup } from '../method/adam';
 import { BaselineHead } from '../method/baseline-head';
 import { type Evaluation, evaluateHead } from '../method/evaluate';
@@ -205,6 +207,8 @@ export async function trainHeadStage(
   }
   const set = await StoredFeatureSet.open(context.store, features.key);
   const head = createHead(kind, set, configuration);
+  // The trainer reads losses back only now and then: show the latest between reads.
+  let lossDetail: string | undefined;
   try {
     const result = await trainHead(
       head,
@@ -220,8 +224,10 @@ export async function trainHeadStage(
         checkpointEvery: settings.checkpointEvery,
       },
       {
-        onProgress: ({ step, totalSteps, loss }) =>
-          context.progress?.(`train ${kind}`, step, totalSteps, `loss ${loss.toFixed(3)}`),
+        onProgress: ({ step, totalSteps, loss }) => {
+          if (loss !== null) lossDetail = `loss ${loss.toFixed(3)}`;
+          return context.progress?.(`train ${kind}`, step, totalSteps, lossDetail);
+        },
         checkpoint: {
           load: () => context.store.get(`${key}/checkpoint.bin`),
           save: (data) => context.store.put(`${key}/checkpoint.bin`, data),
@@ -230,7 +236,14 @@ export async function trainHeadStage(
     );
     await context.store.put(
       `${key}/head.bin`,
-      await encodeTensors(head.state(), { kind, backend, result, features: features.key }),
+      await encodeTensors(head.state(), {
+        kind,
+        backend,
+        result,
+        features: features.key,
+        shape: set.shape,
+        classCount: set.classCount,
+      }),
     );
     await context.store.delete(`${key}/checkpoint.bin`);
     return { kind, key, backend, reused: false, result };
@@ -239,7 +252,10 @@ export async function trainHeadStage(
   }
 }
 
-/** Restores a trained head from the store. */
+/**
+ * Restores a trained head from the store to score `set`; fails with a FeatureInputError where the set's
+ * maps or classes are not those the head was trained on (another backbone, input size or dataset).
+ */
 export async function loadTrainedHead(
   context: StageContext,
   configuration: Configuration,
@@ -248,8 +264,30 @@ export async function loadTrainedHead(
 ): Promise<Head> {
   const data = await context.store.get(`${trained.key}/head.bin`);
   if (!data) throw new Error(`trained head '${trained.key}' is not in ${context.store.location}`);
+  const { meta, tensors } = decodeTensors(data);
   const head = createHead(trained.kind, set, configuration);
-  head.restore(decodeTensors(data).tensors);
+  try {
+    // Heads saved before their meta recorded the geometry are checked by their tensors' shapes alone.
+    const trainedOn = meta as { shape?: FeatureShape; classCount?: number };
+    if (trainedOn.shape && trainedOn.classCount !== undefined)
+      checkSetFitsHead(set, { shape: trainedOn.shape, classCount: trainedOn.classCount });
+    for (const [name, expected] of Object.entries(head.state())) {
+      const stored = tensors[name];
+      if (stored && !tf.util.arraysEqual(stored.shape, expected.shape))
+        throw new FeatureInputError(
+          set.name,
+          {},
+          `shape of tensor '${name}' in trained head '${trained.key}'`,
+          `[${stored.shape.join(', ')}]`,
+          `but ${describeShape(set.shape)} maps of ${set.classCount} classes need [${expected.shape.join(', ')}]`,
+        );
+    }
+  } catch (error) {
+    tf.dispose(Object.values(tensors));
+    head.dispose();
+    throw error;
+  }
+  head.restore(tensors);
   return head;
 }
 
