@@ -9,15 +9,20 @@
 set -euo pipefail
 dir=$(realpath -m "${1:-${XDG_CACHE_HOME:-$HOME/.cache}/infodisent-lavapipe}")
 mkdir -p "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial" "$dir/debs" "$dir/root"
-echo 'deb http://deb.debian.org/debian bookworm-backports main' >"$dir/apt/sources.list"
+# The backports suite of the Debian mirror this machine already uses.
+codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+mirror=$({ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } |
+  grep -oE '(^deb|^URIs:) +[a-z]+://[^ ]+/debian/?( |$)' | awk '{ print $2; exit }')
+[ -n "$mirror" ] || { echo "no Debian mirror found in /etc/apt/sources.list*" >&2; exit 1; }
+echo "deb $mirror $codename-backports main" >"$dir/apt/sources.list"
 # Backports' package lists only, kept in DIR: the machine's apt configuration is left alone.
 apt_options=(
   -o "Dir::Etc::sourcelist=$dir/apt/sources.list" -o Dir::Etc::sourceparts=-
   -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache=$dir/apt/cache"
 )
 apt-get "${apt_options[@]}" update -qq
-mesa=$(apt-cache "${apt_options[@]}" madison mesa-vulkan-drivers | awk '/bookworm-backports/ { print $3; exit }')
-[ -n "$mesa" ] || { echo "no mesa-vulkan-drivers in bookworm-backports" >&2; exit 1; }
+mesa=$(apt-cache "${apt_options[@]}" madison mesa-vulkan-drivers | awk -v suite="$codename-backports" '$0 ~ suite { print $3; exit }')
+[ -n "$mesa" ] || { echo "no mesa-vulkan-drivers in $codename-backports" >&2; exit 1; }
 cd "$dir/debs"
 apt-get "${apt_options[@]}" download "mesa-vulkan-drivers=$mesa" 2>/dev/null
 # The driver's shared-library dependencies (and theirs) from the machine's own suites, where they are
