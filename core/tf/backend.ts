@@ -23,8 +23,15 @@ function vulkanLoaderPresent(): boolean {
   }
 }
 
-/** Registers the webgpu backend over Dawn (the `webgpu` package); false where no GPU adapter exists. */
-async function registerWebgpu(): Promise<boolean> {
+/** Whether the registered webgpu backend runs on a software adapter: `auto` then passes it over. */
+let webgpuIsSoftware = false;
+
+/**
+ * Registers the webgpu backend over Dawn (the `webgpu` package); false where no adapter exists, or where
+ * the only one is a software rasteriser (e.g. lavapipe) and `allowSoftware` is not set: chosen
+ * automatically, that would be far slower than wasm.
+ */
+async function registerWebgpu(allowSoftware: boolean): Promise<boolean> {
   if (!vulkanLoaderPresent()) return false;
   try {
     const { create, globals } = require('webgpu') as {
@@ -32,8 +39,13 @@ async function registerWebgpu(): Promise<boolean> {
       globals: Record<string, unknown>;
     };
     Object.assign(globalThis, globals);
-    const gpu = create([]) as { requestAdapter(): Promise<unknown> };
-    if (!(await gpu.requestAdapter())) return false;
+    const gpu = create([]) as {
+      requestAdapter(): Promise<{ info?: { isFallbackAdapter?: boolean } } | null>;
+    };
+    const adapter = await gpu.requestAdapter();
+    if (!adapter) return false;
+    webgpuIsSoftware = adapter.info?.isFallbackAdapter === true;
+    if (webgpuIsSoftware && !allowSoftware) return false;
     Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
     require('@tensorflow/tfjs-backend-webgpu');
     return true;
@@ -55,8 +67,12 @@ function registerTensorflow(): boolean {
   return false;
 }
 
-async function tryBackend(name: BackendName): Promise<boolean> {
-  if (name === 'webgpu' && !tf.findBackendFactory('webgpu') && !(await registerWebgpu())) return false;
+async function tryBackend(name: BackendName, forced: boolean): Promise<boolean> {
+  if (name === 'webgpu') {
+    if (tf.findBackendFactory('webgpu')) {
+      if (webgpuIsSoftware && !forced) return false;
+    } else if (!(await registerWebgpu(forced))) return false;
+  }
   if (name === 'tensorflow' && !tf.findBackendFactory('tensorflow') && !registerTensorflow()) return false;
   try {
     return await tf.setBackend(name);
@@ -66,14 +82,15 @@ async function tryBackend(name: BackendName): Promise<boolean> {
 }
 
 /**
- * Selects the tfjs backend: the forced one, or the first that starts in the order webgpu, tensorflow, wasm, cpu.
+ * Selects the tfjs backend: the forced one, or the first that starts in the order webgpu (a hardware
+ * adapter only), tensorflow, wasm, cpu.
  * Returns the name actually in use, which every result records.
  */
 export async function selectBackend(choice: BackendChoice = 'auto'): Promise<BackendName> {
   if (choice !== 'auto' && tf.getBackend() === choice) return choice;
   const candidates = choice === 'auto' ? BACKENDS : [choice];
   for (const name of candidates) {
-    if (await tryBackend(name)) {
+    if (await tryBackend(name, choice !== 'auto')) {
       await tf.ready();
       return name;
     }
