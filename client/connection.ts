@@ -26,6 +26,7 @@ export interface ConnectionFlags {
 export interface StoreFlags {
   store: string;
   s3Endpoint?: string;
+  /** Only commands that write (workers) offer --create-bucket. */
   createBucket?: boolean;
 }
 
@@ -86,8 +87,7 @@ export function addStoreOptions(command: Command): Command {
         .env('INFODISENT_STORE')
         .default(path.join(stateDir(), 'store'), '<state dir>/store'),
     )
-    .option('--s3-endpoint <url>', 'S3-compatible server for s3:// stores, e.g. http://seaweedfs:8333')
-    .option('--create-bucket', "create the s3:// store's bucket if it does not exist");
+    .option('--s3-endpoint <url>', 'S3-compatible server for s3:// stores, e.g. http://seaweedfs:8333');
 }
 
 /** Task queues: where a sweep's work is sent (sweep start, schedules) or taken from (workers). */

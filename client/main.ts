@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { ConfigError } from '../core/config/experiment';
+import { registerExportCommand } from './commands/export';
 import { runCommand } from './commands/run';
 import { registerScheduleCommands } from './commands/schedule';
 import { registerSweepCommands } from './commands/sweep';
@@ -37,6 +38,7 @@ program
 registerSweepCommands(program);
 registerScheduleCommands(program);
 registerWorkerCommand(program);
+registerExportCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof ConfigError) {

@@ -41,6 +41,20 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/** Commander parser for a comma-separated choice of `allowed` values, e.g. `--queues gpu,cpu`. */
+export function commaSeparated<T extends string>(allowed: readonly T[]): (value: string) => T[] {
+  return (value) => {
+    const items = value.split(',').map((item) => item.trim());
+    const unknown = items.filter((item) => !allowed.includes(item as T));
+    if (unknown.length > 0) {
+      throw new InvalidArgumentError(
+        `use one or more of ${allowed.join(', ')}, comma-separated (unknown: '${unknown.join("', '")}').`,
+      );
+    }
+    return [...new Set(items as T[])];
+  };
+}
+
 /** Commands that print data take --json for scripts. */
 export interface JsonFlag {
   json?: boolean;

@@ -64,3 +64,20 @@ export async function startLocalTemporal(options: {
     stop: () => environment.teardown(),
   };
 }
+
+/**
+ * Starts Temporal's time-skipping test server (`temporal-test-server`, found like the dev server's binary):
+ * timers and retry backoffs pass at once while a client awaits a workflow's result, or as far as
+ * `environment.sleep()` says, so tests of long waits take seconds.
+ */
+export function startTimeSkippingTemporal(
+  options: { log?: (line: string) => void } = {},
+): Promise<TestWorkflowEnvironment> {
+  const executable = resolveTool('temporal-test-server', {
+    install: true,
+    ...(options.log ? { log: options.log } : {}),
+  });
+  return TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: executable } },
+  });
+}

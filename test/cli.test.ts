@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,8 +8,17 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { redact } from '../client/output';
+import type { ConfigurationOutcome } from '../core/pipeline/results';
+import { writeSweepResults } from '../core/pipeline/results';
+import { reportStage } from '../core/pipeline/stages';
+import type { ConfigurationSummary } from '../core/report/summary';
+import { putJson } from '../core/store/artifact-store';
+import { LocalArtifactStore } from '../core/store/local-store';
+import { S3ArtifactStore } from '../core/store/s3-store';
 import { type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
+import { parseCsv } from './support/csv';
+import { buildSampleReport } from './support/report-fixture';
 import { startTestSeaweedFs } from './support/seaweedfs';
 
 const ROOT = repoRoot();
@@ -87,6 +96,7 @@ const COMMANDS: Record<string, string[]> = {
   'schedule unpause': ['--note', ...CONNECTION],
   'schedule delete': CONNECTION,
   'schedule trigger': CONNECTION,
+  export: ['--out', '--sweep', '--format', '--figures', '--html', '--json', '--store', '--s3-endpoint'],
   worker: [
     '--queues',
     '--backend',
@@ -468,4 +478,248 @@ test('a worker given wrong S3 credentials stops at startup with a clear error an
   } finally {
     await dispose();
   }
+});
+
+describe('export writes a finished sweep from the store', () => {
+  let dir: string;
+  let storeDir: string;
+  let configurations: ConfigurationSummary[];
+  const tableFiles = (formats: string[]) =>
+    [
+      ...['accuracy', 'rv', 'ablation', 'faithfulness'].flatMap((id) =>
+        formats.filter((f) => f !== 'json').map((f) => `${id}.${f}`),
+      ),
+      ...(formats.includes('json') ? ['tables.json'] : []),
+    ].sort();
+  const relative = (root: string, files: string[]) => files.map((f) => path.relative(root, f)).sort();
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'infodisent-cli-export-'));
+    storeDir = path.join(dir, 'store');
+    const store = new LocalArtifactStore(storeDir);
+    // A sweep as the pipeline leaves it: explain summaries, results.json, then the report stage's output.
+    const { report } = await buildSampleReport(dir);
+    configurations = report.configurations;
+    const completed: ConfigurationOutcome[] = [];
+    for (const summary of configurations) {
+      const summaryKey = `summaries/${summary.configuration}.json`;
+      await putJson(store, summaryKey, summary);
+      completed.push({
+        configuration: summary.configuration,
+        summaryKey,
+        dataset: { name: summary.dataset, classes: summary.classes.length, train: 18, test: 9, skipped: [] },
+        backbone: summary.backbone,
+        features: { train: 'features/train', test: 'features/test', reused: false },
+        // The export reads the summaries; per-head training records only feed results.md.
+        heads: [],
+      });
+    }
+    await writeSweepResults(store, {
+      sweep: report.sweep,
+      finishedAt: report.generatedAt,
+      completed,
+      failed: report.failed,
+    });
+    await reportStage(
+      { store, dataDir: path.join(dir, 'datasets') },
+      {
+        sweep: report.sweep,
+        generatedAt: report.generatedAt,
+        failed: report.failed,
+        summaryKeys: completed.map((c) => c.summaryKey),
+      },
+    );
+    // An earlier sweep with results but no report (its report stage never ran).
+    await writeSweepResults(store, {
+      sweep: 'older',
+      finishedAt: '2024-06-01T00:00:00.000Z',
+      completed: completed.slice(1),
+      failed: [],
+    });
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  interface Exported {
+    sweep: string;
+    store: string;
+    out: string;
+    configurations: string[];
+    failed: { configuration: string; error: string }[];
+    files: { tables: string[]; figures: string[]; html: string[] };
+  }
+
+  test('the latest sweep by default: every table format, each parsing as its format says', async () => {
+    const out = path.join(dir, 'default');
+    const exported = json<Exported>(await cli(['export', '--store', storeDir, '--out', out, '--json']));
+    assert.equal(exported.sweep, 'sample');
+    assert.deepEqual(exported.configurations, ['parts-synthetic', 'parts-accuracy-only']);
+    assert.deepEqual(exported.failed, [
+      { configuration: 'broken', error: 'extraction failed: <no such file>' },
+    ]);
+    assert.deepEqual(
+      relative(path.join(out, 'tables'), exported.files.tables),
+      tableFiles(['md', 'csv', 'tex', 'json']),
+    );
+    assert.deepEqual([exported.files.figures, exported.files.html], [[], []]);
+
+    // CSV: the column keys as header, one row per configuration, numbers at full precision.
+    const [header, ...rows] = parseCsv(await readFile(path.join(out, 'tables', 'accuracy.csv'), 'utf8'));
+    assert.deepEqual(header, [
+      'configuration',
+      'dataset',
+      'backbone',
+      'baseline_top1',
+      'infodisent_top1',
+      'baseline_top5',
+      'infodisent_top5',
+    ]);
+    const full = configurations[0]!;
+    const fullRow = rows.find((row) => row[0] === full.configuration)!;
+    assert.equal(rows.length, 2);
+    assert.deepEqual(
+      fullRow.slice(1, 5).map((v, i) => (i < 2 ? v : Number(v))),
+      [full.dataset, full.backbone, 100 * full.heads.baseline!.top1, 100 * full.heads.infodisent!.top1],
+    );
+
+    // JSON: the four tables with their columns and typed rows.
+    const tables = JSON.parse(await readFile(path.join(out, 'tables', 'tables.json'), 'utf8')) as Record<
+      string,
+      { columns: { key: string }[]; rows: Record<string, unknown>[] }
+    >;
+    assert.deepEqual(Object.keys(tables), ['accuracy', 'rv', 'ablation', 'faithfulness']);
+    const rv = tables['rv']!.rows.find((row) => row['configuration'] === full.configuration)!;
+    assert.equal(rv['infodisent_rv'], 100 * full.heads.infodisent!.rv!.mean);
+    assert.equal(tables['ablation']!.rows.length, 2);
+
+    // LaTeX (booktabs) and Markdown.
+    const latex = await readFile(path.join(out, 'tables', 'ablation.tex'), 'utf8');
+    for (const command of [
+      '\\begin{tabular}',
+      '\\toprule',
+      '\\midrule',
+      '\\bottomrule',
+      '\\label{tab:ablation}',
+    ])
+      assert.ok(latex.includes(command), `ablation.tex has ${command}`);
+    assert.match(
+      await readFile(path.join(out, 'tables', 'rv.md'), 'utf8'),
+      /^\| Dataset \| Backbone \| InfoDisent \|/m,
+    );
+  });
+
+  test('a named sweep with chosen formats, the figures and the HTML report', async () => {
+    const out = path.join(dir, 'named');
+    const outcome = await cli([
+      'export',
+      '--store',
+      `file://${storeDir}`,
+      '--sweep',
+      'sample',
+      '--format',
+      'csv,tex',
+      '--figures',
+      '--html',
+      '--out',
+      out,
+    ]);
+    assert.equal(outcome.code, 0, outcome.stderr);
+    assert.match(
+      outcome.stdout,
+      /^exported sweep 'sample' \(finished 2025-01-01T00:00:00Z, 2 configurations\)/,
+    );
+    assert.match(outcome.stdout, /FAILED broken \(no rows in the tables\): extraction failed/);
+    assert.deepEqual(
+      await readdir(path.join(out, 'tables')).then((f) => f.sort()),
+      tableFiles(['csv', 'tex']),
+    );
+
+    // The HTML report is the report stage's folder, file for file; the figures are its SVGs and PNGs.
+    const reportKeys = await new LocalArtifactStore(storeDir).list('reports/sample/');
+    const html = (await readdir(path.join(out, 'html'), { recursive: true, withFileTypes: true }))
+      .filter((entry) => entry.isFile())
+      .map((entry) => path.relative(out, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'));
+    assert.deepEqual(html.sort(), reportKeys.map((key) => key.replace('reports/sample/', 'html/')).sort());
+    const figures = reportKeys.filter((key) => /\.(svg|png)$/.test(key));
+    assert.ok(figures.includes('reports/sample/assets/rv.svg'), 'the RV chart is a figure');
+    assert.ok(figures.filter((key) => key.endsWith('.png')).length > 10, 'prototype and explanation PNGs');
+    for (const key of figures) {
+      const copied = await readFile(path.join(out, 'figures', key.replace('reports/sample/', '')));
+      assert.ok(copied.equals((await new LocalArtifactStore(storeDir).get(key))!), `${key} copied whole`);
+    }
+    assert.match(await readFile(path.join(out, 'html', 'index.html'), 'utf8'), /<h1>Sweep sample<\/h1>/);
+  });
+
+  test('clear errors: an unknown sweep lists those there are, an empty store says so', async () => {
+    const out = path.join(dir, 'failed');
+    const [unknown, noReport, empty, format] = await Promise.all([
+      cli(['export', '--store', storeDir, '--sweep', 'sweep-sample', '--out', out]),
+      cli(['export', '--store', storeDir, '--sweep', 'older', '--figures', '--out', out]),
+      cli(['export', '--store', path.join(dir, 'empty'), '--out', out]),
+      cli(['export', '--store', storeDir, '--format', 'md,pdf', '--out', out]),
+    ]);
+    assert.equal(unknown!.code, 1);
+    assert.match(
+      unknown!.stderr,
+      /no finished sweep 'sweep-sample' in file:\/\/.*; it holds 'sample', 'older'/,
+    );
+    assert.equal(noReport!.code, 1);
+    assert.match(noReport!.stderr, /sweep 'older' has no HTML report in .*leave out --figures and --html/);
+    assert.equal(empty!.code, 1);
+    assert.match(empty!.stderr, /^error: no finished sweep in file:\/\/.*empty \(nothing under results\/\)/);
+    assert.notEqual(format!.code, 0);
+    assert.match(format!.stderr, /--format.*unknown: 'pdf'/);
+    assert.equal((await readdir(dir)).includes('failed'), false, 'nothing was written');
+  });
+
+  test('from an S3 store (SeaweedFS): the same tables and figures', async () => {
+    const { server, dispose } = await startTestSeaweedFs();
+    try {
+      const s3 = new S3ArtifactStore({
+        bucket: 'exports',
+        prefix: 'team/run-1',
+        endpoint: server.endpoint,
+        region: server.region,
+        forcePathStyle: true,
+        credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+      });
+      await s3.createBucket();
+      const local = new LocalArtifactStore(storeDir);
+      for (const key of await local.list('')) await s3.put(key, (await local.get(key))!);
+      const env = {
+        AWS_ACCESS_KEY_ID: server.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+        AWS_REGION: server.region,
+      };
+      const [fromS3, fromDisk] = await Promise.all(
+        ['s3', 'disk'].map(async (name) => {
+          const out = path.join(dir, name);
+          const store =
+            name === 's3'
+              ? ['--store', 's3://exports/team/run-1', '--s3-endpoint', server.endpoint]
+              : ['--store', storeDir];
+          return {
+            out,
+            exported: json<Exported>(
+              await cli(['export', ...store, '--figures', '--out', out, '--json'], env),
+            ),
+          };
+        }),
+      );
+      assert.equal(fromS3!.exported.store, 's3://exports/team/run-1');
+      assert.equal(fromS3!.exported.sweep, 'sample');
+      for (const kind of ['tables', 'figures'] as const) {
+        const files = relative(fromS3!.out, fromS3!.exported.files[kind]);
+        assert.deepEqual(files, relative(fromDisk!.out, fromDisk!.exported.files[kind]), kind);
+        for (const file of files) {
+          const [a, b] = await Promise.all([
+            readFile(path.join(fromS3!.out, file)),
+            readFile(path.join(fromDisk!.out, file)),
+          ]);
+          assert.ok(a.equals(b), `${file} is the same from S3`);
+        }
+      }
+    } finally {
+      await dispose();
+    }
+  });
 });

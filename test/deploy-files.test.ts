@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -13,6 +13,7 @@ const DEPLOY = path.join(ROOT, 'infra', 'deploy');
 const K8S = path.join(DEPLOY, 'k8s');
 const IMAGE = 'infodisent/worker';
 const DATA_DIR = '/var/lib/infodisent/datasets';
+const CLI = path.join(ROOT, 'dist', 'client', 'main.js');
 
 // biome-ignore lint/suspicious/noExplicitAny: parsed YAML is walked structurally
 type Yaml = any;
@@ -51,15 +52,22 @@ interface CliOption {
   env?: string;
 }
 
-/** `infodisent worker --help`, parsed: each option, whether it takes a value, its choices and variable. */
-function workerOptions(): Map<string, CliOption> {
-  const help = execFileSync(
-    process.execPath,
-    [path.join(ROOT, 'dist', 'client', 'main.js'), 'worker', '--help'],
-    {
-      encoding: 'utf8',
-    },
-  );
+const helps = new Map<string, string | undefined>();
+
+/** `infodisent <command> --help`: its text, or undefined where there is no such command. */
+function helpOf(command: string[]): string | undefined {
+  const key = command.join(' ');
+  if (!helps.has(key)) {
+    const { status, stdout } = spawnSync(process.execPath, [CLI, ...command, '--help'], { encoding: 'utf8' });
+    helps.set(key, status === 0 ? stdout : undefined);
+  }
+  return helps.get(key);
+}
+
+/** `infodisent <command> --help`, parsed: each option, whether it takes a value, its choices and variable. */
+function cliOptions(...command: string[]): Map<string, CliOption> {
+  const help = helpOf(command);
+  assert.ok(help !== undefined, `'infodisent ${command.join(' ')}' is a command`);
   const options = new Map<string, CliOption>();
   // One entry per option: its line and the wrapped lines under it.
   for (const entry of help.split(/\n(?= {2}-)/).slice(1)) {
@@ -200,7 +208,7 @@ test('secrets: every key the manifests read is in secrets.env.example, and servi
 });
 
 test('worker command lines use only real CLI flags; GPU workers get one GPU, CPU workers none', () => {
-  const options = workerOptions();
+  const options = cliOptions('worker');
   assert.ok(options.get('--backend')?.choices?.includes('webgpu'), 'the help lists the backend choices');
   const specs = workers();
   assert.deepEqual(
@@ -238,6 +246,33 @@ test('worker command lines use only real CLI flags; GPU workers get one GPU, CPU
     gpu.tolerations.some((t: Yaml) => t.key === 'nvidia.com/gpu'),
     'GPU pods tolerate GPU node taints',
   );
+});
+
+/** The `infodisent ...` lines of the guide's shell blocks, continuations joined and comments cut, as words. */
+function guideCommands(): string[][] {
+  const readme = readFileSync(path.join(DEPLOY, 'README.md'), 'utf8');
+  return [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
+    .flatMap((block) => block[1]!.replace(/\\\n\s*/g, ' ').split('\n'))
+    .map((line) => line.replace(/\s+#\s.*$/, '').trim())
+    .filter((line) => line.startsWith('infodisent '))
+    .map((line) => (line.match(/"[^"]*"|'[^']*'|\S+/g) ?? []).slice(1));
+}
+
+test("the guide's infodisent commands name real commands and options", () => {
+  const commands = guideCommands();
+  assert.ok(commands.length >= 10, `found ${commands.length} commands`);
+  for (const args of commands) {
+    const where = `infodisent ${args.join(' ')}`;
+    // A group ('sweep', 'schedule') takes its subcommand as the second word.
+    const command = helpOf(args.slice(0, 1))?.includes('\nCommands:') ? args.slice(0, 2) : args.slice(0, 1);
+    const options = cliOptions(...command);
+    for (let i = command.length; i < args.length; i++) {
+      if (!args[i]!.startsWith('--')) continue;
+      const option = options.get(args[i]!);
+      assert.ok(option, `${where}: '${args[i]}' is an option of 'infodisent ${command.join(' ')}'`);
+      if (option.takesValue) assert.ok(args[++i] !== undefined, `${where}: ${args[i - 1]} has a value`);
+    }
+  }
 });
 
 test('images, addresses and ports agree between the files', () => {

@@ -26,6 +26,7 @@ import {
   writeHtmlReport,
   writePaperTables,
 } from '../core/report';
+import { parseCsv } from './support/csv';
 import { referencePython } from './support/python';
 import { buildSampleReport, HOSTILE_CLASS } from './support/report-fixture';
 
@@ -44,36 +45,6 @@ after(async () => {
 });
 
 const explained = () => report.configurations[0]!.heads.infodisent!.explanations!;
-
-/** RFC 4180 parser: quoted fields may hold commas, doubled quotes and line breaks; records end in CRLF. */
-function parseCsv(text: string): string[][] {
-  const records: string[][] = [];
-  let record: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (ch === '"') quoted = false;
-      else field += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') {
-      record.push(field);
-      field = '';
-    } else if (ch === '\r' && text[i + 1] === '\n') {
-      record.push(field);
-      records.push(record);
-      record = [];
-      field = '';
-      i++;
-    } else field += ch;
-  }
-  assert.equal(field + record.join(''), '', 'the last record ends with CRLF');
-  return records;
-}
 
 /** Python's csv module on the same text: an independent reader. */
 function pythonCsv(text: string): string[][] {

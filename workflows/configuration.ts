@@ -1,4 +1,4 @@
-import type { Duration } from '@temporalio/common';
+import type { Duration, RetryPolicy } from '@temporalio/common';
 import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Configuration } from '../core/config/experiment';
@@ -12,13 +12,14 @@ import {
   type TaskQueues,
 } from './progress';
 
-const RETRY = {
+/** How a failed stage is retried: after 5 s, 10 s, 20 s, 40 s; bad input (InputError) is not retried. */
+export const STAGE_RETRY = {
   initialInterval: '5s',
   backoffCoefficient: 2,
   maximumInterval: '5m',
   maximumAttempts: 5,
   nonRetryableErrorTypes: ['InputError'],
-};
+} satisfies RetryPolicy;
 
 function activitiesOn(taskQueue: string, heartbeatTimeout: Duration) {
   return proxyActivities<Activities>({
@@ -26,7 +27,7 @@ function activitiesOn(taskQueue: string, heartbeatTimeout: Duration) {
     startToCloseTimeout: '24h',
     // A lost worker is noticed after this long; activities heartbeat every few seconds while they run.
     heartbeatTimeout,
-    retry: RETRY,
+    retry: STAGE_RETRY,
   });
 }
 

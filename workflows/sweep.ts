@@ -1,5 +1,11 @@
 import type { Duration } from '@temporalio/common';
-import { executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  executeChild,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Sweep } from '../core/config/experiment';
 import type { ConfigurationFailure, ConfigurationOutcome, SweepResults } from '../core/pipeline/results';
@@ -25,6 +31,18 @@ export interface SweepOutput {
 
 export function configurationWorkflowId(sweepWorkflowId: string, configuration: string): string {
   return `${sweepWorkflowId}/${configuration}`;
+}
+
+/**
+ * Why a configuration failed, for the results: the stage and its own error, found under the child
+ * workflow's failure and the activity failure that wrap it.
+ */
+function failureReason(error: unknown): string {
+  const chain: Error[] = [];
+  for (let e: unknown = error; e instanceof Error; e = e.cause) chain.push(e);
+  const activity = chain.find((e): e is ActivityFailure => e instanceof ActivityFailure);
+  const root = chain.at(-1)?.message ?? String(error);
+  return activity?.activityType ? `${activity.activityType}: ${root}` : root;
 }
 
 /** One child workflow per configuration; a failed configuration is reported, and the others go on. */
@@ -64,9 +82,8 @@ export async function sweepWorkflow({
         );
         entry.status = 'done';
       } catch (error) {
-        const cause = (error as { cause?: { message?: string } }).cause;
         entry.status = 'failed';
-        entry.error = cause?.message ?? (error as Error).message;
+        entry.error = failureReason(error);
         failed.push({ configuration: configuration.name, error: entry.error });
       }
     }

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { BACKENDS, type BackendChoice, selectBackend } from '../../core/tf/backend';
 import { stateDir } from '../../infra/paths';
 import { createWorkers, type QueueRole } from '../../worker/worker';
@@ -14,7 +14,7 @@ import {
   queuesFrom,
   type StoreFlags,
 } from '../connection';
-import { positiveInt } from '../output';
+import { commaSeparated, positiveInt } from '../output';
 
 interface WorkerFlags extends ConnectionFlags, StoreFlags, QueueFlags {
   queues: QueueRole[];
@@ -22,17 +22,6 @@ interface WorkerFlags extends ConnectionFlags, StoreFlags, QueueFlags {
   gpuConcurrency: number;
   cpuConcurrency: number;
   dataDir: string;
-}
-
-const ROLES: QueueRole[] = ['gpu', 'cpu'];
-
-function parseRoles(value: string): QueueRole[] {
-  const roles = value.split(',').map((role) => role.trim());
-  const unknown = roles.filter((role) => !ROLES.includes(role as QueueRole));
-  if (unknown.length > 0 || roles.length === 0) {
-    throw new InvalidArgumentError(`use gpu, cpu or gpu,cpu (unknown: ${unknown.join(', ')}).`);
-  }
-  return [...new Set(roles as QueueRole[])];
 }
 
 async function runWorker(flags: WorkerFlags): Promise<void> {
@@ -78,7 +67,7 @@ export function registerWorkerCommand(program: Command): void {
     .addOption(
       new Option('--queues <roles>', 'queues to serve, comma-separated: gpu, cpu')
         .default(['gpu', 'cpu'], 'gpu,cpu')
-        .argParser(parseRoles),
+        .argParser(commaSeparated<QueueRole>(['gpu', 'cpu'])),
     )
     .addOption(
       new Option('--backend <name>', 'tfjs backend to start, printed at startup')
@@ -91,6 +80,7 @@ export function registerWorkerCommand(program: Command): void {
   addConnectionOptions(command);
   addStoreOptions(command);
   command
+    .option('--create-bucket', "create the s3:// store's bucket if it does not exist")
     .addOption(
       new Option('--data-dir <dir>', 'folder for generated datasets').default(
         path.join(stateDir(), 'datasets'),

@@ -1,7 +1,8 @@
 import type { Evaluation } from '../method/evaluate';
 import type { HeadKind } from '../method/head';
 import type { TrainResult } from '../method/train';
-import { type ArtifactStore, putJson } from '../store/artifact-store';
+import type { ConfigurationSummary } from '../report/summary';
+import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
 
 export interface HeadOutcome {
   kind: HeadKind;
@@ -72,11 +73,41 @@ export function resultsMarkdown(results: SweepResults): string {
   ].join('\n');
 }
 
+/** Store keys of a sweep's outputs: results/<sweep>/ (results.json, .md) and reports/<sweep>/ (HTML, tables). */
+export const resultsPrefix = (sweep: string) => `results/${sweep}`;
+export const reportPrefix = (sweep: string) => `reports/${sweep}`;
+
 /** Writes results.json and results.md under results/<sweep>/ and returns their keys. */
 export async function writeSweepResults(store: ArtifactStore, results: SweepResults): Promise<string[]> {
-  const json = `results/${results.sweep}/results.json`;
-  const markdown = `results/${results.sweep}/results.md`;
+  const json = `${resultsPrefix(results.sweep)}/results.json`;
+  const markdown = `${resultsPrefix(results.sweep)}/results.md`;
   await putJson(store, json, results);
   await store.put(markdown, Buffer.from(resultsMarkdown(results), 'utf8'));
   return [json, markdown];
+}
+
+export function readSweepResults(store: ArtifactStore, sweep: string): Promise<SweepResults | undefined> {
+  return getJson<SweepResults>(store, `${resultsPrefix(sweep)}/results.json`);
+}
+
+/** The sweeps whose results are in the store (a run writes them when it finishes), newest first. */
+export async function storedSweeps(store: ArtifactStore): Promise<SweepResults[]> {
+  const keys = await store.list('results/');
+  const names = keys.flatMap((key) => /^results\/([^/]+)\/results\.json$/.exec(key)?.[1] ?? []);
+  const found = await Promise.all(names.map((name) => readSweepResults(store, name)));
+  return found
+    .filter((results): results is SweepResults => results !== undefined)
+    .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
+}
+
+/** The configuration summaries the explain stage wrote (what the report and tables are made of). */
+export async function readConfigurationSummaries(
+  store: ArtifactStore,
+  keys: readonly string[],
+): Promise<{ configurations: ConfigurationSummary[]; missing: string[] }> {
+  const read = await Promise.all(keys.map((key) => getJson<ConfigurationSummary>(store, key)));
+  return {
+    configurations: read.filter((summary): summary is ConfigurationSummary => summary !== undefined),
+    missing: keys.filter((_, i) => read[i] === undefined),
+  };
 }

@@ -37,6 +37,7 @@ import {
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
 import { type BackendChoice, type BackendName, selectBackend } from '../tf/backend';
 import { contentKey } from '../util/hash';
+import { readConfigurationSummaries, reportPrefix } from './results';
 
 /** What every stage needs: where artifacts go, where local data lives, and a progress sink. */
 export interface StageContext {
@@ -430,17 +431,13 @@ export async function reportStage(
   context: StageContext,
   report: Omit<SweepReport, 'configurations'> & { summaryKeys: string[] },
 ): Promise<{ reportKey: string; tableKeys: string[] }> {
-  const configurations: ConfigurationSummary[] = [];
-  for (const key of report.summaryKeys) {
-    const summary = await getJson<ConfigurationSummary>(context.store, key);
-    if (summary) configurations.push(summary);
-  }
+  const { configurations } = await readConfigurationSummaries(context.store, report.summaryKeys);
   const folder = await mkdtemp(path.join(tmpdir(), 'infodisent-report-'));
   try {
     const { summaryKeys: _keys, ...rest } = report;
     await writeHtmlReport(folder, { ...rest, configurations });
     const tables = await writePaperTables(path.join(folder, 'tables'), paperTables(configurations));
-    const prefix = `reports/${report.sweep}`;
+    const prefix = reportPrefix(report.sweep);
     const files = await readdir(folder, { recursive: true, withFileTypes: true });
     for (const file of files.filter((f) => f.isFile())) {
       const relative = path.relative(folder, path.join(file.parentPath, file.name)).split(path.sep).join('/');

@@ -299,8 +299,25 @@ export function tablesJson(tables: PaperTables): string {
   return `${JSON.stringify(tables, null, 2)}\n`;
 }
 
-/** Writes <id>.md, <id>.csv and <id>.tex for every table and tables.json into `dir`; returns the files. */
-export async function writePaperTables(dir: string, tables: PaperTables): Promise<string[]> {
+/** The files a table export can hold: one per table in md, csv and tex, and tables.json with them all. */
+export const TABLE_FORMATS = ['md', 'csv', 'tex', 'json'] as const;
+export type TableFormat = (typeof TABLE_FORMATS)[number];
+
+const PER_TABLE: Record<Exclude<TableFormat, 'json'>, (table: Table) => string> = {
+  md: tableMarkdown,
+  csv: tableCsv,
+  tex: tableLatex,
+};
+
+/**
+ * Writes <id>.md, <id>.csv and <id>.tex for every table and tables.json into `dir` (only the given
+ * formats); returns the files.
+ */
+export async function writePaperTables(
+  dir: string,
+  tables: PaperTables,
+  formats: readonly TableFormat[] = TABLE_FORMATS,
+): Promise<string[]> {
   await mkdir(dir, { recursive: true });
   const files: string[] = [];
   const write = async (name: string, content: string) => {
@@ -309,10 +326,10 @@ export async function writePaperTables(dir: string, tables: PaperTables): Promis
     files.push(file);
   };
   for (const table of Object.values(tables)) {
-    await write(`${table.id}.md`, tableMarkdown(table));
-    await write(`${table.id}.csv`, tableCsv(table));
-    await write(`${table.id}.tex`, tableLatex(table));
+    for (const format of formats) {
+      if (format !== 'json') await write(`${table.id}.${format}`, PER_TABLE[format](table));
+    }
   }
-  await write('tables.json', tablesJson(tables));
+  if (formats.includes('json')) await write('tables.json', tablesJson(tables));
   return files;
 }

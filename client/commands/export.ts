@@ -1,0 +1,94 @@
+import path from 'node:path';
+import { type Command, Option } from 'commander';
+import { type ExportedFiles, exportSweep } from '../../core/pipeline/export';
+import { storedSweeps } from '../../core/pipeline/results';
+import { TABLE_FORMATS, type TableFormat } from '../../core/report/tables';
+import { InputError } from '../../core/util/errors';
+import { addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
+import { CliError, commaSeparated, type JsonFlag, printJson, printLine, shortTime } from '../output';
+
+interface ExportFlags extends StoreFlags, JsonFlag {
+  out: string;
+  sweep?: string;
+  format: TableFormat[];
+  figures?: boolean;
+  html?: boolean;
+}
+
+const FOLDERS: (keyof ExportedFiles)[] = ['tables', 'figures', 'html'];
+
+async function exportCommand(flags: ExportFlags): Promise<void> {
+  const { store } = await openCheckedStore(flags);
+  const sweeps = await storedSweeps(store);
+  if (sweeps.length === 0) {
+    throw new CliError(
+      `no finished sweep in ${store.location} (nothing under results/): a sweep writes its results there ` +
+        'when it ends; check --store (or INFODISENT_STORE)',
+    );
+  }
+  const results = flags.sweep ? sweeps.find((s) => s.sweep === flags.sweep) : sweeps[0]!;
+  if (!results) {
+    throw new CliError(
+      `no finished sweep '${flags.sweep}' in ${store.location}; it holds ${sweeps
+        .map((s) => `'${s.sweep}'`)
+        .join(', ')} (--sweep takes the sweep name from its file, not the workflow id)`,
+    );
+  }
+  const out = path.resolve(flags.out);
+  let files: ExportedFiles;
+  try {
+    files = await exportSweep(store, results, out, {
+      formats: flags.format,
+      figures: Boolean(flags.figures),
+      html: Boolean(flags.html),
+    });
+  } catch (error) {
+    if (error instanceof InputError) throw new CliError(error.message, 1, { cause: error });
+    throw error;
+  }
+  const exported = {
+    sweep: results.sweep,
+    finishedAt: results.finishedAt,
+    store: store.location,
+    out,
+    configurations: results.completed.map((c) => c.configuration),
+    failed: results.failed,
+    files,
+  };
+  if (flags.json) {
+    printJson(exported);
+    return;
+  }
+  printLine(
+    `exported ${flags.sweep ? 'sweep' : 'the latest sweep'} '${results.sweep}' (finished ` +
+      `${shortTime(results.finishedAt)}, ${results.completed.length} configurations) from ${store.location}:`,
+  );
+  for (const folder of FOLDERS.filter((f) => files[f].length > 0))
+    printLine(`  ${path.join(out, folder)}  ${files[folder].length} files`);
+  for (const failure of results.failed)
+    printLine(`FAILED ${failure.configuration} (no rows in the tables): ${failure.error}`);
+}
+
+export function registerExportCommand(program: Command): void {
+  const command = program
+    .command('export')
+    .description(
+      "export a finished sweep from the store: the paper's tables (accuracy per dataset x backbone, RV, " +
+        '95% ablation, faithfulness) as Markdown, CSV, LaTeX (booktabs) and JSON into <out>/tables, and ' +
+        'optionally the report figures and the HTML report',
+    )
+    .requiredOption('--out <dir>', 'folder to write into (tables/, figures/, html/)')
+    .option('--sweep <name>', 'sweep name, as in results/<name>/ of the store (default: the latest finished)')
+    .addOption(
+      new Option('--format <list>', `table formats, comma-separated: ${TABLE_FORMATS.join(', ')}`)
+        .default([...TABLE_FORMATS], TABLE_FORMATS.join(','))
+        .argParser(commaSeparated(TABLE_FORMATS)),
+    )
+    .option(
+      '--figures',
+      "copy the report's figures (SVG charts, PNG prototypes and explanations) to figures/",
+    )
+    .option('--html', 'copy the whole HTML report folder to html/')
+    .option('--json', 'print what was written as JSON');
+  addStoreOptions(command).action((flags: ExportFlags) => exportCommand(flags));
+}
