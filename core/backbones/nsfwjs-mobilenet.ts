@@ -1,3 +1,4 @@
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { sha256 } from '../util/hash';
 import type { Backbone } from './backbone';
@@ -6,7 +7,17 @@ interface BundledModel {
   modelJson: () => Promise<{
     default: { modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
   }>;
-  weightBundles: (() => Promise<{ default: string }>)[];
+}
+
+/**
+ * The weights, one base64 string. nsfwjs's own loader passes that string through TypeScript's __importStar,
+ * which defines one property per character (10 s for 3.5 MB); its module, beside the loader, returns it as is.
+ */
+function weightBundle(): string {
+  const loader = path.dirname(require.resolve('nsfwjs/models/mobilenet_v2'));
+  return require(
+    path.join(loader, '..', '..', 'models', 'mobilenet_v2', 'group1-shard1of1.min.js'),
+  ) as string;
 }
 
 /**
@@ -16,7 +27,7 @@ interface BundledModel {
 export async function loadNsfwjsMobileNetV2(): Promise<Backbone> {
   const { MobileNetV2Model } = require('nsfwjs/models/mobilenet_v2') as { MobileNetV2Model: BundledModel };
   const modelJson = (await MobileNetV2Model.modelJson()).default;
-  const weights = Buffer.from((await MobileNetV2Model.weightBundles[0]!()).default, 'base64');
+  const weights = Buffer.from(weightBundle(), 'base64');
   const weightSpecs = modelJson.weightsManifest.flatMap((group) => group.weights);
   const model = await tf.loadLayersModel(
     tf.io.fromMemory({
