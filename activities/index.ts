@@ -10,7 +10,7 @@ import {
   type StageName,
   type StageResult,
 } from '../core/pipeline/stage-runner';
-import type { DatasetRef, FeaturesRef, TrainedHeadRef } from '../core/pipeline/stages';
+import type { DatasetRef, ExplainStageResult, FeaturesRef, TrainedHeadRef } from '../core/pipeline/stages';
 import { openStore } from '../core/store/open-store';
 import { InputError } from '../core/util/errors';
 
@@ -79,7 +79,7 @@ export function createActivities(location: StageLocation) {
       train: FeaturesRef,
       test: FeaturesRef,
       trained: TrainedHeadRef[],
-    ): Promise<{ summaryKey: string }> =>
+    ): Promise<ExplainStageResult> =>
       stage(location, 'explainStage', configuration, dataset, train, test, trained),
     writeReport: (report: StageArgs<'reportStage'>[0]) => stage(location, 'reportStage', report),
     writeResults: async (results: SweepResults): Promise<string[]> => {
