@@ -86,8 +86,17 @@ export function addStoreOptions(command: Command): Command {
         .env('INFODISENT_STORE')
         .default(path.join(stateDir(), 'store'), '<state dir>/store'),
     )
-    .option('--s3-endpoint <url>', 'S3-compatible server for s3:// stores, e.g. http://seaweedfs:8333')
-    .option('--create-bucket', "create the s3:// store's bucket if it does not exist");
+    .option('--s3-endpoint <url>', 'S3-compatible server for s3:// stores, e.g. http://seaweedfs:8333');
+}
+
+/** Where generated datasets live on this machine: the same folder for workers and commands that read them. */
+export function addDataDirOption(command: Command): Command {
+  return command.addOption(
+    new Option('--data-dir <dir>', 'folder for generated datasets').default(
+      path.join(stateDir(), 'datasets'),
+      '<state dir>/datasets',
+    ),
+  );
 }
 
 /** Task queues: where a sweep's work is sent (sweep start, schedules) or taken from (workers). */

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { ConfigError } from '../core/config/experiment';
+import { registerExplainCommand } from './commands/explain';
 import { runCommand } from './commands/run';
 import { registerScheduleCommands } from './commands/schedule';
 import { registerSweepCommands } from './commands/sweep';
@@ -34,6 +35,7 @@ program
   .option('--json', 'print {"configurations": [...]} for scripts')
   .action(validateCommand);
 
+registerExplainCommand(program);
 registerSweepCommands(program);
 registerScheduleCommands(program);
 registerWorkerCommand(program);
