@@ -9,7 +9,13 @@ import {
   type FileExplanations,
   NotTrainedError,
 } from '../../core/pipeline/explain-images';
-import { explanationFigurePng, explanationHeatmap, heatmapTitle, logitBreakdown } from '../../core/report';
+import {
+  evidenceShare,
+  explanationFigurePng,
+  explanationHeatmap,
+  heatmapTitle,
+  logitBreakdown,
+} from '../../core/report';
 import { InputError } from '../../core/util/errors';
 import { addDataDirOption, addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
 import { CliError, type JsonFlag, positiveInt, printJson, printLine } from '../output';
@@ -38,6 +44,9 @@ function chooseConfiguration(configurations: Configuration[], file: string, name
   return found;
 }
 
+const classNameOf = (result: FileExplanations, image: ExplainedFile) =>
+  result.classes[image.predicted] ?? `class ${image.predicted}`;
+
 /** One panel file per image in `out`, named after the image (made unique when two share a name). */
 function panelFiles(images: readonly ExplainedFile[], out: string): string[] {
   const used = new Set<string>();
@@ -54,7 +63,7 @@ async function writePanels(result: FileExplanations, out: string): Promise<strin
   await mkdir(out, { recursive: true });
   const files = panelFiles(result.images, out);
   for (const [i, image] of result.images.entries()) {
-    const className = result.classes[image.predicted] ?? `class ${image.predicted}`;
+    const className = classNameOf(result, image);
     const png = await explanationFigurePng(image, {
       file: image.file,
       title: `${path.basename(image.file)}: predicted ${className} (${result.head} head)`,
@@ -68,15 +77,14 @@ async function writePanels(result: FileExplanations, out: string): Promise<strin
 
 /** The explanation for scripts: every number SPEC section 1 defines, prototype files made absolute. */
 export function explanationJson(result: FileExplanations, panels: string[] | undefined) {
-  const { preset: _preset, images, ...rest } = result;
   return {
-    ...rest,
-    images: images.map((image, i) => ({
+    ...result,
+    images: result.images.map((image, i) => ({
       ...image,
-      predictedClass: result.classes[image.predicted] ?? null,
+      predictedClass: classNameOf(result, image),
       channels: image.channels.map((channel) => ({
         ...channel,
-        share: image.positiveTotal > 0 ? channel.contribution / image.positiveTotal : 0,
+        share: evidenceShare(image, channel.contribution),
         prototypes: channel.prototypes.map((p) => ({ ...p, file: path.join(result.datasetRoot, p.path) })),
       })),
       ...(panels ? { panel: panels[i] } : {}),
@@ -88,7 +96,7 @@ export type ExplanationJson = ReturnType<typeof explanationJson>;
 
 function printText(result: FileExplanations, panels: string[] | undefined): void {
   for (const [i, image] of result.images.entries()) {
-    const className = result.classes[image.predicted] ?? `class ${image.predicted}`;
+    const className = classNameOf(result, image);
     printLine(
       `${image.file}: predicted '${className}' (class ${image.predicted} of ${result.classes.length}) ` +
         `by the ${result.head} head of '${result.configuration}'`,
@@ -96,7 +104,7 @@ function printText(result: FileExplanations, panels: string[] | undefined): void
     printLine(`  ${logitBreakdown(image)}`);
     if (image.channels.length === 0) printLine('  no channel contributes positively');
     for (const channel of image.channels) {
-      const share = image.positiveTotal > 0 ? (100 * channel.contribution) / image.positiveTotal : 0;
+      const share = 100 * evidenceShare(image, channel.contribution);
       printLine(
         `  channel ${channel.channel}: a = ${channel.contribution.toFixed(3)} ` +
           `(${share.toFixed(1)}% of the positive evidence; w = ${channel.weight.toPrecision(3)}, p = ${channel.pooled.toPrecision(3)})`,

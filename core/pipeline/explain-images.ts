@@ -54,7 +54,7 @@ export interface FileExplanations {
 }
 
 /** Each file's original size, decoding it whole: a missing or corrupt file fails here, named, before any model loads. */
-export async function readImageSizes(files: readonly string[]): Promise<{ width: number; height: number }[]> {
+async function readImageSizes(files: readonly string[]): Promise<{ width: number; height: number }[]> {
   const sizes = [];
   for (const file of files) {
     if (!existsSync(file)) throw new InputError(`${file}: no such image file`);

@@ -45,6 +45,14 @@ export function logitBreakdown(explanation: ExplainedImage): string {
   );
 }
 
+/** A contribution's share of the explanation's positive evidence (sum of the positive a_kc). */
+export function evidenceShare(
+  explanation: Pick<ExplainedImage, 'positiveTotal'>,
+  contribution: number,
+): number {
+  return explanation.positiveTotal > 0 ? contribution / explanation.positiveTotal : 0;
+}
+
 export interface ExplanationFigureOptions {
   /** The explained image. */
   file: string;
@@ -64,7 +72,6 @@ export function explanationFigurePng(
   explanation: ExplainedImage,
   options: ExplanationFigureOptions,
 ): Promise<Buffer> {
-  const { positiveTotal } = explanation;
   return explanationPanelPng(
     {
       image: { file: options.file, title: options.title, subtitle: logitBreakdown(explanation) },
@@ -72,7 +79,7 @@ export function explanationFigurePng(
       channels: explanation.channels.map((channel) => ({
         label: `channel ${channel.channel}`,
         contribution: channel.contribution,
-        share: positiveTotal > 0 ? channel.contribution / positiveTotal : 0,
+        share: evidenceShare(explanation, channel.contribution),
         prototypes: boxedPrototypes(channel.prototypes, options.datasetRoot),
       })),
     },
