@@ -138,7 +138,6 @@ export type Sweep = z.output<typeof SweepSchema>;
 export type Configuration = z.output<typeof ConfigurationSchema>;
 export type BaselineHeadConfig = z.output<typeof BaselineHeadSchema>;
 export type InfoDisentHeadConfig = z.output<typeof InfoDisentHeadSchema>;
-export type ExplainSettings = z.output<typeof ExplainSettingsSchema>;
 
 export class ConfigError extends Error {
   constructor(
