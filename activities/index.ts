@@ -10,7 +10,7 @@ import {
   type StageResult,
   StageThreadPool,
 } from '../core/pipeline/stage-runner';
-import type { DatasetRef, FeaturesRef, TrainedHeadRef } from '../core/pipeline/stages';
+import type { DatasetRef, ExplainStageResult, FeaturesRef, TrainedHeadRef } from '../core/pipeline/stages';
 import { openStore } from '../core/store/open-store';
 import { InputError } from '../core/util/errors';
 
@@ -82,7 +82,7 @@ export function createActivities(location: StageLocation, threads = new StageThr
       train: FeaturesRef,
       test: FeaturesRef,
       trained: TrainedHeadRef[],
-    ): Promise<{ summaryKey: string }> => stage('explainStage', configuration, dataset, train, test, trained),
+    ): Promise<ExplainStageResult> => stage('explainStage', configuration, dataset, train, test, trained),
     writeReport: (report: StageArgs<'reportStage'>[0]) => stage('reportStage', report),
     writeResults: async (results: SweepResults): Promise<string[]> => {
       try {

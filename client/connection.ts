@@ -90,6 +90,16 @@ export function addStoreOptions(command: Command): Command {
     .option('--s3-endpoint <url>', 'S3-compatible server for s3:// stores, e.g. http://seaweedfs:8333');
 }
 
+/** Where generated datasets live on this machine: the same folder for workers and commands that read them. */
+export function addDataDirOption(command: Command): Command {
+  return command.addOption(
+    new Option('--data-dir <dir>', 'folder for generated datasets').default(
+      path.join(stateDir(), 'datasets'),
+      '<state dir>/datasets',
+    ),
+  );
+}
+
 /** Task queues: where a sweep's work is sent (sweep start, schedules) or taken from (workers). */
 export function addQueueOptions(command: Command): Command {
   return command

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { ConfigError } from '../core/config/experiment';
+import { registerExplainCommand } from './commands/explain';
 import { registerExportCommand } from './commands/export';
 import { runCommand } from './commands/run';
 import { registerScheduleCommands } from './commands/schedule';
@@ -35,6 +36,7 @@ program
   .option('--json', 'print {"configurations": [...]} for scripts')
   .action(validateCommand);
 
+registerExplainCommand(program);
 registerSweepCommands(program);
 registerScheduleCommands(program);
 registerWorkerCommand(program);

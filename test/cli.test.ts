@@ -74,6 +74,17 @@ const STORE = ['--store', '--s3-endpoint', '--create-bucket'];
 /** Every command the CLI has, with the options its help must list. */
 const COMMANDS: Record<string, string[]> = {
   run: ['--home', '--parallelism'],
+  explain: [
+    '--config',
+    '--configuration',
+    '--head',
+    '--top',
+    '--out',
+    '--json',
+    '--store',
+    '--s3-endpoint',
+    '--data-dir',
+  ],
   'config validate': ['--json'],
   'sweep start': ['--id', '--parallelism', '--wait', '--json', ...QUEUES, ...CONNECTION],
   'sweep status': ['--follow', '--json', ...CONNECTION],
@@ -191,6 +202,7 @@ describe('a bad sweep file stops every command before any work, naming the field
     ['config', 'validate', file],
     ['sweep', 'start', file, '--address', '127.0.0.1:1'],
     ['schedule', 'create', file, '--every', '1d', '--address', '127.0.0.1:1'],
+    ['explain', 'any.png', '--config', file],
   ];
   const expectations: [string, RegExp][] = [
     ['backbone', /configurations\[0\]\.backbone\.name: unknown backbone 'resnet-9000'.*nsfwjs-mobilenet-v2/],

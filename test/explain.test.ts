@@ -29,6 +29,7 @@ import {
   prototypePurity,
   regionHitsPart,
   sparseMaps,
+  stabilityImages,
 } from '../core/explain';
 import { type FeatureShape, InMemoryFeatureSet, itemSize } from '../core/features/feature-set';
 import { BaselineHead } from '../core/method/baseline-head';
@@ -448,6 +449,13 @@ test('input noise for stability is seeded Gaussian of the requested deviation', 
   const sd = Math.sqrt(sum(deltas.map((d) => (d - mean) ** 2)) / (deltas.length - 1));
   assert.ok(Math.abs(mean) < 0.003 && Math.abs(sd - 0.1) < 0.003, `mean ${mean}, sd ${sd}`);
   assert.equal(input[0], 0.5, 'the input is not modified');
+  // One deviation per channel of an interleaved input (a normalised preset divides by each channel's std).
+  const perChannel = addGaussianNoise(input, [0.1, 0.3], 7);
+  const deviation = (channel: number) => {
+    const deltas = Array.from(perChannel, (v) => v - 0.5).filter((_, i) => i % 2 === channel);
+    return Math.sqrt(sum(deltas.map((d) => d * d)) / deltas.length);
+  };
+  assert.ok(Math.abs(deviation(0) - 0.1) < 0.004 && Math.abs(deviation(1) - 0.3) < 0.012);
 });
 
 test('key channels rank mean positive contributions per class', () => {
@@ -536,9 +544,11 @@ test('explainModel on features with known parts: prototypes, key channels, expla
       testImages: test_.images,
       preset: STRETCH,
       batchSize: 5,
-      // Re-extraction under noise that is too small to move any peak.
+      // Re-extraction under noise that is too small to move any peak, of every other test image.
       noisedFeatures: async (entry) =>
-        test_.maps.slice(entry.item * size, (entry.item + 1) * size).map((v) => v + 0.001),
+        entry.item % 2 === 0
+          ? test_.maps.slice(entry.item * size, (entry.item + 1) * size).map((v) => v + 0.001)
+          : undefined,
     });
     // Channel k's prototypes are the 5 strongest class-k training images, boxed on the part's cell.
     for (let k = 0; k < classes; k++) {
@@ -589,5 +599,33 @@ test('explainModel on features with known parts: prototypes, key channels, expla
       ['p0', 'p1', 'p2'],
     );
     assert.equal(stability!.stability, 1);
+    assert.equal(stability!.images, 6);
+    assert.deepEqual(
+      stability!.pairs.map((pair) => pair.images),
+      [2, 2, 2],
+    );
   }
+});
+
+test('stability images: annotated test images, the classes in turn, at most the count', () => {
+  const part = { part: 'A', box: cellOf(1, 1) };
+  const images: AnnotatedImage[] = [
+    [0, 0],
+    [1, 0],
+    [2, 0],
+    [3, 1],
+    [4, 1],
+    [5, 2],
+  ].map(([item, label]) => ({
+    item: item!,
+    path: `${item}.png`,
+    label: label!,
+    width: 224,
+    height: 224,
+    parts: item === 3 ? [] : [part],
+  }));
+  const chosen = (count: number) => stabilityImages(images, count).map((image) => image.item);
+  assert.deepEqual(chosen(4), [0, 4, 5, 1]);
+  assert.deepEqual(chosen(100), [0, 4, 5, 1, 2]);
+  assert.deepEqual(chosen(0), []);
 });

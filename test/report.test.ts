@@ -112,12 +112,23 @@ test('paper tables from per-configuration results, in Markdown, CSV, LaTeX and J
     baseline_mean: full.heads.baseline!.ablation!.mean,
     baseline_median: full.heads.baseline!.ablation!.median,
   });
+  const faithfulness = (kind: 'infodisent' | 'baseline') => full.heads[kind]!.explanations!.faithfulness;
   assert.deepEqual(
-    tables.faithfulness.rows.map((row) => [row['head'], row['pointing']]),
-    [
-      ['InfoDisent', 100 * explained().faithfulness.pointing.accuracy],
-      ['baseline', 100 * full.heads.baseline!.explanations!.faithfulness.pointing.accuracy],
-    ],
+    tables.faithfulness.rows.map((row) => [
+      row['head'],
+      row['pointing'],
+      row['consistency'],
+      row['stability'],
+      row['stability_images'],
+    ]),
+    (['infodisent', 'baseline'] as const).map((kind) => [
+      kind === 'infodisent' ? 'InfoDisent' : 'baseline',
+      100 * faithfulness(kind).pointing.accuracy,
+      100 * faithfulness(kind).consistency!.consistency,
+      100 * faithfulness(kind).stability!.stability,
+      // The fixture re-extracts all 9 test images under noise.
+      9,
+    ]),
   );
 
   // CSV: RFC 4180, read back by this parser and by Python's csv module, values at full precision.

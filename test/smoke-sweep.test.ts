@@ -46,7 +46,24 @@ test('a tiny sweep runs through Temporal and both heads beat chance', { timeout:
     readFileSync(resultFiles.find((f) => f.endsWith('.json'))!, 'utf8'),
   ) as SweepResults;
   assert.equal(written.completed[0]!.heads[1]!.evaluation.top1, outcome.heads[1]!.evaluation.top1);
-  assert.match(readFileSync(resultFiles.find((f) => f.endsWith('.md'))!, 'utf8'), /\| infodisent \| wasm \|/);
+  const markdown = readFileSync(resultFiles.find((f) => f.endsWith('.md'))!, 'utf8');
+  assert.match(markdown, /\| infodisent \| wasm \|/);
+  // The explain stage's faithfulness metrics, stability included (all 16 test images noised), in both files.
+  for (const head of written.completed[0]!.heads) {
+    const f = head.faithfulness!;
+    assert.ok(
+      f.purity !== null && f.pointing !== null && f.consistency !== null,
+      `${head.kind}: ${JSON.stringify(f)}`,
+    );
+    assert.ok(f.stability !== null && f.stability >= 0 && f.stability <= 1, `${head.kind} stability`);
+    assert.equal(f.stabilityImages, 16);
+    assert.match(
+      markdown,
+      new RegExp(
+        `\\| parts-mobilenetv2-tiny \\| ${head.kind} \\| ${f.purity.toFixed(3)} \\| .* \\| ${(100 * f.stability).toFixed(1)} \\| 16 \\|`,
+      ),
+    );
+  }
 });
 
 test('a second run reuses the cached features and trained heads', { timeout: 300_000 }, async () => {

@@ -118,11 +118,16 @@ export async function configurationWorkflow({
       evaluation,
     });
   }
-  const { summaryKey } = await stage(
+  // An explain result recorded in a history from before it carried faithfulness has none.
+  const { summaryKey, faithfulness = {} } = await stage(
     'explain',
     () => cpu.explain(configuration, dataset, train, test, trainedHeads),
-    () => 'prototypes and explanations',
+    () => 'prototypes, explanations and faithfulness',
   );
+  for (const head of heads) {
+    const figures = faithfulness[head.kind];
+    if (figures) head.faithfulness = figures;
+  }
   return {
     configuration: configuration.name,
     summaryKey,

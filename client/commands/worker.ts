@@ -1,10 +1,10 @@
 import path from 'node:path';
 import { type Command, Option } from 'commander';
 import { BACKENDS, type BackendChoice, selectBackend } from '../../core/tf/backend';
-import { stateDir } from '../../infra/paths';
 import { createWorkers, type QueueRole } from '../../worker/worker';
 import {
   addConnectionOptions,
+  addDataDirOption,
   addQueueOptions,
   addStoreOptions,
   type ConnectionFlags,
@@ -79,13 +79,6 @@ export function registerWorkerCommand(program: Command): void {
   addQueueOptions(command);
   addConnectionOptions(command);
   addStoreOptions(command);
-  command
-    .option('--create-bucket', "create the s3:// store's bucket if it does not exist")
-    .addOption(
-      new Option('--data-dir <dir>', 'folder for generated datasets').default(
-        path.join(stateDir(), 'datasets'),
-        '<state dir>/datasets',
-      ),
-    )
-    .action((flags: WorkerFlags) => runWorker(flags));
+  command.option('--create-bucket', "create the s3:// store's bucket if it does not exist");
+  addDataDirOption(command).action((flags: WorkerFlags) => runWorker(flags));
 }

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { sha256 } from '../util/hash';
@@ -11,18 +10,14 @@ interface BundledModel {
 }
 
 /**
- * The weights, a base64 string in a JS module of the package. Read as text: nsfwjs's own
- * `weightBundles` import wraps the 3.5 MB string with `__importStar`, which copies it character by
- * character into an object and takes seconds; the text holds one base64 literal.
+ * The weights, one base64 string. nsfwjs's own loader passes that string through TypeScript's __importStar,
+ * which defines one property per character (10 s for 3.5 MB); its module, beside the loader, returns it as is.
  */
-async function readBundledWeights(): Promise<Buffer> {
-  const file = path.join(
-    path.dirname(require.resolve('nsfwjs')),
-    '../models/mobilenet_v2/group1-shard1of1.min.js',
-  );
-  const literal = /exports\s*=\s*"([A-Za-z0-9+/=]+)"/.exec(await readFile(file, 'utf8'));
-  if (!literal) throw new Error(`${file}: no base64 weight literal found (nsfwjs changed its bundle format)`);
-  return Buffer.from(literal[1]!, 'base64');
+function weightBundle(): string {
+  const loader = path.dirname(require.resolve('nsfwjs/models/mobilenet_v2'));
+  return require(
+    path.join(loader, '..', '..', 'models', 'mobilenet_v2', 'group1-shard1of1.min.js'),
+  ) as string;
 }
 
 /**
@@ -32,7 +27,7 @@ async function readBundledWeights(): Promise<Buffer> {
 export async function loadNsfwjsMobileNetV2(): Promise<Backbone> {
   const { MobileNetV2Model } = require('nsfwjs/models/mobilenet_v2') as { MobileNetV2Model: BundledModel };
   const modelJson = (await MobileNetV2Model.modelJson()).default;
-  const weights = await readBundledWeights();
+  const weights = Buffer.from(weightBundle(), 'base64');
   const weightSpecs = modelJson.weightsManifest.flatMap((group) => group.weights);
   const model = await tf.loadLayersModel(
     tf.io.fromMemory({

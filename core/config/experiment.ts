@@ -88,6 +88,19 @@ export const BackboneSchema = z
     }
   });
 
+/** The explain stage's settings beyond the paper's fixed counts. */
+export const ExplainSettingsSchema = z
+  .object({
+    /**
+     * Test images re-extracted under input noise for the stability metric, spread over the classes; each
+     * costs a backbone pass, so a small number keeps the stage cheap (0: no stability).
+     */
+    stabilityImages: z.number().int().min(0).default(20),
+    /** Standard deviation of that Gaussian noise, in pixel values scaled to [0, 1]. */
+    stabilityNoise: z.number().positive().default(0.05),
+  })
+  .strict();
+
 export const ConfigurationSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'use lowercase letters, digits, ".", "_" and "-"'),
@@ -96,6 +109,7 @@ export const ConfigurationSchema = z
     dataset: DatasetSchema,
     backbone: BackboneSchema,
     heads: z.object({ baseline: BaselineHeadSchema, infodisent: InfoDisentHeadSchema }).strict(),
+    explain: ExplainSettingsSchema.prefault({}),
   })
   .strict();
 

@@ -20,7 +20,7 @@ import {
   summarisePurity,
 } from './faithfulness';
 import { classHeatmap } from './maps';
-import type { ExplainModel } from './models';
+import type { ChannelPooling, ExplainModel } from './models';
 import {
   type ChannelPrototypes,
   findPrototypes,
@@ -34,15 +34,21 @@ export interface ExplainedPrototype extends LocatedPrototype {
   path: string;
 }
 
-export interface ImageExplanation extends PredictionExplanation<ExplainedPrototype> {
-  /** Storage index in the test set. */
-  item: number;
-  path: string;
-  label: number;
+/** One prediction explained: its top channels with their prototypes, and the predicted class's heatmap. */
+export interface ExplainedImage extends PredictionExplanation<ExplainedPrototype> {
+  /** Original size of the image, which the heatmap is drawn over. */
   width: number;
   height: number;
   /** Heatmap of the predicted class on the feature grid, [H * W] row-major. */
   heatmap: number[];
+}
+
+/** An explained test image. */
+export interface ImageExplanation extends ExplainedImage {
+  /** Storage index in the test set. */
+  item: number;
+  path: string;
+  label: number;
 }
 
 /** Everything the report shows about one trained head; plain JSON. */
@@ -85,9 +91,10 @@ export interface ExplainModelOptions {
   explain?: readonly number[];
   /**
    * Features [H, W, C] of a test image re-extracted under small Gaussian input noise (e.g. the backbone
-   * run on addGaussianNoise(input, sigma, seed)); enables the stability metric.
+   * run on addGaussianNoise(input, sigma, seed)), or undefined for an image left out of the comparison;
+   * enables the stability metric.
    */
-  noisedFeatures?: (image: AnnotatedImage) => Promise<Float32Array>;
+  noisedFeatures?: (image: AnnotatedImage) => Promise<Float32Array | undefined>;
   partHits?: PartHitOptions;
   /** Share of a class's images a part must be hit in for a consistent channel (0.8). */
   consistencyThreshold?: number;
@@ -158,27 +165,19 @@ export async function explainModel(options: ExplainModelOptions): Promise<ModelE
     const labels = test.labels.subarray(first, first + n);
     const pooling = await model.pool(maps);
     keyTally.add(pooling.pooled, labels);
+    const images = testImages.slice(first, first + n);
     const noisy =
-      hits && options.noisedFeatures
-        ? await noisyPooling(model, testImages, first, n, options.noisedFeatures)
-        : undefined;
-    for (let i = 0; i < n; i++) {
-      const image = testImages[first + i]!;
-      const row = (array: Int32Array) => array.subarray(i * shape.channels, (i + 1) * shape.channels);
+      hits && options.noisedFeatures ? await noisyArgmax(model, images, options.noisedFeatures) : undefined;
+    for (const [i, image] of images.entries()) {
+      const argmax = pooling.argmax.subarray(i * shape.channels, (i + 1) * shape.channels);
       pointing.add(() => classHeatmap(model, maps, i, image.label, pooling), image);
-      hits?.add(image, row(pooling.argmax), noisy && row(noisy.argmax));
+      hits?.add(image, argmax, noisy?.[i]);
       if (!wanted.has(first + i)) continue;
-      const pooled = pooling.pooled.subarray(i * shape.channels, (i + 1) * shape.channels);
-      const explanation = explainPrediction(model, pooled, { top: options.topChannels ?? 5, prototypes });
-      const heatmap = classHeatmap(model, maps, i, explanation.predicted, pooling);
       explanations.push({
-        ...explanation,
+        ...explainImage(model, maps, pooling, i, image, { top: options.topChannels, prototypes }),
         item: image.item,
         path: image.path,
         label: image.label,
-        width: image.width,
-        height: image.height,
-        heatmap: Array.from(heatmap),
       });
     }
     options.onProgress?.('test', first + n, test.labels.length);
@@ -211,23 +210,86 @@ export async function explainModel(options: ExplainModelOptions): Promise<ModelE
   };
 }
 
-/** Pools the noised re-extraction of test images [first, first + n) as one batch. */
-async function noisyPooling(
+/**
+ * Explanation of image `index` of a batch of feature maps [n, H, W, C] with its pooling (SPEC section 1):
+ * the `top` channels (5) with the largest positive contribution to the predicted class, each with its
+ * prototypes, and the predicted class's heatmap. `size` is the image's original size.
+ */
+export function explainImage(
+  model: ExplainModel,
+  maps: Float32Array,
+  pooling: ChannelPooling,
+  index: number,
+  size: { width: number; height: number },
+  options: { top?: number; prototypes?: readonly ChannelPrototypes<ExplainedPrototype>[] } = {},
+): ExplainedImage {
+  const { channels } = model.shape;
+  const pooled = pooling.pooled.subarray(index * channels, (index + 1) * channels);
+  const explanation = explainPrediction(model, pooled, {
+    top: options.top ?? 5,
+    prototypes: options.prototypes,
+  });
+  const heatmap = classHeatmap(model, maps, index, explanation.predicted, pooling);
+  return { ...explanation, width: size.width, height: size.height, heatmap: Array.from(heatmap) };
+}
+
+/**
+ * The channels' argmax pixels [C] of each image's noised re-extraction, pooled as one batch; undefined for
+ * the images `noisedFeatures` leaves out.
+ */
+async function noisyArgmax(
   model: ExplainModel,
   images: readonly AnnotatedImage[],
-  first: number,
-  n: number,
-  noisedFeatures: (image: AnnotatedImage) => Promise<Float32Array>,
-) {
+  noisedFeatures: (image: AnnotatedImage) => Promise<Float32Array | undefined>,
+): Promise<(Int32Array | undefined)[]> {
   const size = itemSize(model.shape);
-  const maps = new Float32Array(n * size);
-  for (let i = 0; i < n; i++) {
-    const features = await noisedFeatures(images[first + i]!);
-    if (features.length !== size)
-      throw new Error(
-        `noised features of ${images[first + i]!.path} hold ${features.length} values, expected ${size}`,
-      );
-    maps.set(features, i * size);
+  const features: (Float32Array | undefined)[] = [];
+  for (const image of images) {
+    const noised = await noisedFeatures(image);
+    if (noised && noised.length !== size)
+      throw new Error(`noised features of ${image.path} hold ${noised.length} values, expected ${size}`);
+    features.push(noised);
   }
-  return model.pool(maps);
+  const present = features.filter((entry): entry is Float32Array => entry !== undefined);
+  if (present.length === 0) return features.map(() => undefined);
+  const maps = new Float32Array(present.length * size);
+  present.forEach((entry, j) => {
+    maps.set(entry, j * size);
+  });
+  const { argmax, channels } = await model.pool(maps);
+  let next = 0;
+  return features.map((entry) => {
+    if (!entry) return undefined;
+    const j = next++;
+    return argmax.subarray(j * channels, (j + 1) * channels);
+  });
+}
+
+/** A head's faithfulness metrics as single numbers: fractions in [0, 1], null where not measured. */
+export interface FaithfulnessFigures {
+  /** Mean prototype purity over channels, and the channels with purity > 0.5. */
+  purity: number | null;
+  pureChannels: number;
+  keyChannelPurity: number | null;
+  pointing: number | null;
+  consistency: number | null;
+  stability: number | null;
+  /** Test images compared under input noise (0 when stability was not measured). */
+  stabilityImages: number;
+}
+
+const measured = (value: number | undefined): number | null =>
+  value === undefined || !Number.isFinite(value) ? null : value;
+
+export function faithfulnessFigures(faithfulness: ModelExplanations['faithfulness']): FaithfulnessFigures {
+  const { purity, keyChannelPurity, pointing, consistency, stability } = faithfulness;
+  return {
+    purity: measured(purity.mean),
+    pureChannels: purity.pure,
+    keyChannelPurity: measured(keyChannelPurity.mean),
+    pointing: measured(pointing.accuracy),
+    consistency: measured(consistency?.consistency),
+    stability: measured(stability?.stability),
+    stabilityImages: stability?.images ?? 0,
+  };
 }

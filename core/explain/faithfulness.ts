@@ -242,6 +242,8 @@ export interface PairStability extends ChannelClassPair {
 }
 
 export interface StabilityResult {
+  /** Test images compared with their noised re-extraction. */
+  images: number;
   pairs: PairStability[];
   /** Mean stability over the pairs. */
   stability: number;
@@ -390,6 +392,7 @@ export class PartHitTally {
     });
     const defined = result.filter((pair) => pair.images > 0);
     return {
+      images: this.compared.reduce((sum, n) => sum + n, 0),
       pairs: result,
       stability:
         defined.length > 0
@@ -401,9 +404,35 @@ export class PartHitTally {
 
 /**
  * A copy of a preprocessed input with i.i.d. Gaussian noise of standard deviation `sigma` (in the
- * input's own units), seeded: the perturbation stability is measured under.
+ * input's own units), seeded: the perturbation stability is measured under. An array gives one deviation
+ * per channel of an interleaved (HWC) input, for inputs normalised channel by channel.
  */
-export function addGaussianNoise(input: Float32Array, sigma: number, seed: number): Float32Array {
+export function addGaussianNoise(
+  input: Float32Array,
+  sigma: number | readonly number[],
+  seed: number,
+): Float32Array {
   const random = new SeededRandom(seed);
-  return Float32Array.from(input, (v) => v + sigma * random.normal());
+  const deviations = typeof sigma === 'number' ? [sigma] : sigma;
+  return Float32Array.from(input, (v, i) => v + deviations[i % deviations.length]! * random.normal());
+}
+
+/**
+ * The test images stability is measured on: at most `count` of those with part annotations, taken from
+ * the classes in turn (the first image of every class, then the second, ...), so every class is compared.
+ */
+export function stabilityImages(images: readonly AnnotatedImage[], count: number): AnnotatedImage[] {
+  const byClass = new Map<number, AnnotatedImage[]>();
+  for (const image of images) {
+    if (image.parts.length === 0) continue;
+    const list = byClass.get(image.label);
+    if (list) list.push(image);
+    else byClass.set(image.label, [image]);
+  }
+  const queues = [...byClass.entries()].sort(([a], [b]) => a - b).map(([, list]) => list);
+  const chosen: AnnotatedImage[] = [];
+  for (let round = 0; chosen.length < count && queues.some((list) => list.length > round); round++) {
+    for (const list of queues) if (list[round] && chosen.length < count) chosen.push(list[round]!);
+  }
+  return chosen;
 }

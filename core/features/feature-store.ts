@@ -71,6 +71,31 @@ export async function prepareImage(backbone: Backbone, file: string): Promise<Fl
   return image.data;
 }
 
+/**
+ * Features [n, H, W, C] of image files, each prepared as extraction prepares it (`prepareImage`) and run
+ * through the backbone as one batch. `perturb` may alter a prepared input first (stability's noise); a
+ * non-finite feature names its file.
+ */
+export async function extractImageFiles(
+  backbone: Backbone,
+  files: readonly string[],
+  perturb?: (input: Float32Array, index: number) => Float32Array,
+): Promise<Float32Array> {
+  const pixels = backbone.inputSize * backbone.inputSize * 3;
+  const images = new Float32Array(files.length * pixels);
+  const prepared = await Promise.all(files.map((file) => prepareImage(backbone, file)));
+  prepared.forEach((image, i) => {
+    images.set(perturb ? perturb(image, i) : image, i * pixels);
+  });
+  const output = await backbone.extract(images, files.length);
+  const bad = output.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0)
+    throw new Error(
+      `backbone produced a non-finite feature for ${files[Math.floor(bad / itemSize(backbone.featureShape))]}`,
+    );
+  return output;
+}
+
 export interface ExtractionProgress {
   done: number;
   total: number;
@@ -122,20 +147,10 @@ export async function extractFeatures(options: {
       const features = new Float32Array(shardItems.length * size);
       for (let b = 0; b < shardItems.length; b += batchSize) {
         const batch = shardItems.slice(b, b + batchSize);
-        const pixels = backbone.inputSize * backbone.inputSize * 3;
-        const images = new Float32Array(batch.length * pixels);
-        const decoded = await Promise.all(
-          batch.map((item) => prepareImage(backbone, path.join(dataset.root, item.path))),
+        const output = await extractImageFiles(
+          backbone,
+          batch.map((item) => path.join(dataset.root, item.path)),
         );
-        decoded.forEach((image, i) => {
-          images.set(image, i * pixels);
-        });
-        const output = await backbone.extract(images, batch.length);
-        const bad = output.findIndex((v) => !Number.isFinite(v));
-        if (bad >= 0)
-          throw new Error(
-            `backbone produced a non-finite feature for ${batch[Math.floor(bad / size)]!.path}`,
-          );
         features.set(output, b * size);
         await options.onProgress?.({ done: done + b + batch.length, total: items.length, reusedShards });
       }

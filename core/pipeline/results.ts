@@ -1,3 +1,4 @@
+import type { FaithfulnessFigures } from '../explain/explain-model';
 import type { Evaluation } from '../method/evaluate';
 import type { HeadKind } from '../method/head';
 import type { TrainResult } from '../method/train';
@@ -11,6 +12,8 @@ export interface HeadOutcome {
   reusedHead: boolean;
   training: TrainResult;
   evaluation: Evaluation;
+  /** The explanations against ground-truth parts (SPEC section 6), once the explain stage has run. */
+  faithfulness?: FaithfulnessFigures;
 }
 
 export interface ConfigurationOutcome {
@@ -58,8 +61,32 @@ export function resultsTable(results: SweepResults): string {
   return [header, rule, ...rows].join('\n');
 }
 
+const percentOrDash = (value: number | null) => (value === null ? '—' : percent(value));
+
+/** Purity, pointing game, consistency and stability of every explained head; null when none was explained. */
+export function faithfulnessTable(results: SweepResults): string | null {
+  const rows = results.completed.flatMap((outcome) =>
+    outcome.heads.flatMap(({ kind, faithfulness: f }) =>
+      f
+        ? [
+            `| ${outcome.configuration} | ${kind} | ${f.purity === null ? '—' : f.purity.toFixed(3)} | ${f.pureChannels} | ` +
+              `${f.keyChannelPurity === null ? '—' : f.keyChannelPurity.toFixed(3)} | ${percentOrDash(f.pointing)} | ` +
+              `${percentOrDash(f.consistency)} | ${percentOrDash(f.stability)} | ${f.stabilityImages} |`,
+          ]
+        : [],
+    ),
+  );
+  if (rows.length === 0) return null;
+  return [
+    '| configuration | head | purity | pure channels | key-channel purity | pointing % | consistency % | stability % | noised images |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+  ].join('\n');
+}
+
 export function resultsMarkdown(results: SweepResults): string {
   const failures = results.failed.map((failure) => `- **${failure.configuration}**: ${failure.error}`);
+  const faithfulness = faithfulnessTable(results);
   return [
     `# Sweep \`${results.sweep}\``,
     '',
@@ -69,6 +96,19 @@ export function resultsMarkdown(results: SweepResults): string {
     '',
     resultsTable(results),
     '',
+    ...(faithfulness
+      ? [
+          '## Explanations against ground-truth parts',
+          '',
+          faithfulness,
+          '',
+          "Purity: share of a channel's 5 prototypes showing its most frequent part (mean over channels; pure: > 0.5). " +
+            'Pointing game: the peak of the true class heatmap (InfoDisent) or CAM (baseline) falls on a part of the class. ' +
+            "Consistency and stability of the classes' key channels: a part in the 72 px box around the channel's peak " +
+            "in at least 80% of the class's images; the parts hit unchanged under small Gaussian input noise.",
+          '',
+        ]
+      : []),
     ...(failures.length > 0 ? ['## Failed configurations', '', ...failures, ''] : []),
   ].join('\n');
 }

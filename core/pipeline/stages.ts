@@ -15,9 +15,22 @@ import type { BaselineHeadConfig, Configuration, InfoDisentHeadConfig } from '..
 import type { DatasetManifest, Split } from '../data/dataset';
 import { loadDataset, type SkippedInput } from '../data/loaders';
 import { generatePartsDataset } from '../data/parts-dataset';
-import { annotatedImages, backbonePreset, baselineModel, explainModel, infoDisentModel } from '../explain';
+import { PRESETS } from '../data/preprocess';
+import {
+  type AnnotatedImage,
+  addGaussianNoise,
+  annotatedImages,
+  backbonePreset,
+  baselineModel,
+  explainModel,
+  type FaithfulnessFigures,
+  faithfulnessFigures,
+  infoDisentModel,
+  stabilityImages,
+} from '../explain';
 import type { FeatureShape } from '../features/feature-set';
-import { extractFeatures, StoredFeatureSet } from '../features/feature-store';
+import { itemSize } from '../features/feature-set';
+import { extractFeatures, extractImageFiles, StoredFeatureSet } from '../features/feature-store';
 import { checkSetFitsHead, describeShape, FeatureInputError } from '../features/feature-validation';
 import type { ParameterGroup } from '../method/adam';
 import { BaselineHead } from '../method/baseline-head';
@@ -60,7 +73,7 @@ export interface DatasetRef {
 }
 
 /** The configuration's backend, or the worker's where the configuration says 'auto'. */
-function useBackend(context: StageContext, configuration: Configuration): Promise<BackendName> {
+export function useBackend(context: StageContext, configuration: Configuration): Promise<BackendName> {
   return selectBackend(
     configuration.backend === 'auto' ? (context.backend ?? 'auto') : configuration.backend,
   );
@@ -179,6 +192,17 @@ function parameterGroups(kind: HeadKind, configuration: Configuration): Record<s
     : { weight: head.weight, bias: head.bias };
 }
 
+/** Where a head trained on `featuresKey` with the configuration's settings on `backend` is stored. */
+export function trainedHeadKey(
+  configuration: Configuration,
+  kind: HeadKind,
+  featuresKey: string,
+  backend: BackendName,
+): string {
+  const settings = configuration.heads[kind];
+  return `heads/${kind}/${contentKey({ features: featuresKey, settings, seed: configuration.seed, backend })}`;
+}
+
 export interface TrainedHeadRef {
   kind: HeadKind;
   key: string;
@@ -199,7 +223,7 @@ export async function trainHeadStage(
 ): Promise<TrainedHeadRef> {
   const backend = await useBackend(context, configuration);
   const settings = configuration.heads[kind];
-  const key = `heads/${kind}/${contentKey({ features: features.key, settings, seed: configuration.seed, backend })}`;
+  const key = trainedHeadKey(configuration, kind, features.key, backend);
   const finished = await context.store.get(`${key}/head.bin`);
   if (finished) {
     const { meta, tensors } = decodeTensors(finished);
@@ -333,9 +357,72 @@ async function* analysedBatches(
   }
 }
 
+/** Where the explain stage keeps a configuration's summary: addressed by its heads, test features and settings. */
+export function configurationSummaryKey(
+  configuration: Configuration,
+  headKeys: Partial<Record<HeadKind, string>>,
+  testKey: string,
+): string {
+  return `summaries/${configuration.name}-${contentKey({ heads: headKeys, test: testKey, explain: configuration.explain })}.json`;
+}
+
+export interface ExplainStageResult {
+  summaryKey: string;
+  /** Purity, pointing game, consistency and stability of each explained head, for the sweep's results. */
+  faithfulness: Partial<Record<HeadKind, FaithfulnessFigures>>;
+}
+
+function faithfulnessOf(summary: ConfigurationSummary): ExplainStageResult['faithfulness'] {
+  const figures: ExplainStageResult['faithfulness'] = {};
+  for (const kind of ['infodisent', 'baseline'] as const) {
+    const explanations = summary.heads[kind]?.explanations;
+    if (explanations) figures[kind] = faithfulnessFigures(explanations.faithfulness);
+  }
+  return figures;
+}
+
+/**
+ * Stability's input (SPEC section 6): a few test images, spread over the classes, re-extracted by the
+ * backbone under seeded Gaussian pixel noise; by test storage index. Both heads are compared on them.
+ */
+async function noisedTestFeatures(
+  context: StageContext,
+  configuration: Configuration,
+  manifest: DatasetManifest,
+  testImages: readonly AnnotatedImage[],
+): Promise<Map<number, Float32Array>> {
+  const { stabilityImages: count, stabilityNoise: sigma } = configuration.explain;
+  const chosen = stabilityImages(testImages, count);
+  const noised = new Map<number, Float32Array>();
+  if (chosen.length === 0) return noised;
+  const backbone = await openBackbone(configuration.backbone);
+  try {
+    // The noise is in pixel units of [0, 1]; a preset feeds the network (x - mean) / std.
+    const deviation = backbone.preset ? PRESETS[backbone.preset].std.map((std) => sigma / std) : sigma;
+    const size = itemSize(backbone.featureShape);
+    const batchSize = 16;
+    for (let start = 0; start < chosen.length; start += batchSize) {
+      const batch = chosen.slice(start, start + batchSize);
+      const maps = await extractImageFiles(
+        backbone,
+        batch.map((image) => path.join(manifest.root, image.path)),
+        // Seeded by configuration and image, so an image's noise does not depend on which others are chosen.
+        (input, i) => addGaussianNoise(input, deviation, configuration.seed * 100_003 + batch[i]!.item),
+      );
+      batch.forEach((image, i) => {
+        noised.set(image.item, maps.slice(i * size, (i + 1) * size));
+      });
+      await context.progress?.('stability: noised test images', start + batch.length, chosen.length);
+    }
+    return noised;
+  } finally {
+    backbone.dispose();
+  }
+}
+
 /**
  * Prototypes, explanations, key channels and the faithfulness metrics of both trained heads, summarised
- * for the report. Content-addressed by the heads and features it reads.
+ * for the report. Content-addressed by the heads and features it reads and the explain settings.
  */
 export async function explainStage(
   context: StageContext,
@@ -344,9 +431,14 @@ export async function explainStage(
   train: FeaturesRef,
   test: FeaturesRef,
   trained: TrainedHeadRef[],
-): Promise<{ summaryKey: string }> {
-  const summaryKey = `summaries/${configuration.name}-${contentKey({ heads: trained.map((t) => t.key), test: test.key })}.json`;
-  if (await context.store.exists(summaryKey)) return { summaryKey };
+): Promise<ExplainStageResult> {
+  const summaryKey = configurationSummaryKey(
+    configuration,
+    Object.fromEntries(trained.map((head) => [head.kind, head.key])),
+    test.key,
+  );
+  const cached = await getJson<ConfigurationSummary>(context.store, summaryKey);
+  if (cached) return { summaryKey, faithfulness: faithfulnessOf(cached) };
   await useBackend(context, configuration);
   const manifest = await localDatasetManifest(context, configuration, dataset);
   const [trainSet, testSet] = await Promise.all([
@@ -358,6 +450,7 @@ export async function explainStage(
     annotatedImages(manifest, 'test'),
   ]);
   const preset = backbonePreset({ preset: configuration.backbone.preset, inputSize: 224 });
+  const noised = await noisedTestFeatures(context, configuration, manifest, testImages);
   const heads: ConfigurationSummary['heads'] = {};
   for (const head of trained) {
     const restored = await loadTrainedHead(context, configuration, head, trainSet);
@@ -373,6 +466,7 @@ export async function explainStage(
         trainImages,
         testImages,
         preset,
+        noisedFeatures: async (image) => noised.get(image.item),
         onProgress: (stage, done, total) => context.progress?.(`explain ${head.kind}: ${stage}`, done, total),
       });
       const evaluation = await evaluateStage(context, configuration, head, test);
@@ -420,7 +514,7 @@ export async function explainStage(
     heads,
   };
   await putJson(context.store, summaryKey, summary);
-  return { summaryKey };
+  return { summaryKey, faithfulness: faithfulnessOf(summary) };
 }
 
 /**

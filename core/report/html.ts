@@ -1,13 +1,15 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cropGeometry } from '../data/preprocess';
-import type { ExplainedPrototype, ImageExplanation, ModelExplanations } from '../explain/explain-model';
+import type { ExplainedPrototype, ModelExplanations } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
 import {
-  type BoxedImage,
+  boxedPrototypes,
+  explanationFigurePng,
+  explanationHeatmap,
+  heatmapTitle,
+} from './explanation-figure';
+import {
   barChartSvg,
-  explanationPanelPng,
-  type HeatmapLayer,
   heatmapOverlayPng,
   histogramSvg,
   type PrototypeRow,
@@ -275,8 +277,7 @@ async function writeConfiguration(
   const heads = explainedHeads(c);
   const className = (k: number) => c.classes[k] ?? `class ${k}`;
   const file = (p: string) => path.join(c.datasetRoot!, p);
-  const boxed = (prototypes: readonly ExplainedPrototype[]): BoxedImage[] =>
-    prototypes.map((p) => ({ file: file(p.path), box: p.box, caption: `p = ${p.value.toPrecision(3)}` }));
+  const boxed = (prototypes: readonly ExplainedPrototype[]) => boxedPrototypes(prototypes, c.datasetRoot!);
   const drawable = c.datasetRoot !== undefined;
   const nav = [
     { href: '../../index.html', label: 'Sweep index' },
@@ -351,35 +352,22 @@ async function writeConfiguration(
     );
     const preset = c.preset;
     if (!drawable || !preset || !info) continue;
-    const layer = (x: ImageExplanation, label: string, grid: ModelExplanations['grid']): HeatmapLayer => ({
-      title: label,
-      values: x.heatmap,
-      grid,
-      geometry: cropGeometry(x.width, x.height, preset),
-    });
-    const infoLayer = layer(e, `InfoDisent M of ${className(e.predicted)}`, info.grid);
+    const infoLayer = explanationHeatmap(
+      e,
+      heatmapTitle('infodisent', className(e.predicted)),
+      info.grid,
+      preset,
+    );
     const panel = `img/explanation-${e.item}.png`;
     await write(
       `${folder}/${panel}`,
-      await explanationPanelPng(
-        {
-          image: {
-            file: file(e.path),
-            title,
-            subtitle:
-              `logit ${e.logits[e.predicted]!.toFixed(3)} = ${e.positiveTotal.toFixed(3)} (positive channels) ` +
-              `− ${Math.abs(e.negativeTotal).toFixed(3)} (negative) ${e.bias < 0 ? '−' : '+'} ${Math.abs(e.bias).toFixed(3)} (bias)`,
-          },
-          heatmap: infoLayer,
-          channels: e.channels.map((ch) => ({
-            label: `channel ${ch.channel}`,
-            contribution: ch.contribution,
-            share: e.positiveTotal > 0 ? ch.contribution / e.positiveTotal : 0,
-            prototypes: boxed(ch.prototypes),
-          })),
-        },
-        { cache },
-      ),
+      await explanationFigurePng(e, {
+        file: file(e.path),
+        title,
+        heatmap: infoLayer,
+        datasetRoot: c.datasetRoot!,
+        cache,
+      }),
     );
     progress();
     const baseline = baselineOf.get(e.item);
@@ -392,7 +380,14 @@ async function writeConfiguration(
         [
           infoLayer,
           ...(baseline && baselineGrid
-            ? [layer(baseline, `baseline CAM of ${className(baseline.predicted)}`, baselineGrid)]
+            ? [
+                explanationHeatmap(
+                  baseline,
+                  heatmapTitle('baseline', className(baseline.predicted)),
+                  baselineGrid,
+                  preset,
+                ),
+              ]
             : []),
         ],
         { cache, title: `${className(e.label)}: class heatmaps (red positive, blue negative)` },

@@ -1,3 +1,4 @@
+export * from './explanation-figure';
 export * from './figures';
 export * from './html';
 export * from './summary';

@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { faithfulnessFigures } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
 import type { ConfigurationSummary, HeadSummary } from './summary';
 import { escapeXml } from './svg';
@@ -38,7 +39,8 @@ export interface PaperTables {
 const HEAD_LABEL: Record<HeadKind, string> = { infodisent: 'InfoDisent', baseline: 'baseline' };
 
 const finite = (v: number | undefined): number | null => (v === undefined || !Number.isFinite(v) ? null : v);
-const percent = (v: number | undefined): number | null => finite(v === undefined ? undefined : 100 * v);
+const percent = (v: number | undefined | null): number | null =>
+  finite(v === undefined || v === null ? undefined : 100 * v);
 
 function byDataset(configurations: readonly ConfigurationSummary[]): ConfigurationSummary[] {
   return [...configurations].sort((a, b) =>
@@ -141,7 +143,7 @@ export function paperTables(configurations: readonly ConfigurationSummary[]): Pa
       id: 'faithfulness',
       title: 'Explanations against ground-truth parts',
       caption:
-        "Prototype purity (mean over channels; channels with purity > 0.5), purity of the classes' key channels, pointing game of the class heatmap (InfoDisent) or CAM (baseline), and consistency and stability of the key channels.",
+        "Prototype purity (mean over channels; channels with purity > 0.5), purity of the classes' key channels, pointing game of the class heatmap (InfoDisent) or CAM (baseline), and consistency and stability of the key channels (stability: share of test images, re-extracted under small Gaussian input noise, whose parts hit by a channel do not change).",
       groupBy: 'dataset',
       columns: [
         ...KEYS,
@@ -152,21 +154,24 @@ export function paperTables(configurations: readonly ConfigurationSummary[]): Pa
         { key: 'pointing', label: 'Pointing game %', kind: 'number', digits: 1 },
         { key: 'consistency', label: 'Consistency %', kind: 'number', digits: 1 },
         { key: 'stability', label: 'Stability %', kind: 'number', digits: 1 },
+        { key: 'stability_images', label: 'Noised images', kind: 'number', digits: 0, hidden: true },
       ],
       rows: sorted.flatMap((c) =>
         (['infodisent', 'baseline'] as const).flatMap((kind) => {
-          const f = head(c, kind)?.explanations?.faithfulness;
-          if (!f) return [];
+          const faithfulness = head(c, kind)?.explanations?.faithfulness;
+          if (!faithfulness) return [];
+          const f = faithfulnessFigures(faithfulness);
           return [
             {
               ...key(c),
               head: HEAD_LABEL[kind],
-              purity: finite(f.purity.mean),
-              pure_channels: f.purity.pure,
-              key_purity: finite(f.keyChannelPurity.mean),
-              pointing: percent(f.pointing.accuracy),
-              consistency: percent(f.consistency?.consistency),
-              stability: percent(f.stability?.stability),
+              purity: f.purity,
+              pure_channels: f.pureChannels,
+              key_purity: f.keyChannelPurity,
+              pointing: percent(f.pointing),
+              consistency: percent(f.consistency),
+              stability: percent(f.stability),
+              stability_images: f.stabilityImages,
             },
           ];
         }),

@@ -1,0 +1,229 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import sharp from 'sharp';
+import type { ExplanationJson } from '../client/commands/explain';
+import type { Configuration } from '../core/config/experiment';
+import type { ConfigurationSummary } from '../core/report';
+import { getJson } from '../core/store/artifact-store';
+import { repoRoot } from '../infra/paths';
+import { type TrainedStore, trainStore, writeMicroSweep } from './support/trained-store';
+
+// `infodisent explain` as a user runs it: the CLI binary on real image files, with heads the pipeline's
+// stages trained into a real store (the bundled MobileNetV2 on wasm).
+const CLI = path.join(repoRoot(), 'dist', 'client', 'main.js');
+
+let home: string;
+let sweepFile: string;
+let configuration: Configuration;
+let trained: TrainedStore;
+let summary: ConfigurationSummary;
+
+before(async () => {
+  home = await mkdtemp(path.join(os.tmpdir(), 'infodisent-explain-'));
+  ({ file: sweepFile, configuration } = await writeMicroSweep(home));
+  trained = await trainStore(home, configuration);
+  summary = (await getJson<ConfigurationSummary>(trained.context.store, trained.explained.summaryKey))!;
+});
+
+after(async () => {
+  await rm(home, { recursive: true, force: true });
+});
+
+interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], store = path.join(home, 'store')): Promise<Outcome> {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !/^(INFODISENT_|AWS_)/.test(name)),
+  );
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [
+        CLI,
+        'explain',
+        ...args,
+        '--config',
+        sweepFile,
+        '--store',
+        store,
+        '--data-dir',
+        path.join(home, 'datasets'),
+      ],
+      { env, timeout: 120_000 },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+function parsed(outcome: Outcome): ExplanationJson {
+  assert.equal(outcome.code, 0, `exit ${outcome.code}: ${outcome.stderr}`);
+  return JSON.parse(outcome.stdout) as ExplanationJson;
+}
+
+const close = (a: number, b: number, what: string) =>
+  assert.ok(Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(a), Math.abs(b)), `${what}: ${a} vs ${b}`);
+
+/** SPEC section 1: a_kc = W_kc p_c, channels by descending positive a_kc, logit_k = sum_c a_kc + b_k. */
+function checkExplanation(image: ExplanationJson['images'][number], classes: string[]): void {
+  assert.ok(Number.isInteger(image.predicted) && image.predicted >= 0 && image.predicted < classes.length);
+  assert.equal(image.predictedClass, classes[image.predicted]);
+  assert.equal(image.logits.length, classes.length);
+  assert.equal(Math.max(...image.logits), image.logits[image.predicted]);
+  close(image.positiveTotal + image.negativeTotal + image.bias, image.logits[image.predicted]!, 'logit');
+  assert.ok(image.channels.length > 0 && image.channels.length <= 5);
+  let shown = 0;
+  for (const [i, channel] of image.channels.entries()) {
+    assert.ok(channel.contribution > 0, `channel ${channel.channel} contributes positively`);
+    if (i > 0)
+      assert.ok(channel.contribution <= image.channels[i - 1]!.contribution, 'sorted by contribution');
+    close(channel.contribution, channel.weight * channel.pooled, `a of channel ${channel.channel}`);
+    close(channel.share, channel.contribution / image.positiveTotal, 'share');
+    assert.ok(channel.prototypes.length > 0 && channel.prototypes.length <= 5);
+    for (const prototype of channel.prototypes) assert.ok(existsSync(prototype.file), prototype.file);
+    shown += channel.contribution;
+  }
+  assert.ok(shown <= image.positiveTotal * (1 + 1e-6), 'the top channels are part of the positive evidence');
+  assert.equal(image.heatmap.length, 49);
+}
+
+/** The first test image of each class: the ones the explain stage explained in the stored summary. */
+async function explainedTestImages(): Promise<string[]> {
+  const manifest = JSON.parse(await readFile(trained.dataset.manifestPath, 'utf8')) as {
+    root: string;
+    items: { path: string; split: string; label: number }[];
+  };
+  const tests = manifest.items.filter((item) => item.split === 'test');
+  return [0, 1].map((label) => path.join(manifest.root, tests.find((item) => item.label === label)!.path));
+}
+
+test('explain --json --out: the InfoDisent prediction, its top channels, prototypes and a panel PNG', {
+  timeout: 120_000,
+}, async () => {
+  const files = await explainedTestImages();
+  const out = path.join(home, 'panels');
+  const result = parsed(await cli([...files, '--json', '--out', out]));
+  assert.equal(result.configuration, configuration.name);
+  assert.equal(result.head, 'infodisent');
+  assert.equal(result.headKey, trained.heads.infodisent.key);
+  assert.equal(result.classes.length, 3);
+  assert.deepEqual(
+    result.images.map((image) => image.file),
+    files,
+  );
+  // Both files are named 0000.png (in their class folders): each gets a panel of its own.
+  assert.deepEqual(
+    result.images.map((image) => path.basename(image.panel!)),
+    ['0000.explanation.png', '0000-2.explanation.png'],
+  );
+  const stored = summary.heads.infodisent!.explanations!;
+  for (const image of result.images) {
+    checkExplanation(image, result.classes);
+    // The backbone ran on the file as extraction prepared it: the explain stage's explanation of the same
+    // test image, from the stored features, is the same.
+    const same = stored.explanations.find((e) => path.join(result.datasetRoot, e.path) === image.file)!;
+    assert.equal(image.predicted, same.predicted);
+    for (const [k, logit] of image.logits.entries()) close(logit, same.logits[k]!, `logit ${k}`);
+    assert.deepEqual(
+      image.channels.map((c) => [c.channel, c.prototypes.map((p) => p.path)]),
+      same.channels.map((c) => [c.channel, c.prototypes.map((p) => p.path)]),
+    );
+
+    assert.equal(path.dirname(image.panel!), out);
+    const { width, height } = await sharp(image.panel!).metadata();
+    // explanationPanelSvg's layout: 5 prototype columns, one 102 px row per channel beside two 200 px image blocks.
+    assert.equal(width, 30 + 220 + 190 + 5 * 102 - 6);
+    assert.equal(height, 20 + 40 + Math.max(2 * 200 + 10, image.channels.length * 102));
+    const { data } = await sharp(image.panel!).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    assert.ok(new Set(data).size > 50, 'the panel is not blank');
+  }
+});
+
+test('explain --head baseline, in text: the prediction, channels and prototype files', {
+  timeout: 120_000,
+}, async () => {
+  const [file] = await explainedTestImages();
+  const [text, json] = await Promise.all([
+    cli([file!, '--head', 'baseline', '--top', '3']),
+    cli([file!, '--head', 'baseline', '--top', '3', '--json']),
+  ]);
+  const result = parsed(json);
+  assert.equal(result.headKey, trained.heads.baseline.key);
+  const [image] = result.images;
+  checkExplanation(image!, result.classes);
+  assert.equal(image!.channels.length, 3);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(
+    text.stdout,
+    new RegExp(
+      `predicted '${result.classes[image!.predicted]}' .* by the baseline head of '${configuration.name}'`,
+    ),
+  );
+  for (const channel of image!.channels) {
+    assert.match(
+      text.stdout,
+      new RegExp(`channel ${channel.channel}: a = ${channel.contribution.toFixed(3)}`),
+    );
+    for (const prototype of channel.prototypes) assert.ok(text.stdout.includes(prototype.file));
+  }
+});
+
+test('explain stops with a clear error for a missing or corrupt image and for a store without a trained head', {
+  timeout: 120_000,
+}, async () => {
+  const corrupt = path.join(home, 'corrupt.png');
+  await writeFile(corrupt, 'not an image');
+  const missing = path.join(home, 'missing.png');
+  // A store with the features but no trained head.
+  const untrained = path.join(home, 'untrained');
+  await cp(path.join(home, 'store', 'features'), path.join(untrained, 'features'), { recursive: true });
+  const [file] = await explainedTestImages();
+  const [ofMissing, ofCorrupt, ofUntrained] = await Promise.all([
+    cli([file!, missing]),
+    cli([corrupt]),
+    cli([file!], untrained),
+  ]);
+  for (const [outcome, message] of [
+    [ofMissing, `${missing}: no such image file`],
+    [ofCorrupt, `${corrupt}: cannot decode image: Input file contains unsupported image format`],
+  ] as const) {
+    assert.equal(outcome.code, 2, outcome.stderr);
+    assert.equal(
+      outcome.stderr.split('\n').find((line) => line.startsWith('error:')),
+      `error: ${message}`,
+    );
+    assert.doesNotMatch(outcome.stderr, / {4}at /, 'no stack trace');
+    assert.equal(outcome.stdout, '');
+  }
+  assert.equal(ofUntrained.code, 1, ofUntrained.stderr);
+  assert.match(
+    ofUntrained.stderr,
+    new RegExp(
+      `^error: no trained infodisent head of configuration '${configuration.name}' in file://${untrained}: ` +
+        `run \`infodisent run ${sweepFile}\` first`,
+      'm',
+    ),
+  );
+  assert.doesNotMatch(ofUntrained.stderr, / {4}at /, 'no stack trace');
+});
+
+test('the explain stage measured stability on the configured number of noised test images', () => {
+  for (const kind of ['infodisent', 'baseline'] as const) {
+    const { stability, consistency } = summary.heads[kind]!.explanations!.faithfulness;
+    assert.ok(stability && consistency, `${kind} has consistency and stability`);
+    assert.equal(stability.images, configuration.explain.stabilityImages);
+    assert.ok(stability.stability >= 0 && stability.stability <= 1);
+    const figures = trained.explained.faithfulness[kind]!;
+    assert.equal(figures.stability, stability.stability);
+    assert.equal(figures.stabilityImages, 3);
+  }
+});
