@@ -141,6 +141,24 @@ export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRo
     torchProblem = `PyTorch reference unavailable: ${(error as Error).message.split('\n')[0]}`;
   }
   const rows: BenchRow[] = [];
+  // Memory first: the process's RSS high-water mark (and wasm's heap, which never shrinks) would
+  // otherwise carry the largest step benchmark's peak.
+  const memoryRows: BenchRow[] = [];
+  const memoryChannels = 512;
+  for (const multiple of [4, 16]) {
+    const peak = await trainingPeakRss(multiple * batch, batch, memoryChannels);
+    memoryRows.push({
+      case: `train 1 epoch from ${multiple * batch} stored items (${multiple}x the batch), C=${memoryChannels}`,
+      metric: 'peak RSS',
+      unit: 'MiB',
+      value: peak / 2 ** 20,
+      reference: 'target: under 2048 MiB whatever the feature-set size',
+      reference_value: 2048,
+      ratio: peak / 2 ** 20 / 2048,
+      backend,
+      machine,
+    });
+  }
   for (const c of channels) {
     const torch = torchRows?.find((row) => row.channels === c);
     const reference = torch
@@ -178,20 +196,5 @@ export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRo
       machine,
     });
   }
-  const memoryChannels = 512;
-  for (const multiple of [4, 16]) {
-    const peak = await trainingPeakRss(multiple * batch, batch, memoryChannels);
-    rows.push({
-      case: `train 1 epoch from ${multiple * batch} stored items (${multiple}x the batch), C=${memoryChannels}`,
-      metric: 'peak RSS',
-      unit: 'MiB',
-      value: peak / 2 ** 20,
-      reference: 'target: under 2048 MiB whatever the feature-set size',
-      reference_value: 2048,
-      ratio: peak / 2 ** 20 / 2048,
-      backend,
-      machine,
-    });
-  }
-  return rows;
+  return [...rows, ...memoryRows];
 }
