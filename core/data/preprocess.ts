@@ -51,7 +51,9 @@ export const PRESETS = {
   densenet121: imagenet(256, 224), // DenseNet121_Weights.IMAGENET1K_V1
   convnext_tiny: imagenet(236, 224), // ConvNeXt_Tiny_Weights.IMAGENET1K_V1
   convnext_large: imagenet(232, 224), // ConvNeXt_Large_Weights.IMAGENET1K_V1
-  swin_v2_s: imagenet(260, 256, 'bicubic'), // Swin_V2_S_Weights.IMAGENET1K_V1
+  // Swin_V2_S_Weights.IMAGENET1K_V1. At its 256 px crop the last map is 8x8x768 (patch 4, three 2x merges:
+  // 256 / 32), not the 7x7 the paper's 224 px figures suggest; infra/export_backbones.py exports that map.
+  swin_v2_s: imagenet(260, 256, 'bicubic'),
   vit_b_16: imagenet(256, 224), // ViT_B_16_Weights.IMAGENET1K_V1
   // nsfwjs' MobileNetV2 (tfjs) takes the whole image squeezed to 224x224, values in [0, 1].
   mobilenet_v2_tfjs: {

@@ -5,8 +5,24 @@ import type { DatasetManifest, Split } from '../data/dataset';
 import { itemsOfSplit } from '../data/dataset';
 import { preprocessImage } from '../data/preprocess';
 import { type ArtifactStore, getJson, getRequired, putJson } from '../store/artifact-store';
+import { InputError } from '../util/errors';
+import { fromFloat16Bits, toFloat16Bits } from '../util/float16';
 import { contentKey, sha256 } from '../util/hash';
-import { type FeatureSet, type FeatureShape, itemSize } from './feature-set';
+import {
+  FEATURE_DTYPES,
+  type FeatureDtype,
+  type FeatureSet,
+  type FeatureShape,
+  itemSize,
+} from './feature-set';
+
+const DTYPE_FORMAT: Record<FeatureDtype, { bytes: number; suffix: string }> = {
+  float32: { bytes: 4, suffix: 'f32' },
+  float16: { bytes: 2, suffix: 'f16' },
+};
+
+/** Largest float16 magnitude: larger features would be stored as Infinity. */
+const FLOAT16_MAX = 65504;
 
 export interface FeatureManifest {
   version: 1;
@@ -22,14 +38,19 @@ export interface FeatureManifest {
   /** Item paths in storage order, so results can point back at images. */
   items: string[];
   shards: { key: string; count: number; sha256: string }[];
-  dtype: 'float32';
+  dtype: FeatureDtype;
 }
 
 /**
  * The cache address of one split's features: a hash of the split's file list and labels, the backbone's
- * weights and its preprocessing. Any change to these re-extracts; nothing else does.
+ * weights and its preprocessing, and the storage dtype. Any change to these re-extracts; nothing else does.
  */
-export function featureCacheKey(dataset: DatasetManifest, split: Split, backbone: Backbone): string {
+export function featureCacheKey(
+  dataset: DatasetManifest,
+  split: Split,
+  backbone: Backbone,
+  dtype: FeatureDtype = 'float32',
+): string {
   const items = itemsOfSplit(dataset, split).map((item) => [item.path, item.label]);
   return `features/${backbone.name}/${contentKey({
     files: sha256(JSON.stringify(items)),
@@ -38,6 +59,8 @@ export function featureCacheKey(dataset: DatasetManifest, split: Split, backbone
     preprocessing: backbone.preprocessing,
     // Undefined for backbones without a preset, so their keys are what they were before presets.
     preset: backbone.preset,
+    // Likewise float32 adds nothing, so keys of float32 sets are what they were before dtypes.
+    dtype: dtype === 'float32' ? undefined : dtype,
   })}`;
 }
 
@@ -84,22 +107,94 @@ export interface ExtractionResult {
   reusedShards: number;
 }
 
+/** A shard's bytes as stored: float32 values as they are, float16 rounded to nearest even. */
+function encodeShard(
+  features: Float32Array,
+  dtype: FeatureDtype,
+  describe: (index: number) => string,
+): Buffer {
+  if (dtype === 'float32') return Buffer.from(features.buffer, features.byteOffset, features.byteLength);
+  const tooLarge = features.findIndex((v) => Math.abs(v) > FLOAT16_MAX);
+  if (tooLarge >= 0)
+    throw new InputError(
+      `feature value ${features[tooLarge]} of ${describe(tooLarge)} exceeds the float16 range (${FLOAT16_MAX}): extract with features.dtype 'float32'`,
+    );
+  const bits = toFloat16Bits(features);
+  return Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength);
+}
+
+/** The float32 values of a stored shard. */
+function decodeShard(data: Buffer, dtype: FeatureDtype): Float32Array {
+  // Copied out of the buffer: Node pools small reads, and typed arrays need aligned offsets.
+  const bytes = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+  return dtype === 'float16' ? fromFloat16Bits(new Uint16Array(bytes)) : new Float32Array(bytes);
+}
+
+interface ExtractionOptions {
+  store: ArtifactStore;
+  dataset: DatasetManifest;
+  split: Split;
+  backbone: Backbone;
+  /** Storage type of the shards. Default 'float32'. */
+  dtype?: FeatureDtype;
+  shardSize?: number;
+  batchSize?: number;
+  onProgress?: (progress: ExtractionProgress) => void | Promise<void>;
+}
+
+/**
+ * The features of `items`, computed batch by batch. The next batch's images are decoded (by sharp,
+ * in libuv's threads) while the backbone runs the current one.
+ */
+async function computeFeatures(
+  items: DatasetManifest['items'],
+  options: ExtractionOptions & { batchSize: number },
+  onBatch: (done: number) => Promise<void>,
+): Promise<Float32Array> {
+  const { dataset, backbone, batchSize } = options;
+  const size = itemSize(backbone.featureShape);
+  const pixels = backbone.inputSize * backbone.inputSize * 3;
+  const prepare = async (start: number): Promise<Float32Array> => {
+    const batch = items.slice(start, start + batchSize);
+    const images = new Float32Array(batch.length * pixels);
+    await Promise.all(
+      batch.map(async (item, i) =>
+        images.set(await prepareImage(backbone, path.join(dataset.root, item.path)), i * pixels),
+      ),
+    );
+    return images;
+  };
+  const features = new Float32Array(items.length * size);
+  let next = prepare(0);
+  for (let start = 0; start < items.length; start += batchSize) {
+    const images = await next;
+    const count = Math.min(batchSize, items.length - start);
+    if (start + batchSize < items.length) {
+      next = prepare(start + batchSize);
+      // Awaited next iteration; a failure before then must not count as unhandled.
+      next.catch(() => undefined);
+    }
+    const output = await backbone.extract(images, count);
+    const bad = output.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0)
+      throw new Error(
+        `backbone produced a non-finite feature for ${items[start + Math.floor(bad / size)]!.path}`,
+      );
+    features.set(output, start * size);
+    await onBatch(start + count);
+  }
+  return features;
+}
+
 /**
  * Extracts one split's features into the store, shard by shard. Each shard is written whole, so an
  * interrupted extraction resumes at the first missing shard; the manifest is written last, which is
  * what publishes the set to the cache.
  */
-export async function extractFeatures(options: {
-  store: ArtifactStore;
-  dataset: DatasetManifest;
-  split: Split;
-  backbone: Backbone;
-  shardSize?: number;
-  batchSize?: number;
-  onProgress?: (progress: ExtractionProgress) => void | Promise<void>;
-}): Promise<ExtractionResult> {
+export async function extractFeatures(options: ExtractionOptions): Promise<ExtractionResult> {
   const { store, dataset, split, backbone } = options;
-  const key = featureCacheKey(dataset, split, backbone);
+  const dtype = options.dtype ?? 'float32';
+  const key = featureCacheKey(dataset, split, backbone, dtype);
   const existing = await getJson<FeatureManifest>(store, `${key}/manifest.json`);
   if (existing) return { manifest: existing, reused: true, reusedShards: existing.shards.length };
 
@@ -107,38 +202,22 @@ export async function extractFeatures(options: {
   if (items.length === 0) throw new Error(`dataset '${dataset.name}' has no ${split} items`);
   const shardSize = options.shardSize ?? 256;
   const batchSize = options.batchSize ?? 16;
+  const { bytes, suffix } = DTYPE_FORMAT[dtype];
   const size = itemSize(backbone.featureShape);
   const shards: FeatureManifest['shards'] = [];
   let reusedShards = 0;
   let done = 0;
   for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
     const shardItems = items.slice(start, start + shardSize);
-    const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.f32`;
+    const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.${suffix}`;
     let data = await store.get(shardKey);
-    if (data && data.length === shardItems.length * size * 4) {
+    if (data && data.length === shardItems.length * size * bytes) {
       reusedShards += 1;
     } else {
-      const features = new Float32Array(shardItems.length * size);
-      for (let b = 0; b < shardItems.length; b += batchSize) {
-        const batch = shardItems.slice(b, b + batchSize);
-        const pixels = backbone.inputSize * backbone.inputSize * 3;
-        const images = new Float32Array(batch.length * pixels);
-        const decoded = await Promise.all(
-          batch.map((item) => prepareImage(backbone, path.join(dataset.root, item.path))),
-        );
-        decoded.forEach((image, i) => {
-          images.set(image, i * pixels);
-        });
-        const output = await backbone.extract(images, batch.length);
-        const bad = output.findIndex((v) => !Number.isFinite(v));
-        if (bad >= 0)
-          throw new Error(
-            `backbone produced a non-finite feature for ${batch[Math.floor(bad / size)]!.path}`,
-          );
-        features.set(output, b * size);
-        await options.onProgress?.({ done: done + b + batch.length, total: items.length, reusedShards });
-      }
-      data = Buffer.from(features.buffer, features.byteOffset, features.byteLength);
+      const features = await computeFeatures(shardItems, { ...options, batchSize }, async (shardDone) => {
+        await options.onProgress?.({ done: done + shardDone, total: items.length, reusedShards });
+      });
+      data = encodeShard(features, dtype, (i) => shardItems[Math.floor(i / size)]!.path);
       await store.put(shardKey, data);
     }
     shards.push({ key: shardKey, count: shardItems.length, sha256: sha256(data) });
@@ -158,7 +237,7 @@ export async function extractFeatures(options: {
     labels: items.map((item) => item.label),
     items: items.map((item) => item.path),
     shards,
-    dtype: 'float32',
+    dtype,
   };
   await putJson(store, `${key}/manifest.json`, manifest);
   return { manifest, reused: false, reusedShards };
@@ -180,6 +259,10 @@ export class StoredFeatureSet implements FeatureSet {
   static async open(store: ArtifactStore, key: string): Promise<StoredFeatureSet> {
     const manifest = await getJson<FeatureManifest>(store, `${key}/manifest.json`);
     if (!manifest) throw new Error(`no feature set at '${key}' in ${store.location} (extract it first)`);
+    if (!FEATURE_DTYPES.includes(manifest.dtype))
+      throw new InputError(
+        `${key}/manifest.json in ${store.location}: dtype '${manifest.dtype}' is not one of ${FEATURE_DTYPES.join(', ')}`,
+      );
     return new StoredFeatureSet(store, manifest);
   }
 
@@ -197,6 +280,6 @@ export class StoredFeatureSet implements FeatureSet {
     const data = await getRequired(this.store, shard.key);
     if (sha256(data) !== shard.sha256)
       throw new Error(`feature shard '${shard.key}' is corrupt (checksum mismatch)`);
-    return new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+    return decodeShard(data, this.manifest.dtype);
   }
 }

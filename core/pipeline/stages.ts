@@ -146,6 +146,7 @@ export async function extractSplit(
       dataset: manifest,
       split,
       backbone,
+      dtype: configuration.features.dtype,
       onProgress: ({ done, total }) => context.progress?.(`extract ${split}`, done, total),
     });
     return {
