@@ -28,6 +28,13 @@ export interface OnnxBackboneOptions {
   /** CPU provider threads; default: onnxruntime's (one per physical core). */
   intraOpNumThreads?: number;
   /**
+   * Whether idle CPU provider threads spin while waiting for work. Default false: the backbone shares
+   * its cores with the threads preparing the next batch (and, in a pipeline worker, with other stages),
+   * and a spinning thread takes a core they need; on this project's shared 2-core machine spinning
+   * made ResNet-50 slower, not faster (bench/NOTES.md).
+   */
+  spinning?: boolean;
+  /**
    * onnxruntime's graph optimisation level. Default 'all', except 'extended' for a model with float16
    * weights on the CPU provider: onnxruntime 1.30-1.32 crashes (SIGSEGV) creating a CPU session for
    * the float16 ViT-B/16 at 'all', and float16 runs on the CPU through casts anyway.
@@ -292,14 +299,16 @@ async function createSession(
   model: string | Uint8Array,
   provider: OnnxProvider,
   graphOptimizationLevel: OnnxOptimization,
-  intraOpNumThreads: number | undefined,
+  threads: Pick<OnnxBackboneOptions, 'intraOpNumThreads' | 'spinning'>,
 ): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: provider === 'webgpu' ? [{ name: 'webgpu' }] : [provider],
     graphOptimizationLevel,
     logSeverityLevel: 3,
+    // onnxruntime_session_options_config_keys.h; the Node binding takes string values only.
+    extra: { 'session.intra_op.allow_spinning': threads.spinning ? '1' : '0' },
   };
-  if (intraOpNumThreads !== undefined) options.intraOpNumThreads = intraOpNumThreads;
+  if (threads.intraOpNumThreads !== undefined) options.intraOpNumThreads = threads.intraOpNumThreads;
   return typeof model === 'string'
     ? ort.InferenceSession.create(model, options)
     : ort.InferenceSession.create(model, options);
@@ -367,7 +376,7 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
     providerFailures.length = 0;
     for (const provider of providers) {
       try {
-        const session = await createSession(model, provider, levelFor(provider), options.intraOpNumThreads);
+        const session = await createSession(model, provider, levelFor(provider), options);
         return { session, provider };
       } catch (error) {
         providerFailures.push(`${provider}: ${(error as Error).message.split('\n')[0]}`);

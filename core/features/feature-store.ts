@@ -1,9 +1,11 @@
+import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { Backbone } from '../backbones/backbone';
 import type { DatasetManifest, Split } from '../data/dataset';
 import { itemsOfSplit } from '../data/dataset';
-import { preprocessImage } from '../data/preprocess';
+import { PRESETS } from '../data/preprocess';
+import { PreprocessPool } from '../data/preprocess-pool';
 import { type ArtifactStore, getJson, getRequired, putJson } from '../store/artifact-store';
 import { InputError } from '../util/errors';
 import { fromFloat16Bits, toFloat16Bits } from '../util/float16';
@@ -79,18 +81,39 @@ export async function loadImage(file: string, size: number): Promise<Float32Arra
   }
   if (pixels.length !== size * size * 3)
     throw new Error(`image ${file} did not decode to ${size}x${size} RGB`);
-  return Float32Array.from(pixels, (v) => v / 255);
+  const image = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) image[i] = pixels[i]! / 255;
+  return image;
 }
 
-/** One image as `backbone.extract` takes it: its preset's transform where it has one, else `loadImage`. */
-export async function prepareImage(backbone: Backbone, file: string): Promise<Float32Array> {
-  if (!backbone.preset) return loadImage(file, backbone.inputSize);
-  const image = await preprocessImage(file, backbone.preset);
-  if (image.width !== backbone.inputSize || image.height !== backbone.inputSize)
+/**
+ * Prepares batches as `backbone.extract` takes them: with its preset's transform, in a PreprocessPool
+ * started on first use (`close` stops it), else with `loadImage` (sharp's resize, which also runs off
+ * this thread). Either way this thread is free while a batch is prepared.
+ */
+function batchPreparer(backbone: Backbone, root: string, threads: number) {
+  const { preset } = backbone;
+  if (preset && PRESETS[preset].cropSize !== backbone.inputSize)
     throw new Error(
-      `preset '${backbone.preset}' crops ${image.width} px but backbone '${backbone.name}' takes ${backbone.inputSize} px`,
+      `preset '${preset}' crops ${PRESETS[preset].cropSize} px but backbone '${backbone.name}' takes ${backbone.inputSize} px`,
     );
-  return image.data;
+  const pixels = backbone.inputSize * backbone.inputSize * 3;
+  let pool: PreprocessPool | undefined;
+  return {
+    async prepare(items: DatasetManifest['items']): Promise<Float32Array> {
+      const files = items.map((item) => path.join(root, item.path));
+      if (preset) {
+        pool ??= PreprocessPool.start(threads);
+        return pool.prepare(files, preset);
+      }
+      const images = new Float32Array(files.length * pixels);
+      await Promise.all(
+        files.map(async (file, i) => images.set(await loadImage(file, backbone.inputSize), i * pixels)),
+      );
+      return images;
+    },
+    close: async () => pool?.close(),
+  };
 }
 
 export interface ExtractionProgress {
@@ -130,6 +153,12 @@ function decodeShard(data: Buffer, dtype: FeatureDtype): Float32Array {
   return dtype === 'float16' ? fromFloat16Bits(new Uint16Array(bytes)) : new Float32Array(bytes);
 }
 
+/**
+ * One thread per core beyond the two the backbone is expected to keep busy, at most 4: sharp decodes
+ * in libuv's pool, four threads by default, so more threads would mostly wait for it.
+ */
+export const DEFAULT_PREPROCESS_THREADS = Math.min(4, Math.max(1, os.availableParallelism() - 2));
+
 interface ExtractionOptions {
   store: ArtifactStore;
   dataset: DatasetManifest;
@@ -139,38 +168,30 @@ interface ExtractionOptions {
   dtype?: FeatureDtype;
   shardSize?: number;
   batchSize?: number;
+  /** Threads preparing images of preset backbones. Default DEFAULT_PREPROCESS_THREADS. */
+  preprocessThreads?: number;
   onProgress?: (progress: ExtractionProgress) => void | Promise<void>;
 }
 
 /**
- * The features of `items`, computed batch by batch. The next batch's images are decoded (by sharp,
- * in libuv's threads) while the backbone runs the current one.
+ * The features of `items`, computed batch by batch; the next batch is prepared while the backbone
+ * runs the current one.
  */
 async function computeFeatures(
   items: DatasetManifest['items'],
-  options: ExtractionOptions & { batchSize: number },
+  backbone: Backbone,
+  batchSize: number,
+  prepare: (items: DatasetManifest['items']) => Promise<Float32Array>,
   onBatch: (done: number) => Promise<void>,
 ): Promise<Float32Array> {
-  const { dataset, backbone, batchSize } = options;
   const size = itemSize(backbone.featureShape);
-  const pixels = backbone.inputSize * backbone.inputSize * 3;
-  const prepare = async (start: number): Promise<Float32Array> => {
-    const batch = items.slice(start, start + batchSize);
-    const images = new Float32Array(batch.length * pixels);
-    await Promise.all(
-      batch.map(async (item, i) =>
-        images.set(await prepareImage(backbone, path.join(dataset.root, item.path)), i * pixels),
-      ),
-    );
-    return images;
-  };
   const features = new Float32Array(items.length * size);
-  let next = prepare(0);
+  let next = prepare(items.slice(0, batchSize));
   for (let start = 0; start < items.length; start += batchSize) {
     const images = await next;
     const count = Math.min(batchSize, items.length - start);
     if (start + batchSize < items.length) {
-      next = prepare(start + batchSize);
+      next = prepare(items.slice(start + batchSize, start + 2 * batchSize));
       // Awaited next iteration; a failure before then must not count as unhandled.
       next.catch(() => undefined);
     }
@@ -207,22 +228,38 @@ export async function extractFeatures(options: ExtractionOptions): Promise<Extra
   const shards: FeatureManifest['shards'] = [];
   let reusedShards = 0;
   let done = 0;
-  for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
-    const shardItems = items.slice(start, start + shardSize);
-    const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.${suffix}`;
-    let data = await store.get(shardKey);
-    if (data && data.length === shardItems.length * size * bytes) {
-      reusedShards += 1;
-    } else {
-      const features = await computeFeatures(shardItems, { ...options, batchSize }, async (shardDone) => {
-        await options.onProgress?.({ done: done + shardDone, total: items.length, reusedShards });
-      });
-      data = encodeShard(features, dtype, (i) => shardItems[Math.floor(i / size)]!.path);
-      await store.put(shardKey, data);
+  const preparer = batchPreparer(
+    backbone,
+    dataset.root,
+    options.preprocessThreads ?? DEFAULT_PREPROCESS_THREADS,
+  );
+  try {
+    for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
+      const shardItems = items.slice(start, start + shardSize);
+      const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.${suffix}`;
+      let data = await store.get(shardKey);
+      if (data && data.length === shardItems.length * size * bytes) {
+        reusedShards += 1;
+      } else {
+        const features = await computeFeatures(
+          shardItems,
+          backbone,
+          batchSize,
+          preparer.prepare,
+          (shardDone) =>
+            Promise.resolve(
+              options.onProgress?.({ done: done + shardDone, total: items.length, reusedShards }),
+            ),
+        );
+        data = encodeShard(features, dtype, (i) => shardItems[Math.floor(i / size)]!.path);
+        await store.put(shardKey, data);
+      }
+      shards.push({ key: shardKey, count: shardItems.length, sha256: sha256(data) });
+      done += shardItems.length;
+      await options.onProgress?.({ done, total: items.length, reusedShards });
     }
-    shards.push({ key: shardKey, count: shardItems.length, sha256: sha256(data) });
-    done += shardItems.length;
-    await options.onProgress?.({ done, total: items.length, reusedShards });
+  } finally {
+    await preparer.close();
   }
   const manifest: FeatureManifest = {
     version: 1,
