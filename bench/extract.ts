@@ -11,7 +11,6 @@ import type { DatasetManifest } from '../core/data/dataset';
 import { PRESETS, type PreprocessPreset, type PresetName } from '../core/data/preprocess';
 import { extractFeatures } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
-import { selectBackend } from '../core/tf/backend';
 import { repoRoot } from '../infra/paths';
 import { convStackModel } from '../test/support/onnx-graph';
 import { referencePython } from '../test/support/python';
@@ -21,7 +20,7 @@ import type { BenchRow } from './rows';
 export interface BenchExtractOptions {
   /** Images run through each ONNX case. Default 64. */
   images?: number;
-  /** Images through MobileNetV2 on tfjs wasm (~0.15 s each on one core). Default 32. */
+  /** Images through MobileNetV2. Default: `images`. */
   mobilenetImages?: number;
   /** Default 16. */
   batchSize?: number;
@@ -141,14 +140,14 @@ function presetOf(file: string): PresetName {
 
 /**
  * Images/s of feature extraction on the CPU, decode + preprocess + backbone as extractFeatures runs it:
- * MobileNetV2 (nsfwjs, tfjs wasm) and an ONNX model (onnxruntime-node CPU), each next to
+ * MobileNetV2 (nsfwjs, converted to ONNX) and an ONNX model (onnxruntime-node CPU), each next to
  * reference/extract_reference.py on the same files in the same run (Pillow + NumPy preprocessing, then
  * PyTorch, or onnxruntime's Python package on the same file, whichever is importable), in alternating
  * rounds of which each side keeps its best.
  */
 export async function benchExtract(options: BenchExtractOptions = {}): Promise<BenchRow[]> {
   const count = options.images ?? 64;
-  const mobilenetCount = Math.min(count, options.mobilenetImages ?? 32);
+  const mobilenetCount = Math.min(count, options.mobilenetImages ?? count);
   const batchSize = options.batchSize ?? 16;
   const threads = options.threads ?? os.cpus().length;
   const rounds = options.rounds ?? 3;
@@ -175,8 +174,7 @@ export async function benchExtract(options: BenchExtractOptions = {}): Promise<B
     }
     const preset = presetOf(onnxFile);
 
-    await selectBackend('wasm');
-    const mobilenet = await warm(await loadNsfwjsMobileNetV2(), batchSize);
+    const mobilenet = await warm(await loadNsfwjsMobileNetV2({ intraOpNumThreads: threads }), batchSize);
     const onnx = await warm(
       await loadOnnxBackbone({ file: onnxFile, preset, provider: 'cpu', intraOpNumThreads: threads }),
       batchSize,
@@ -252,7 +250,7 @@ export async function benchExtract(options: BenchExtractOptions = {}): Promise<B
     const cases = [
       {
         label: 'MobileNetV2 nsfwjs 224px 7x7x1280',
-        backend: 'tfjs wasm (one thread)',
+        backend: `onnxruntime-node cpu, ${threads} threads (nsfwjs' tfjs model converted to ONNX)`,
         preprocessing: 'sharp decode + sharp resize to 224x224, overlapped with the backbone',
         node: bestOf(timings.mobilenet),
         ref: bestOf(timings.reference[0]!),

@@ -70,7 +70,7 @@ program
 program
   .command('extract')
   .description(
-    'decode + preprocess + backbone throughput on the CPU (MobileNetV2 on wasm, an ONNX model), next to PyTorch',
+    'decode + preprocess + backbone throughput on the CPU (MobileNetV2, an ONNX model), next to PyTorch',
   )
   .option(
     '--onnx <file>',

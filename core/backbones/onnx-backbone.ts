@@ -15,6 +15,8 @@ export type OnnxOptimization = 'disabled' | 'basic' | 'extended' | 'all';
 export interface OnnxBackboneOptions {
   /** The .onnx file, ideally ending at the last feature map (infra/export_backbones.py writes such files). */
   file: string;
+  /** The model's bytes when it was built in memory: `file` then only names it in messages. */
+  model?: Uint8Array;
   /** Registry name; default: the file name without '.onnx'. */
   name?: string;
   /** The torchvision transform the weights were trained with (core/data/preprocess.ts). */
@@ -356,10 +358,10 @@ function toHwc(
  * preprocessed by `preset`; features leave as [n, H, W, C] whatever the model's own layout.
  */
 export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<OnnxBackbone> {
-  const file = path.resolve(options.file);
+  const file = options.model ? options.file : path.resolve(options.file);
   const preset = PRESETS[options.preset];
   if (!preset) throw new Error(`unknown preprocessing preset '${options.preset}'`);
-  let bytes: Uint8Array | undefined = await readFile(file);
+  let bytes: Uint8Array | undefined = options.model ?? (await readFile(file));
   const hash = createHash('sha256').update(bytes);
   const { external, float16 } = scanInitializers(bytes, file);
   for (const location of external) hash.update(await readFile(path.resolve(path.dirname(file), location)));
@@ -385,7 +387,7 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
     throw new Error(`${file}: no execution provider could load the model (${providerFailures.join('; ')})`);
   };
 
-  let { session, provider } = await open(file);
+  let { session, provider } = await open(options.model ?? file);
   if (session.inputNames.length !== 1)
     throw new Error(
       `${file}: expected one image input, found ${session.inputNames.length} (${session.inputNames.join(', ')})`,
