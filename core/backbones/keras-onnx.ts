@@ -72,7 +72,7 @@ export function layersModelToOnnx(model: tf.LayersModel, output: string): Uint8A
   for (const layer of model.layers.filter((l) => needed.has(l.name))) {
     const config = layer.getConfig() as Config;
     const inputs = layer.inboundNodes[0]!.inboundLayers.map((l) => l.name);
-    const at = (op: string, attributes?: OnnxNode['attributes'], extra: string[] = []) =>
+    const emit = (op: string, attributes?: OnnxNode['attributes'], extra: string[] = []) =>
       nodes.push({
         op,
         inputs: [...inputs, ...extra],
@@ -92,7 +92,7 @@ export function layersModelToOnnx(model: tf.LayersModel, output: string): Uint8A
     } else if (kind === 'ZeroPadding2D') {
       const [[top, bottom], [left, right]] = config['padding'] as [[number, number], [number, number]];
       const pads = BigInt64Array.from([0, 0, top, left, 0, 0, bottom, right].map(BigInt));
-      at('Pad', undefined, [constant(`${layer.name}/pads`, [8], pads)]);
+      emit('Pad', undefined, [constant(`${layer.name}/pads`, [8], pads)]);
     } else if (kind === 'Conv2D' || kind === 'DepthwiseConv2D') {
       const depthwise = kind === 'DepthwiseConv2D';
       if (config['activation'] !== 'linear' || config['dataFormat'] !== 'channelsLast')
@@ -106,7 +106,7 @@ export function layersModelToOnnx(model: tf.LayersModel, output: string): Uint8A
       if (bias) extra.push(constant(`${layer.name}/bias`, bias.shape, bias.data));
       // [[batch, H, W, C]]: one shape per input.
       const input = (layer.inboundNodes[0]!.inputShapes as number[][])[0]!;
-      at(
+      emit(
         'Conv',
         {
           kernel_shape: config['kernelSize'] as number[],
@@ -125,7 +125,7 @@ export function layersModelToOnnx(model: tf.LayersModel, output: string): Uint8A
       const channels = mean.shape[0]!;
       const scale = weights.get('gamma')?.data ?? new Float32Array(channels).fill(1);
       const offset = weights.get('beta')?.data ?? new Float32Array(channels);
-      at('BatchNormalization', { epsilon: { float: config['epsilon'] as number } }, [
+      emit('BatchNormalization', { epsilon: { float: config['epsilon'] as number } }, [
         constant(`${layer.name}/gamma`, [channels], scale),
         constant(`${layer.name}/beta`, [channels], offset),
         constant(`${layer.name}/mean`, [channels], mean.data),
@@ -133,14 +133,14 @@ export function layersModelToOnnx(model: tf.LayersModel, output: string): Uint8A
       ]);
     } else if (kind === 'ReLU') {
       const max = config['maxValue'];
-      if (typeof max !== 'number') at('Relu');
+      if (typeof max !== 'number') emit('Relu');
       else
-        at('Clip', undefined, [
+        emit('Clip', undefined, [
           constant(`${layer.name}/min`, [], Float32Array.of(0)),
           constant(`${layer.name}/max`, [], Float32Array.of(max)),
         ]);
     } else if (kind === 'Add') {
-      at(inputs.length === 2 ? 'Add' : 'Sum');
+      emit(inputs.length === 2 ? 'Add' : 'Sum');
     } else throw new Error(`layer '${layer.name}' (${kind}) has no ONNX conversion here`);
   }
   if (!inputShape) throw new Error(`layer '${output}' does not depend on a model input`);

@@ -157,7 +157,7 @@ function decodeShard(data: Buffer, dtype: FeatureDtype): Float32Array {
  * One thread per core beyond the two the backbone is expected to keep busy, at most 4: sharp decodes
  * in libuv's pool, four threads by default, so more threads would mostly wait for it.
  */
-export const DEFAULT_PREPROCESS_THREADS = Math.min(4, Math.max(1, os.availableParallelism() - 2));
+const DEFAULT_PREPROCESS_THREADS = Math.min(4, Math.max(1, os.availableParallelism() - 2));
 
 interface ExtractionOptions {
   store: ArtifactStore;
