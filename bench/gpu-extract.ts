@@ -24,36 +24,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import sharp from 'sharp';
 import { loadOnnxBackbone, type OnnxBackbone, type OnnxProvider } from '../core/backbones/onnx-backbone';
-import { PRESETS, type PresetName, preprocessImage } from '../core/data/preprocess';
+import { PRESETS, type PresetName } from '../core/data/preprocess';
+import { PreprocessPool } from '../core/data/preprocess-pool';
 import { repoRoot } from '../infra/paths';
 import { machineDescription } from './machine';
-
-interface DecodeRequest {
-  id: number;
-  files: string[];
-  preset: PresetName;
-}
-
-interface DecodeResult {
-  id: number;
-  data: Float32Array;
-  count: number;
-}
-
-/** Worker side: decodes and preprocesses one batch per message into one NHWC buffer. */
-function serveDecodes(): void {
-  parentPort!.on('message', async (request: DecodeRequest) => {
-    const side = PRESETS[request.preset].cropSize;
-    const data = new Float32Array(request.files.length * side * side * 3);
-    for (const [i, file] of request.files.entries())
-      data.set((await preprocessImage(file, request.preset)).data, i * side * side * 3);
-    const result: DecodeResult = { id: request.id, data, count: request.files.length };
-    parentPort!.postMessage(result, [data.buffer]);
-  });
-}
 
 interface Options {
   models: string[];
@@ -125,14 +101,14 @@ async function writeImages(dir: string, count: number): Promise<string[]> {
   return files;
 }
 
-/** Decode in `workers` threads, at most 2 batches ahead per worker, while the backbone runs in this thread. */
+/** Decode and preprocess in `workers` threads, two batches ahead, while the backbone runs in this thread. */
 async function overlappedExtraction(
   backbone: OnnxBackbone,
   files: string[],
   options: Options,
   preset: PresetName,
 ): Promise<{ seconds: number; modelSeconds: number; images: number }> {
-  const workers = Array.from({ length: options.workers }, () => new Worker(__filename));
+  const pool = PreprocessPool.start(options.workers);
   const batches: string[][] = [];
   for (let i = 0; i < options.images; i += options.batch)
     batches.push(
@@ -141,45 +117,21 @@ async function overlappedExtraction(
         (_, k) => files[(i + k) % files.length]!,
       ),
     );
-  const ready = new Map<number, DecodeResult>();
-  let waiting: { id: number; resolve: (r: DecodeResult) => void } | undefined;
-  let next = 0;
-  const request = (worker: Worker) => {
-    if (next < batches.length)
-      worker.postMessage({ id: next, files: batches[next++]!, preset } satisfies DecodeRequest);
-  };
-  for (const worker of workers) {
-    worker.on('message', (result: DecodeResult) => {
-      if (waiting?.id === result.id) {
-        waiting.resolve(result);
-        waiting = undefined;
-      } else ready.set(result.id, result);
-      request(worker);
-    });
-    request(worker);
-    request(worker);
-  }
-  const take = (id: number) =>
-    new Promise<DecodeResult>((resolve) => {
-      const have = ready.get(id);
-      if (have) {
-        ready.delete(id);
-        resolve(have);
-      } else waiting = { id, resolve };
-    });
+  const ready = batches.slice(0, 2).map((batch) => pool.prepare(batch, preset));
   const start = performance.now();
   let modelSeconds = 0;
   let images = 0;
   try {
     for (let id = 0; id < batches.length; id++) {
-      const batch = await take(id);
+      const data = await ready[id]!;
+      if (id + 2 < batches.length) ready.push(pool.prepare(batches[id + 2]!, preset));
       const t = performance.now();
-      await backbone.extract(batch.data, batch.count);
+      await backbone.extract(data, batches[id]!.length);
       modelSeconds += (performance.now() - t) / 1000;
-      images += batch.count;
+      images += batches[id]!.length;
     }
   } finally {
-    await Promise.all(workers.map((worker) => worker.terminate()));
+    await pool.close();
   }
   return { seconds: (performance.now() - start) / 1000, modelSeconds, images };
 }
@@ -299,9 +251,7 @@ async function main(): Promise<void> {
   );
 }
 
-if (isMainThread) {
-  main().catch((error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    process.exit(1);
-  });
-} else serveDecodes();
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

@@ -70,14 +70,20 @@ program
 program
   .command('extract')
   .description(
-    'decode + preprocess + backbone throughput on the CPU (MobileNetV2 on wasm, an ONNX model), next to PyTorch',
+    'decode + preprocess + backbone throughput on the CPU (MobileNetV2, an ONNX model), next to PyTorch',
   )
   .option(
     '--onnx <file>',
     'ONNX backbone to time (default: $INFODISENT_ONNX_RESNET50, else a small generated model)',
   )
-  .action(async (options: { onnx?: string }) => {
-    const rows = await benchExtract(options.onnx ? { onnxFile: options.onnx } : {});
+  .option('--rounds <n>', 'alternating rounds of the Node side and the reference; each keeps its best', '3')
+  .option('--threads <n>', 'onnxruntime and PyTorch threads (default: the number of cores)')
+  .action(async (options: { onnx?: string; rounds: string; threads?: string }) => {
+    const rows = await benchExtract({
+      rounds: Number(options.rounds),
+      ...(options.threads ? { threads: Number(options.threads) } : {}),
+      ...(options.onnx ? { onnxFile: options.onnx } : {}),
+    });
     await save('extract', rows, program.opts<{ out?: string }>().out);
   });
 

@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import sharp from 'sharp';
 import { cutOnnxModel, loadOnnxBackbone, type OnnxBackbone } from '../core/backbones/onnx-backbone';
-import type { DatasetManifest } from '../core/data/dataset';
 import { preprocessImage } from '../core/data/preprocess';
 import { extractFeatures, featureCacheKey, StoredFeatureSet } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { repoRoot } from '../infra/paths';
+import { writeNoiseDataset } from './support/extraction';
 import { convStackModel, seededWeights, type TestModelOutput } from './support/onnx-graph';
 import { referencePython } from './support/python';
 
@@ -216,22 +215,14 @@ describe('extractFeatures with an ONNX backbone', () => {
     const { file, weights, bias } = await writeModel('extract', 'nchw', 32);
     const backbone = await open({ file, preset: 'resnet50' });
     const root = path.join(dir, 'images');
-    await mkdir(root, { recursive: true });
-    const sizes: [number, number][] = [
+    const dataset = await writeNoiseDataset(root, [
       [300, 200],
       [180, 320],
       [256, 256],
       [410, 333],
       [224, 500],
-    ];
-    const items: DatasetManifest['items'] = [];
-    for (const [i, [width, height]] of sizes.entries()) {
-      const pixels = Buffer.from(seededWeights(width * height * 3, 20 + i, 1).map((v) => (v + 1) * 127.5));
-      const name = `image-${i}.${i % 2 ? 'png' : 'jpg'}`;
-      await sharp(pixels, { raw: { width, height, channels: 3 } }).toFile(path.join(root, name));
-      items.push({ path: name, label: i % 2, split: 'train' });
-    }
-    const dataset: DatasetManifest = { name: 'generated', root, classes: ['a', 'b'], items };
+    ]);
+    const { items } = dataset;
     const store = new LocalArtifactStore(path.join(dir, 'store'));
 
     const first = await extractFeatures({

@@ -13,6 +13,7 @@ import {
   type PresetName,
   preprocessImage,
 } from '../core/data/preprocess';
+import { PreprocessPool } from '../core/data/preprocess-pool';
 import { runPythonReference } from './support/python';
 
 interface ReferenceResult {
@@ -244,6 +245,48 @@ describe('bad image files', () => {
         assert.ok(error.message.startsWith(`${file}: cannot decode image`), error.message);
         return true;
       });
+    }
+  });
+});
+
+describe('PreprocessPool', () => {
+  test('splits a batch over its threads into the same values, and names a bad file', async () => {
+    const files: string[] = [];
+    for (const [i, [width, height]] of [
+      [333, 500],
+      [517, 301],
+      [260, 999],
+      [100, 150],
+      [256, 256],
+    ].entries()) {
+      const file = path.join(dir, `pool-${i}.png`);
+      await sharp(texture(width!, height!, 3, 20 + i), {
+        raw: { width: width!, height: height!, channels: 3 },
+      })
+        .png()
+        .toFile(file);
+      files.push(file);
+    }
+    const pool = PreprocessPool.start(2);
+    try {
+      const batch = await pool.prepare(files, 'swin_v2_s');
+      const pixels = 256 * 256 * 3;
+      assert.equal(batch.length, files.length * pixels);
+      for (const [i, file] of files.entries())
+        assert.deepEqual(
+          batch.subarray(i * pixels, (i + 1) * pixels),
+          (await preprocessImage(file, 'swin_v2_s')).data,
+        );
+
+      const bad = path.join(dir, 'pool-bad.jpg');
+      await writeFile(bad, 'not an image');
+      await assert.rejects(pool.prepare([files[0]!, bad, files[1]!], 'resnet50'), (error: unknown) => {
+        assert.ok(error instanceof ImageDecodeError);
+        assert.equal(error.file, bad);
+        return true;
+      });
+    } finally {
+      await pool.close();
     }
   });
 });

@@ -15,6 +15,8 @@ export type OnnxOptimization = 'disabled' | 'basic' | 'extended' | 'all';
 export interface OnnxBackboneOptions {
   /** The .onnx file, ideally ending at the last feature map (infra/export_backbones.py writes such files). */
   file: string;
+  /** The model's bytes when it was built in memory: `file` then only names it in messages. */
+  model?: Uint8Array;
   /** Registry name; default: the file name without '.onnx'. */
   name?: string;
   /** The torchvision transform the weights were trained with (core/data/preprocess.ts). */
@@ -27,6 +29,13 @@ export interface OnnxBackboneOptions {
   layout?: OnnxLayout;
   /** CPU provider threads; default: onnxruntime's (one per physical core). */
   intraOpNumThreads?: number;
+  /**
+   * Whether idle CPU provider threads spin while waiting for work. Default false: the backbone shares
+   * its cores with the threads preparing the next batch (and, in a pipeline worker, with other stages),
+   * and a spinning thread takes a core they need; on this project's shared 2-core machine spinning
+   * made ResNet-50 slower, not faster (bench/NOTES.md).
+   */
+  spinning?: boolean;
   /**
    * onnxruntime's graph optimisation level. Default 'all', except 'extended' for a model with float16
    * weights on the CPU provider: onnxruntime 1.30-1.32 crashes (SIGSEGV) creating a CPU session for
@@ -292,14 +301,16 @@ async function createSession(
   model: string | Uint8Array,
   provider: OnnxProvider,
   graphOptimizationLevel: OnnxOptimization,
-  intraOpNumThreads: number | undefined,
+  threads: Pick<OnnxBackboneOptions, 'intraOpNumThreads' | 'spinning'>,
 ): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: provider === 'webgpu' ? [{ name: 'webgpu' }] : [provider],
     graphOptimizationLevel,
     logSeverityLevel: 3,
+    // onnxruntime_session_options_config_keys.h; the Node binding takes string values only.
+    extra: { 'session.intra_op.allow_spinning': threads.spinning ? '1' : '0' },
   };
-  if (intraOpNumThreads !== undefined) options.intraOpNumThreads = intraOpNumThreads;
+  if (threads.intraOpNumThreads !== undefined) options.intraOpNumThreads = threads.intraOpNumThreads;
   return typeof model === 'string'
     ? ort.InferenceSession.create(model, options)
     : ort.InferenceSession.create(model, options);
@@ -347,10 +358,10 @@ function toHwc(
  * preprocessed by `preset`; features leave as [n, H, W, C] whatever the model's own layout.
  */
 export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<OnnxBackbone> {
-  const file = path.resolve(options.file);
+  const file = options.model ? options.file : path.resolve(options.file);
   const preset = PRESETS[options.preset];
   if (!preset) throw new Error(`unknown preprocessing preset '${options.preset}'`);
-  let bytes: Uint8Array | undefined = await readFile(file);
+  let bytes: Uint8Array | undefined = options.model ?? (await readFile(file));
   const hash = createHash('sha256').update(bytes);
   const { external, float16 } = scanInitializers(bytes, file);
   for (const location of external) hash.update(await readFile(path.resolve(path.dirname(file), location)));
@@ -367,7 +378,7 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
     providerFailures.length = 0;
     for (const provider of providers) {
       try {
-        const session = await createSession(model, provider, levelFor(provider), options.intraOpNumThreads);
+        const session = await createSession(model, provider, levelFor(provider), options);
         return { session, provider };
       } catch (error) {
         providerFailures.push(`${provider}: ${(error as Error).message.split('\n')[0]}`);
@@ -376,7 +387,7 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
     throw new Error(`${file}: no execution provider could load the model (${providerFailures.join('; ')})`);
   };
 
-  let { session, provider } = await open(file);
+  let { session, provider } = await open(options.model ?? file);
   if (session.inputNames.length !== 1)
     throw new Error(
       `${file}: expected one image input, found ${session.inputNames.length} (${session.inputNames.join(', ')})`,

@@ -4,6 +4,7 @@ import { BUNDLED_BACKBONE_NAMES } from '../backbones/registry';
 import { DATASET_FORMATS } from '../data/loaders';
 import { PartsDatasetOptionsSchema } from '../data/parts-dataset';
 import { PRESETS, type PresetName } from '../data/preprocess';
+import { FEATURE_DTYPES } from '../features/feature-set';
 import { BACKENDS } from '../tf/backend';
 
 const PositiveInt = z.number().int().positive();
@@ -101,6 +102,9 @@ export const ExplainSettingsSchema = z
   })
   .strict();
 
+/** How extracted features are stored: 'float16' halves the store and its reads (part of the cache key). */
+export const FeaturesSchema = z.object({ dtype: z.enum(FEATURE_DTYPES).default('float32') }).strict();
+
 export const ConfigurationSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'use lowercase letters, digits, ".", "_" and "-"'),
@@ -108,6 +112,7 @@ export const ConfigurationSchema = z
     backend: z.enum(['auto', ...BACKENDS]).default('auto'),
     dataset: DatasetSchema,
     backbone: BackboneSchema,
+    features: FeaturesSchema.default({ dtype: 'float32' }),
     heads: z.object({ baseline: BaselineHeadSchema, infodisent: InfoDisentHeadSchema }).strict(),
     explain: ExplainSettingsSchema.prefault({}),
   })

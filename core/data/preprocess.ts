@@ -51,7 +51,9 @@ export const PRESETS = {
   densenet121: imagenet(256, 224), // DenseNet121_Weights.IMAGENET1K_V1
   convnext_tiny: imagenet(236, 224), // ConvNeXt_Tiny_Weights.IMAGENET1K_V1
   convnext_large: imagenet(232, 224), // ConvNeXt_Large_Weights.IMAGENET1K_V1
-  swin_v2_s: imagenet(260, 256, 'bicubic'), // Swin_V2_S_Weights.IMAGENET1K_V1
+  // Swin_V2_S_Weights.IMAGENET1K_V1. At its 256 px crop the last map is 8x8x768 (patch 4, three 2x merges:
+  // 256 / 32), not the 7x7 the paper's 224 px figures suggest; infra/export_backbones.py exports that map.
+  swin_v2_s: imagenet(260, 256, 'bicubic'),
   vit_b_16: imagenet(256, 224), // ViT_B_16_Weights.IMAGENET1K_V1
   // nsfwjs' MobileNetV2 (tfjs) takes the whole image squeezed to 224x224, values in [0, 1].
   mobilenet_v2_tfjs: {
@@ -100,7 +102,7 @@ export interface PreprocessedImage {
 export class ImageDecodeError extends InputError {
   constructor(
     readonly file: string,
-    reason: string,
+    readonly reason: string,
   ) {
     super(`${file}: cannot decode image: ${reason}`);
     this.name = 'ImageDecodeError';
@@ -276,14 +278,8 @@ function coefficients(inSize: number, outSize: number, filter: Filter): Coeffici
   return { first, count, weights, ksize };
 }
 
-function clip8(acc: number): number {
-  const v = acc >> PRECISION_BITS;
-  return Math.min(255, Math.max(0, v));
-}
-
-/** Source indices [first, end) that output positions [p0, p0 + n) read; a missing pass reads them as they are. */
-function sourceSpan(co: Coefficients | undefined, p0: number, n: number): [first: number, end: number] {
-  if (!co) return [p0, p0 + n];
+/** Source indices [first, end) that output positions [p0, p0 + n) read. */
+function sourceSpan(co: Coefficients, p0: number, n: number): [first: number, end: number] {
   let first = Number.POSITIVE_INFINITY;
   let end = 0;
   for (let p = p0; p < p0 + n; p++) {
@@ -293,98 +289,106 @@ function sourceSpan(co: Coefficients | undefined, p0: number, n: number): [first
   return [first, end];
 }
 
+// Both passes compute clip8(half + sum of taps) as Pillow does, in int32 (the weights leave two bits of
+// headroom, so sums never overflow); `>> PRECISION_BITS` stored into a Uint8ClampedArray is Pillow's clip8.
+const HALF = 1 << (PRECISION_BITS - 1);
+
 /**
- * One 8-bit resampling pass along an axis (Pillow's ImagingResampleHorizontal/Vertical_8bpc). For each of
- * `lines` lines and output positions [p0, p0 + n): out = clip8(half + sum_t src[tap t] * weight t), where
- * tap t of position p is source index first[p] + t, stored at (index - srcFirst) * srcTap bytes into its
- * line. Strides are in bytes of 3-channel pixels.
+ * Pillow's ImagingResampleHorizontal_8bpc for output columns [p0, p0 + n) of `lines` rows, written
+ * densely (n * 3 bytes a row). Source rows are `srcRow` bytes apart; column `srcFirst` is at byte 0.
  */
-function resampleAxis(
-  src: Uint8Array,
-  srcLine: number,
-  srcTap: number,
+function resampleHorizontal(
+  src: Uint8Array | Uint8ClampedArray,
+  srcRow: number,
   srcFirst: number,
-  dst: Uint8Array,
-  dstLine: number,
-  dstPos: number,
   lines: number,
+  dst: Uint8ClampedArray,
   p0: number,
   n: number,
-  co: Coefficients | undefined,
+  co: Coefficients,
 ): void {
-  const half = 1 << (PRECISION_BITS - 1);
+  const { first, count, weights, ksize } = co;
+  let out = 0;
   for (let line = 0; line < lines; line++) {
-    for (let i = 0; i < n; i++) {
-      const p = p0 + i;
-      const out = line * dstLine + i * dstPos;
-      if (!co) {
-        const at = line * srcLine + (p - srcFirst) * srcTap;
-        dst[out] = src[at]!;
-        dst[out + 1] = src[at + 1]!;
-        dst[out + 2] = src[at + 2]!;
-        continue;
-      }
-      const base = line * srcLine + (co.first[p]! - srcFirst) * srcTap;
-      const taps = co.count[p]!;
-      const w0 = p * co.ksize;
-      // int32 arithmetic as in Pillow: the weights leave two bits of headroom, so sums never overflow.
-      let r = half;
-      let g = half;
-      let b = half;
-      for (let t = 0; t < taps; t++) {
-        const w = co.weights[w0 + t]!;
-        const at = base + t * srcTap;
+    const rowStart = line * srcRow - srcFirst * 3;
+    for (let p = p0; p < p0 + n; p++) {
+      let at = rowStart + first[p]! * 3;
+      let r = HALF;
+      let g = HALF;
+      let b = HALF;
+      for (let k = p * ksize, end = k + count[p]!; k < end; k++, at += 3) {
+        const w = weights[k]!;
         r = (r + Math.imul(src[at]!, w)) | 0;
         g = (g + Math.imul(src[at + 1]!, w)) | 0;
         b = (b + Math.imul(src[at + 2]!, w)) | 0;
       }
-      dst[out] = clip8(r);
-      dst[out + 1] = clip8(g);
-      dst[out + 2] = clip8(b);
+      dst[out++] = r >> PRECISION_BITS;
+      dst[out++] = g >> PRECISION_BITS;
+      dst[out++] = b >> PRECISION_BITS;
     }
   }
 }
 
 /**
- * Pillow's two-pass resize to the geometry's resized size, computing only the pixels the centre crop
- * keeps (each output pixel depends on its own row/column coefficients only, so this is exact). As in
- * Pillow, a pass whose size does not change is skipped, and since Pillow 13 (python-pillow/Pillow#9549)
- * the vertical pass goes first when the height shrinks, by more than twice as many pixels as the width.
+ * Pillow's ImagingResampleVertical_8bpc for output rows [p0, p0 + n), each `rowBytes` bytes, written
+ * densely. Source rows are `srcRow` bytes apart; row `srcFirst` is at byte 0. Each tap is added for a
+ * whole row at a time, which reads memory in order; integer sums do not depend on the order.
  */
-function resizeAndCrop(image: RgbImage, g: CropGeometry, filter: Filter): Uint8Array {
+function resampleVertical(
+  src: Uint8Array | Uint8ClampedArray,
+  srcRow: number,
+  srcFirst: number,
+  rowBytes: number,
+  dst: Uint8ClampedArray,
+  p0: number,
+  n: number,
+  co: Coefficients,
+): void {
+  const { first, count, weights, ksize } = co;
+  const sums = new Int32Array(rowBytes);
+  for (let p = p0; p < p0 + n; p++) {
+    sums.fill(HALF);
+    for (let k = p * ksize, end = k + count[p]!, row = first[p]! - srcFirst; k < end; k++, row++) {
+      const w = weights[k]!;
+      const base = row * srcRow;
+      for (let x = 0; x < rowBytes; x++) sums[x] = (sums[x]! + Math.imul(src[base + x]!, w)) | 0;
+    }
+    const out = (p - p0) * rowBytes;
+    for (let x = 0; x < rowBytes; x++) dst[out + x] = sums[x]! >> PRECISION_BITS;
+  }
+}
+
+/**
+ * Pillow's two-pass resize to the geometry's resized size, computing only the pixels the centre crop
+ * keeps (each output pixel depends on its own row/column coefficients only, so this is exact). Pillow
+ * skips a pass whose size does not change; here it runs with the coefficients of an unchanged size,
+ * which are the identity (one tap of weight 1), so the result is the same. Since Pillow 13
+ * (python-pillow/Pillow#9549) the vertical pass goes first when both sizes change and the height shrinks
+ * by more than twice as many pixels as the width.
+ */
+function resizeAndCrop(image: RgbImage, g: CropGeometry, filter: Filter): Uint8ClampedArray {
   const { data: src, width: inW, height: inH } = image;
   const size = g.cropSize;
   const row = inW * 3;
-  const horizontal = g.resizedWidth !== inW ? coefficients(inW, g.resizedWidth, filter) : undefined;
-  const vertical = g.resizedHeight !== inH ? coefficients(inH, g.resizedHeight, filter) : undefined;
-  const out = new Uint8Array(size * size * 3);
+  const horizontal = coefficients(inW, g.resizedWidth, filter);
+  const vertical = coefficients(inH, g.resizedHeight, filter);
+  const out = new Uint8ClampedArray(size * size * 3);
 
   const shrinkH = inH - g.resizedHeight;
-  if (horizontal && vertical && shrinkH > 0 && shrinkH > 2 * (inW - g.resizedWidth)) {
+  const bothPasses = g.resizedWidth !== inW && g.resizedHeight !== inH;
+  if (bothPasses && shrinkH > 0 && shrinkH > 2 * (inW - g.resizedWidth)) {
     const [colFirst, colEnd] = sourceSpan(horizontal, g.cropLeft, size);
     const cols = colEnd - colFirst;
-    const temp = new Uint8Array(size * cols * 3);
-    resampleAxis(src.subarray(colFirst * 3), 3, row, 0, temp, 3, cols * 3, cols, g.cropTop, size, vertical);
-    resampleAxis(temp, cols * 3, 3, colFirst, out, size * 3, 3, size, g.cropLeft, size, horizontal);
+    const temp = new Uint8ClampedArray(size * cols * 3);
+    resampleVertical(src.subarray(colFirst * 3), row, 0, cols * 3, temp, g.cropTop, size, vertical);
+    resampleHorizontal(temp, cols * 3, colFirst, size, out, g.cropLeft, size, horizontal);
     return out;
   }
   const [rowFirst, rowEnd] = sourceSpan(vertical, g.cropTop, size);
   const rows = rowEnd - rowFirst;
-  const temp = new Uint8Array(rows * size * 3);
-  resampleAxis(
-    src.subarray(rowFirst * row),
-    row,
-    3,
-    0,
-    temp,
-    size * 3,
-    3,
-    rows,
-    g.cropLeft,
-    size,
-    horizontal,
-  );
-  resampleAxis(temp, 3, size * 3, rowFirst, out, 3, size * 3, size, g.cropTop, size, vertical);
+  const temp = new Uint8ClampedArray(rows * size * 3);
+  resampleHorizontal(src.subarray(rowFirst * row), row, 0, rows, temp, g.cropLeft, size, horizontal);
+  resampleVertical(temp, size * 3, rowFirst, size * 3, out, g.cropTop, size, vertical);
   return out;
 }
 

@@ -1,13 +1,29 @@
+import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { Backbone } from '../backbones/backbone';
 import type { DatasetManifest, Split } from '../data/dataset';
 import { itemsOfSplit } from '../data/dataset';
-import { preprocessImage } from '../data/preprocess';
+import { PRESETS } from '../data/preprocess';
+import { PreprocessPool } from '../data/preprocess-pool';
 import { type ArtifactStore, getJson, getRequired, putJson } from '../store/artifact-store';
+import { InputError } from '../util/errors';
+import { fromFloat16Bits, toFloat16Bits } from '../util/float16';
 import { contentKey, sha256 } from '../util/hash';
-import { type FeatureSet, type FeatureShape, itemSize, shardStarts } from './feature-set';
+import {
+  FEATURE_DTYPE_BYTES,
+  type FeatureDtype,
+  type FeatureSet,
+  type FeatureShape,
+  itemSize,
+  shardStarts,
+} from './feature-set';
 import { checkManifest, checkShardData } from './feature-validation';
+
+const SHARD_SUFFIX: Record<FeatureDtype, string> = { float32: 'f32', float16: 'f16' };
+
+/** Largest float16 magnitude: larger features would be stored as Infinity. */
+const FLOAT16_MAX = 65504;
 
 export interface FeatureManifest {
   version: 1;
@@ -23,14 +39,19 @@ export interface FeatureManifest {
   /** Item paths in storage order, so results can point back at images. */
   items: string[];
   shards: { key: string; count: number; sha256: string }[];
-  dtype: 'float32';
+  dtype: FeatureDtype;
 }
 
 /**
  * The cache address of one split's features: a hash of the split's file list and labels, the backbone's
- * weights and its preprocessing. Any change to these re-extracts; nothing else does.
+ * weights and its preprocessing, and the storage dtype. Any change to these re-extracts; nothing else does.
  */
-export function featureCacheKey(dataset: DatasetManifest, split: Split, backbone: Backbone): string {
+export function featureCacheKey(
+  dataset: DatasetManifest,
+  split: Split,
+  backbone: Backbone,
+  dtype: FeatureDtype = 'float32',
+): string {
   const items = itemsOfSplit(dataset, split).map((item) => [item.path, item.label]);
   return `features/${backbone.name}/${contentKey({
     files: sha256(JSON.stringify(items)),
@@ -39,6 +60,8 @@ export function featureCacheKey(dataset: DatasetManifest, split: Split, backbone
     preprocessing: backbone.preprocessing,
     // Undefined for backbones without a preset, so their keys are what they were before presets.
     preset: backbone.preset,
+    // Likewise float32 adds nothing, so keys of float32 sets are what they were before dtypes.
+    dtype: dtype === 'float32' ? undefined : dtype,
   })}`;
 }
 
@@ -57,24 +80,60 @@ export async function loadImage(file: string, size: number): Promise<Float32Arra
   }
   if (pixels.length !== size * size * 3)
     throw new Error(`image ${file} did not decode to ${size}x${size} RGB`);
-  return Float32Array.from(pixels, (v) => v / 255);
-}
-
-/** One image as `backbone.extract` takes it: its preset's transform where it has one, else `loadImage`. */
-export async function prepareImage(backbone: Backbone, file: string): Promise<Float32Array> {
-  if (!backbone.preset) return loadImage(file, backbone.inputSize);
-  const image = await preprocessImage(file, backbone.preset);
-  if (image.width !== backbone.inputSize || image.height !== backbone.inputSize)
-    throw new Error(
-      `preset '${backbone.preset}' crops ${image.width} px but backbone '${backbone.name}' takes ${backbone.inputSize} px`,
-    );
-  return image.data;
+  const image = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) image[i] = pixels[i]! / 255;
+  return image;
 }
 
 /**
- * Features [n, H, W, C] of image files, each prepared as extraction prepares it (`prepareImage`) and run
- * through the backbone as one batch. `perturb` may alter a prepared input first (stability's noise); a
- * non-finite feature names its file.
+ * Prepares batches as `backbone.extract` takes them: with its preset's transform, in a PreprocessPool
+ * started on first use (`close` stops it), else with `loadImage` (sharp's resize, which also runs off
+ * this thread). Either way this thread is free while a batch is prepared.
+ */
+function batchPreparer(backbone: Backbone, threads: number) {
+  const { preset } = backbone;
+  if (preset && PRESETS[preset].cropSize !== backbone.inputSize)
+    throw new Error(
+      `preset '${preset}' crops ${PRESETS[preset].cropSize} px but backbone '${backbone.name}' takes ${backbone.inputSize} px`,
+    );
+  const pixels = backbone.inputSize * backbone.inputSize * 3;
+  let pool: PreprocessPool | undefined;
+  return {
+    async prepare(files: readonly string[]): Promise<Float32Array> {
+      if (preset) {
+        pool ??= PreprocessPool.start(threads);
+        return pool.prepare(files, preset);
+      }
+      const images = new Float32Array(files.length * pixels);
+      await Promise.all(
+        files.map(async (file, i) => images.set(await loadImage(file, backbone.inputSize), i * pixels)),
+      );
+      return images;
+    },
+    close: async () => pool?.close(),
+  };
+}
+
+/** The backbone's features of a prepared batch; a non-finite value names the image it came from. */
+async function extractFinite(
+  backbone: Backbone,
+  images: Float32Array,
+  count: number,
+  nameOf: (index: number) => string,
+): Promise<Float32Array> {
+  const output = await backbone.extract(images, count);
+  const bad = output.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0)
+    throw new Error(
+      `backbone produced a non-finite feature for ${nameOf(Math.floor(bad / itemSize(backbone.featureShape)))}`,
+    );
+  return output;
+}
+
+/**
+ * Features [n, H, W, C] of image files, each prepared as extraction prepares it and run through the
+ * backbone as one batch. `perturb` may alter a prepared input first (stability's noise); a non-finite
+ * feature names its file.
  */
 export async function extractImageFiles(
   backbone: Backbone,
@@ -82,18 +141,17 @@ export async function extractImageFiles(
   perturb?: (input: Float32Array, index: number) => Float32Array,
 ): Promise<Float32Array> {
   const pixels = backbone.inputSize * backbone.inputSize * 3;
-  const images = new Float32Array(files.length * pixels);
-  const prepared = await Promise.all(files.map((file) => prepareImage(backbone, file)));
-  prepared.forEach((image, i) => {
-    images.set(perturb ? perturb(image, i) : image, i * pixels);
-  });
-  const output = await backbone.extract(images, files.length);
-  const bad = output.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0)
-    throw new Error(
-      `backbone produced a non-finite feature for ${files[Math.floor(bad / itemSize(backbone.featureShape))]}`,
-    );
-  return output;
+  const preparer = batchPreparer(backbone, 1);
+  try {
+    const images = await preparer.prepare(files);
+    if (perturb)
+      files.forEach((_, i) => {
+        images.set(perturb(images.slice(i * pixels, (i + 1) * pixels), i), i * pixels);
+      });
+    return await extractFinite(backbone, images, files.length, (i) => files[i]!);
+  } finally {
+    await preparer.close();
+  }
 }
 
 export interface ExtractionProgress {
@@ -110,22 +168,87 @@ export interface ExtractionResult {
   reusedShards: number;
 }
 
+/** A shard's bytes as stored: float32 values as they are, float16 rounded to nearest even. */
+function encodeShard(
+  features: Float32Array,
+  dtype: FeatureDtype,
+  describe: (index: number) => string,
+): Buffer {
+  if (dtype === 'float32') return Buffer.from(features.buffer, features.byteOffset, features.byteLength);
+  const tooLarge = features.findIndex((v) => Math.abs(v) > FLOAT16_MAX);
+  if (tooLarge >= 0)
+    throw new InputError(
+      `feature value ${features[tooLarge]} of ${describe(tooLarge)} exceeds the float16 range (${FLOAT16_MAX}): extract with features.dtype 'float32'`,
+    );
+  const bits = toFloat16Bits(features);
+  return Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength);
+}
+
+/** The float32 values of a stored shard. */
+function decodeShard(data: Buffer, dtype: FeatureDtype): Float32Array {
+  // Copied out of the buffer: Node pools small reads, and typed arrays need aligned offsets.
+  const bytes = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+  return dtype === 'float16' ? fromFloat16Bits(new Uint16Array(bytes)) : new Float32Array(bytes);
+}
+
+/**
+ * One thread per core beyond the two the backbone is expected to keep busy, at most 4: sharp decodes
+ * in libuv's pool, four threads by default, so more threads would mostly wait for it.
+ */
+const DEFAULT_PREPROCESS_THREADS = Math.min(4, Math.max(1, os.availableParallelism() - 2));
+
+interface ExtractionOptions {
+  store: ArtifactStore;
+  dataset: DatasetManifest;
+  split: Split;
+  backbone: Backbone;
+  /** Storage type of the shards. Default 'float32'. */
+  dtype?: FeatureDtype;
+  shardSize?: number;
+  batchSize?: number;
+  /** Threads preparing images of preset backbones. Default DEFAULT_PREPROCESS_THREADS. */
+  preprocessThreads?: number;
+  onProgress?: (progress: ExtractionProgress) => void | Promise<void>;
+}
+
+/**
+ * The features of `items`, computed batch by batch; the next batch is prepared while the backbone
+ * runs the current one.
+ */
+async function computeFeatures(
+  items: DatasetManifest['items'],
+  backbone: Backbone,
+  batchSize: number,
+  prepare: (items: DatasetManifest['items']) => Promise<Float32Array>,
+  onBatch: (done: number) => Promise<void>,
+): Promise<Float32Array> {
+  const size = itemSize(backbone.featureShape);
+  const features = new Float32Array(items.length * size);
+  let next = prepare(items.slice(0, batchSize));
+  for (let start = 0; start < items.length; start += batchSize) {
+    const images = await next;
+    const count = Math.min(batchSize, items.length - start);
+    if (start + batchSize < items.length) {
+      next = prepare(items.slice(start + batchSize, start + 2 * batchSize));
+      // Awaited next iteration; a failure before then must not count as unhandled.
+      next.catch(() => undefined);
+    }
+    const output = await extractFinite(backbone, images, count, (i) => items[start + i]!.path);
+    features.set(output, start * size);
+    await onBatch(start + count);
+  }
+  return features;
+}
+
 /**
  * Extracts one split's features into the store, shard by shard. Each shard is written whole, so an
  * interrupted extraction resumes at the first missing shard; the manifest is written last, which is
  * what publishes the set to the cache.
  */
-export async function extractFeatures(options: {
-  store: ArtifactStore;
-  dataset: DatasetManifest;
-  split: Split;
-  backbone: Backbone;
-  shardSize?: number;
-  batchSize?: number;
-  onProgress?: (progress: ExtractionProgress) => void | Promise<void>;
-}): Promise<ExtractionResult> {
+export async function extractFeatures(options: ExtractionOptions): Promise<ExtractionResult> {
   const { store, dataset, split, backbone } = options;
-  const key = featureCacheKey(dataset, split, backbone);
+  const dtype = options.dtype ?? 'float32';
+  const key = featureCacheKey(dataset, split, backbone, dtype);
   const existing = await getJson<FeatureManifest>(store, `${key}/manifest.json`);
   if (existing) return { manifest: existing, reused: true, reusedShards: existing.shards.length };
 
@@ -133,33 +256,40 @@ export async function extractFeatures(options: {
   if (items.length === 0) throw new Error(`dataset '${dataset.name}' has no ${split} items`);
   const shardSize = options.shardSize ?? 256;
   const batchSize = options.batchSize ?? 16;
+  const bytes = FEATURE_DTYPE_BYTES[dtype];
+  const suffix = SHARD_SUFFIX[dtype];
   const size = itemSize(backbone.featureShape);
   const shards: FeatureManifest['shards'] = [];
   let reusedShards = 0;
   let done = 0;
-  for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
-    const shardItems = items.slice(start, start + shardSize);
-    const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.f32`;
-    let data = await store.get(shardKey);
-    if (data && data.length === shardItems.length * size * 4) {
-      reusedShards += 1;
-    } else {
-      const features = new Float32Array(shardItems.length * size);
-      for (let b = 0; b < shardItems.length; b += batchSize) {
-        const batch = shardItems.slice(b, b + batchSize);
-        const output = await extractImageFiles(
+  const preparer = batchPreparer(backbone, options.preprocessThreads ?? DEFAULT_PREPROCESS_THREADS);
+  try {
+    for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
+      const shardItems = items.slice(start, start + shardSize);
+      const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.${suffix}`;
+      let data = await store.get(shardKey);
+      if (data && data.length === shardItems.length * size * bytes) {
+        reusedShards += 1;
+      } else {
+        const features = await computeFeatures(
+          shardItems,
           backbone,
-          batch.map((item) => path.join(dataset.root, item.path)),
+          batchSize,
+          (batch) => preparer.prepare(batch.map((item) => path.join(dataset.root, item.path))),
+          (shardDone) =>
+            Promise.resolve(
+              options.onProgress?.({ done: done + shardDone, total: items.length, reusedShards }),
+            ),
         );
-        features.set(output, b * size);
-        await options.onProgress?.({ done: done + b + batch.length, total: items.length, reusedShards });
+        data = encodeShard(features, dtype, (i) => shardItems[Math.floor(i / size)]!.path);
+        await store.put(shardKey, data);
       }
-      data = Buffer.from(features.buffer, features.byteOffset, features.byteLength);
-      await store.put(shardKey, data);
+      shards.push({ key: shardKey, count: shardItems.length, sha256: sha256(data) });
+      done += shardItems.length;
+      await options.onProgress?.({ done, total: items.length, reusedShards });
     }
-    shards.push({ key: shardKey, count: shardItems.length, sha256: sha256(data) });
-    done += shardItems.length;
-    await options.onProgress?.({ done, total: items.length, reusedShards });
+  } finally {
+    await preparer.close();
   }
   const manifest: FeatureManifest = {
     version: 1,
@@ -174,7 +304,7 @@ export async function extractFeatures(options: {
     labels: items.map((item) => item.label),
     items: items.map((item) => item.path),
     shards,
-    dtype: 'float32',
+    dtype,
   };
   await putJson(store, `${key}/manifest.json`, manifest);
   return { manifest, reused: false, reusedShards };
@@ -227,8 +357,9 @@ export class StoredFeatureSet implements FeatureSet {
     return checkShardData(
       this,
       { index, key: shard.key, count: shard.count, firstItem: this.shardStarts[index]! },
+      this.manifest.dtype,
       data.byteLength,
-      () => new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)),
+      () => decodeShard(data, this.manifest.dtype),
     );
   }
 

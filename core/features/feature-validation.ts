@@ -1,5 +1,12 @@
 import { InputError } from '../util/errors';
-import { type FeatureSet, type FeatureShape, itemSize } from './feature-set';
+import {
+  FEATURE_DTYPE_BYTES,
+  FEATURE_DTYPES,
+  type FeatureDtype,
+  type FeatureSet,
+  type FeatureShape,
+  itemSize,
+} from './feature-set';
 import type { FeatureManifest } from './feature-store';
 
 /** Where in a feature set a problem lies: the shard (index and store key) and the item when known. */
@@ -104,18 +111,19 @@ export function checkLabels(
 export function checkShardData(
   set: Pick<FeatureSet, 'name' | 'shape' | 'itemName'>,
   shard: { index: number; key: string; count: number; firstItem: number },
+  dtype: FeatureDtype,
   byteLength: number,
   data: () => Float32Array,
 ): Float32Array {
   const location = { shard: { index: shard.index, key: shard.key } };
-  const expected = shard.count * itemSize(set.shape) * 4;
+  const expected = shard.count * itemSize(set.shape) * FEATURE_DTYPE_BYTES[dtype];
   if (byteLength !== expected)
     throw new FeatureInputError(
       set.name,
       location,
       'byte length',
       byteLength,
-      `but the manifest's ${shard.count} items of ${describeShape(set.shape)} float32 maps take ${expected} bytes`,
+      `but the manifest's ${shard.count} items of ${describeShape(set.shape)} ${dtype} maps take ${expected} bytes`,
     );
   const values = data();
   for (let i = 0; i < values.length; i++) {
@@ -143,14 +151,15 @@ function isPositiveInteger(value: unknown): value is number {
 }
 
 /**
- * Everything a stored set's manifest must satisfy before a shard is read: a float32 map geometry of
+ * Everything a stored set's manifest must satisfy before a shard is read: a known dtype, a map geometry of
  * positive integers, item counts that add up, one label and one item name per item, every label a class.
  */
 export function checkManifest(manifest: FeatureManifest): void {
   const fail = (field: string, value: unknown, reason: string, location: FeatureLocation = {}) => {
     throw new FeatureInputError(manifest.key, location, field, JSON.stringify(value), reason);
   };
-  if (manifest.dtype !== 'float32') fail('dtype', manifest.dtype, "is not 'float32'");
+  if (!FEATURE_DTYPES.includes(manifest.dtype))
+    fail('dtype', manifest.dtype, `is not one of ${FEATURE_DTYPES.join(', ')}`);
   for (const field of ['height', 'width', 'channels'] as const) {
     if (!isPositiveInteger(manifest.shape?.[field]))
       fail(`shape.${field}`, manifest.shape?.[field], 'is not a positive integer');

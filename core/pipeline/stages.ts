@@ -162,6 +162,7 @@ export async function extractSplit(
       dataset: manifest,
       split,
       backbone,
+      dtype: configuration.features.dtype,
       onProgress: ({ done, total }) => context.progress?.(`extract ${split}`, done, total),
     });
     return {

@@ -1,145 +1,17 @@
 /**
- * Writes small ONNX models (ModelProto, protobuf wire format) from a plain description, so tests and the
- * CPU bench get real model files without PyTorch. Only what those models use is encoded: float32,
- * float16 and int64 initializers as raw_data, INT/INTS/FLOAT attributes, typed graph inputs and outputs.
+ * Small ONNX test models (a seeded conv stack ending as a feature map, tokens or logits), so tests and the
+ * CPU bench get real model files without PyTorch.
  */
+import {
+  encodeOnnxModel,
+  ONNX_TYPE,
+  type OnnxInitializer,
+  type OnnxNode,
+  type OnnxValue,
+} from '../../core/backbones/onnx-encode';
+import { fromFloat16Bits, toFloat16Bits } from '../../core/util/float16';
 
-export interface OnnxNode {
-  op: string;
-  inputs: string[];
-  outputs: string[];
-  attributes?: Record<string, number | number[] | { float: number }>;
-}
-
-export interface OnnxInitializer {
-  name: string;
-  dims: number[];
-  /** A Uint16Array holds float16 bit patterns. */
-  data: Float32Array | BigInt64Array | Uint16Array;
-}
-
-/** A graph input or output; a string dimension is symbolic (e.g. 'batch'). */
-export interface OnnxValue {
-  name: string;
-  shape: (number | string)[];
-}
-
-export interface OnnxGraph {
-  nodes: OnnxNode[];
-  initializers: OnnxInitializer[];
-  inputs: OnnxValue[];
-  outputs: OnnxValue[];
-  opset?: number;
-}
-
-const FLOAT = 1;
-const INT64 = 7;
-const FLOAT16 = 10;
-const ATTRIBUTE_FLOAT = 1;
-const ATTRIBUTE_INT = 2;
-const ATTRIBUTE_INTS = 7;
-
-class ProtoWriter {
-  private readonly parts: Uint8Array[] = [];
-
-  private varint(value: bigint): void {
-    // Negative int64 values are written as their 64-bit two's complement (10 bytes), as protobuf does.
-    let v = BigInt.asUintN(64, value);
-    const bytes: number[] = [];
-    do {
-      const byte = Number(v & 0x7fn);
-      v >>= 7n;
-      bytes.push(v > 0n ? byte | 0x80 : byte);
-    } while (v > 0n);
-    this.parts.push(Uint8Array.from(bytes));
-  }
-
-  int(field: number, value: number | bigint): this {
-    this.varint(BigInt(field << 3));
-    this.varint(BigInt(value));
-    return this;
-  }
-
-  float(field: number, value: number): this {
-    this.varint(BigInt((field << 3) | 5));
-    const bytes = new Uint8Array(4);
-    new DataView(bytes.buffer).setFloat32(0, value, true);
-    this.parts.push(bytes);
-    return this;
-  }
-
-  bytes(field: number, data: Uint8Array): this {
-    this.varint(BigInt((field << 3) | 2));
-    this.varint(BigInt(data.length));
-    this.parts.push(data);
-    return this;
-  }
-
-  string(field: number, text: string): this {
-    return this.bytes(field, new TextEncoder().encode(text));
-  }
-
-  message(field: number, inner: ProtoWriter): this {
-    return this.bytes(field, inner.finish());
-  }
-
-  finish(): Uint8Array {
-    return Buffer.concat(this.parts);
-  }
-}
-
-function valueInfo(value: OnnxValue): ProtoWriter {
-  const shape = new ProtoWriter();
-  for (const dim of value.shape) {
-    shape.message(
-      1,
-      typeof dim === 'number' ? new ProtoWriter().int(1, dim) : new ProtoWriter().string(2, dim),
-    );
-  }
-  const tensorType = new ProtoWriter().int(1, FLOAT).message(2, shape);
-  return new ProtoWriter().string(1, value.name).message(2, new ProtoWriter().message(1, tensorType));
-}
-
-function attribute(name: string, value: number | number[] | { float: number }): ProtoWriter {
-  const out = new ProtoWriter().string(1, name);
-  if (Array.isArray(value)) {
-    for (const v of value) out.int(8, v);
-    return out.int(20, ATTRIBUTE_INTS);
-  }
-  if (typeof value === 'number') return out.int(3, value).int(20, ATTRIBUTE_INT);
-  return out.float(2, value.float).int(20, ATTRIBUTE_FLOAT);
-}
-
-/** The model's bytes, ready to write to a .onnx file. */
-export function encodeOnnxModel(graph: OnnxGraph): Uint8Array {
-  const g = new ProtoWriter();
-  graph.nodes.forEach((node, index) => {
-    const n = new ProtoWriter();
-    for (const input of node.inputs) n.string(1, input);
-    for (const output of node.outputs) n.string(2, output);
-    n.string(3, `${node.op.toLowerCase()}_${index}`).string(4, node.op);
-    for (const [name, value] of Object.entries(node.attributes ?? {})) n.message(5, attribute(name, value));
-    g.message(1, n);
-  });
-  g.string(2, 'graph');
-  for (const init of graph.initializers) {
-    const t = new ProtoWriter();
-    for (const d of init.dims) t.int(1, d);
-    const type =
-      init.data instanceof Float32Array ? FLOAT : init.data instanceof Uint16Array ? FLOAT16 : INT64;
-    t.int(2, type).string(8, init.name);
-    t.bytes(9, new Uint8Array(init.data.buffer, init.data.byteOffset, init.data.byteLength));
-    g.message(5, t);
-  }
-  for (const input of graph.inputs) g.message(11, valueInfo(input));
-  for (const output of graph.outputs) g.message(12, valueInfo(output));
-  return new ProtoWriter()
-    .int(1, 8) // IR version 8: opsets up to 18
-    .string(2, 'infodisent-test')
-    .message(7, g)
-    .message(8, new ProtoWriter().string(1, '').int(2, graph.opset ?? 13))
-    .finish();
-}
+const { float: FLOAT, float16: FLOAT16 } = ONNX_TYPE;
 
 /** Deterministic weights in [-scale, scale) from a 32-bit LCG. */
 export function seededWeights(count: number, seed: number, scale = 0.5): Float32Array {
@@ -147,24 +19,6 @@ export function seededWeights(count: number, seed: number, scale = 0.5): Float32
   return Float32Array.from({ length: count }, () => {
     state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
     return (state / 2 ** 32 - 0.5) * 2 * scale;
-  });
-}
-
-/** Float16 bit patterns of `values` (mantissa truncated, tiny values flushed to zero: test weights only). */
-export function float16Bits(values: Float32Array): Uint16Array {
-  const words = new Uint32Array(Float32Array.from(values).buffer);
-  return Uint16Array.from(words, (u) => {
-    const exponent = ((u >>> 23) & 0xff) - 127 + 15;
-    return ((u >>> 16) & 0x8000) | (exponent <= 0 ? 0 : (exponent << 10) | ((u >>> 13) & 0x3ff));
-  });
-}
-
-/** The float32 values of float16 bit patterns (normal numbers and zero). */
-export function float16Values(bits: Uint16Array): Float32Array {
-  return Float32Array.from(bits, (h) => {
-    const exponent = (h >>> 10) & 0x1f;
-    const magnitude = exponent === 0 ? 0 : (1 + (h & 0x3ff) / 1024) * 2 ** (exponent - 15);
-    return h & 0x8000 ? -magnitude : magnitude;
   });
 }
 
@@ -215,9 +69,9 @@ export function convStackModel(options: {
   stages.forEach((stage, i) => {
     let w = seededWeights(stage.channels * inChannels * 9, seed + 2 * i, Math.sqrt(3 / (inChannels * 9)));
     let b = seededWeights(stage.channels, seed + 2 * i + 1, 0.1);
-    const stored = float16 ? [float16Bits(w), float16Bits(b)] : [w, b];
+    const stored = float16 ? [toFloat16Bits(w), toFloat16Bits(b)] : [w, b];
     if (float16)
-      [w, b] = stored.map((bits) => float16Values(bits as Uint16Array)) as [Float32Array, Float32Array];
+      [w, b] = stored.map((bits) => fromFloat16Bits(bits as Uint16Array)) as [Float32Array, Float32Array];
     weights.push(w);
     biases.push(b);
     initializers.push(

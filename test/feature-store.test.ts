@@ -1,0 +1,212 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { loadOnnxBackbone, type OnnxBackbone } from '../core/backbones/onnx-backbone';
+import { parseSweep } from '../core/config/experiment';
+import type { DatasetManifest } from '../core/data/dataset';
+import { extractFeatures, featureCacheKey, StoredFeatureSet } from '../core/features/feature-store';
+import { LocalArtifactStore } from '../core/store/local-store';
+import { fromFloat16Bits, toFloat16Bits } from '../core/util/float16';
+import { SeededRandom } from '../core/util/random';
+import { writeNoiseDataset } from './support/extraction';
+import { convStackModel } from './support/onnx-graph';
+import { runPythonReference } from './support/python';
+
+/** Round to nearest: relative error at most half an ulp of the 11-bit significand, for normal halves. */
+const RELATIVE_TOLERANCE = 2 ** -11;
+const MIN_NORMAL = 2 ** -14;
+/** Below MIN_NORMAL the spacing is 2^-24, so the error is at most half of it. */
+const SUBNORMAL_TOLERANCE = 2 ** -25;
+
+function assertFloat16Close(actual: Float32Array, expected: Float32Array): void {
+  assert.equal(actual.length, expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const v = expected[i]!;
+    const error = Math.abs(actual[i]! - v);
+    const limit = Math.abs(v) >= MIN_NORMAL ? RELATIVE_TOLERANCE * Math.abs(v) : SUBNORMAL_TOLERANCE;
+    assert.ok(error <= limit, `value ${i}: ${actual[i]} for ${v}, error ${error} > ${limit}`);
+  }
+}
+
+/** Random magnitudes spread evenly over the normal float16 exponents, random signs. */
+function normalRangeValues(count: number, random: SeededRandom): Float32Array {
+  return Float32Array.from({ length: count }, () => {
+    const magnitude = 2 ** (-14 + random.next() * 29.99);
+    return random.next() < 0.5 ? -magnitude : magnitude;
+  });
+}
+
+describe('float16 conversion', () => {
+  test('equals numpy bit for bit: every tie, its neighbours, specials and random bit patterns', () => {
+    const every = fromFloat16Bits(Uint16Array.from({ length: 65536 }, (_, h) => h));
+    const values: number[] = [0, -0, Infinity, -Infinity, NaN, 65504, 65519.99, 65520, 1e6, 3.4e38, 1e-45];
+    values.push(2 ** -14, 2 ** -24, 2 ** -25, 3 * 2 ** -25, 2 ** -26, 1.5 * 2 ** -25);
+    // Every midpoint between neighbouring finite halves is a tie (exact in float32); one float32 ulp either side is not.
+    const tie = new Float32Array(1);
+    const tieBits = new Uint32Array(tie.buffer);
+    for (let h = 0; h < 0x7bff; h++) {
+      tie[0] = (every[h]! + every[h + 1]!) / 2;
+      const bits = tieBits[0]!;
+      for (const b of [bits - 1, bits, bits + 1]) {
+        tieBits[0] = b;
+        values.push(tie[0], -tie[0]);
+      }
+    }
+    const random = new SeededRandom(7);
+    const randomBits = Uint32Array.from({ length: 100_000 }, () => Math.floor(random.next() * 2 ** 32));
+    const input = Float32Array.from([...values, ...new Float32Array(randomBits.buffer)]);
+
+    const reference = runPythonReference<{ float16: string; decoded: string }>('float16_reference.py', {
+      float32: Buffer.from(input.buffer).toString('base64'),
+    });
+    const expectedBits = new Uint16Array(new Uint8Array(Buffer.from(reference.float16, 'base64')).buffer);
+    const actualBits = toFloat16Bits(input);
+    assert.equal(actualBits.length, expectedBits.length);
+    for (let i = 0; i < input.length; i++)
+      assert.equal(
+        actualBits[i],
+        expectedBits[i],
+        `float32 ${input[i]} (0x${new Uint32Array(input.buffer)[i]!.toString(16)}): 0x${actualBits[i]!.toString(16)}, numpy 0x${expectedBits[i]!.toString(16)}`,
+      );
+
+    const decoded = new Float32Array(new Uint8Array(Buffer.from(reference.decoded, 'base64')).buffer);
+    assert.equal(decoded.length, 65536);
+    for (let h = 0; h < 65536; h++)
+      assert.ok(
+        Object.is(every[h], decoded[h]) || (Number.isNaN(every[h]) && Number.isNaN(decoded[h])),
+        `half 0x${h.toString(16)}: ${every[h]}, numpy ${decoded[h]}`,
+      );
+  });
+
+  test('random normal-range features survive a round trip within 2^-11 relative error', () => {
+    const values = normalRangeValues(200_000, new SeededRandom(11));
+    assertFloat16Close(fromFloat16Bits(toFloat16Bits(values)), values);
+  });
+});
+
+/** A one-configuration sweep document with `features` as given (absent when undefined). */
+const sweep = (features?: unknown) => ({
+  name: 'x',
+  configurations: [
+    {
+      name: 'c',
+      dataset: { kind: 'parts', generator: { seed: 1 } },
+      backbone: { name: 'nsfwjs-mobilenet-v2' },
+      ...(features === undefined ? {} : { features }),
+      heads: {
+        baseline: { epochs: 1, weight: { learningRate: 0.1 }, bias: { learningRate: 0.1 } },
+        infodisent: {
+          epochs: 1,
+          rotation: { learningRate: 0.1 },
+          weight: { learningRate: 0.1 },
+          bias: { learningRate: 0.1 },
+        },
+      },
+    },
+  ],
+});
+
+describe('float16 feature shards', () => {
+  let dir: string;
+  let backbone: OnnxBackbone;
+  let dataset: DatasetManifest;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'feature-store-'));
+    const { model } = convStackModel({
+      side: 224,
+      stages: [{ channels: 16, stride: 32 }],
+      seed: 4,
+      output: 'nchw',
+    });
+    const file = path.join(dir, 'conv.onnx');
+    await writeFile(file, model);
+    backbone = await loadOnnxBackbone({ file, preset: 'resnet50', intraOpNumThreads: 1 });
+    dataset = await writeNoiseDataset(path.join(dir, 'images'), [
+      [300, 200],
+      [180, 320],
+      [256, 256],
+      [410, 333],
+      [224, 500],
+    ]);
+  });
+  after(async () => {
+    backbone.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('store half the bytes under another key and read back as float32 within tolerance', async () => {
+    const store = new LocalArtifactStore(path.join(dir, 'store'));
+    const options = { store, dataset, split: 'train' as const, backbone, shardSize: 2, batchSize: 2 };
+    const full = await extractFeatures(options);
+    const half = await extractFeatures({ ...options, dtype: 'float16' });
+    assert.equal(half.reused, false);
+    assert.equal(full.manifest.dtype, 'float32');
+    assert.equal(half.manifest.dtype, 'float16');
+    assert.notEqual(half.manifest.key, full.manifest.key);
+    assert.equal(half.manifest.key, featureCacheKey(dataset, 'train', backbone, 'float16'));
+    // float32 keys are unchanged by the dtype option.
+    assert.equal(full.manifest.key, featureCacheKey(dataset, 'train', backbone));
+
+    const fullSet = await StoredFeatureSet.open(store, full.manifest.key);
+    const halfSet = await StoredFeatureSet.open(store, half.manifest.key);
+    assert.equal(half.manifest.shards.length, 3);
+    for (const [s, shard] of half.manifest.shards.entries()) {
+      assert.match(shard.key, /\.f16$/);
+      const fullBytes = (await store.get(full.manifest.shards[s]!.key))!.length;
+      assert.equal((await store.get(shard.key))!.length * 2, fullBytes);
+      const expected = await fullSet.readShard(s);
+      assert.ok(expected.some((v) => v > 0.1));
+      assertFloat16Close(await halfSet.readShard(s), expected);
+    }
+    assert.equal((await extractFeatures({ ...options, dtype: 'float16' })).reused, true);
+  });
+
+  test('a corrupt float16 shard and an unknown dtype are refused, naming the key', async () => {
+    const store = new LocalArtifactStore(path.join(dir, 'corrupt'));
+    const { manifest } = await extractFeatures({
+      store,
+      dataset,
+      split: 'train',
+      backbone,
+      dtype: 'float16',
+    });
+    const shard = manifest.shards[0]!;
+    const bytes = (await store.get(shard.key))!;
+    bytes[0]! ^= 1;
+    await store.put(shard.key, bytes);
+    const set = await StoredFeatureSet.open(store, manifest.key);
+    await assert.rejects(set.readShard(0), new RegExp(`'${shard.key}' is corrupt`));
+
+    await store.put(
+      `${manifest.key}/manifest.json`,
+      Buffer.from(JSON.stringify({ ...manifest, dtype: 'int8' })),
+    );
+    await assert.rejects(
+      StoredFeatureSet.open(store, manifest.key),
+      new RegExp(`feature set '${manifest.key}': dtype = "int8" is not one of float32, float16`),
+    );
+  });
+  test('features.dtype defaults to float32, takes float16, and names the field when wrong', () => {
+    assert.equal(parseSweep(sweep()).configurations[0]!.features.dtype, 'float32');
+    assert.equal(parseSweep(sweep({ dtype: 'float16' })).configurations[0]!.features.dtype, 'float16');
+    assert.throws(
+      () => parseSweep(sweep({ dtype: 'bfloat16' }), 'x.json'),
+      /configurations\[0\]\.features\.dtype/,
+    );
+  });
+
+  test('a float16 configuration addresses other features than a float32 one', () => {
+    const keyFor = (features?: unknown) =>
+      featureCacheKey(
+        dataset,
+        'train',
+        backbone,
+        parseSweep(sweep(features)).configurations[0]!.features.dtype,
+      );
+    assert.notEqual(keyFor({ dtype: 'float16' }), keyFor());
+    assert.equal(keyFor({ dtype: 'float32' }), keyFor());
+  });
+});
