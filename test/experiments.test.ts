@@ -4,6 +4,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadSweepFile, parseSweep } from '../core/config/experiment';
 import { repoRoot } from '../infra/paths';
+import { minimalSweepDocument } from './support/sweep-documents';
 
 const experiments = path.join(repoRoot(), 'experiments');
 
@@ -36,25 +37,7 @@ test("the paper sweep holds SPEC section 3's 14 configurations", async () => {
 });
 
 test('invalid sweeps name the failing field', () => {
-  const base = {
-    name: 'x',
-    configurations: [
-      {
-        name: 'c',
-        dataset: { kind: 'parts', generator: { seed: 1 } },
-        backbone: { name: 'nsfwjs-mobilenet-v2' },
-        heads: {
-          baseline: { epochs: 1, weight: { learningRate: 0.1 }, bias: { learningRate: 0.1 } },
-          infodisent: {
-            epochs: 1,
-            rotation: { learningRate: 0.1 },
-            weight: { learningRate: 0.1 },
-            bias: { learningRate: 0.1 },
-          },
-        },
-      },
-    ],
-  };
+  const base = minimalSweepDocument();
   assert.equal(parseSweep(base).configurations[0]!.heads.infodisent.foldEvery, 1);
   const broken = (mutate: (c: Record<string, unknown>) => void) => {
     const copy = structuredClone(base);

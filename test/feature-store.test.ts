@@ -13,6 +13,7 @@ import { SeededRandom } from '../core/util/random';
 import { writeNoiseDataset } from './support/extraction';
 import { convStackModel } from './support/onnx-graph';
 import { runPythonReference } from './support/python';
+import { minimalSweepDocument } from './support/sweep-documents';
 
 /** Round to nearest: relative error at most half an ulp of the 11-bit significand, for normal halves. */
 const RELATIVE_TOLERANCE = 2 ** -11;
@@ -87,26 +88,7 @@ describe('float16 conversion', () => {
 });
 
 /** A one-configuration sweep document with `features` as given (absent when undefined). */
-const sweep = (features?: unknown) => ({
-  name: 'x',
-  configurations: [
-    {
-      name: 'c',
-      dataset: { kind: 'parts', generator: { seed: 1 } },
-      backbone: { name: 'nsfwjs-mobilenet-v2' },
-      ...(features === undefined ? {} : { features }),
-      heads: {
-        baseline: { epochs: 1, weight: { learningRate: 0.1 }, bias: { learningRate: 0.1 } },
-        infodisent: {
-          epochs: 1,
-          rotation: { learningRate: 0.1 },
-          weight: { learningRate: 0.1 },
-          bias: { learningRate: 0.1 },
-        },
-      },
-    },
-  ],
-});
+const sweep = (features?: unknown) => minimalSweepDocument(features === undefined ? {} : { features });
 
 describe('float16 feature shards', () => {
   let dir: string;
