@@ -4,6 +4,11 @@ import { SeededRandom } from '../util/random';
 import { crossEntropyClassMajor } from './cross-entropy';
 import { disposeTape, expmSkew, expmSkewBackward, planExpm, skewNormBound } from './expm';
 import { batchCount, type Head, type LossAndGradients } from './head';
+import {
+  defaultRotationGradientPath,
+  type RotationGradientPath,
+  rotationGradient,
+} from './rotation-gradient';
 
 export interface InfoDisentHeadOptions {
   seed: number;
@@ -15,9 +20,11 @@ export interface InfoDisentHeadOptions {
   foldEvery: number;
   /** Initial weights are uniform in [0, initScale / sqrt(C)). */
   initScale?: number;
+  /** How dL/dU is computed; by default chosen from the backend (defaultRotationGradientPath). Tests force one. */
+  rotationGradient?: RotationGradientPath;
 }
 
-/** Tensors of one batch in the layouts the head needs: X^T [C, nHW] for the forward, X [nHW, C] for dU. */
+/** Tensors of one batch in the layouts the head needs: X^T [C, nHW] for the forward, X [nHW, C] for the dense dU. */
 interface BatchLayout {
   n: number;
   x: tf.Tensor2D;
@@ -191,20 +198,21 @@ export class InfoDisentHead implements Head {
     const { value: rotation, tape } = await this.expandRotation();
     const forward = this.forward(batch, rotation);
     const { loss, gradLogitsT } = crossEntropyClassMajor(forward.logitsT, labels);
-    const hw = pixelsOf(this.shape);
-    const c = this.shape.channels;
     const gradients = tf.tidy(() => {
       const gradWeight = tf.matMul(gradLogitsT, tf.transpose(forward.pooled));
       const gradBias = tf.sum(gradLogitsT, 1, true);
       const gradPooled = tf.matMul(tf.transpose(this.weight), gradLogitsT);
       // Only the surviving pixels carry gradient: the argmax where positive, the argmin where negative.
-      const atMax = tf.oneHot(forward.argmax.reshape([-1]).toInt(), hw).reshape([c, batch.n, hw]);
-      const atMin = tf.oneHot(forward.argmin.reshape([-1]).toInt(), hw).reshape([c, batch.n, hw]);
-      const gradZT = tf.add(
-        tf.mul(atMax, tf.mul(gradPooled, forward.positive).expandDims(2)),
-        tf.mul(atMin, tf.mul(gradPooled, forward.negative).expandDims(2)),
+      const gradU = rotationGradient(
+        {
+          argmax: forward.argmax,
+          argmin: forward.argmin,
+          gradMax: tf.mul(gradPooled, forward.positive) as tf.Tensor2D,
+          gradMin: tf.mul(gradPooled, forward.negative) as tf.Tensor2D,
+        },
+        { maps, x: batch.x },
+        this.options.rotationGradient ?? defaultRotationGradientPath(),
       );
-      const gradU = tf.matMul(gradZT.reshape([c, batch.n * hw]) as tf.Tensor2D, batch.x);
       const gradS = expmSkewBackward(tape, tf.matMul(gradU, this.baseT));
       const gradA = tf.sub(gradS, tf.transpose(gradS));
       return { rotation: gradA, weight: gradWeight, bias: gradBias } as Record<string, tf.Tensor>;
