@@ -2,7 +2,15 @@ import * as tf from '@tensorflow/tfjs';
 import { type FeatureShape, pixelsOf } from '../features/feature-set';
 import { SeededRandom } from '../util/random';
 import { crossEntropyClassMajor } from './cross-entropy';
-import { disposeTape, expmSkew, expmSkewBackward, planExpm, skewNormBound } from './expm';
+import {
+  disposeTape,
+  type ExpmPlan,
+  expmSkew,
+  expmSkewBackward,
+  expmSkewValue,
+  planExpm,
+  skewNormBound,
+} from './expm';
 import { batchCount, type Head, type LossAndGradients } from './head';
 import {
   defaultRotationGradientPath,
@@ -110,8 +118,7 @@ export class InfoDisentHead implements Head {
 
   /** The current orthogonal map U, [C, C]. The caller disposes it. */
   async rotation(): Promise<tf.Tensor2D> {
-    const { value, tape } = await this.expandRotation();
-    disposeTape(tape);
+    const { value } = await this.expandRotation((s, plan) => ({ value: expmSkewValue(s, plan) }));
     return value;
   }
 
@@ -124,20 +131,19 @@ export class InfoDisentHead implements Head {
     return tf.tidy(() => tf.sub(this.generator, tf.transpose(this.generator)) as tf.Tensor2D);
   }
 
-  /** U = expm(S) B, with its expm tape for the backward pass. */
-  private async expandRotation(): Promise<{ value: tf.Tensor2D; tape: ReturnType<typeof expmSkew>['tape'] }> {
+  /** U = expm(S) B, with whatever else `expm` returns (expmSkew: its tape for the backward pass). */
+  private async expandRotation<R extends { value: tf.Tensor2D }>(
+    expm: (s: tf.Tensor2D, plan: ExpmPlan) => R,
+  ): Promise<R> {
     const s = this.skew();
     const norm = this.generatorIsZero ? 0 : await skewNormBound(s);
-    const { value: e, tape } = expmSkew(s, planExpm(norm));
-    // Right after a fold A is 0 and U is the base itself: skip the product.
-    if (norm === 0) {
-      tf.dispose([s, e]);
-      return { value: tf.clone(this.base), tape };
-    }
+    const expanded = expm(s, planExpm(norm));
     s.dispose();
-    const value = tf.tidy(() => tf.matMul(e, this.base) as tf.Tensor2D);
+    const e = expanded.value;
+    // Right after a fold A is 0 and U is the base itself: skip the product.
+    const value = norm === 0 ? tf.clone(this.base) : tf.tidy(() => tf.matMul(e, this.base) as tf.Tensor2D);
     e.dispose();
-    return { value, tape };
+    return { ...expanded, value };
   }
 
   private layout(maps: Float32Array): BatchLayout {
@@ -195,7 +201,7 @@ export class InfoDisentHead implements Head {
 
   async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
     const batch = this.layout(maps);
-    const { value: rotation, tape } = await this.expandRotation();
+    const { value: rotation, tape } = await this.expandRotation(expmSkew);
     const forward = this.forward(batch, rotation);
     const { loss, gradLogitsT } = crossEntropyClassMajor(forward.logitsT, labels);
     const gradients = tf.tidy(() => {
