@@ -4,9 +4,10 @@ import * as tf from '@tensorflow/tfjs';
 import { InfoDisentHead } from '../core/method/infodisent-head';
 import {
   defaultRotationGradientPath,
+  denseRotationGradient,
   type ExtremeGradients,
   type RotationGradientPath,
-  rotationGradient,
+  sparseRotationGradient,
 } from '../core/method/rotation-gradient';
 import { selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
@@ -45,18 +46,17 @@ test('sparse dL/dU equals dense on random extremes, with skipped terms and chann
       gradMax: tf.tensor2d(gradient(), [c, n]),
       gradMin: tf.tensor2d(gradient(), [c, n]),
     };
-    const batch = { maps, x: tf.tensor2d(maps, [n * hw, c]) };
-    const [sparse, dense] = (['sparse', 'dense'] as const).map(
-      (path) => rotationGradient(extremes, batch, path).dataSync() as Float32Array,
-    );
-    const error = relativeError(sparse!, dense!);
+    const x = tf.tensor2d(maps, [n * hw, c]);
+    const sparse = sparseRotationGradient(extremes, maps).dataSync();
+    const dense = denseRotationGradient(extremes, x).dataSync();
+    const error = relativeError(sparse, dense);
     console.log(`sparse vs dense dL/dU, C=${c} n=${n}: ${error.toExponential(2)}`);
     assert.ok(error <= TOLERANCE, `C=${c} n=${n}: ${error}`);
     assert.ok(
-      sparse!.subarray(0, c).every((g) => g === 0),
+      sparse.subarray(0, c).every((g) => g === 0),
       'a channel without gradient has a zero row',
     );
-    tf.dispose([...Object.values(extremes), batch.x]);
+    tf.dispose([...Object.values(extremes), x]);
   }
 });
 
@@ -65,8 +65,9 @@ test('InfoDisentHead: the same gradients on both paths, with channels whose max 
   const shape = { height: 3, width: 3, channels: 32 };
   const [hw, c, k, n] = [9, 32, 5, 6];
   const maps = gaussian(random, n * hw * c);
-  // U = I, so Z = X and the signs below reach the pooling unchanged: in image 0, channel 1 is all
-  // negative (no max branch), channel 2 all positive (no min branch), channel 3 all zero (ties, neither).
+  // The base is a signed permutation P, so with A = 0, Z = X P^T carries the cases below to other channels
+  // (some with flipped signs) but intact: in image 0, one channel all negative (no max branch), one all
+  // positive (no min branch), one all zero (ties, neither).
   for (let pixel = 0; pixel < hw; pixel++) {
     const at = pixel * c;
     maps[at + 1] = -Math.abs(maps[at + 1]!);
@@ -75,28 +76,40 @@ test('InfoDisentHead: the same gradients on both paths, with channels whose max 
   }
   const labels = Int32Array.from({ length: n }, () => random.int(0, k - 1));
   const weight = Float32Array.from({ length: k * c }, () => random.uniform(0, 0.3));
-  const gradients = async (path: RotationGradientPath) => {
-    const head = new InfoDisentHead(shape, k, { seed: 3, foldEvery: 0, rotationGradient: path });
-    head.restore({
-      rotation: tf.zeros([c, c]),
-      base: tf.eye(c),
-      baseT: tf.eye(c),
-      weight: tf.tensor2d(weight, [k, c]),
-      bias: tf.zeros([k, 1]),
-    });
-    const { loss, gradients } = await head.lossAndGradients(maps, labels);
-    const out = Object.fromEntries(
-      Object.entries(gradients).map(([name, t]) => [name, t.dataSync().slice()]),
-    );
-    tf.dispose([loss, ...Object.values(gradients)]);
-    head.dispose();
-    return out;
+  const permutation = random.shuffle(Array.from({ length: c }, (_, i) => i));
+  const base = new Float32Array(c * c);
+  permutation.forEach((j, i) => {
+    base[i * c + j] = random.next() < 0.5 ? -1 : 1;
+  });
+  // A = 0: U is the base and the sparse path sums rows of Z; A != 0 (||A|| ~ 0.1): it sums rows of X.
+  const generators = {
+    'A = 0': new Float32Array(c * c),
+    'A != 0': gaussian(random, c * c, 0.1 / (2 * Math.sqrt(c))),
   };
-  const sparse = await gradients('sparse');
-  const dense = await gradients('dense');
-  for (const name of ['rotation', 'weight', 'bias']) {
-    const error = relativeError(sparse[name]!, dense[name]!);
-    console.log(`sparse vs dense d loss / d ${name}: ${error.toExponential(2)}`);
-    assert.ok(error <= TOLERANCE, `d loss / d ${name}: ${error}`);
+  for (const [label, a] of Object.entries(generators)) {
+    const gradients = async (path: RotationGradientPath) => {
+      const head = new InfoDisentHead(shape, k, { seed: 3, foldEvery: 0, rotationGradient: path });
+      head.restore({
+        rotation: tf.tensor2d(a, [c, c]),
+        base: tf.tensor2d(base, [c, c]),
+        baseT: tf.transpose(tf.tensor2d(base, [c, c])),
+        weight: tf.tensor2d(weight, [k, c]),
+        bias: tf.zeros([k, 1]),
+      });
+      const { loss, gradients } = await head.lossAndGradients(maps, labels);
+      const out = Object.fromEntries(
+        Object.entries(gradients).map(([name, t]) => [name, t.dataSync().slice()]),
+      );
+      tf.dispose([loss, ...Object.values(gradients)]);
+      head.dispose();
+      return out;
+    };
+    const sparse = await gradients('sparse');
+    const dense = await gradients('dense');
+    for (const name of ['rotation', 'weight', 'bias']) {
+      const error = relativeError(sparse[name]!, dense[name]!);
+      console.log(`${label}: sparse vs dense d loss / d ${name}: ${error.toExponential(2)}`);
+      assert.ok(error <= TOLERANCE, `${label}: d loss / d ${name}: ${error}`);
+    }
   }
 });

@@ -14,8 +14,10 @@ import {
 import { batchCount, type Head, type LossAndGradients } from './head';
 import {
   defaultRotationGradientPath,
+  denseRotationGradient,
+  type ExtremeGradients,
   type RotationGradientPath,
-  rotationGradient,
+  sparseRotationGradient,
 } from './rotation-gradient';
 
 export interface InfoDisentHeadOptions {
@@ -32,15 +34,19 @@ export interface InfoDisentHeadOptions {
   rotationGradient?: RotationGradientPath;
 }
 
-/** Tensors of one batch in the layouts the head needs: X^T [C, nHW] for the forward, X [nHW, C] for the dense dU. */
+/** One batch in the layouts the head needs: X^T [C, nHW] for the forward, X [nHW, C] for dU. */
 interface BatchLayout {
   n: number;
+  /** X as it came, for the sparse dU. */
+  maps: Float32Array;
   x: tf.Tensor2D;
   xT: tf.Tensor2D;
 }
 
 /** What the forward pass keeps for the backward pass. */
 interface Forward {
+  /** Z^T = U X^T, [C, nHW]. */
+  zT: tf.Tensor2D;
   /** Sparse pooling output p, [C, n]. */
   pooled: tf.Tensor2D;
   /** Index of the highest and lowest pixel per channel and image, [C, n]. */
@@ -131,44 +137,48 @@ export class InfoDisentHead implements Head {
     return tf.tidy(() => tf.sub(this.generator, tf.transpose(this.generator)) as tf.Tensor2D);
   }
 
-  /** U = expm(S) B, with whatever else `expm` returns (expmSkew: its tape for the backward pass). */
+  /**
+   * U = expm(S) B, with whatever else `expm` returns (expmSkew: its tape for the backward pass), and
+   * whether U is the base itself (S = 0, E = I).
+   */
   private async expandRotation<R extends { value: tf.Tensor2D }>(
     expm: (s: tf.Tensor2D, plan: ExpmPlan) => R,
-  ): Promise<R> {
+  ): Promise<R & { isBase: boolean }> {
     const s = this.skew();
     const norm = this.generatorIsZero ? 0 : await skewNormBound(s);
     const expanded = expm(s, planExpm(norm));
     s.dispose();
     const e = expanded.value;
     // Right after a fold A is 0 and U is the base itself: skip the product.
-    const value = norm === 0 ? tf.clone(this.base) : tf.tidy(() => tf.matMul(e, this.base) as tf.Tensor2D);
+    const isBase = norm === 0;
+    const value = isBase ? tf.clone(this.base) : tf.tidy(() => tf.matMul(e, this.base) as tf.Tensor2D);
     e.dispose();
-    return { ...expanded, value };
+    return { ...expanded, value, isBase };
   }
 
   private layout(maps: Float32Array): BatchLayout {
     const n = batchCount(maps, this.shape);
-    return tf.tidy(() => {
-      const x = tf.tensor2d(maps, [n * pixelsOf(this.shape), this.shape.channels]);
-      return { n, x, xT: tf.transpose(x) as tf.Tensor2D } as unknown as tf.TensorContainer;
-    }) as unknown as BatchLayout;
+    const x = tf.tensor2d(maps, [n * pixelsOf(this.shape), this.shape.channels]);
+    return { n, maps, x, xT: tf.tidy(() => tf.transpose(x) as tf.Tensor2D) };
   }
 
-  /** Z^T = U X^T as [C, n, HW]: pooling then reduces the innermost axis. */
+  /** Z^T = U X^T, viewed as [C, n, HW] for the pooling: it then reduces the innermost axis. */
   private forward(batch: BatchLayout, rotation: tf.Tensor2D): Forward {
     const c = this.shape.channels;
     return tf.tidy(() => {
-      const zT = tf.matMul(rotation, batch.xT).reshape([c, batch.n, pixelsOf(this.shape)]) as tf.Tensor3D;
-      const maxima = tf.max(zT, 2) as tf.Tensor2D;
-      const minima = tf.min(zT, 2) as tf.Tensor2D;
+      const zT = tf.matMul(rotation, batch.xT);
+      const byImage = zT.reshape([c, batch.n, pixelsOf(this.shape)]) as tf.Tensor3D;
+      const maxima = tf.max(byImage, 2) as tf.Tensor2D;
+      const minima = tf.min(byImage, 2) as tf.Tensor2D;
       const positive = tf.greater(maxima, 0).toFloat() as tf.Tensor2D;
       const negative = tf.less(minima, 0).toFloat() as tf.Tensor2D;
       const pooled = tf.add(tf.relu(maxima), tf.minimum(minima, 0)) as tf.Tensor2D;
       const logitsT = tf.add(tf.matMul(this.weight, pooled), this.bias) as tf.Tensor2D;
       return {
+        zT,
         pooled,
-        argmax: tf.argMax(zT, 2) as tf.Tensor2D,
-        argmin: tf.argMin(zT, 2) as tf.Tensor2D,
+        argmax: tf.argMax(byImage, 2) as tf.Tensor2D,
+        argmin: tf.argMin(byImage, 2) as tf.Tensor2D,
         positive,
         negative,
         logitsT,
@@ -201,7 +211,7 @@ export class InfoDisentHead implements Head {
 
   async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
     const batch = this.layout(maps);
-    const { value: rotation, tape } = await this.expandRotation(expmSkew);
+    const { value: rotation, tape, isBase } = await this.expandRotation(expmSkew);
     const forward = this.forward(batch, rotation);
     const { loss, gradLogitsT } = crossEntropyClassMajor(forward.logitsT, labels);
     const gradients = tf.tidy(() => {
@@ -209,23 +219,34 @@ export class InfoDisentHead implements Head {
       const gradBias = tf.sum(gradLogitsT, 1, true);
       const gradPooled = tf.matMul(tf.transpose(this.weight), gradLogitsT);
       // Only the surviving pixels carry gradient: the argmax where positive, the argmin where negative.
-      const gradU = rotationGradient(
-        {
-          argmax: forward.argmax,
-          argmin: forward.argmin,
-          gradMax: tf.mul(gradPooled, forward.positive) as tf.Tensor2D,
-          gradMin: tf.mul(gradPooled, forward.negative) as tf.Tensor2D,
-        },
-        { maps, x: batch.x },
-        this.options.rotationGradient ?? defaultRotationGradientPath(),
-      );
-      const gradS = expmSkewBackward(tape, tf.matMul(gradU, this.baseT));
+      const extremes: ExtremeGradients = {
+        argmax: forward.argmax,
+        argmin: forward.argmin,
+        gradMax: tf.mul(gradPooled, forward.positive) as tf.Tensor2D,
+        gradMin: tf.mul(gradPooled, forward.negative) as tf.Tensor2D,
+      };
+      const gradS = expmSkewBackward(tape, this.expmGradient(extremes, batch, forward.zT, isBase));
       const gradA = tf.sub(gradS, tf.transpose(gradS));
       return { rotation: gradA, weight: gradWeight, bias: gradBias } as Record<string, tf.Tensor>;
     });
     tf.dispose([batch.x, batch.xT, rotation, gradLogitsT, ...Object.values(forward)]);
     disposeTape(tape);
     return { loss, gradients };
+  }
+
+  /** dL/dE for U = E B, E = expm(S), from the gradient at the pooled extremes. */
+  private expmGradient(
+    extremes: ExtremeGradients,
+    batch: BatchLayout,
+    zT: tf.Tensor2D,
+    isBase: boolean,
+  ): tf.Tensor2D {
+    const path = this.options.rotationGradient ?? defaultRotationGradientPath();
+    if (path === 'dense') return tf.matMul(denseRotationGradient(extremes, batch.x), this.baseT);
+    // Right after a fold E = I and U = B, so dL/dE = dL/dU B^T = dL/dU U^T: the sparse sum over the rows
+    // of Z = X U^T, which the forward pass already computed, in place of a [C, C] matmul.
+    if (isBase) return sparseRotationGradient(extremes, tf.transpose(zT).dataSync<'float32'>());
+    return tf.matMul(sparseRotationGradient(extremes, batch.maps), this.baseT);
   }
 
   async afterStep(step: number): Promise<void> {

@@ -16,12 +16,6 @@ export interface ExtremeGradients {
   gradMin: tf.Tensor2D;
 }
 
-/** The batch's maps X [nHW, C], as the Float32Array it came in and as a tensor. */
-export interface BatchMaps {
-  maps: Float32Array;
-  x: tf.Tensor2D;
-}
-
 export type RotationGradientPath = 'sparse' | 'dense';
 
 /**
@@ -35,19 +29,8 @@ export function defaultRotationGradientPath(): RotationGradientPath {
   return backend === 'wasm' || backend === 'cpu' ? 'sparse' : 'dense';
 }
 
-/** dL/dU [C, C]. The caller disposes it. */
-export function rotationGradient(
-  extremes: ExtremeGradients,
-  batch: BatchMaps,
-  path: RotationGradientPath,
-): tf.Tensor2D {
-  return path === 'sparse'
-    ? sparseRotationGradient(extremes, batch.maps)
-    : denseRotationGradient(extremes, batch.x);
-}
-
-/** dL/dZ^T [C, nHW] built from one-hot masks, then one matmul with X: no read-back. */
-function denseRotationGradient(extremes: ExtremeGradients, x: tf.Tensor2D): tf.Tensor2D {
+/** dL/dU [C, C]: dL/dZ^T [C, nHW] built from one-hot masks, then one matmul with X: no read-back. */
+export function denseRotationGradient(extremes: ExtremeGradients, x: tf.Tensor2D): tf.Tensor2D {
   const [c, n] = extremes.argmax.shape;
   const hw = x.shape[0] / n;
   return tf.tidy(() => {
@@ -62,26 +45,27 @@ function denseRotationGradient(extremes: ExtremeGradients, x: tf.Tensor2D): tf.T
 }
 
 /**
- * Rows of X summed per pass over a channel's accumulator (addScaledRows is unrolled to it): fewer passes
+ * Rows summed per pass over a channel's accumulator (addScaledRows is unrolled to it): fewer passes
  * mean fewer loads and stores of the accumulator. Measured in V8 at C = 512..1024: ~0.9 ns per
  * multiply-add with 8 rows, ~1.0 with 4, ~2 with 1.
  */
 const ROWS_PER_PASS = 8;
 
 /**
- * The sum above as a loop over the maps. Each channel's terms are taken in a fixed order (image, then max
+ * The sum above as a loop over `rows` [nHW, C] row-major: with the maps X it is dL/dU; with any Y = X M
+ * (such as Z = X U^T) it is dL/dU M. Each channel's terms are taken in a fixed order (image, then max
  * before min) and summed in float64, so the result is deterministic and at least as accurate as the dense
  * float32 matmul. Terms with a zero gradient are skipped; the last pass is padded with zero-scale terms.
  */
-function sparseRotationGradient(extremes: ExtremeGradients, maps: Float32Array): tf.Tensor2D {
+export function sparseRotationGradient(extremes: ExtremeGradients, rows: Float32Array): tf.Tensor2D {
   const [c, n] = extremes.argmax.shape;
-  const hw = maps.length / (n * c);
+  const hw = rows.length / (n * c);
   const argmax = extremes.argmax.dataSync<'int32'>();
   const argmin = extremes.argmin.dataSync<'int32'>();
   const gradMax = extremes.gradMax.dataSync<'float32'>();
   const gradMin = extremes.gradMin.dataSync<'float32'>();
   const out = new Float32Array(c * c);
-  const row = new Float64Array(c);
+  const sum = new Float64Array(c);
   const capacity = Math.ceil((2 * n) / ROWS_PER_PASS) * ROWS_PER_PASS;
   const offsets = new Int32Array(capacity);
   const scales = new Float64Array(capacity);
@@ -100,18 +84,18 @@ function sparseRotationGradient(extremes: ExtremeGradients, maps: Float32Array):
     }
     offsets.fill(0, terms);
     scales.fill(0, terms);
-    row.fill(0);
+    sum.fill(0);
     for (let first = 0; first < terms; first += ROWS_PER_PASS)
-      addScaledRows(row, maps, offsets, scales, first);
-    out.set(row, channel * c);
+      addScaledRows(sum, rows, offsets, scales, first);
+    out.set(sum, channel * c);
   }
   return tf.tensor2d(out, [c, c]);
 }
 
-/** row += sum over i < 8 of scales[first + i] * maps[offsets[first + i] + (0 .. C-1)], unrolled. */
+/** sum += the sum over i < 8 of scales[first + i] * rows[offsets[first + i] + (0 .. C-1)], unrolled. */
 function addScaledRows(
-  row: Float64Array,
-  maps: Float32Array,
+  sum: Float64Array,
+  rows: Float32Array,
   offsets: Int32Array,
   scales: Float64Array,
   first: number,
@@ -132,15 +116,15 @@ function addScaledRows(
   const s5 = scales[first + 5]!;
   const s6 = scales[first + 6]!;
   const s7 = scales[first + 7]!;
-  for (let j = 0; j < row.length; j++) {
-    row[j]! +=
-      s0 * maps[o0 + j]! +
-      s1 * maps[o1 + j]! +
-      s2 * maps[o2 + j]! +
-      s3 * maps[o3 + j]! +
-      s4 * maps[o4 + j]! +
-      s5 * maps[o5 + j]! +
-      s6 * maps[o6 + j]! +
-      s7 * maps[o7 + j]!;
+  for (let j = 0; j < sum.length; j++) {
+    sum[j]! +=
+      s0 * rows[o0 + j]! +
+      s1 * rows[o1 + j]! +
+      s2 * rows[o2 + j]! +
+      s3 * rows[o3 + j]! +
+      s4 * rows[o4 + j]! +
+      s5 * rows[o5 + j]! +
+      s6 * rows[o6 + j]! +
+      s7 * rows[o7 + j]!;
   }
 }
