@@ -133,7 +133,9 @@ export class InfoDisentHead implements Head {
     return this.weight;
   }
 
+  /** S = A - A^T; a plain zero matrix when A is known to be 0 (no transpose to pay for). */
   private skew(): tf.Tensor2D {
+    if (this.generatorIsZero) return tf.zeros(this.generator.shape);
     return tf.tidy(() => tf.sub(this.generator, tf.transpose(this.generator)) as tf.Tensor2D);
   }
 
