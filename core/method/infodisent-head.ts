@@ -30,7 +30,7 @@ export interface InfoDisentHeadOptions {
   foldEvery: number;
   /** Initial weights are uniform in [0, initScale / sqrt(C)). */
   initScale?: number;
-  /** How dL/dU is computed; by default chosen from the backend (defaultRotationGradientPath). Tests force one. */
+  /** How dL/dU is computed: by default from the backend (defaultRotationGradientPath); tests force one. */
   rotationGradient?: RotationGradientPath;
 }
 
