@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { disposeTape, expmSkew, expmSkewBackward, planExpm, skewNormBound } from '../core/method/expm';
+import {
+  disposeTape,
+  expmSkew,
+  expmSkewBackward,
+  expmSkewValue,
+  planExpm,
+  skewNormBound,
+} from '../core/method/expm';
 import { selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
 import { maxAbs, maxAbsDiff } from './support/numeric';
@@ -65,14 +72,15 @@ before(async () => {
  * trivialisation keeps A in) U is exact to a few float32 ulps: measured max|U^T U - I| <= 6e-8 and
  * max|U - U_ref| <= 3e-8, asserted 2e-7. Every squaring is one more C-term product, and wasm's matmul
  * accumulates sequentially (measured: max error of E*E 1.3e-6 at C = 256 for E ~ I), so the bound grows
- * with the squaring count s: measured orthogonality up to 3e-6 (s = 2), 6.5e-6 (s = 4), 1.34e-5 (s = 7,
- * C = 256, ||A|| = 10), max|U - U_ref| up to 3.1e-6; asserted 4e-6 * s.
+ * with the squaring count s: measured orthogonality up to 3e-6 (s = 2), 6.5e-6 (s = 4), 1.35e-5 (s = 7,
+ * C = 256, ||A|| = 10), max|U - U_ref| up to 3.2e-6, Horner and Paterson-Stockmeyer alike; asserted
+ * 4e-6 * s.
  */
 function expmTolerance(squarings: number): number {
   return squarings === 0 ? 2e-7 : 4e-6 * squarings;
 }
 
-test('expmSkew is orthogonal and equals the float64 expm for ||A|| from 1e-3 to 10 at C = 8, 64, 256', async () => {
+test('expmSkew and expmSkewValue are orthogonal and equal the float64 expm for ||A|| from 1e-3 to 10 at C = 8, 64, 256', async () => {
   const random = new SeededRandom(11);
   const targets = [1e-3, 1e-2, 0.1, 0.5, 2, 10];
   const raw: { n: number; data: Float64Array }[] = [];
@@ -100,24 +108,60 @@ test('expmSkew is orthogonal and equals the float64 expm for ||A|| from 1e-3 to 
     assert.ok(ref.orthogonality < 1e-13, `reference orthogonality: ${ref.orthogonality}`);
 
     const input = tf.tensor2d(s, [n, n]);
-    const { value, tape } = expmSkew(input, planExpm(await skewNormBound(input)));
-    const u = value.dataSync() as Float32Array;
-    tf.dispose([input, value]);
+    const plan = planExpm(await skewNormBound(input));
+    if (target <= 0.1) assert.equal(plan.squarings, 0, `C=${n} ||A||=${target}`);
+    const label = `C=${n} ||A||=${target} (||S||=${ref.spectral_norm.toFixed(4)}), ${JSON.stringify(plan)}`;
+    const tolerance = expmTolerance(plan.squarings);
+    // The taped Horner evaluation and the Paterson-Stockmeyer one of the same polynomial.
+    const { value: horner, tape } = expmSkew(input, plan);
+    const stockmeyer = expmSkewValue(input, plan);
+    for (const [name, value] of [
+      ['expmSkew', horner],
+      ['expmSkewValue', stockmeyer],
+    ] as const) {
+      const u = value.dataSync() as Float32Array;
+      const orthogonality = orthogonalityError(u, n);
+      const difference = maxAbsDiff(u, ref.value);
+      worstOrthogonality = Math.max(worstOrthogonality, orthogonality);
+      worstValue = Math.max(worstValue, difference);
+      assert.ok(orthogonality < tolerance, `${name} ${label}: max|U^T U - I| = ${orthogonality}`);
+      assert.ok(difference < tolerance, `${name} ${label}: max|U - U_ref| = ${difference}`);
+    }
+    // Without squarings the value is the tape's first Horner term: disposed with it, after reading.
     disposeTape(tape);
-    if (target <= 0.1) assert.equal(tape.plan.squarings, 0, `C=${n} ||A||=${target}`);
-    const orthogonality = orthogonalityError(u, n);
-    const difference = maxAbsDiff(u, ref.value);
-    worstOrthogonality = Math.max(worstOrthogonality, orthogonality);
-    worstValue = Math.max(worstValue, difference);
-    const label = `C=${n} ||A||=${target} (||S||=${ref.spectral_norm.toFixed(4)})`;
-    const tolerance = expmTolerance(tape.plan.squarings);
-    const detail = `${label}, ${JSON.stringify(tape.plan)}`;
-    assert.ok(orthogonality < tolerance, `${detail}: max|U^T U - I| = ${orthogonality}`);
-    assert.ok(difference < tolerance, `${detail}: max|U - U_ref| = ${difference}`);
+    tf.dispose([input, horner, stockmeyer]);
   }
   console.log(
     `expm: worst max|U^T U - I| ${worstOrthogonality.toExponential(2)}, worst max|U - U_ref| ${worstValue.toExponential(2)}`,
   );
+});
+
+test('expmSkewValue evaluates the same Taylor polynomial as expmSkew in fewer matmuls than Horner (m - 1)', async () => {
+  const s = tf.tensor2d(
+    skewOf(
+      Float32Array.from(gaussian(new SeededRandom(3), 64), (x) => 0.1 * x),
+      8,
+    ),
+    [8, 8],
+  );
+  for (const [degree, matmuls] of [
+    [1, 0],
+    [2, 1],
+    [4, 2],
+    [8, 4],
+    [18, 7],
+  ] as const) {
+    const profile = await tf.profile(() => expmSkewValue(s, { degree, squarings: 1 }));
+    const counted = profile.kernels.filter((kernel) => kernel.name === 'BatchMatMul').length;
+    assert.equal(counted, matmuls + 1, `degree ${degree}: ${counted} matmuls with one squaring`);
+    // The same polynomial as the taped Horner evaluation, to float32 rounding.
+    const { value: horner, tape } = expmSkew(s, { degree, squarings: 1 });
+    const difference = maxAbsDiff(horner.dataSync(), (profile.result as tf.Tensor).dataSync());
+    assert.ok(difference < 1e-6, `degree ${degree}: ${difference} from Horner`);
+    disposeTape(tape);
+    tf.dispose([horner, profile.result]);
+  }
+  s.dispose();
 });
 
 test('planExpm: a valid remainder bound, no squarings for small norms, cost growing with the norm', () => {

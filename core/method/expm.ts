@@ -50,6 +50,11 @@ export function planExpm(normBound: number): ExpmPlan {
   return best;
 }
 
+/** The Euclidean (Frobenius) norm. tf.norm squares through Pow, which on wasm costs ~10x a multiply. */
+function euclideanNorm(t: tf.Tensor): tf.Scalar {
+  return tf.sqrt(tf.sum(tf.mul(t, t))) as tf.Scalar;
+}
+
 /**
  * An upper bound of the spectral norm of a skew-symmetric S: the smaller of its Frobenius norm and
  * 1.25x a power-iteration estimate (S is normal, so power iteration on S^2 converges to ||S||^2 from below;
@@ -64,11 +69,11 @@ export async function skewNormBound(s: tf.Tensor2D, iterations = defaultPowerIte
     let ratio: tf.Tensor = tf.scalar(0);
     for (let i = 0; i < iterations; i++) {
       const w = tf.matMul(s, tf.matMul(s, v));
-      const wNorm = tf.norm(w);
-      ratio = tf.div(wNorm, tf.maximum(tf.norm(v), 1e-30));
+      const wNorm = euclideanNorm(w);
+      ratio = tf.div(wNorm, tf.maximum(euclideanNorm(v), 1e-30));
       v = tf.div(w, tf.maximum(wNorm, 1e-30));
     }
-    return tf.stack([tf.norm(s), ratio]);
+    return tf.stack([euclideanNorm(s), ratio]);
   });
   const [frobenius, ratio] = await norms.data();
   norms.dispose();
@@ -122,6 +127,56 @@ export function expmSkew(s: tf.Tensor2D, plan: ExpmPlan): ExpmResult {
     const tape: ExpmTape = { plan, scaled, horner, squares };
     return { value: e, tape } as unknown as tf.TensorContainer;
   }) as unknown as ExpmResult;
+}
+
+/**
+ * Taylor polynomial blocks for Paterson-Stockmeyer: with p, sum_k X^k / k! = sum_j (X^p)^j B_j, where
+ * B_j = sum_{i<p} X^i / (jp + i)! needs only X^2 .. X^p (p - 1 matmuls), and Horner's rule in X^p takes
+ * floor(m/p) more, one fewer when the last block is the scalar 1/m! (p divides m). p = 1 is plain Horner
+ * (m - 1 matmuls); the best p takes 2 for degree 4, 4 for 8, 7 for 18.
+ */
+function stockmeyerBlockSize(degree: number): number {
+  const matmuls = (p: number) => p - 1 + Math.floor(degree / p) - (degree % p === 0 ? 1 : 0);
+  let best = 1;
+  for (let p = 2; p <= degree; p++) if (matmuls(p) < matmuls(best)) best = p;
+  return best;
+}
+
+/**
+ * expm(S) alone, where no reverse pass follows (the fold, inference): the same Taylor polynomial and
+ * squarings as expmSkew, its polynomial evaluated by Paterson-Stockmeyer in fewer matmuls than Horner's
+ * rule. The caller disposes the result.
+ */
+export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan): tf.Tensor2D {
+  const n = s.shape[0];
+  const { degree } = plan;
+  const p = stockmeyerBlockSize(degree);
+  return tf.tidy(() => {
+    const scaled = (plan.squarings === 0 ? s : tf.mul(s, 1 / 2 ** plan.squarings)) as tf.Tensor2D;
+    const powers: tf.Tensor2D[] = [tf.eye(n) as tf.Tensor2D, scaled];
+    for (let k = 2; k <= p; k++) powers.push(tf.matMul(powers[k - 1]!, scaled));
+    // When p divides the degree the last block is the scalar 1/m!: its product with X^p needs no matmul.
+    const lastIsScalar = degree % p === 0;
+    const blockedDegree = lastIsScalar ? degree - 1 : degree;
+    let factorial = 1; // k! of the coefficient being added
+    const blocks: tf.Tensor2D[] = [];
+    for (let first = 0; first <= blockedDegree; first += p) {
+      let block: tf.Tensor2D | null = null;
+      for (let k = first; k <= Math.min(first + p - 1, blockedDegree); k++) {
+        if (k > 1) factorial *= k;
+        const term = tf.mul(powers[k - first]!, 1 / factorial) as tf.Tensor2D;
+        block = block ? (tf.add(block, term) as tf.Tensor2D) : term;
+      }
+      blocks.push(block!);
+    }
+    const top = powers[p]!;
+    let e = blocks.pop()!;
+    if (lastIsScalar) e = tf.add(e, tf.mul(top, 1 / (factorial * degree))) as tf.Tensor2D;
+    for (let block = blocks.pop(); block; block = blocks.pop())
+      e = tf.add(block, tf.matMul(top, e)) as tf.Tensor2D;
+    for (let i = 0; i < plan.squarings; i++) e = tf.matMul(e, e);
+    return e;
+  });
 }
 
 /**

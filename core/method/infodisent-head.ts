@@ -2,8 +2,23 @@ import * as tf from '@tensorflow/tfjs';
 import { type FeatureShape, pixelsOf } from '../features/feature-set';
 import { SeededRandom } from '../util/random';
 import { crossEntropyClassMajor } from './cross-entropy';
-import { disposeTape, expmSkew, expmSkewBackward, planExpm, skewNormBound } from './expm';
+import {
+  disposeTape,
+  type ExpmPlan,
+  expmSkew,
+  expmSkewBackward,
+  expmSkewValue,
+  planExpm,
+  skewNormBound,
+} from './expm';
 import { batchCount, type Head, type LossAndGradients } from './head';
+import {
+  defaultRotationGradientPath,
+  denseRotationGradient,
+  type ExtremeGradients,
+  type RotationGradientPath,
+  sparseRotationGradient,
+} from './rotation-gradient';
 
 export interface InfoDisentHeadOptions {
   seed: number;
@@ -15,17 +30,23 @@ export interface InfoDisentHeadOptions {
   foldEvery: number;
   /** Initial weights are uniform in [0, initScale / sqrt(C)). */
   initScale?: number;
+  /** How dL/dU is computed: by default from the backend (defaultRotationGradientPath); tests force one. */
+  rotationGradient?: RotationGradientPath;
 }
 
-/** Tensors of one batch in the layouts the head needs: X^T [C, nHW] for the forward, X [nHW, C] for dU. */
+/** One batch in the layouts the head needs: X^T [C, nHW] for the forward, X [nHW, C] for dU. */
 interface BatchLayout {
   n: number;
+  /** X as it came, for the sparse dU. */
+  maps: Float32Array;
   x: tf.Tensor2D;
   xT: tf.Tensor2D;
 }
 
 /** What the forward pass keeps for the backward pass. */
 interface Forward {
+  /** Z^T = U X^T, [C, nHW]. */
+  zT: tf.Tensor2D;
   /** Sparse pooling output p, [C, n]. */
   pooled: tf.Tensor2D;
   /** Index of the highest and lowest pixel per channel and image, [C, n]. */
@@ -103,8 +124,7 @@ export class InfoDisentHead implements Head {
 
   /** The current orthogonal map U, [C, C]. The caller disposes it. */
   async rotation(): Promise<tf.Tensor2D> {
-    const { value, tape } = await this.expandRotation();
-    disposeTape(tape);
+    const { value } = await this.expandRotation((s, plan) => ({ value: expmSkewValue(s, plan) }));
     return value;
   }
 
@@ -113,49 +133,54 @@ export class InfoDisentHead implements Head {
     return this.weight;
   }
 
+  /** S = A - A^T; a plain zero matrix when A is known to be 0 (no transpose to pay for). */
   private skew(): tf.Tensor2D {
+    if (this.generatorIsZero) return tf.zeros(this.generator.shape);
     return tf.tidy(() => tf.sub(this.generator, tf.transpose(this.generator)) as tf.Tensor2D);
   }
 
-  /** U = expm(S) B, with its expm tape for the backward pass. */
-  private async expandRotation(): Promise<{ value: tf.Tensor2D; tape: ReturnType<typeof expmSkew>['tape'] }> {
+  /**
+   * U = expm(S) B, with whatever else `expm` returns (expmSkew: its tape for the backward pass), and
+   * whether U is the base itself (S = 0, E = I).
+   */
+  private async expandRotation<R extends { value: tf.Tensor2D }>(
+    expm: (s: tf.Tensor2D, plan: ExpmPlan) => R,
+  ): Promise<R & { isBase: boolean }> {
     const s = this.skew();
     const norm = this.generatorIsZero ? 0 : await skewNormBound(s);
-    const { value: e, tape } = expmSkew(s, planExpm(norm));
-    // Right after a fold A is 0 and U is the base itself: skip the product.
-    if (norm === 0) {
-      tf.dispose([s, e]);
-      return { value: tf.clone(this.base), tape };
-    }
+    const expanded = expm(s, planExpm(norm));
     s.dispose();
-    const value = tf.tidy(() => tf.matMul(e, this.base) as tf.Tensor2D);
+    const e = expanded.value;
+    // Right after a fold A is 0 and U is the base itself: skip the product.
+    const isBase = norm === 0;
+    const value = isBase ? tf.clone(this.base) : tf.tidy(() => tf.matMul(e, this.base) as tf.Tensor2D);
     e.dispose();
-    return { value, tape };
+    return { ...expanded, value, isBase };
   }
 
   private layout(maps: Float32Array): BatchLayout {
     const n = batchCount(maps, this.shape);
-    return tf.tidy(() => {
-      const x = tf.tensor2d(maps, [n * pixelsOf(this.shape), this.shape.channels]);
-      return { n, x, xT: tf.transpose(x) as tf.Tensor2D } as unknown as tf.TensorContainer;
-    }) as unknown as BatchLayout;
+    const x = tf.tensor2d(maps, [n * pixelsOf(this.shape), this.shape.channels]);
+    return { n, maps, x, xT: tf.tidy(() => tf.transpose(x) as tf.Tensor2D) };
   }
 
-  /** Z^T = U X^T as [C, n, HW]: pooling then reduces the innermost axis. */
+  /** Z^T = U X^T, viewed as [C, n, HW] for the pooling: it then reduces the innermost axis. */
   private forward(batch: BatchLayout, rotation: tf.Tensor2D): Forward {
     const c = this.shape.channels;
     return tf.tidy(() => {
-      const zT = tf.matMul(rotation, batch.xT).reshape([c, batch.n, pixelsOf(this.shape)]) as tf.Tensor3D;
-      const maxima = tf.max(zT, 2) as tf.Tensor2D;
-      const minima = tf.min(zT, 2) as tf.Tensor2D;
+      const zT = tf.matMul(rotation, batch.xT);
+      const byImage = zT.reshape([c, batch.n, pixelsOf(this.shape)]) as tf.Tensor3D;
+      const maxima = tf.max(byImage, 2) as tf.Tensor2D;
+      const minima = tf.min(byImage, 2) as tf.Tensor2D;
       const positive = tf.greater(maxima, 0).toFloat() as tf.Tensor2D;
       const negative = tf.less(minima, 0).toFloat() as tf.Tensor2D;
       const pooled = tf.add(tf.relu(maxima), tf.minimum(minima, 0)) as tf.Tensor2D;
       const logitsT = tf.add(tf.matMul(this.weight, pooled), this.bias) as tf.Tensor2D;
       return {
+        zT,
         pooled,
-        argmax: tf.argMax(zT, 2) as tf.Tensor2D,
-        argmin: tf.argMin(zT, 2) as tf.Tensor2D,
+        argmax: tf.argMax(byImage, 2) as tf.Tensor2D,
+        argmin: tf.argMin(byImage, 2) as tf.Tensor2D,
         positive,
         negative,
         logitsT,
@@ -188,30 +213,42 @@ export class InfoDisentHead implements Head {
 
   async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
     const batch = this.layout(maps);
-    const { value: rotation, tape } = await this.expandRotation();
+    const { value: rotation, tape, isBase } = await this.expandRotation(expmSkew);
     const forward = this.forward(batch, rotation);
     const { loss, gradLogitsT } = crossEntropyClassMajor(forward.logitsT, labels);
-    const hw = pixelsOf(this.shape);
-    const c = this.shape.channels;
     const gradients = tf.tidy(() => {
       const gradWeight = tf.matMul(gradLogitsT, tf.transpose(forward.pooled));
       const gradBias = tf.sum(gradLogitsT, 1, true);
       const gradPooled = tf.matMul(tf.transpose(this.weight), gradLogitsT);
       // Only the surviving pixels carry gradient: the argmax where positive, the argmin where negative.
-      const atMax = tf.oneHot(forward.argmax.reshape([-1]).toInt(), hw).reshape([c, batch.n, hw]);
-      const atMin = tf.oneHot(forward.argmin.reshape([-1]).toInt(), hw).reshape([c, batch.n, hw]);
-      const gradZT = tf.add(
-        tf.mul(atMax, tf.mul(gradPooled, forward.positive).expandDims(2)),
-        tf.mul(atMin, tf.mul(gradPooled, forward.negative).expandDims(2)),
-      );
-      const gradU = tf.matMul(gradZT.reshape([c, batch.n * hw]) as tf.Tensor2D, batch.x);
-      const gradS = expmSkewBackward(tape, tf.matMul(gradU, this.baseT));
+      const extremes: ExtremeGradients = {
+        argmax: forward.argmax,
+        argmin: forward.argmin,
+        gradMax: tf.mul(gradPooled, forward.positive) as tf.Tensor2D,
+        gradMin: tf.mul(gradPooled, forward.negative) as tf.Tensor2D,
+      };
+      const gradS = expmSkewBackward(tape, this.expmGradient(extremes, batch, forward.zT, isBase));
       const gradA = tf.sub(gradS, tf.transpose(gradS));
       return { rotation: gradA, weight: gradWeight, bias: gradBias } as Record<string, tf.Tensor>;
     });
     tf.dispose([batch.x, batch.xT, rotation, gradLogitsT, ...Object.values(forward)]);
     disposeTape(tape);
     return { loss, gradients };
+  }
+
+  /** dL/dE for U = E B, E = expm(S), from the gradient at the pooled extremes. */
+  private expmGradient(
+    extremes: ExtremeGradients,
+    batch: BatchLayout,
+    zT: tf.Tensor2D,
+    isBase: boolean,
+  ): tf.Tensor2D {
+    const path = this.options.rotationGradient ?? defaultRotationGradientPath();
+    if (path === 'dense') return tf.matMul(denseRotationGradient(extremes, batch.x), this.baseT);
+    // Right after a fold E = I and U = B, so dL/dE = dL/dU B^T = dL/dU U^T: the sparse sum over the rows
+    // of Z = X U^T, which the forward pass already computed, in place of a [C, C] matmul.
+    if (isBase) return sparseRotationGradient(extremes, tf.transpose(zT).dataSync<'float32'>());
+    return tf.matMul(sparseRotationGradient(extremes, batch.maps), this.baseT);
   }
 
   async afterStep(step: number): Promise<void> {
