@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { runEmbedded } from '../client/commands/run';
 import { loadSweepFile, type Sweep } from '../core/config/experiment';
+import type { Evaluation } from '../core/method/evaluate';
 import type { SweepResults } from '../core/pipeline/results';
 import { repoRoot } from '../infra/paths';
 
@@ -40,6 +41,16 @@ test('a tiny sweep runs through Temporal and both heads beat chance', { timeout:
     assert.ok(head.training.steps > 0, `${head.kind} trained no steps`);
     // chance is 25%: a head that learned anything from 32 images scores well above it
     assert.ok(head.evaluation.top1 > 0.4, `${head.kind} top-1 ${head.evaluation.top1} is near chance`);
+    // Per-class accuracies and confusion counts stay in the store, out of the workflow's payloads.
+    const details = JSON.parse(
+      readFileSync(path.join(home, 'store', ...head.evaluation.detailsKey.split('/')), 'utf8'),
+    ) as Evaluation;
+    assert.equal(details.top1, head.evaluation.top1);
+    assert.equal(details.perClass.length, 4);
+    assert.equal(
+      details.confusion.flat().reduce((sum, n) => sum + n, 0),
+      16,
+    );
   }
   for (const file of resultFiles) assert.ok(existsSync(file), `${file} was not written`);
   const written = JSON.parse(

@@ -1,9 +1,9 @@
 import type { FaithfulnessFigures } from '../explain/explain-model';
-import type { Evaluation } from '../method/evaluate';
 import type { HeadKind } from '../method/head';
 import type { TrainResult } from '../method/train';
 import type { ConfigurationSummary } from '../report/summary';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
+import type { EvaluationSummary } from './stages';
 
 export interface HeadOutcome {
   kind: HeadKind;
@@ -11,7 +11,8 @@ export interface HeadOutcome {
   headKey: string;
   reusedHead: boolean;
   training: TrainResult;
-  evaluation: Evaluation;
+  /** Accuracies; the per-class accuracies and confusion counts are in the store under `detailsKey`. */
+  evaluation: EvaluationSummary;
   /** The explanations against ground-truth parts (SPEC section 6), once the explain stage has run. */
   faithfulness?: FaithfulnessFigures;
 }

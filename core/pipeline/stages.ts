@@ -317,22 +317,40 @@ export async function loadTrainedHead(
   return head;
 }
 
+/**
+ * What an evaluation passes on: its accuracies, and the store key of the whole evaluation with its
+ * per-class accuracies and confusion counts, which stay out of workflow payloads (ImageNet's 1000 x 1000
+ * confusion matrix alone exceeds Temporal's 2 MB payload limit).
+ */
+export interface EvaluationSummary {
+  count: number;
+  top1: number;
+  top5: number;
+  detailsKey: string;
+}
+
 export async function evaluateStage(
   context: StageContext,
   configuration: Configuration,
   trained: TrainedHeadRef,
   test: FeaturesRef,
-): Promise<Evaluation> {
+): Promise<EvaluationSummary> {
   const key = `${trained.key}/evaluation-${contentKey(test.key)}.json`;
+  const summary = ({ count, top1, top5 }: Evaluation): EvaluationSummary => ({
+    count,
+    top1,
+    top5,
+    detailsKey: key,
+  });
   const cached = await getJson<Evaluation>(context.store, key);
-  if (cached) return cached;
+  if (cached) return summary(cached);
   await useBackend(context, configuration);
   const set = await StoredFeatureSet.open(context.store, test.key);
   const head = await loadTrainedHead(context, configuration, trained, set);
   try {
     const evaluation = await evaluateHead(head, set);
     await putJson(context.store, key, evaluation);
-    return evaluation;
+    return summary(evaluation);
   } finally {
     head.dispose();
   }
