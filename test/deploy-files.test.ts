@@ -4,6 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
+import { loadSweepFile } from '../core/config/experiment';
 import { repoRoot } from '../infra/paths';
 
 // Docker and Kubernetes are not available here: these checks read the files and compare them with the CLI.
@@ -111,6 +112,8 @@ interface WorkerSpec {
   args: string[];
   env: Yaml;
   dataMount?: string;
+  /** Where the container sees read-only volumes: the user's datasets and backbone files. */
+  readOnlyMounts: string[];
   gpus: number;
 }
 
@@ -129,6 +132,9 @@ function workers(): WorkerSpec[] {
             ...Object.fromEntries((c.env ?? []).map((e: Yaml) => [e.name, e.value ?? 'from a secret'])),
           },
           dataMount: c.volumeMounts?.find((m: Yaml) => m.name === 'datasets')?.mountPath,
+          readOnlyMounts: (c.volumeMounts ?? [])
+            .filter((m: Yaml) => m.readOnly)
+            .map((m: Yaml) => m.mountPath),
           gpus: Number(c.resources?.limits?.['nvidia.com/gpu'] ?? 0),
         }),
       ),
@@ -142,6 +148,9 @@ function workers(): WorkerSpec[] {
       args: s.command,
       env: s.environment,
       dataMount: s.volumes?.find((v: string) => v.startsWith('datasets:'))?.split(':')[1],
+      readOnlyMounts: (s.volumes ?? [])
+        .filter((v: string) => v.endsWith(':ro'))
+        .map((v: string) => v.split(':').at(-2)),
       gpus: (s.deploy?.resources?.reservations?.devices ?? [])
         .filter((d: Yaml) => d.capabilities?.includes('gpu'))
         .reduce((sum: number, d: Yaml) => sum + d.count, 0),
@@ -246,6 +255,23 @@ test('worker command lines use only real CLI flags; GPU workers get one GPU, CPU
     gpu.tolerations.some((t: Yaml) => t.key === 'nvidia.com/gpu'),
     'GPU pods tolerate GPU node taints',
   );
+});
+
+test("every worker sees the paper sweep's datasets and backbone files, read-only", async () => {
+  const sweep = await loadSweepFile(path.join(ROOT, 'experiments', 'paper.json'));
+  const paths = sweep.configurations.flatMap((c) => [
+    ...('root' in c.dataset ? [c.dataset.root] : []),
+    ...(c.backbone.file ? [c.backbone.file] : []),
+  ]);
+  assert.ok(paths.length >= 28, `found ${paths.length} dataset roots and backbone files`);
+  for (const spec of workers()) {
+    for (const file of paths) {
+      assert.ok(
+        spec.readOnlyMounts.some((mount) => file.startsWith(`${mount}/`)),
+        `${spec.where}: ${file} is under a read-only mount (${spec.readOnlyMounts.join(', ') || 'none'})`,
+      );
+    }
+  }
 });
 
 /** The `infodisent ...` lines of the guide's shell blocks, continuations joined and comments cut, as words. */
