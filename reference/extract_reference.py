@@ -30,24 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import PIL
-from PIL import Image
-from preprocess_reference import FILTERS, resized_size
+from preprocess_reference import transform
 
 
 def prepare(path, preset):
     """One image as float32 CHW, torchvision's transform on the PIL image."""
-    with Image.open(path) as opened:
-        image = opened.convert("RGB")
-    new_w, new_h = resized_size(image.width, image.height, preset)
-    if (new_w, new_h) != image.size:
-        image = image.resize((new_w, new_h), FILTERS[preset["interpolation"]])
-    crop = preset["cropSize"]
-    top = int(round((new_h - crop) / 2.0))
-    left = int(round((new_w - crop) / 2.0))
-    image = image.crop((left, top, left + crop, top + crop))
-    x = np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255)
-    x = (x - np.asarray(preset["mean"], dtype=np.float32)) / np.asarray(preset["std"], dtype=np.float32)
-    return x.transpose(2, 0, 1)
+    return transform(path, preset)[0].transpose(2, 0, 1)
 
 
 def torch_model(arch, threads):

@@ -32,26 +32,31 @@ def resized_size(width, height, job):
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
-def run(job):
-    with Image.open(job["path"]) as opened:
+def transform(path, preset):
+    """torchvision's evaluation transform of one file: float32 HWC, and what it did (mode, resize, crop)."""
+    with Image.open(path) as opened:
         mode = opened.mode
         image = opened.convert("RGB")
-    new_w, new_h = resized_size(image.width, image.height, job)
+    new_w, new_h = resized_size(image.width, image.height, preset)
     if (new_w, new_h) != image.size:
-        image = image.resize((new_w, new_h), FILTERS[job["interpolation"]])
-    crop = job["cropSize"]
+        image = image.resize((new_w, new_h), FILTERS[preset["interpolation"]])
+    crop = preset["cropSize"]
     top = int(round((new_h - crop) / 2.0))
     left = int(round((new_w - crop) / 2.0))
     image = image.crop((left, top, left + crop, top + crop))
     x = np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255)
-    x = (x - np.asarray(job["mean"], dtype=np.float32)) / np.asarray(job["std"], dtype=np.float32)
+    x = (x - np.asarray(preset["mean"], dtype=np.float32)) / np.asarray(preset["std"], dtype=np.float32)
+    return x, {"mode": mode, "resized": [new_w, new_h], "crop": [left, top]}
+
+
+def run(job):
+    x, applied = transform(job["path"], job)
+    crop = job["cropSize"]
     return {
         "data": base64.b64encode(x.astype("<f4").tobytes()).decode("ascii"),
         "width": crop,
         "height": crop,
-        "mode": mode,
-        "resized": [new_w, new_h],
-        "crop": [left, top],
+        **applied,
     }
 
 
