@@ -10,6 +10,7 @@ import { preprocessImage } from '../core/data/preprocess';
 import { extractFeatures, featureCacheKey, StoredFeatureSet } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { repoRoot } from '../infra/paths';
+import { conv3x3ReluReference } from './support/conv-reference';
 import { writeNoiseDataset } from './support/extraction';
 import { convStackModel, seededWeights, type TestModelOutput } from './support/onnx-graph';
 import { referencePython } from './support/python';
@@ -43,10 +44,7 @@ async function open(options: Parameters<typeof loadOnnxBackbone>[0]): Promise<On
   return backbone;
 }
 
-/**
- * The same convolution computed directly in float64 from NHWC images: pad 1, `stride`, then ReLU;
- * returns [n, H, W, C], the pipeline's layout.
- */
+/** The models' convolution (OIHW weights, pad 1, `stride`) + ReLU, computed directly: [n, H, W, C]. */
 function convReluReference(
   images: Float32Array,
   n: number,
@@ -54,26 +52,14 @@ function convReluReference(
   bias: Float32Array,
   stride: number,
 ): Float32Array {
-  const out = Math.floor((SIDE - 1) / stride) + 1;
-  const result = new Float32Array(n * out * out * CHANNELS);
-  for (let b = 0; b < n; b++)
-    for (let y = 0; y < out; y++)
-      for (let x = 0; x < out; x++)
-        for (let c = 0; c < CHANNELS; c++) {
-          let sum = bias[c]!;
-          for (let ci = 0; ci < 3; ci++)
-            for (let ky = 0; ky < 3; ky++)
-              for (let kx = 0; kx < 3; kx++) {
-                const iy = y * stride + ky - 1;
-                const ix = x * stride + kx - 1;
-                if (iy < 0 || ix < 0 || iy >= SIDE || ix >= SIDE) continue;
-                sum +=
-                  weights[((c * 3 + ci) * 3 + ky) * 3 + kx]! *
-                  images[((b * SIDE + iy) * SIDE + ix) * 3 + ci]!;
-              }
-          result[((b * out + y) * out + x) * CHANNELS + c] = Math.max(0, sum);
-        }
-  return result;
+  return conv3x3ReluReference(images, n, {
+    side: SIDE,
+    channels: CHANNELS,
+    stride,
+    pad: 1,
+    weight: (c, ci, ky, kx) => weights[((c * 3 + ci) * 3 + ky) * 3 + kx]!,
+    bias,
+  });
 }
 
 function assertClose(actual: Float32Array, expected: Float32Array, tolerance = 1e-5): void {

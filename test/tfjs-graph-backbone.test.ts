@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { loadTfjsBackbone } from '../core/backbones/tfjs-graph-backbone';
 import { selectBackend } from '../core/tf/backend';
+import { conv3x3ReluReference } from './support/conv-reference';
 import { seededWeights } from './support/onnx-graph';
 
 const SIDE = 224;
@@ -28,22 +29,14 @@ const bias = seededWeights(CHANNELS, 10, 0.1);
 
 /** The convolution + ReLU computed directly on NHWC images: [n, 7, 7, C]. */
 function reference(images: Float32Array, n: number): Float32Array {
-  const out = SIDE / STRIDE;
-  const result = new Float32Array(n * out * out * CHANNELS);
-  for (let b = 0; b < n; b++)
-    for (let y = 0; y < out; y++)
-      for (let x = 0; x < out; x++)
-        for (let c = 0; c < CHANNELS; c++) {
-          let sum = bias[c]!;
-          for (let ky = 0; ky < 3; ky++)
-            for (let kx = 0; kx < 3; kx++)
-              for (let ci = 0; ci < 3; ci++)
-                sum +=
-                  kernel[((ky * 3 + kx) * 3 + ci) * CHANNELS + c]! *
-                  images[((b * SIDE + y * STRIDE + ky) * SIDE + x * STRIDE + kx) * 3 + ci]!;
-          result[((b * out + y) * out + x) * CHANNELS + c] = Math.max(0, sum);
-        }
-  return result;
+  return conv3x3ReluReference(images, n, {
+    side: SIDE,
+    channels: CHANNELS,
+    stride: STRIDE,
+    pad: 0,
+    weight: (c, ci, ky, kx) => kernel[((ky * 3 + kx) * 3 + ci) * CHANNELS + c]!,
+    bias,
+  });
 }
 
 function assertClose(actual: Float32Array, expected: Float32Array): void {
