@@ -114,41 +114,55 @@ function batchPreparer(backbone: Backbone, threads: number) {
   };
 }
 
-/** The backbone's features of a prepared batch; a non-finite value names the image it came from. */
-async function extractFinite(
+/**
+ * Features [count, H, W, C] of `files`, batch by batch (`start` is the batch's first file); the next
+ * batch is prepared while the backbone runs the current one. A non-finite feature names its file.
+ */
+async function* featureBatches(
   backbone: Backbone,
-  images: Float32Array,
-  count: number,
-  nameOf: (index: number) => string,
-): Promise<Float32Array> {
-  const output = await backbone.extract(images, count);
-  const bad = output.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0)
-    throw new Error(
-      `backbone produced a non-finite feature for ${nameOf(Math.floor(bad / itemSize(backbone.featureShape)))}`,
-    );
-  return output;
+  files: readonly string[],
+  batchSize: number,
+  prepare: (files: readonly string[], first: number) => Promise<Float32Array>,
+): AsyncGenerator<{ start: number; features: Float32Array }> {
+  const size = itemSize(backbone.featureShape);
+  let next = prepare(files.slice(0, batchSize), 0);
+  for (let start = 0; start < files.length; start += batchSize) {
+    const images = await next;
+    const count = Math.min(batchSize, files.length - start);
+    if (start + batchSize < files.length) {
+      next = prepare(files.slice(start + batchSize, start + 2 * batchSize), start + batchSize);
+      // Awaited next iteration; a failure before then must not count as unhandled.
+      next.catch(() => undefined);
+    }
+    const features = await backbone.extract(images, count);
+    const bad = features.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0)
+      throw new Error(`backbone produced a non-finite feature for ${files[start + Math.floor(bad / size)]}`);
+    yield { start, features };
+  }
 }
 
 /**
- * Features [n, H, W, C] of image files, each prepared as extraction prepares it and run through the
- * backbone as one batch. `perturb` may alter a prepared input first (stability's noise); a non-finite
- * feature names its file.
+ * Features of image files outside any stored set (one image to explain, stability's noised copies),
+ * prepared as extraction prepares them, in batches of 16. `perturb` may alter a prepared input first
+ * (its index is the file's).
  */
-export async function extractImageFiles(
+export async function* imageFileFeatures(
   backbone: Backbone,
   files: readonly string[],
   perturb?: (input: Float32Array, index: number) => Float32Array,
-): Promise<Float32Array> {
+): AsyncGenerator<{ start: number; features: Float32Array }> {
   const pixels = backbone.inputSize * backbone.inputSize * 3;
   const preparer = batchPreparer(backbone, 1);
   try {
-    const images = await preparer.prepare(files);
-    if (perturb)
-      files.forEach((_, i) => {
-        images.set(perturb(images.slice(i * pixels, (i + 1) * pixels), i), i * pixels);
-      });
-    return await extractFinite(backbone, images, files.length, (i) => files[i]!);
+    yield* featureBatches(backbone, files, 16, async (batch, first) => {
+      const images = await preparer.prepare(batch);
+      if (perturb)
+        batch.forEach((_, i) => {
+          images.set(perturb(images.slice(i * pixels, (i + 1) * pixels), first + i), i * pixels);
+        });
+      return images;
+    });
   } finally {
     await preparer.close();
   }
@@ -212,35 +226,6 @@ interface ExtractionOptions {
 }
 
 /**
- * The features of `items`, computed batch by batch; the next batch is prepared while the backbone
- * runs the current one.
- */
-async function computeFeatures(
-  items: DatasetManifest['items'],
-  backbone: Backbone,
-  batchSize: number,
-  prepare: (items: DatasetManifest['items']) => Promise<Float32Array>,
-  onBatch: (done: number) => Promise<void>,
-): Promise<Float32Array> {
-  const size = itemSize(backbone.featureShape);
-  const features = new Float32Array(items.length * size);
-  let next = prepare(items.slice(0, batchSize));
-  for (let start = 0; start < items.length; start += batchSize) {
-    const images = await next;
-    const count = Math.min(batchSize, items.length - start);
-    if (start + batchSize < items.length) {
-      next = prepare(items.slice(start + batchSize, start + 2 * batchSize));
-      // Awaited next iteration; a failure before then must not count as unhandled.
-      next.catch(() => undefined);
-    }
-    const output = await extractFinite(backbone, images, count, (i) => items[start + i]!.path);
-    features.set(output, start * size);
-    await onBatch(start + count);
-  }
-  return features;
-}
-
-/**
  * Extracts one split's features into the store, shard by shard. Each shard is written whole, so an
  * interrupted extraction resumes at the first missing shard; the manifest is written last, which is
  * what publishes the set to the cache.
@@ -271,16 +256,13 @@ export async function extractFeatures(options: ExtractionOptions): Promise<Extra
       if (data && data.length === shardItems.length * size * bytes) {
         reusedShards += 1;
       } else {
-        const features = await computeFeatures(
-          shardItems,
-          backbone,
-          batchSize,
-          (batch) => preparer.prepare(batch.map((item) => path.join(dataset.root, item.path))),
-          (shardDone) =>
-            Promise.resolve(
-              options.onProgress?.({ done: done + shardDone, total: items.length, reusedShards }),
-            ),
-        );
+        const features = new Float32Array(shardItems.length * size);
+        const files = shardItems.map((item) => path.join(dataset.root, item.path));
+        for await (const batch of featureBatches(backbone, files, batchSize, preparer.prepare)) {
+          features.set(batch.features, batch.start * size);
+          const shardDone = batch.start + batch.features.length / size;
+          await options.onProgress?.({ done: done + shardDone, total: items.length, reusedShards });
+        }
         data = encodeShard(features, dtype, (i) => shardItems[Math.floor(i / size)]!.path);
         await store.put(shardKey, data);
       }

@@ -12,7 +12,8 @@ import {
   infoDisentModel,
   type ModelExplanations,
 } from '../explain';
-import { extractImageFiles, featureCacheKey, StoredFeatureSet } from '../features/feature-store';
+import { itemSize } from '../features/feature-set';
+import { featureCacheKey, imageFileFeatures, StoredFeatureSet } from '../features/feature-store';
 import type { BaselineHead } from '../method/baseline-head';
 import type { HeadKind } from '../method/head';
 import { InfoDisentHead } from '../method/infodisent-head';
@@ -152,18 +153,14 @@ export async function explainImageFiles(
           ? await infoDisentModel(head)
           : await baselineModel(head as BaselineHead);
       const images: ExplainedFile[] = [];
-      const batchSize = 16;
-      for (let start = 0; start < files.length; start += batchSize) {
-        const batch = files.slice(start, start + batchSize);
-        const maps = await extractImageFiles(backbone, batch);
+      for await (const { start, features: maps } of imageFileFeatures(backbone, files)) {
         const pooling = await model.pool(maps);
-        batch.forEach((file, i) => {
-          const size = sizes[start + i]!;
+        for (let i = 0; i < maps.length / itemSize(model.shape); i++) {
           images.push({
-            file,
-            ...explainImage(model, maps, pooling, i, size, { top: options.top, prototypes }),
+            file: files[start + i]!,
+            ...explainImage(model, maps, pooling, i, sizes[start + i]!, { top: options.top, prototypes }),
           });
-        });
+        }
       }
       return {
         configuration: configuration.name,

@@ -30,7 +30,7 @@ import {
 } from '../explain';
 import type { FeatureShape } from '../features/feature-set';
 import { itemSize } from '../features/feature-set';
-import { extractFeatures, extractImageFiles, StoredFeatureSet } from '../features/feature-store';
+import { extractFeatures, imageFileFeatures, StoredFeatureSet } from '../features/feature-store';
 import { checkSetFitsHead, describeShape, FeatureInputError } from '../features/feature-validation';
 import type { ParameterGroup } from '../method/adam';
 import { BaselineHead } from '../method/baseline-head';
@@ -419,19 +419,17 @@ async function noisedTestFeatures(
     // The noise is in pixel units of [0, 1]; a preset feeds the network (x - mean) / std.
     const deviation = backbone.preset ? PRESETS[backbone.preset].std.map((std) => sigma / std) : sigma;
     const size = itemSize(backbone.featureShape);
-    const batchSize = 16;
-    for (let start = 0; start < chosen.length; start += batchSize) {
-      const batch = chosen.slice(start, start + batchSize);
-      const maps = await extractImageFiles(
-        backbone,
-        batch.map((image) => path.join(manifest.root, image.path)),
-        // Seeded by configuration and image, so an image's noise does not depend on which others are chosen.
-        (input, i) => addGaussianNoise(input, deviation, configuration.seed * 100_003 + batch[i]!.item),
-      );
-      batch.forEach((image, i) => {
-        noised.set(image.item, maps.slice(i * size, (i + 1) * size));
-      });
-      await context.progress?.('stability: noised test images', start + batch.length, chosen.length);
+    const batches = imageFileFeatures(
+      backbone,
+      chosen.map((image) => path.join(manifest.root, image.path)),
+      // Seeded by configuration and image, so an image's noise does not depend on which others are chosen.
+      (input, i) => addGaussianNoise(input, deviation, configuration.seed * 100_003 + chosen[i]!.item),
+    );
+    for await (const { start, features } of batches) {
+      const count = features.length / size;
+      for (let i = 0; i < count; i++)
+        noised.set(chosen[start + i]!.item, features.slice(i * size, (i + 1) * size));
+      await context.progress?.('stability: noised test images', start + count, chosen.length);
     }
     return noised;
   } finally {
