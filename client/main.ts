@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { ConfigError } from '../core/config/experiment';
+import { sizeLibuvPool } from '../infra/libuv-pool';
 import { registerExplainCommand } from './commands/explain';
 import { registerExportCommand } from './commands/export';
 import { runCommand } from './commands/run';
@@ -9,6 +10,8 @@ import { registerSweepCommands } from './commands/sweep';
 import { validateCommand } from './commands/validate';
 import { registerWorkerCommand } from './commands/worker';
 import { CliError, redact } from './output';
+
+sizeLibuvPool();
 
 const program = new Command()
   .name('infodisent')

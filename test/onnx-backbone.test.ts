@@ -5,7 +5,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { cutOnnxModel, loadOnnxBackbone, type OnnxBackbone } from '../core/backbones/onnx-backbone';
+import * as ort from 'onnxruntime-node';
+import { loadOnnxBackbone, type OnnxBackbone } from '../core/backbones/onnx-backbone';
+import { cutOnnxModel, withChannelsLast } from '../core/backbones/onnx-graph-edit';
 import { preprocessImage } from '../core/data/preprocess';
 import { extractFeatures, featureCacheKey, StoredFeatureSet } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
@@ -144,6 +146,56 @@ describe('loadOnnxBackbone on the CPU provider', () => {
     assert.ok(whole.includes('GlobalAveragePool') && whole.includes('Flatten'));
     assert.ok(!cut.includes('GlobalAveragePool') && !cut.includes('Flatten'));
     assert.ok(cut.includes('Conv') && cut.includes('Relu'));
+  });
+
+  test('a model with its weights in an external data file loads, is cut, and hashes that file', async () => {
+    const built = convStackModel({
+      side: SIDE,
+      stages: [{ channels: CHANNELS, stride: 32 }],
+      seed: SEED,
+      output: 'logits',
+      externalData: 'external.weights',
+    });
+    const folder = await mkdtemp(path.join(dir, 'external-'));
+    const file = path.join(folder, 'external.onnx');
+    await writeFile(file, built.model);
+    await writeFile(path.join(folder, 'external.weights'), built.data!);
+    const backbone = await open({ file, preset: 'resnet50', output: 'features' });
+    const input = images(2);
+    assertClose(
+      await backbone.extract(input, 2),
+      convReluReference(input, 2, built.weights[0]!, built.biases[0]!, 32),
+    );
+    // Other weights in the external file give another fingerprint, the model file being unchanged.
+    await writeFile(path.join(folder, 'external.weights'), Buffer.alloc(built.data!.length, 1));
+    const changed = await open({ file, preset: 'resnet50', output: 'features' });
+    assert.notEqual(changed.fingerprint, backbone.fingerprint);
+  });
+
+  test('NCHW models run channels-last: the layout transposes are graph nodes, not a loop in JS', async () => {
+    const { file } = await writeModel('boundaries', 'nchw', 32);
+    const model = await readFile(file);
+    const edited = withChannelsLast(
+      model,
+      file,
+      { name: 'image', shape: ['batch', 3, SIDE, SIDE] },
+      { name: 'features', shape: ['batch', CHANNELS, 7, 7] },
+    );
+    assert.deepEqual([edited.input, edited.output], ['image_nhwc', 'features_nhwc']);
+    const session = await ort.InferenceSession.create(edited.model);
+    try {
+      assert.deepEqual(session.inputNames, ['image_nhwc']);
+      assert.deepEqual(session.outputNames, ['features_nhwc']);
+      const nhwc = images(1);
+      const result = await session.run({ image_nhwc: new ort.Tensor('float32', nhwc, [1, SIDE, SIDE, 3]) }, [
+        'features_nhwc',
+      ]);
+      assert.deepEqual(result.features_nhwc!.dims, [1, 7, 7, CHANNELS]);
+      const backbone = await open({ file, preset: 'resnet50' });
+      assertClose(result.features_nhwc!.data as Float32Array, await backbone.extract(nhwc, 1), 0);
+    } finally {
+      await session.release();
+    }
   });
 
   test('the fingerprint is the file hash and follows the file', async () => {

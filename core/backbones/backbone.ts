@@ -17,6 +17,11 @@ export interface Backbone {
    * the image squeezed to inputSize x inputSize by sharp, values in [0, 1] (`loadImage`).
    */
   readonly preset?: PresetName;
+  /**
+   * Images per `extract` call that keep its device busy: a GPU provider's larger batch, the batch of a
+   * model exported with a fixed one. Absent: extraction's default (16).
+   */
+  readonly batchSize?: number;
   /** Maps a batch [n, inputSize, inputSize, 3] (preprocessed) to features [n, H, W, C]. */
   extract(images: Float32Array, n: number): Promise<Float32Array>;
   dispose(): void;

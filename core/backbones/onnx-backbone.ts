@@ -7,6 +7,7 @@ import { PRESETS, type PresetName } from '../data/preprocess';
 import type { FeatureShape } from '../features/feature-set';
 import { contentKey } from '../util/hash';
 import type { Backbone } from './backbone';
+import { cutOnnxModel, scanInitializers, withChannelsLast } from './onnx-graph-edit';
 
 export type OnnxProvider = 'cpu' | 'webgpu' | 'cuda';
 export type OnnxLayout = 'NCHW' | 'NHWC';
@@ -42,7 +43,14 @@ export interface OnnxBackboneOptions {
    * the float16 ViT-B/16 at 'all', and float16 runs on the CPU through casts anyway.
    */
   graphOptimizationLevel?: OnnxOptimization;
+  /** Settings of the WebGPU provider: the layout its convolutions run in and Dawn's validation. */
+  webgpu?: OnnxWebGpuSettings;
 }
+
+export type OnnxWebGpuSettings = Pick<
+  ort.InferenceSession.WebGpuExecutionProviderOption,
+  'preferredLayout' | 'validationMode'
+>;
 
 export interface OnnxBackbone extends Backbone {
   readonly preset: PresetName;
@@ -92,198 +100,6 @@ function featureMapOf(
   );
 }
 
-// ------------------------------------------------------------ protobuf wire format, just enough of ONNX
-
-interface WireField {
-  field: number;
-  wire: number;
-  /** Byte range of the whole field, tag included. */
-  start: number;
-  end: number;
-  /** Varint value, or the payload's start for a length-delimited field (payload ends at `end`). */
-  value: number;
-}
-
-function readVarint(buf: Uint8Array, at: number): [value: number, next: number] {
-  let value = 0;
-  let scale = 1;
-  for (let i = at; i < buf.length; i++) {
-    const byte = buf[i]!;
-    value += (byte & 0x7f) * scale;
-    scale *= 128;
-    if (byte < 0x80) return [value, i + 1];
-  }
-  throw new Error('truncated varint');
-}
-
-/** The top-level fields of one protobuf message in buf[start, end). */
-function readFields(buf: Uint8Array, start = 0, end = buf.length): WireField[] {
-  const fields: WireField[] = [];
-  let at = start;
-  while (at < end) {
-    const fieldStart = at;
-    const [tag, next] = readVarint(buf, at);
-    const wire = tag % 8;
-    const field = Math.floor(tag / 8);
-    let value = 0;
-    if (wire === 0) [value, at] = readVarint(buf, next);
-    else if (wire === 1) at = next + 8;
-    else if (wire === 5) at = next + 4;
-    else if (wire === 2) {
-      const [length, payload] = readVarint(buf, next);
-      value = payload;
-      at = payload + length;
-    } else throw new Error(`unsupported protobuf wire type ${wire}`);
-    if (at > end) throw new Error('truncated protobuf message');
-    fields.push({ field, wire, start: fieldStart, end: at, value });
-  }
-  return fields;
-}
-
-function text(buf: Uint8Array, field: WireField): string {
-  return Buffer.from(buf.buffer, buf.byteOffset + field.value, field.end - field.value).toString('utf8');
-}
-
-/** The strings of repeated field `number` in the message `field`. */
-function strings(buf: Uint8Array, field: WireField, number: number): string[] {
-  return readFields(buf, field.value, field.end)
-    .filter((f) => f.field === number && f.wire === 2)
-    .map((f) => text(buf, f));
-}
-
-function subMessages(buf: Uint8Array, field: WireField, number: number): WireField[] {
-  return readFields(buf, field.value, field.end).filter((f) => f.field === number && f.wire === 2);
-}
-
-// ModelProto.graph, GraphProto.{node, initializer, input, output, value_info}, NodeProto.{input, output,
-// attribute}, AttributeProto.{g, graphs}, TensorProto.{name, external_data, data_location}, *.name.
-const MODEL_GRAPH = 7;
-const GRAPH_NODE = 1;
-const GRAPH_INITIALIZER = 5;
-const GRAPH_INPUT = 11;
-const GRAPH_OUTPUT = 12;
-const GRAPH_VALUE_INFO = 13;
-const NODE_INPUT = 1;
-const NODE_OUTPUT = 2;
-const NODE_ATTRIBUTE = 5;
-const ATTRIBUTE_GRAPH = 6;
-const ATTRIBUTE_GRAPHS = 11;
-const TENSOR_DATA_TYPE = 2;
-const TENSOR_NAME = 8;
-const TENSOR_EXTERNAL_DATA = 13;
-const TENSOR_DATA_LOCATION = 14;
-const VALUE_INFO_NAME = 1;
-const FLOAT16 = 10; // TensorProto.DataType
-
-function graphOf(buf: Uint8Array, file: string): WireField {
-  const graph = readFields(buf).find((f) => f.field === MODEL_GRAPH && f.wire === 2);
-  if (!graph) throw new Error(`${file} is not an ONNX model (no graph)`);
-  return graph;
-}
-
-/** Every value a node reads, including those its subgraphs (If, Loop, Scan bodies) read from the outer scope. */
-function nodeReads(buf: Uint8Array, node: WireField): string[] {
-  const reads = strings(buf, node, NODE_INPUT);
-  for (const attribute of subMessages(buf, node, NODE_ATTRIBUTE)) {
-    const graphs = [
-      ...subMessages(buf, attribute, ATTRIBUTE_GRAPH),
-      ...subMessages(buf, attribute, ATTRIBUTE_GRAPHS),
-    ];
-    for (const graph of graphs)
-      for (const inner of subMessages(buf, graph, GRAPH_NODE)) reads.push(...nodeReads(buf, inner));
-  }
-  return reads.filter((name) => name !== '');
-}
-
-function lengthDelimited(field: number, payload: Uint8Array): Uint8Array {
-  const header: number[] = [];
-  for (let v = field * 8 + 2, first = true; first || v > 0; first = false) {
-    header.push(v >= 0x80 ? (v & 0x7f) | 0x80 : v);
-    v = Math.floor(v / 128);
-  }
-  for (let v = payload.length, first = true; first || v > 0; first = false) {
-    header.push(v >= 0x80 ? (v & 0x7f) | 0x80 : v);
-    v = Math.floor(v / 128);
-  }
-  return Buffer.concat([Uint8Array.from(header), payload]);
-}
-
-/**
- * The ONNX model `buf` (read from `file`, for errors) cut at value `target`: its only graph output becomes
- * `target`, with the type the graph declares for it (its value_info or output entry) or else untyped
- * (onnxruntime infers it; onnx.checker would want one), and the nodes, initializers, inputs and value infos
- * it does not depend on are dropped, since onnxruntime would otherwise still run them. Every other field is
- * copied byte for byte.
- */
-export function cutOnnxModel(buf: Uint8Array, file: string, target: string): Uint8Array {
-  const graph = graphOf(buf, file);
-  const fields = readFields(buf, graph.value, graph.end);
-  const nodes = fields.filter((f) => f.field === GRAPH_NODE && f.wire === 2);
-  const needed = new Set([target]);
-  const keep = new Set<WireField>();
-  let found = false;
-  for (let i = nodes.length - 1; i >= 0; i--) {
-    const node = nodes[i]!;
-    if (!strings(buf, node, NODE_OUTPUT).some((name) => needed.has(name))) continue;
-    found ||= strings(buf, node, NODE_OUTPUT).includes(target);
-    keep.add(node);
-    for (const name of nodeReads(buf, node)) needed.add(name);
-  }
-  if (!found) {
-    const outputs = fields
-      .filter((f) => f.field === GRAPH_OUTPUT)
-      .map((f) => strings(buf, f, VALUE_INFO_NAME)[0]);
-    throw new Error(`${file} has no node producing '${target}' (graph outputs: ${outputs.join(', ')})`);
-  }
-  const nameOf = (f: WireField, number: number) => strings(buf, f, number)[0] ?? '';
-  const declared = fields.find(
-    (f) =>
-      (f.field === GRAPH_VALUE_INFO || f.field === GRAPH_OUTPUT) && nameOf(f, VALUE_INFO_NAME) === target,
-  );
-  const output = declared
-    ? lengthDelimited(GRAPH_OUTPUT, buf.subarray(declared.value, declared.end))
-    : lengthDelimited(GRAPH_OUTPUT, lengthDelimited(VALUE_INFO_NAME, Buffer.from(target)));
-  const kept: Uint8Array[] = [];
-  let outputWritten = false;
-  for (const f of fields) {
-    const bytes = buf.subarray(f.start, f.end);
-    if (f.wire !== 2) kept.push(bytes);
-    else if (f.field === GRAPH_NODE) {
-      if (keep.has(f)) kept.push(bytes);
-    } else if (f.field === GRAPH_INITIALIZER) {
-      if (needed.has(nameOf(f, TENSOR_NAME))) kept.push(bytes);
-    } else if (f.field === GRAPH_INPUT || f.field === GRAPH_VALUE_INFO) {
-      if (needed.has(nameOf(f, VALUE_INFO_NAME))) kept.push(bytes);
-    } else if (f.field === GRAPH_OUTPUT) {
-      if (!outputWritten) kept.push(output);
-      outputWritten = true;
-    } else kept.push(bytes);
-  }
-  const newGraph = lengthDelimited(MODEL_GRAPH, Buffer.concat(kept));
-  return Buffer.concat([buf.subarray(0, graph.start), newGraph, buf.subarray(graph.end)]);
-}
-
-/**
- * What the initializers say about the model: the files (relative to it) holding those stored outside it,
- * as torch's exporter writes for large models, and whether any is float16.
- */
-function scanInitializers(buf: Uint8Array, file: string): { external: string[]; float16: boolean } {
-  const graph = graphOf(buf, file);
-  const locations = new Set<string>();
-  let float16 = false;
-  for (const tensor of readFields(buf, graph.value, graph.end)) {
-    if (tensor.field !== GRAPH_INITIALIZER || tensor.wire !== 2) continue;
-    const parts = readFields(buf, tensor.value, tensor.end);
-    float16 ||= parts.some((f) => f.field === TENSOR_DATA_TYPE && f.wire === 0 && f.value === FLOAT16);
-    if (!parts.some((f) => f.field === TENSOR_DATA_LOCATION && f.wire === 0 && f.value === 1)) continue;
-    for (const entry of parts.filter((f) => f.field === TENSOR_EXTERNAL_DATA && f.wire === 2)) {
-      const [key, value] = readFields(buf, entry.value, entry.end).map((f) => text(buf, f));
-      if (key === 'location' && value) locations.add(value);
-    }
-  }
-  return { external: [...locations].sort(), float16 };
-}
-
 // ------------------------------------------------------------ sessions
 
 function cudaInstalled(): boolean {
@@ -297,38 +113,32 @@ function cudaInstalled(): boolean {
   return existsSync(path.join(bin, 'libonnxruntime_providers_cuda.so'));
 }
 
-async function createSession(
-  model: string | Uint8Array,
+interface SessionSettings extends Pick<OnnxBackboneOptions, 'intraOpNumThreads' | 'spinning' | 'webgpu'> {
+  graphOptimizationLevel: OnnxOptimization;
+  /** Where the model's external data files lie: a model loaded from memory resolves them there. */
+  folder: string;
+}
+
+function createSession(
+  model: Uint8Array,
   provider: OnnxProvider,
-  graphOptimizationLevel: OnnxOptimization,
-  threads: Pick<OnnxBackboneOptions, 'intraOpNumThreads' | 'spinning'>,
+  settings: SessionSettings,
 ): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: provider === 'webgpu' ? [{ name: 'webgpu' }] : [provider],
-    graphOptimizationLevel,
+    executionProviders: provider === 'webgpu' ? [{ name: 'webgpu', ...settings.webgpu }] : [provider],
+    graphOptimizationLevel: settings.graphOptimizationLevel,
     logSeverityLevel: 3,
     // onnxruntime_session_options_config_keys.h; the Node binding takes string values only.
-    extra: { 'session.intra_op.allow_spinning': threads.spinning ? '1' : '0' },
+    extra: {
+      'session.intra_op.allow_spinning': settings.spinning ? '1' : '0',
+      'session.model_external_initializers_file_folder_path': settings.folder,
+    },
   };
-  if (threads.intraOpNumThreads !== undefined) options.intraOpNumThreads = threads.intraOpNumThreads;
-  return typeof model === 'string'
-    ? ort.InferenceSession.create(model, options)
-    : ort.InferenceSession.create(model, options);
+  if (settings.intraOpNumThreads !== undefined) options.intraOpNumThreads = settings.intraOpNumThreads;
+  return ort.InferenceSession.create(model, options);
 }
 
-function nhwcToNchw(src: Float32Array, n: number, side: number, dst: Float32Array): void {
-  const plane = side * side;
-  for (let b = 0; b < n; b++) {
-    const base = b * plane * 3;
-    for (let p = 0; p < plane; p++) {
-      dst[base + p] = src[base + p * 3]!;
-      dst[base + plane + p] = src[base + p * 3 + 1]!;
-      dst[base + 2 * plane + p] = src[base + p * 3 + 2]!;
-    }
-  }
-}
-
-/** Writes items [0, n) of the model's output into `dst` as [n, H, W, C]. */
+/** Copies items [0, n) of an NHWC map or of ViT tokens (dropping the class token) into `dst` as [n, H, W, C]. */
 function toHwc(
   src: Float32Array,
   n: number,
@@ -338,19 +148,16 @@ function toHwc(
 ): void {
   const cells = shape.height * shape.width;
   const c = shape.channels;
-  if (layout === 'NHWC') dst.set(src.subarray(0, n * cells * c));
-  else if (layout === 'tokens') {
+  if (layout !== 'tokens') dst.set(src.subarray(0, n * cells * c));
+  else {
     for (let b = 0; b < n; b++)
       dst.set(src.subarray((b * (cells + 1) + 1) * c, (b + 1) * (cells + 1) * c), b * cells * c);
-  } else {
-    for (let b = 0; b < n; b++) {
-      const base = b * cells * c;
-      for (let ch = 0; ch < c; ch++) {
-        const row = base + ch * cells;
-        for (let p = 0; p < cells; p++) dst[base + p * c + ch] = src[row + p]!;
-      }
-    }
   }
+}
+
+/** A shape for a graph input or output declaration: open dimensions become named ones. */
+function declaredShape(dims: Dims): (number | string)[] {
+  return dims.map((d, i) => (typeof d === 'number' ? (d > 0 ? d : `d${i}`) : d || `d${i}`));
 }
 
 /**
@@ -361,119 +168,178 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
   const file = options.model ? options.file : path.resolve(options.file);
   const preset = PRESETS[options.preset];
   if (!preset) throw new Error(`unknown preprocessing preset '${options.preset}'`);
-  let bytes: Uint8Array | undefined = options.model ?? (await readFile(file));
-  const hash = createHash('sha256').update(bytes);
-  const { external, float16 } = scanInitializers(bytes, file);
-  for (const location of external) hash.update(await readFile(path.resolve(path.dirname(file), location)));
+  const original = options.model ?? (await readFile(file));
+  const hash = createHash('sha256').update(original);
+  const { external, float16 } = scanInitializers(original, file);
+  const folder = path.dirname(file);
+  for (const location of external) hash.update(await readFile(path.resolve(folder, location)));
   const fileHash = hash.digest('hex');
 
+  // What the model takes and gives, from a CPU session without graph optimisation (quick to create): the
+  // session that runs it is created once, for the model as it will run (cut, channels-last).
+  const inspect = (model: Uint8Array) =>
+    createSession(model, 'cpu', { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, folder });
+  let model: Uint8Array = original;
+  let inspection = await inspect(model);
+  try {
+    if (inspection.inputNames.length !== 1)
+      throw new Error(
+        `${file}: expected one image input, found ${inspection.inputNames.length} (${inspection.inputNames.join(', ')})`,
+      );
+    const outputName = options.output ?? inspection.outputNames[0]!;
+    if (options.output === undefined && inspection.outputNames.length > 1)
+      throw new Error(
+        `${file} has outputs ${inspection.outputNames.join(', ')}: name the feature map in 'output'`,
+      );
+    const cut = inspection.outputNames.length > 1 || inspection.outputNames[0] !== outputName;
+    if (cut) {
+      model = cutOnnxModel(original, file, outputName);
+      await inspection.release();
+      inspection = await inspect(model);
+    }
+
+    const input = inspection.inputMetadata[0]!;
+    const inputName = input.name;
+    if (!input.isTensor || input.type !== 'float32' || input.shape.length !== 4)
+      throw new Error(
+        `${file}: input '${inputName}' must be a float32 image batch of rank 4, found ${input.isTensor ? `${input.type} ${formatDims(input.shape)}` : 'a non-tensor'}`,
+      );
+    const inferred: OnnxLayout | undefined =
+      input.shape[1] === 3 ? 'NCHW' : input.shape[3] === 3 ? 'NHWC' : undefined;
+    const layout = options.layout ?? inferred ?? 'NCHW';
+    const side = preset.cropSize;
+    const [height, width] =
+      layout === 'NCHW' ? [input.shape[2], input.shape[3]] : [input.shape[1], input.shape[2]];
+    for (const dim of [height, width]) {
+      if (typeof dim === 'number' && dim !== side)
+        throw new Error(
+          `${file}: input '${inputName}' ${formatDims(input.shape)} is not ${side}x${side}, the crop of preset '${options.preset}'`,
+        );
+    }
+    // A model exported without a dynamic batch axis runs its fixed batch, padded with zeros.
+    const fixedBatch = typeof input.shape[0] === 'number' && input.shape[0] > 0 ? input.shape[0] : undefined;
+    const inputDims = (n: number) => (layout === 'NCHW' ? [n, 3, side, side] : [n, side, side, 3]);
+
+    const metadata = inspection.outputMetadata.find((m) => m.name === outputName);
+    let outputDims: Dims = metadata?.isTensor ? metadata.shape : [];
+    if (outputDims.length < 2 || outputDims.slice(1).some((d) => typeof d !== 'number')) {
+      // Shape inference left dimensions open (an intermediate value): run one zero batch to see them.
+      const n = fixedBatch ?? 1;
+      const zeros = new ort.Tensor('float32', new Float32Array(n * side * side * 3), inputDims(n));
+      outputDims = (await inspection.run({ [inputName]: zeros }, [outputName]))[outputName]!.dims;
+    }
+    const { shape, outputLayout } = featureMapOf(file, outputName, outputDims, layout);
+    return await openBackbone({
+      ...options,
+      file,
+      model,
+      fileHash,
+      float16,
+      folder,
+      inputName,
+      inputShape: declaredShape(input.shape),
+      outputName,
+      outputShape: declaredShape([input.shape[0]!, ...outputDims.slice(1)]),
+      shape,
+      outputLayout,
+      layout,
+      fixedBatch,
+      // The file's hash alone, unless a cut or a layout other than the inferred one changes what it computes.
+      fingerprint:
+        cut || layout !== (inferred ?? 'NCHW')
+          ? contentKey({
+              model: fileHash,
+              output: cut ? outputName : undefined,
+              layout: layout !== (inferred ?? 'NCHW') ? layout : undefined,
+            })
+          : fileHash.slice(0, 16),
+    });
+  } finally {
+    await inspection.release();
+  }
+}
+
+/** What loadOnnxBackbone learnt of a model, for the session that runs it. */
+interface InspectedModel extends OnnxBackboneOptions {
+  model: Uint8Array;
+  fileHash: string;
+  float16: boolean;
+  folder: string;
+  inputName: string;
+  inputShape: (number | string)[];
+  outputName: string;
+  outputShape: (number | string)[];
+  shape: FeatureShape;
+  outputLayout: OnnxLayout | 'tokens';
+  layout: OnnxLayout;
+  fixedBatch: number | undefined;
+  fingerprint: string;
+}
+
+/** Images per run on a GPU provider: enough to fill the device between two batches' host work. */
+const GPU_BATCH_SIZE = 64;
+
+async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
+  const { file, shape, outputLayout, fixedBatch, inputName, outputName } = inspected;
+  const preset = PRESETS[inspected.preset];
+  const side = preset.cropSize;
+  // Channels-last in and out, whatever the model's own layout: the pipeline's batches are NHWC.
+  const channelsLast =
+    inspected.layout === 'NCHW'
+      ? withChannelsLast(
+          inspected.model,
+          file,
+          { name: inputName, shape: inspected.inputShape },
+          outputLayout === 'NCHW' ? { name: outputName, shape: inspected.outputShape } : undefined,
+        )
+      : { model: inspected.model, input: inputName, output: undefined };
+  const feed = channelsLast.input;
+  const fetch = channelsLast.output ?? outputName;
+
   const providers: OnnxProvider[] =
-    options.provider === 'auto'
+    inspected.provider === 'auto'
       ? [...(cudaInstalled() ? (['cuda'] as const) : []), 'webgpu', 'cpu']
-      : [options.provider ?? 'cpu'];
+      : [inspected.provider ?? 'cpu'];
   const providerFailures: string[] = [];
   const levelFor = (provider: OnnxProvider): OnnxOptimization =>
-    options.graphOptimizationLevel ?? (float16 && provider === 'cpu' ? 'extended' : 'all');
-  const open = async (model: string | Uint8Array) => {
-    providerFailures.length = 0;
-    for (const provider of providers) {
-      try {
-        const session = await createSession(model, provider, levelFor(provider), options);
-        return { session, provider };
-      } catch (error) {
-        providerFailures.push(`${provider}: ${(error as Error).message.split('\n')[0]}`);
-      }
+    inspected.graphOptimizationLevel ?? (inspected.float16 && provider === 'cpu' ? 'extended' : 'all');
+  let session: ort.InferenceSession | undefined;
+  let provider: OnnxProvider | undefined;
+  for (const candidate of providers) {
+    try {
+      session = await createSession(channelsLast.model, candidate, {
+        ...inspected,
+        graphOptimizationLevel: levelFor(candidate),
+      });
+      provider = candidate;
+      break;
+    } catch (error) {
+      providerFailures.push(`${candidate}: ${(error as Error).message.split('\n')[0]}`);
     }
+  }
+  if (!session || !provider)
     throw new Error(`${file}: no execution provider could load the model (${providerFailures.join('; ')})`);
-  };
 
-  let { session, provider } = await open(options.model ?? file);
-  if (session.inputNames.length !== 1)
-    throw new Error(
-      `${file}: expected one image input, found ${session.inputNames.length} (${session.inputNames.join(', ')})`,
-    );
-  let outputName = options.output ?? session.outputNames[0]!;
-  if (options.output === undefined && session.outputNames.length > 1)
-    throw new Error(
-      `${file} has outputs ${session.outputNames.join(', ')}: name the feature map in 'output'`,
-    );
-  const cut = session.outputNames.length > 1 || session.outputNames[0] !== outputName;
-  if (cut) {
-    // Cutting rewrites the graph and loads it from memory, where relative external data cannot be found.
-    if (external.length > 0)
-      throw new Error(
-        `${file}: cannot cut at '${outputName}' a model with external data; export it cut instead`,
-      );
-    const model = cutOnnxModel(bytes, file, outputName);
-    await session.release();
-    ({ session, provider } = await open(model));
-    outputName = session.outputNames[0]!;
-  }
-  bytes = undefined;
-
-  const input = session.inputMetadata[0]!;
-  const inputName = input.name;
-  if (!input.isTensor || input.type !== 'float32' || input.shape.length !== 4)
-    throw new Error(
-      `${file}: input '${inputName}' must be a float32 image batch of rank 4, found ${input.isTensor ? `${input.type} ${formatDims(input.shape)}` : 'a non-tensor'}`,
-    );
-  const inferred: OnnxLayout | undefined =
-    input.shape[1] === 3 ? 'NCHW' : input.shape[3] === 3 ? 'NHWC' : undefined;
-  const layout = options.layout ?? inferred ?? 'NCHW';
-  const side = preset.cropSize;
-  const [height, width] =
-    layout === 'NCHW' ? [input.shape[2], input.shape[3]] : [input.shape[1], input.shape[2]];
-  for (const dim of [height, width]) {
-    if (typeof dim === 'number' && dim !== side)
-      throw new Error(
-        `${file}: input '${inputName}' ${formatDims(input.shape)} is not ${side}x${side}, the crop of preset '${options.preset}'`,
-      );
-  }
-  // A model exported without a dynamic batch axis runs its fixed batch, padded with zeros.
-  const fixedBatch = typeof input.shape[0] === 'number' && input.shape[0] > 0 ? input.shape[0] : undefined;
-  const inputDims = (n: number) => (layout === 'NCHW' ? [n, 3, side, side] : [n, side, side, 3]);
-
-  const run = async (
-    images: Float32Array,
-    n: number,
-  ): Promise<{ data: Float32Array; dims: readonly number[] }> => {
-    const data = layout === 'NCHW' ? new Float32Array(images.length) : images;
-    if (layout === 'NCHW') nhwcToNchw(images, n, side, data);
-    const tensor = new ort.Tensor('float32', data, inputDims(n));
-    const result = await session.run({ [inputName]: tensor }, [outputName]);
-    tensor.dispose();
-    const out = result[outputName]!;
-    if (out.type !== 'float32')
-      throw new Error(`${file}: output '${outputName}' is ${out.type}; only float32 outputs are supported`);
-    return { data: out.data as Float32Array, dims: out.dims };
-  };
-
-  const metadata = session.outputMetadata.find((m) => m.name === outputName);
-  let outputDims: Dims = metadata?.isTensor ? metadata.shape : [];
-  if (outputDims.length < 2 || outputDims.slice(1).some((d) => typeof d !== 'number')) {
-    // Shape inference left dimensions open (an intermediate value): run one zero batch to see them.
-    const probeBatch = fixedBatch ?? 1;
-    outputDims = (await run(new Float32Array(probeBatch * side * side * 3), probeBatch)).dims;
-  }
-  const { shape, outputLayout } = featureMapOf(file, outputName, outputDims, layout);
   const itemValues = shape.height * shape.width * shape.channels;
   const itemOutput =
     outputLayout === 'tokens' ? (shape.height * shape.width + 1) * shape.channels : itemValues;
-
-  // The file's hash alone, unless a cut or a layout other than the inferred one changes what it computes.
-  const layoutOverride = layout !== (inferred ?? 'NCHW');
-  const fingerprint =
-    cut || layoutOverride
-      ? contentKey({
-          model: fileHash,
-          output: cut ? outputName : undefined,
-          layout: layoutOverride ? layout : undefined,
-        })
-      : fileHash.slice(0, 16);
+  const run = async (images: Float32Array, n: number): Promise<Float32Array> => {
+    const tensor = new ort.Tensor('float32', images, [n, side, side, 3]);
+    const result = await session.run({ [feed]: tensor }, [fetch]);
+    tensor.dispose();
+    const out = result[fetch]!;
+    if (out.type !== 'float32')
+      throw new Error(`${file}: output '${outputName}' is ${out.type}; only float32 outputs are supported`);
+    if (out.data.length !== n * itemOutput)
+      throw new Error(
+        `${file}: output '${outputName}' came out ${formatDims(out.dims)}, expected ${n} items of ${itemOutput} values`,
+      );
+    return out.data as Float32Array;
+  };
 
   return {
-    name: options.name ?? path.basename(file).replace(/\.onnx$/, ''),
-    fingerprint,
+    name: inspected.name ?? path.basename(file).replace(/\.onnx$/, ''),
+    fingerprint: inspected.fingerprint,
     inputSize: side,
     featureShape: shape,
     preprocessing: {
@@ -481,7 +347,8 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
       crop: preset.cropSize,
       scale: preset.std.every((s) => s === 1) && preset.mean.every((m) => m === 0) ? 'unit' : 'imagenet',
     },
-    preset: options.preset,
+    preset: inspected.preset,
+    batchSize: fixedBatch ?? (provider === 'cpu' ? undefined : GPU_BATCH_SIZE),
     provider,
     providerFailures,
     graphOptimizationLevel: levelFor(provider),
@@ -502,12 +369,7 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
           padded.set(chunk);
           chunk = padded;
         }
-        const out = await run(chunk, step);
-        if (out.data.length !== step * itemOutput)
-          throw new Error(
-            `${file}: output '${outputName}' came out ${formatDims(out.dims)}, expected ${step} items of ${itemOutput} values`,
-          );
-        toHwc(out.data, count, shape, outputLayout, features.subarray(start * itemValues));
+        toHwc(await run(chunk, step), count, shape, outputLayout, features.subarray(start * itemValues));
       }
       return features;
     },

@@ -111,16 +111,51 @@ function attribute(name: string, value: number | number[] | { float: number }): 
   return out.float(2, value.float).int(20, ATTRIBUTE_FLOAT);
 }
 
+function node(spec: OnnxNode, name: string): ProtoWriter {
+  const n = new ProtoWriter();
+  for (const input of spec.inputs) n.string(1, input);
+  for (const output of spec.outputs) n.string(2, output);
+  n.string(3, name).string(4, spec.op);
+  for (const [key, value] of Object.entries(spec.attributes ?? {})) n.message(5, attribute(key, value));
+  return n;
+}
+
+/** One NodeProto, for edits of existing models (core/backbones/onnx-graph-edit.ts). */
+export function encodeNode(spec: OnnxNode, name: string): Uint8Array {
+  return node(spec, name).finish();
+}
+
+/** One float32 ValueInfoProto (a graph input or output), for edits of existing models. */
+export function encodeValueInfo(value: OnnxValue): Uint8Array {
+  return valueInfo(value).finish();
+}
+
 /** The model's bytes, ready to write to a .onnx file. */
 export function encodeOnnxModel(graph: OnnxGraph, producer = 'infodisent'): Uint8Array {
+  return encodeModel(graph, producer);
+}
+
+/**
+ * The model with its initializers' bytes in a separate file, `location` (relative to the model), as
+ * exporters write models over protobuf's 2 GB: the model's bytes and that file's.
+ */
+export function encodeOnnxModelWithExternalData(
+  graph: OnnxGraph,
+  location: string,
+): { model: Uint8Array; data: Uint8Array } {
+  const external = { location, chunks: [] as Uint8Array[], offset: 0 };
+  const model = encodeModel(graph, 'infodisent', external);
+  return { model, data: Buffer.concat(external.chunks) };
+}
+
+function encodeModel(
+  graph: OnnxGraph,
+  producer: string,
+  external?: { location: string; chunks: Uint8Array[]; offset: number },
+): Uint8Array {
   const g = new ProtoWriter();
-  graph.nodes.forEach((node, index) => {
-    const n = new ProtoWriter();
-    for (const input of node.inputs) n.string(1, input);
-    for (const output of node.outputs) n.string(2, output);
-    n.string(3, `${node.op.toLowerCase()}_${index}`).string(4, node.op);
-    for (const [name, value] of Object.entries(node.attributes ?? {})) n.message(5, attribute(name, value));
-    g.message(1, n);
+  graph.nodes.forEach((entry, index) => {
+    g.message(1, node(entry, `${entry.op.toLowerCase()}_${index}`));
   });
   g.string(2, 'graph');
   for (const init of graph.initializers) {
@@ -129,7 +164,19 @@ export function encodeOnnxModel(graph: OnnxGraph, producer = 'infodisent'): Uint
     const type =
       init.data instanceof Float32Array ? FLOAT : init.data instanceof Uint16Array ? FLOAT16 : INT64;
     t.int(2, type).string(8, init.name);
-    t.bytes(9, new Uint8Array(init.data.buffer, init.data.byteOffset, init.data.byteLength));
+    const bytes = new Uint8Array(init.data.buffer, init.data.byteOffset, init.data.byteLength);
+    if (!external) t.bytes(9, bytes);
+    else {
+      // TensorProto.external_data (StringStringEntryProto key/value) and data_location EXTERNAL.
+      const entry = (key: string, value: string | number) =>
+        t.message(13, new ProtoWriter().string(1, key).string(2, String(value)));
+      entry('location', external.location);
+      entry('offset', external.offset);
+      entry('length', bytes.length);
+      t.int(14, 1);
+      external.chunks.push(bytes);
+      external.offset += bytes.length;
+    }
     g.message(5, t);
   }
   for (const input of graph.inputs) g.message(11, valueInfo(input));

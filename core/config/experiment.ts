@@ -103,7 +103,13 @@ export const ExplainSettingsSchema = z
   .strict();
 
 /** How extracted features are stored: 'float16' halves the store and its reads (part of the cache key). */
-export const FeaturesSchema = z.object({ dtype: z.enum(FEATURE_DTYPES).default('float32') }).strict();
+export const FeaturesSchema = z
+  .object({
+    dtype: z.enum(FEATURE_DTYPES).default('float32'),
+    /** Images per backbone call; default: 64 on a GPU execution provider, 16 on the CPU. Not part of the cache key. */
+    batchSize: PositiveInt.optional(),
+  })
+  .strict();
 
 export const ConfigurationSchema = z
   .object({

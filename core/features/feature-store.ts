@@ -8,6 +8,7 @@ import { PRESETS } from '../data/preprocess';
 import { PreprocessPool } from '../data/preprocess-pool';
 import { type ArtifactStore, getJson, getRequired, putJson } from '../store/artifact-store';
 import { InputError } from '../util/errors';
+import { firstNonFinite } from '../util/finite';
 import { fromFloat16Bits, toFloat16Bits } from '../util/float16';
 import { contentKey, sha256 } from '../util/hash';
 import {
@@ -64,6 +65,15 @@ export function featureCacheKey(
     dtype: dtype === 'float32' ? undefined : dtype,
   })}`;
 }
+
+/**
+ * One thread per core beyond the two the backbone is expected to keep busy. sharp decodes in libuv's
+ * pool, which the entry points size to the machine (infra/libuv-pool.ts); the resize runs in the thread.
+ */
+const DEFAULT_PREPROCESS_THREADS = Math.max(1, os.availableParallelism() - 2);
+
+/** Images per backbone call unless the backbone or the configuration says otherwise. */
+const DEFAULT_BATCH_SIZE = 16;
 
 /** Decodes and resizes one image to the backbone's input, scaled to [0, 1]; errors name the file. */
 export async function loadImage(file: string, size: number): Promise<Float32Array> {
@@ -135,7 +145,7 @@ async function* featureBatches(
       next.catch(() => undefined);
     }
     const features = await backbone.extract(images, count);
-    const bad = features.findIndex((v) => !Number.isFinite(v));
+    const bad = firstNonFinite(features);
     if (bad >= 0)
       throw new Error(`backbone produced a non-finite feature for ${files[start + Math.floor(bad / size)]}`);
     yield { start, features };
@@ -144,7 +154,7 @@ async function* featureBatches(
 
 /**
  * Features of image files outside any stored set (one image to explain, stability's noised copies),
- * prepared as extraction prepares them, in batches of 16. `perturb` may alter a prepared input first
+ * prepared as extraction prepares them, in the backbone's batches. `perturb` may alter a prepared input first
  * (its index is the file's).
  */
 export async function* imageFileFeatures(
@@ -155,7 +165,7 @@ export async function* imageFileFeatures(
   const pixels = backbone.inputSize * backbone.inputSize * 3;
   const preparer = batchPreparer(backbone, 1);
   try {
-    yield* featureBatches(backbone, files, 16, async (batch, first) => {
+    yield* featureBatches(backbone, files, backbone.batchSize ?? DEFAULT_BATCH_SIZE, async (batch, first) => {
       const images = await preparer.prepare(batch);
       if (perturb)
         batch.forEach((_, i) => {
@@ -189,7 +199,10 @@ function encodeShard(
   describe: (index: number) => string,
 ): Buffer {
   if (dtype === 'float32') return Buffer.from(features.buffer, features.byteOffset, features.byteLength);
-  const tooLarge = features.findIndex((v) => Math.abs(v) > FLOAT16_MAX);
+  let tooLarge = -1;
+  // A loop, not findIndex: a callback per value costs ~10x (see firstNonFinite).
+  for (let i = 0; i < features.length && tooLarge < 0; i++)
+    if (Math.abs(features[i]!) > FLOAT16_MAX) tooLarge = i;
   if (tooLarge >= 0)
     throw new InputError(
       `feature value ${features[tooLarge]} of ${describe(tooLarge)} exceeds the float16 range (${FLOAT16_MAX}): extract with features.dtype 'float32'`,
@@ -205,12 +218,6 @@ function decodeShard(data: Buffer, dtype: FeatureDtype): Float32Array {
   return dtype === 'float16' ? fromFloat16Bits(new Uint16Array(bytes)) : new Float32Array(bytes);
 }
 
-/**
- * One thread per core beyond the two the backbone is expected to keep busy, at most 4: sharp decodes
- * in libuv's pool, four threads by default, so more threads would mostly wait for it.
- */
-const DEFAULT_PREPROCESS_THREADS = Math.min(4, Math.max(1, os.availableParallelism() - 2));
-
 interface ExtractionOptions {
   store: ArtifactStore;
   dataset: DatasetManifest;
@@ -219,6 +226,7 @@ interface ExtractionOptions {
   /** Storage type of the shards. Default 'float32'. */
   dtype?: FeatureDtype;
   shardSize?: number;
+  /** Images per backbone call. Default: the backbone's own (`Backbone.batchSize`), else 16. */
   batchSize?: number;
   /** Threads preparing images of preset backbones. Default DEFAULT_PREPROCESS_THREADS. */
   preprocessThreads?: number;
@@ -240,7 +248,7 @@ export async function extractFeatures(options: ExtractionOptions): Promise<Extra
   const items = itemsOfSplit(dataset, split);
   if (items.length === 0) throw new Error(`dataset '${dataset.name}' has no ${split} items`);
   const shardSize = options.shardSize ?? 256;
-  const batchSize = options.batchSize ?? 16;
+  const batchSize = options.batchSize ?? backbone.batchSize ?? DEFAULT_BATCH_SIZE;
   const bytes = FEATURE_DTYPE_BYTES[dtype];
   const suffix = SHARD_SUFFIX[dtype];
   const size = itemSize(backbone.featureShape);

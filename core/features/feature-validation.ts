@@ -1,4 +1,5 @@
 import { InputError } from '../util/errors';
+import { firstNonFinite } from '../util/finite';
 import {
   FEATURE_DTYPE_BYTES,
   FEATURE_DTYPES,
@@ -126,22 +127,20 @@ export function checkShardData(
       `but the manifest's ${shard.count} items of ${describeShape(set.shape)} ${dtype} maps take ${expected} bytes`,
     );
   const values = data();
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i]!)) {
-      const size = itemSize(set.shape);
-      const local = Math.floor(i / size);
-      const within = i % size;
-      const channel = within % set.shape.channels;
-      const pixel = Math.floor(within / set.shape.channels);
-      const item = shard.firstItem + local;
-      throw new FeatureInputError(
-        set.name,
-        { ...location, item: { index: item, name: set.itemName(item) } },
-        `value at pixel (${Math.floor(pixel / set.shape.width)}, ${pixel % set.shape.width}), channel ${channel}`,
-        values[i],
-        'is not finite',
-      );
-    }
+  const i = firstNonFinite(values);
+  if (i >= 0) {
+    const size = itemSize(set.shape);
+    const within = i % size;
+    const channel = within % set.shape.channels;
+    const pixel = Math.floor(within / set.shape.channels);
+    const item = shard.firstItem + Math.floor(i / size);
+    throw new FeatureInputError(
+      set.name,
+      { ...location, item: { index: item, name: set.itemName(item) } },
+      `value at pixel (${Math.floor(pixel / set.shape.width)}, ${pixel % set.shape.width}), channel ${channel}`,
+      values[i],
+      'is not finite',
+    );
   }
   return values;
 }

@@ -163,6 +163,7 @@ export async function extractSplit(
       split,
       backbone,
       dtype: configuration.features.dtype,
+      batchSize: configuration.features.batchSize,
       onProgress: ({ done, total }) => context.progress?.(`extract ${split}`, done, total),
     });
     return {

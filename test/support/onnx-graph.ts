@@ -4,6 +4,7 @@
  */
 import {
   encodeOnnxModel,
+  encodeOnnxModelWithExternalData,
   ONNX_TYPE,
   type OnnxInitializer,
   type OnnxNode,
@@ -44,7 +45,9 @@ export function convStackModel(options: {
   seed: number;
   output: TestModelOutput;
   float16?: boolean;
-}): { model: Uint8Array; weights: Float32Array[]; biases: Float32Array[] } {
+  /** Store the weights in this file beside the model (returned as `data`), as exporters do past 2 GB. */
+  externalData?: string;
+}): { model: Uint8Array; data?: Uint8Array; weights: Float32Array[]; biases: Float32Array[] } {
   const { side, stages, seed, output, float16 = false } = options;
   const nodes: OnnxNode[] = [];
   const initializers: OnnxInitializer[] = [];
@@ -126,13 +129,15 @@ export function convStackModel(options: {
     );
     graphOutput = { name: 'logits', shape: ['batch', channels] };
   }
-  const model = encodeOnnxModel({
+  const graph = {
     nodes,
     initializers,
     inputs: [
       { name: 'image', shape: output === 'nhwc' ? ['batch', side, side, 3] : ['batch', 3, side, side] },
     ],
     outputs: [graphOutput],
-  });
-  return { model, weights, biases };
+  };
+  if (options.externalData)
+    return { ...encodeOnnxModelWithExternalData(graph, options.externalData), weights, biases };
+  return { model: encodeOnnxModel(graph), weights, biases };
 }

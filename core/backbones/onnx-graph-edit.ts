@@ -1,0 +1,284 @@
+/**
+ * Reading and editing ONNX models (ModelProto) on the protobuf wire format, just enough of it: cutting a
+ * graph at an intermediate value, giving it channels-last boundaries, and scanning its initializers. Every
+ * field an edit does not touch is copied byte for byte, so weights are never decoded.
+ */
+import { encodeNode, encodeValueInfo, type OnnxValue } from './onnx-encode';
+
+interface WireField {
+  field: number;
+  wire: number;
+  /** Byte range of the whole field, tag included. */
+  start: number;
+  end: number;
+  /** Varint value, or the payload's start for a length-delimited field (payload ends at `end`). */
+  value: number;
+}
+
+function readVarint(buf: Uint8Array, at: number): [value: number, next: number] {
+  let value = 0;
+  let scale = 1;
+  for (let i = at; i < buf.length; i++) {
+    const byte = buf[i]!;
+    value += (byte & 0x7f) * scale;
+    scale *= 128;
+    if (byte < 0x80) return [value, i + 1];
+  }
+  throw new Error('truncated varint');
+}
+
+/** The top-level fields of one protobuf message in buf[start, end). */
+function readFields(buf: Uint8Array, start = 0, end = buf.length): WireField[] {
+  const fields: WireField[] = [];
+  let at = start;
+  while (at < end) {
+    const fieldStart = at;
+    const [tag, next] = readVarint(buf, at);
+    const wire = tag % 8;
+    const field = Math.floor(tag / 8);
+    let value = 0;
+    if (wire === 0) [value, at] = readVarint(buf, next);
+    else if (wire === 1) at = next + 8;
+    else if (wire === 5) at = next + 4;
+    else if (wire === 2) {
+      const [length, payload] = readVarint(buf, next);
+      value = payload;
+      at = payload + length;
+    } else throw new Error(`unsupported protobuf wire type ${wire}`);
+    if (at > end) throw new Error('truncated protobuf message');
+    fields.push({ field, wire, start: fieldStart, end: at, value });
+  }
+  return fields;
+}
+
+function text(buf: Uint8Array, field: WireField): string {
+  return Buffer.from(buf.buffer, buf.byteOffset + field.value, field.end - field.value).toString('utf8');
+}
+
+/** The strings of repeated field `number` in the message `field`. */
+function strings(buf: Uint8Array, field: WireField, number: number): string[] {
+  return readFields(buf, field.value, field.end)
+    .filter((f) => f.field === number && f.wire === 2)
+    .map((f) => text(buf, f));
+}
+
+function subMessages(buf: Uint8Array, field: WireField, number: number): WireField[] {
+  return readFields(buf, field.value, field.end).filter((f) => f.field === number && f.wire === 2);
+}
+
+// ModelProto.graph, GraphProto.{node, initializer, input, output, value_info}, NodeProto.{input, output,
+// attribute}, AttributeProto.{g, graphs}, TensorProto.{name, external_data, data_location}, *.name.
+const MODEL_GRAPH = 7;
+const GRAPH_NODE = 1;
+const GRAPH_INITIALIZER = 5;
+const GRAPH_INPUT = 11;
+const GRAPH_OUTPUT = 12;
+const GRAPH_VALUE_INFO = 13;
+const NODE_INPUT = 1;
+const NODE_OUTPUT = 2;
+const NODE_ATTRIBUTE = 5;
+const ATTRIBUTE_GRAPH = 6;
+const ATTRIBUTE_GRAPHS = 11;
+const TENSOR_DATA_TYPE = 2;
+const TENSOR_NAME = 8;
+const TENSOR_EXTERNAL_DATA = 13;
+const TENSOR_DATA_LOCATION = 14;
+const VALUE_INFO_NAME = 1;
+const FLOAT16 = 10; // TensorProto.DataType
+
+function graphOf(buf: Uint8Array, file: string): WireField {
+  const graph = readFields(buf).find((f) => f.field === MODEL_GRAPH && f.wire === 2);
+  if (!graph) throw new Error(`${file} is not an ONNX model (no graph)`);
+  return graph;
+}
+
+/** Every value a node reads, including those its subgraphs (If, Loop, Scan bodies) read from the outer scope. */
+function nodeReads(buf: Uint8Array, node: WireField): string[] {
+  const reads = strings(buf, node, NODE_INPUT);
+  for (const attribute of subMessages(buf, node, NODE_ATTRIBUTE)) {
+    const graphs = [
+      ...subMessages(buf, attribute, ATTRIBUTE_GRAPH),
+      ...subMessages(buf, attribute, ATTRIBUTE_GRAPHS),
+    ];
+    for (const graph of graphs)
+      for (const inner of subMessages(buf, graph, GRAPH_NODE)) reads.push(...nodeReads(buf, inner));
+  }
+  return reads.filter((name) => name !== '');
+}
+
+function lengthDelimited(field: number, payload: Uint8Array): Uint8Array {
+  const header: number[] = [];
+  for (let v = field * 8 + 2, first = true; first || v > 0; first = false) {
+    header.push(v >= 0x80 ? (v & 0x7f) | 0x80 : v);
+    v = Math.floor(v / 128);
+  }
+  for (let v = payload.length, first = true; first || v > 0; first = false) {
+    header.push(v >= 0x80 ? (v & 0x7f) | 0x80 : v);
+    v = Math.floor(v / 128);
+  }
+  return Buffer.concat([Uint8Array.from(header), payload]);
+}
+
+/**
+ * The ONNX model `buf` (read from `file`, for errors) cut at value `target`: its only graph output becomes
+ * `target`, with the type the graph declares for it (its value_info or output entry) or else untyped
+ * (onnxruntime infers it; onnx.checker would want one), and the nodes, initializers, inputs and value infos
+ * it does not depend on are dropped, since onnxruntime would otherwise still run them. Every other field is
+ * copied byte for byte.
+ */
+export function cutOnnxModel(buf: Uint8Array, file: string, target: string): Uint8Array {
+  const graph = graphOf(buf, file);
+  const fields = readFields(buf, graph.value, graph.end);
+  const nodes = fields.filter((f) => f.field === GRAPH_NODE && f.wire === 2);
+  const needed = new Set([target]);
+  const keep = new Set<WireField>();
+  let found = false;
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const node = nodes[i]!;
+    if (!strings(buf, node, NODE_OUTPUT).some((name) => needed.has(name))) continue;
+    found ||= strings(buf, node, NODE_OUTPUT).includes(target);
+    keep.add(node);
+    for (const name of nodeReads(buf, node)) needed.add(name);
+  }
+  if (!found) {
+    const outputs = fields
+      .filter((f) => f.field === GRAPH_OUTPUT)
+      .map((f) => strings(buf, f, VALUE_INFO_NAME)[0]);
+    throw new Error(`${file} has no node producing '${target}' (graph outputs: ${outputs.join(', ')})`);
+  }
+  const nameOf = (f: WireField, number: number) => strings(buf, f, number)[0] ?? '';
+  const declared = fields.find(
+    (f) =>
+      (f.field === GRAPH_VALUE_INFO || f.field === GRAPH_OUTPUT) && nameOf(f, VALUE_INFO_NAME) === target,
+  );
+  const output = declared
+    ? lengthDelimited(GRAPH_OUTPUT, buf.subarray(declared.value, declared.end))
+    : lengthDelimited(GRAPH_OUTPUT, lengthDelimited(VALUE_INFO_NAME, Buffer.from(target)));
+  const kept: Uint8Array[] = [];
+  let outputWritten = false;
+  for (const f of fields) {
+    const bytes = buf.subarray(f.start, f.end);
+    if (f.wire !== 2) kept.push(bytes);
+    else if (f.field === GRAPH_NODE) {
+      if (keep.has(f)) kept.push(bytes);
+    } else if (f.field === GRAPH_INITIALIZER) {
+      if (needed.has(nameOf(f, TENSOR_NAME))) kept.push(bytes);
+    } else if (f.field === GRAPH_INPUT || f.field === GRAPH_VALUE_INFO) {
+      if (needed.has(nameOf(f, VALUE_INFO_NAME))) kept.push(bytes);
+    } else if (f.field === GRAPH_OUTPUT) {
+      if (!outputWritten) kept.push(output);
+      outputWritten = true;
+    } else kept.push(bytes);
+  }
+  const newGraph = lengthDelimited(MODEL_GRAPH, Buffer.concat(kept));
+  return Buffer.concat([buf.subarray(0, graph.start), newGraph, buf.subarray(graph.end)]);
+}
+
+/**
+ * What the initializers say about the model: the files (relative to it) holding those stored outside it,
+ * as torch's exporter writes for large models, and whether any is float16.
+ */
+export function scanInitializers(buf: Uint8Array, file: string): { external: string[]; float16: boolean } {
+  const graph = graphOf(buf, file);
+  const locations = new Set<string>();
+  let float16 = false;
+  for (const tensor of readFields(buf, graph.value, graph.end)) {
+    if (tensor.field !== GRAPH_INITIALIZER || tensor.wire !== 2) continue;
+    const parts = readFields(buf, tensor.value, tensor.end);
+    float16 ||= parts.some((f) => f.field === TENSOR_DATA_TYPE && f.wire === 0 && f.value === FLOAT16);
+    if (!parts.some((f) => f.field === TENSOR_DATA_LOCATION && f.wire === 0 && f.value === 1)) continue;
+    for (const entry of parts.filter((f) => f.field === TENSOR_EXTERNAL_DATA && f.wire === 2)) {
+      const [key, value] = readFields(buf, entry.value, entry.end).map((f) => text(buf, f));
+      if (key === 'location' && value) locations.add(value);
+    }
+  }
+  return { external: [...locations].sort(), float16 };
+}
+
+/** Names every node, graph input, output and initializer of the main graph uses. */
+function graphNames(buf: Uint8Array, fields: WireField[]): Set<string> {
+  const names = new Set<string>();
+  for (const f of fields) {
+    if (f.wire !== 2) continue;
+    if (f.field === GRAPH_NODE) {
+      for (const name of [...strings(buf, f, NODE_INPUT), ...strings(buf, f, NODE_OUTPUT)]) names.add(name);
+    } else if (f.field === GRAPH_INITIALIZER) names.add(strings(buf, f, TENSOR_NAME)[0] ?? '');
+    else if (f.field === GRAPH_INPUT || f.field === GRAPH_OUTPUT || f.field === GRAPH_VALUE_INFO)
+      names.add(strings(buf, f, VALUE_INFO_NAME)[0] ?? '');
+  }
+  return names;
+}
+
+/** The boundaries of a model given channels-last by withChannelsLast: what to feed and what to fetch. */
+export interface ChannelsLastModel {
+  model: Uint8Array;
+  input: string;
+  /** The NHWC output, when one was asked for. */
+  output?: string;
+}
+
+/**
+ * The model `buf` (read from `file`) with channels-last boundaries: its NCHW image input is fed as NHWC
+ * through a Transpose, and with `output` its NCHW feature map leaves as NHWC through another. onnxruntime
+ * then converts the layouts on the execution provider, next to the data (its own NHWC layout pass may
+ * cancel them), instead of a JavaScript loop on the main thread between batches. `input` and `output`
+ * carry the NCHW dimensions of those values; the new names are returned.
+ */
+export function withChannelsLast(
+  buf: Uint8Array,
+  file: string,
+  input: OnnxValue,
+  output?: OnnxValue,
+): ChannelsLastModel {
+  const graph = graphOf(buf, file);
+  const fields = readFields(buf, graph.value, graph.end);
+  const taken = graphNames(buf, fields);
+  const fresh = (name: string) => {
+    let candidate = `${name}_nhwc`;
+    for (let i = 2; taken.has(candidate); i++) candidate = `${name}_nhwc${i}`;
+    taken.add(candidate);
+    return candidate;
+  };
+  const named = (field: number, name: string) =>
+    fields.find((f) => f.field === field && f.wire === 2 && strings(buf, f, VALUE_INFO_NAME)[0] === name);
+  const inputField = named(GRAPH_INPUT, input.name);
+  if (!inputField) throw new Error(`${file} has no graph input '${input.name}'`);
+  const outputField = output ? named(GRAPH_OUTPUT, output.name) : undefined;
+  if (output && !outputField) throw new Error(`${file} has no graph output '${output.name}'`);
+
+  const toNhwc = (dims: OnnxValue['shape']) => [dims[0]!, dims[2]!, dims[3]!, dims[1]!];
+  const transpose = (from: string, to: string, perm: number[]) =>
+    lengthDelimited(
+      GRAPH_NODE,
+      encodeNode({ op: 'Transpose', inputs: [from], outputs: [to], attributes: { perm } }, `${to}_transpose`),
+    );
+  const inputName = fresh(input.name);
+  const inputNode = transpose(inputName, input.name, [0, 3, 1, 2]);
+  const inputInfo = lengthDelimited(
+    GRAPH_INPUT,
+    encodeValueInfo({ name: inputName, shape: toNhwc(input.shape) }),
+  );
+  const outputName = output ? fresh(output.name) : undefined;
+  const outputNode = output && transpose(output.name, outputName!, [0, 2, 3, 1]);
+  const outputInfo =
+    output &&
+    lengthDelimited(GRAPH_OUTPUT, encodeValueInfo({ name: outputName!, shape: toNhwc(output.shape) }));
+
+  const lastNode = fields.findLastIndex((f) => f.field === GRAPH_NODE && f.wire === 2);
+  const firstNode = fields.findIndex((f) => f.field === GRAPH_NODE && f.wire === 2);
+  if (firstNode < 0) throw new Error(`${file} has no nodes`);
+  const kept: Uint8Array[] = [];
+  fields.forEach((f, i) => {
+    if (i === firstNode) kept.push(inputNode);
+    if (f === inputField) kept.push(inputInfo);
+    else if (f === outputField) kept.push(outputInfo!);
+    else kept.push(buf.subarray(f.start, f.end));
+    if (i === lastNode && outputNode) kept.push(outputNode);
+  });
+  const newGraph = lengthDelimited(MODEL_GRAPH, Buffer.concat(kept));
+  return {
+    model: Buffer.concat([buf.subarray(0, graph.start), newGraph, buf.subarray(graph.end)]),
+    input: inputName,
+    output: outputName,
+  };
+}
