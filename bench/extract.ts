@@ -46,7 +46,7 @@ interface ReferenceCase {
 }
 
 /** CUB-like photos (500 x 375, JPEG) of smooth colour fields with noise, so decoding and resizing do real work. */
-async function writeImages(dir: string, count: number): Promise<string[]> {
+export async function writeImages(dir: string, count: number): Promise<string[]> {
   const width = 500;
   const height = 375;
   const files: string[] = [];
@@ -69,7 +69,7 @@ async function writeImages(dir: string, count: number): Promise<string[]> {
   return files;
 }
 
-interface Timing {
+export interface Timing {
   images: number;
   /** Seconds of the whole extraction, of the backbone within it (null: no model ran), and of the rest. */
   total: number | null;
@@ -90,7 +90,7 @@ function bestOf(rounds: Timing[]): { total: number | null; model: number | null;
 }
 
 /** Wall time of a full extraction (decode + preprocess + backbone) and of the backbone calls within it. */
-async function timeExtraction(
+export async function timeExtraction(
   backbone: Backbone,
   files: string[],
   root: string,

@@ -1,53 +1,59 @@
 #!/usr/bin/env node
 /**
- * ResNet-50 (or any exported backbone) feature extraction on a GPU through onnxruntime-node's WebGPU
- * provider, for the GPU machine (see shared/gpu/README.md). onnxruntime bundles Dawn, so only it and
- * sharp (which decodes) need packing; the models are exported there, as they exceed what travels:
+ * Backbone feature extraction on a GPU through onnxruntime-node's WebGPU provider, for the GPU machine
+ * (see shared/gpu/README.md and bench/gpu-session.sh, which runs this there with the head bench). The
+ * models are exported there, as they exceed what travels:
  *
- *   here:  npx tsc -p . && node ../shared/gpu/pack.mjs onnxruntime-node sharp   (carry dist and .gpu)
- *   there: source .gpu/unpack.sh
- *          python3 infra/export_backbones.py resnet50 --weights none --out /tmp/m
- *          python3 infra/export_backbones.py resnet50 --weights none --fp16 --out /tmp/m
- *          .gpu/bin/node dist/bench/gpu-extract.js /tmp/m/resnet50.onnx /tmp/m/resnet50-fp16.onnx \
- *            [--batch 64] [--images 1024] [--workers 12] [--repeats 20] [--provider webgpu] [--out FILE]
+ *   python3 infra/export_backbones.py resnet50 --weights none --out /tmp/m
+ *   python3 infra/export_backbones.py resnet50 --weights none --fp16 --out /tmp/m
+ *   .gpu/bin/node dist/bench/gpu-extract.js /tmp/m/resnet50.onnx /tmp/m/resnet50-fp16.onnx \
+ *     [--batch 64,128] [--images 1024] [--repeats 20] [--layouts NHWC,NCHW] [--validation basic,disabled]
+ *     [--provider webgpu] [--out FILE]
  *
- * For each model: images/s of the backbone alone on one repeated batch, and of the whole extraction
- * with decoding and preprocessing (core/data/preprocess.ts) in worker threads overlapped with
- * inference; and the max abs difference of its features from the CPU provider running the first
- * model (pass the float32 one first). With `--torch` (default when python3 imports torch and
- * torchvision), PyTorch on the same GPU times the same architecture at the same batch in the same run
- * (reference/extract_reference.py, task 'gpu'). Prints a table last; writes all figures to --out
- * (default gpu-extract.json).
+ * For each model and provider setting (the layout its convolutions run in, Dawn's validation): images/s
+ * of the backbone alone on one repeated batch at each batch size, and the max abs difference of its
+ * features from the CPU provider running the first model (pass the float32 one first). Then, with the
+ * first setting, the whole extraction as the pipeline runs it (extractFeatures: decode and preprocess on
+ * every core but two, the next batch prepared during the current one, shards written to a local store).
+ * With `--torch` (default when python3 imports torch and torchvision), PyTorch on the same GPU times the
+ * same architecture in the same run (reference/extract_reference.py, task 'gpu'). Prints a table last;
+ * writes all figures to --out (default gpu-extract.json).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import sharp from 'sharp';
-import { loadOnnxBackbone, type OnnxBackbone, type OnnxProvider } from '../core/backbones/onnx-backbone';
+import {
+  loadOnnxBackbone,
+  type OnnxProvider,
+  type OnnxWebGpuSettings,
+} from '../core/backbones/onnx-backbone';
 import { PRESETS, type PresetName } from '../core/data/preprocess';
-import { PreprocessPool } from '../core/data/preprocess-pool';
+import { sizeLibuvPool } from '../infra/libuv-pool';
 import { repoRoot } from '../infra/paths';
+import { timeExtraction, writeImages } from './extract';
 import { machineDescription } from './machine';
 
 interface Options {
   models: string[];
-  batch: number;
+  batches: number[];
   images: number;
-  workers: number;
   repeats: number;
   provider: OnnxProvider;
+  settings: OnnxWebGpuSettings[];
   torch: boolean;
   out: string;
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = {
+  const list = (value: string) => value.split(',').filter(Boolean);
+  let layouts = ['NHWC', 'NCHW'] as NonNullable<OnnxWebGpuSettings['preferredLayout']>[];
+  let validation = ['basic', 'disabled'] as NonNullable<OnnxWebGpuSettings['validationMode']>[];
+  const options: Omit<Options, 'settings'> = {
     models: [],
-    batch: 64,
+    batches: [64, 128],
     images: 1024,
-    workers: Math.max(1, os.cpus().length - 4),
     repeats: 20,
     provider: 'webgpu',
     torch: spawnSync('python3', ['-c', 'import torch, torchvision']).status === 0,
@@ -60,11 +66,12 @@ function parseArgs(argv: string[]): Options {
       if (v === undefined) throw new Error(`${arg} needs a value`);
       return v;
     };
-    if (arg === '--batch') options.batch = Number(value());
+    if (arg === '--batch') options.batches = list(value()).map(Number);
     else if (arg === '--images') options.images = Number(value());
-    else if (arg === '--workers') options.workers = Number(value());
     else if (arg === '--repeats') options.repeats = Number(value());
     else if (arg === '--provider') options.provider = value() as OnnxProvider;
+    else if (arg === '--layouts') layouts = list(value()) as typeof layouts;
+    else if (arg === '--validation') validation = list(value()) as typeof validation;
     else if (arg === '--out') options.out = value();
     else if (arg === '--torch') options.torch = true;
     else if (arg === '--no-torch') options.torch = false;
@@ -73,7 +80,10 @@ function parseArgs(argv: string[]): Options {
   }
   if (options.models.length === 0)
     throw new Error('usage: gpu-extract.js MODEL.onnx [MODEL-fp16.onnx ...] [options]');
-  return options;
+  const settings = layouts.flatMap((preferredLayout) =>
+    validation.map((validationMode) => ({ preferredLayout, validationMode })),
+  );
+  return { ...options, settings: options.provider === 'webgpu' ? settings : [{}] };
 }
 
 /** The export sidecar (infra/export_backbones.py) of a model: its preset and architecture. */
@@ -84,57 +94,8 @@ function sidecarOf(file: string): { preset: PresetName; arch?: string } {
   return { preset: json.preset, arch: json.arch };
 }
 
-/** 500 x 375 JPEGs (CUB-like), cycled to make up the image count. */
-async function writeImages(dir: string, count: number): Promise<string[]> {
-  const width = 500;
-  const height = 375;
-  const files: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const pixels = Buffer.alloc(width * height * 3);
-    for (let p = 0; p < pixels.length; p++) pixels[p] = (p * (i + 7) + ((p / 1500) | 0) * 13) & 255;
-    const file = path.join(dir, `image-${i}.jpg`);
-    await sharp(pixels, { raw: { width, height, channels: 3 } })
-      .jpeg({ quality: 90 })
-      .toFile(file);
-    files.push(file);
-  }
-  return files;
-}
-
-/** Decode and preprocess in `workers` threads, two batches ahead, while the backbone runs in this thread. */
-async function overlappedExtraction(
-  backbone: OnnxBackbone,
-  files: string[],
-  options: Options,
-  preset: PresetName,
-): Promise<{ seconds: number; modelSeconds: number; images: number }> {
-  const pool = PreprocessPool.start(options.workers);
-  const batches: string[][] = [];
-  for (let i = 0; i < options.images; i += options.batch)
-    batches.push(
-      Array.from(
-        { length: Math.min(options.batch, options.images - i) },
-        (_, k) => files[(i + k) % files.length]!,
-      ),
-    );
-  const ready = batches.slice(0, 2).map((batch) => pool.prepare(batch, preset));
-  const start = performance.now();
-  let modelSeconds = 0;
-  let images = 0;
-  try {
-    for (let id = 0; id < batches.length; id++) {
-      const data = await ready[id]!;
-      if (id + 2 < batches.length) ready.push(pool.prepare(batches[id + 2]!, preset));
-      const t = performance.now();
-      await backbone.extract(data, batches[id]!.length);
-      modelSeconds += (performance.now() - t) / 1000;
-      images += batches[id]!.length;
-    }
-  } finally {
-    await pool.close();
-  }
-  return { seconds: (performance.now() - start) / 1000, modelSeconds, images };
-}
+const describeSettings = (settings: OnnxWebGpuSettings) =>
+  Object.values(settings).join(' ') || 'provider defaults';
 
 interface TorchTiming {
   arch: string;
@@ -145,74 +106,87 @@ interface TorchTiming {
 }
 
 async function main(): Promise<void> {
+  sizeLibuvPool();
   const options = parseArgs(process.argv.slice(2));
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gpu-extract-'));
   const results: Record<string, unknown>[] = [];
   const table: string[][] = [];
   try {
-    const files = await writeImages(dir, Math.min(options.images, 256));
     const first = sidecarOf(options.models[0]!);
     const side = PRESETS[first.preset].cropSize;
-    const probe = new Float32Array(options.batch * side * side * 3);
+    const largest = Math.max(...options.batches);
+    const probe = new Float32Array(largest * side * side * 3);
     for (let i = 0; i < probe.length; i++) probe[i] = Math.sin(i * 0.001) * 2;
+    const check = options.batches[0]!;
     const cpu = await loadOnnxBackbone({ file: options.models[0]!, preset: first.preset, provider: 'cpu' });
-    const cpuStart = performance.now();
-    const expected = await cpu.extract(probe, options.batch);
-    const cpuSeconds = (performance.now() - cpuStart) / 1000;
+    const expected = await cpu.extract(probe.subarray(0, check * side * side * 3), check);
     cpu.dispose();
     let range = 0;
     for (const v of expected) range = Math.max(range, Math.abs(v));
-    table.push([
-      'cpu provider',
-      path.basename(options.models[0]!),
-      'backbone, 1 batch',
-      (options.batch / cpuSeconds).toFixed(0),
-      '-',
-    ]);
 
     for (const model of options.models) {
       const { preset } = sidecarOf(model);
-      const backbone = await loadOnnxBackbone({ file: model, preset, provider: options.provider });
-      const warm = performance.now();
-      const features = await backbone.extract(probe, options.batch);
-      const warmSeconds = (performance.now() - warm) / 1000;
-      let diff = 0;
-      for (let i = 0; i < features.length; i++) diff = Math.max(diff, Math.abs(features[i]! - expected[i]!));
-      const t = performance.now();
-      for (let r = 0; r < options.repeats; r++) await backbone.extract(probe, options.batch);
-      const modelOnly = (options.repeats * options.batch) / ((performance.now() - t) / 1000);
-      const overlapped = await overlappedExtraction(backbone, files, options, preset);
-      backbone.dispose();
-      const row = {
-        model: path.basename(model),
-        provider: backbone.provider,
-        providerFailures: backbone.providerFailures,
-        batch: options.batch,
-        firstBatchSeconds: warmSeconds,
-        backboneImagesPerSecond: modelOnly,
-        extractionImagesPerSecond: overlapped.images / overlapped.seconds,
-        extractionBackboneShare: overlapped.modelSeconds / overlapped.seconds,
-        decodeWorkers: options.workers,
-        maxAbsDiffFromCpuFp32: diff,
-        featureRange: range,
-      };
-      results.push(row);
-      table.push(
-        [
-          row.provider,
-          row.model,
-          'backbone only',
-          modelOnly.toFixed(0),
-          `${diff.toPrecision(2)} / ${range.toPrecision(3)}`,
-        ],
-        [
-          row.provider,
-          row.model,
-          `decode+preprocess (${options.workers} workers) overlapped`,
-          row.extractionImagesPerSecond.toFixed(0),
-          '-',
-        ],
-      );
+      for (const [index, webgpu] of options.settings.entries()) {
+        const backbone = await loadOnnxBackbone({ file: model, preset, provider: options.provider, webgpu });
+        const features = await backbone.extract(probe.subarray(0, check * side * side * 3), check);
+        let diff = 0;
+        for (let i = 0; i < features.length; i++)
+          diff = Math.max(diff, Math.abs(features[i]! - expected[i]!));
+        const setting = describeSettings(webgpu);
+        for (const batch of options.batches) {
+          const images = probe.subarray(0, batch * side * side * 3);
+          await backbone.extract(images, batch); // shaders for this batch's shapes
+          const t = performance.now();
+          for (let r = 0; r < options.repeats; r++) await backbone.extract(images, batch);
+          const rate = (options.repeats * batch) / ((performance.now() - t) / 1000);
+          results.push({
+            model: path.basename(model),
+            provider: backbone.provider,
+            providerFailures: backbone.providerFailures,
+            webgpu,
+            batch,
+            measure: 'backbone only',
+            imagesPerSecond: rate,
+            maxAbsDiffFromCpuFp32: diff,
+            featureRange: range,
+          });
+          table.push([
+            backbone.provider,
+            path.basename(model),
+            setting,
+            `backbone only, batch ${batch}`,
+            rate.toFixed(0),
+            `${diff.toPrecision(2)} / ${range.toPrecision(3)}`,
+          ]);
+        }
+        if (index === 0) {
+          const files = await writeImages(dir, Math.min(options.images, 256));
+          const cycled = Array.from({ length: options.images }, (_, i) => files[i % files.length]!);
+          const batch = backbone.batchSize ?? Math.max(...options.batches);
+          const threads = Math.max(1, os.availableParallelism() - 2);
+          const timing = await timeExtraction(backbone, cycled, dir, batch);
+          const rate = timing.images / timing.total!;
+          results.push({
+            model: path.basename(model),
+            provider: backbone.provider,
+            webgpu,
+            batch,
+            measure: 'extractFeatures: decode + preprocess + backbone + shards',
+            imagesPerSecond: rate,
+            backboneShare: timing.model! / timing.total!,
+            preprocessThreads: threads,
+          });
+          table.push([
+            backbone.provider,
+            path.basename(model),
+            setting,
+            `extractFeatures (decoding in ${threads} thread${threads > 1 ? 's' : ''}), batch ${batch}`,
+            rate.toFixed(0),
+            `backbone ${((100 * timing.model!) / timing.total!).toFixed(0)}% of the time`,
+          ]);
+        }
+        backbone.dispose();
+      }
     }
 
     if (options.torch && first.arch) {
@@ -220,7 +194,7 @@ async function main(): Promise<void> {
       const input = JSON.stringify({
         task: 'gpu',
         arch: first.arch,
-        batch: options.batch,
+        batches: options.batches,
         side,
         repeats: options.repeats,
       });
@@ -232,7 +206,8 @@ async function main(): Promise<void> {
         table.push([
           `torch ${timing.device}`,
           `${timing.arch} ${timing.dtype}`,
-          'backbone only',
+          '-',
+          `backbone only, batch ${timing.batch}`,
           timing.images_per_second.toFixed(0),
           '-',
         ]);
@@ -242,13 +217,18 @@ async function main(): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
   await writeFile(options.out, `${JSON.stringify({ machine: machineDescription(), results }, null, 2)}\n`);
-  const header = ['runtime', 'model', 'measure', 'images/s', 'max abs diff / range vs cpu fp32'];
+  const header = [
+    'runtime',
+    'model',
+    'provider settings',
+    'measure',
+    'images/s',
+    'max abs diff / range vs cpu fp32',
+  ];
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
   for (const line of [header, ...table])
     process.stdout.write(`${line.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`);
-  process.stdout.write(
-    `machine: ${machineDescription()}; batch ${options.batch}; figures in ${options.out}\n`,
-  );
+  process.stdout.write(`machine: ${machineDescription()}; figures in ${options.out}\n`);
 }
 
 main().catch((error: unknown) => {

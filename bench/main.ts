@@ -3,12 +3,11 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command } from 'commander';
 import type { BackendChoice } from '../core/tf/backend';
+import { sizeLibuvPool } from '../infra/libuv-pool';
 import { repoRoot } from '../infra/paths';
-import { benchAnalyze } from './analyze';
-import { benchExtract } from './extract';
-import { benchHead } from './head';
 import type { BenchRow } from './rows';
-import { benchSweep } from './sweep';
+
+sizeLibuvPool();
 
 const numbers = (value: string) => value.split(',').map(Number);
 
@@ -43,6 +42,8 @@ async function save(name: string, rows: BenchRow[], outDir?: string): Promise<vo
   process.stdout.write(`written: ${file}\n`);
 }
 
+// Each bench is loaded when it runs, so one needs only its own packages: the head bench on a GPU machine
+// runs without Temporal's or onnxruntime's packages (bench/gpu-pack.sh packs what it needs).
 const program = new Command()
   .name('bench')
   .description('benchmarks: each prints a table and writes bench-results/NAME.json');
@@ -57,6 +58,7 @@ program
   .option('--torch-device <device>', 'PyTorch reference device (default: cuda with webgpu, else cpu)')
   .action(
     async (options: { backend: string; channels: string; steps: string; torchDevice?: 'cpu' | 'cuda' }) => {
+      const { benchHead } = await import('./head.js');
       const rows = await benchHead({
         backend: options.backend as BackendChoice,
         channels: numbers(options.channels),
@@ -79,6 +81,7 @@ program
   .option('--rounds <n>', 'alternating rounds of the Node side and the reference; each keeps its best', '3')
   .option('--threads <n>', 'onnxruntime and PyTorch threads (default: the number of cores)')
   .action(async (options: { onnx?: string; rounds: string; threads?: string }) => {
+    const { benchExtract } = await import('./extract.js');
     const rows = await benchExtract({
       rounds: Number(options.rounds),
       ...(options.threads ? { threads: Number(options.threads) } : {}),
@@ -92,6 +95,7 @@ program
   .description('a sweep through Temporal against the same stages called directly: orchestration overhead')
   .argument('[sweep-file]', 'sweep configuration', path.join(repoRoot(), 'experiments', 'smoke.json'))
   .action(async (file: string) => {
+    const { benchSweep } = await import('./sweep.js');
     await save('sweep', await benchSweep(file), program.opts<{ out?: string }>().out);
   });
 
@@ -102,6 +106,7 @@ program
   )
   .option('--scale <fraction>', 'fraction of the 50,000 images', '1')
   .action(async (options: { scale: string }) => {
+    const { benchAnalyze } = await import('./analyze.js');
     await save(
       'analyze',
       await benchAnalyze({ scale: Number(options.scale) }),

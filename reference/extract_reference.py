@@ -15,9 +15,9 @@ stdin:  {"files": [paths], "batch": n, "threads": n,
 stdout: {"versions": {...}, "cases": [{"name", "engine": "torch"|"onnxruntime"|"none", "reason",
           "images", "preprocess_seconds", "model_seconds" (null without a model), "output_shape"}]}
 
-With {"task": "gpu", "arch", "batch", "side", "repeats"} (bench/gpu-extract.ts): the cut torchvision
-backbone alone on CUDA, channels-last, at float32 and under float16 and bfloat16 autocast; stdout is a
-list of {"arch", "dtype", "batch", "device", "images_per_second"}.
+With {"task": "gpu", "arch", "batches", "side", "repeats"} (bench/gpu-extract.ts): the cut torchvision
+backbone alone on CUDA, channels-last, at each batch size, at float32 and under float16 and bfloat16
+autocast; stdout is a list of {"arch", "dtype", "batch", "device", "images_per_second"}.
 """
 
 import contextlib
@@ -134,30 +134,35 @@ def gpu_timings(request):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
     from export_backbones import cut
 
-    arch, batch, side, repeats = request["arch"], request["batch"], request["side"], request["repeats"]
+    arch, side, repeats = request["arch"], request["side"], request["repeats"]
     device = torch.device("cuda")
     model = cut(arch, torchvision.models.get_model(arch, weights=None)).eval()
     model = model.to(device, memory_format=torch.channels_last)
-    x = torch.randn(batch, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
     out = []
-    for dtype in ("float32", "float16", "bfloat16"):
-        autocast = contextlib.nullcontext() if dtype == "float32" else torch.autocast("cuda", dtype=getattr(torch, dtype))
-        with torch.inference_mode(), autocast:
-            for _ in range(3):
-                model(x)
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(repeats):
-                model(x)
-            torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-        out.append({
-            "arch": arch,
-            "dtype": dtype,
-            "batch": batch,
-            "device": torch.cuda.get_device_name(),
-            "images_per_second": repeats * batch / seconds,
-        })  # fmt: skip
+    for batch in request["batches"]:
+        x = torch.randn(batch, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
+        for dtype in ("float32", "float16", "bfloat16"):
+            autocast = (
+                contextlib.nullcontext()
+                if dtype == "float32"
+                else torch.autocast("cuda", dtype=getattr(torch, dtype))
+            )
+            with torch.inference_mode(), autocast:
+                for _ in range(3):
+                    model(x)
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    model(x)
+                torch.cuda.synchronize()
+                seconds = time.perf_counter() - start
+            out.append({
+                "arch": arch,
+                "dtype": dtype,
+                "batch": batch,
+                "device": torch.cuda.get_device_name(),
+                "images_per_second": repeats * batch / seconds,
+            })  # fmt: skip
     return out
 
 

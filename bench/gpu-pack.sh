@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Packs what bench/gpu-session.sh needs on a GPU machine without Node.js (shared/gpu/README.md): the build,
+# .gpu/ (node, the packages the benches load, the Vulkan loader) and .gl/ (the GL/EGL libraries Dawn opens
+# with NVIDIA's Vulkan driver on that image). Then call the device's `run` with
+#   carry: [".gpu", "dist", ".gl"]   command: bash bench/gpu-session.sh
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+npx tsc -p tsconfig.json
+node ../shared/gpu/pack.mjs webgpu onnxruntime-node @tensorflow/tfjs @tensorflow/tfjs-backend-webgpu \
+  @tensorflow/tfjs-backend-wasm commander sharp pure-rand long seedrandom zod
+# sharp's native halves hide their package.json behind "exports", so pack.mjs cannot resolve them.
+xz -dc .gpu/modules.tar.xz > .gpu/modules.tar
+tar -rf .gpu/modules.tar node_modules/@img/sharp-linux-x64 node_modules/@img/sharp-libvips-linux-x64
+xz -T2 -6 -c .gpu/modules.tar > .gpu/modules.tar.xz && rm .gpu/modules.tar
+mkdir -p .gl
+grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo '/.gl/' >> "$(git rev-parse --git-common-dir)/info/exclude"
+(cd .gl && for p in libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2; do
+  ls ${p}_*.deb >/dev/null 2>&1 || apt-get download "$p"
+done)
+du -sh .gpu .gl dist
