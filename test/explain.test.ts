@@ -395,19 +395,22 @@ test('purity and the pointing game on a hand-made case', () => {
 
 test('consistency and stability on a hand-made case', () => {
   const partA = { part: 'A', box: { x0: 30, y0: 30, x1: 66, y1: 66 } };
-  const partD = { part: 'D', box: cellOf(5, 5) };
-  const tally = new PartHitTally(2, 2, ['A', 'D'], GRID7, STRETCH, { boxSide: 72 });
   const at11 = 1 * 7 + 1;
   const at44 = 4 * 7 + 4;
   const at55 = 5 * 7 + 5;
   // Class 0, five images. Channel 0 peaks on A everywhere; channel 1 on A in 3 images, on D (seen once) in 1.
   const channel1 = [at11, at11, at11, at55, at44];
   const noisy1 = [at11, at44, at44, at55, at44];
-  for (let i = 0; i < 5; i++) {
-    const parts = i === 3 ? [partA, partD] : [partA];
-    tally.add(image(i, 0, parts), [at11, channel1[i]!], [at11, noisy1[i]!]);
-  }
-  tally.add(image(5, 1, [partD]), [at55, at55]);
+  const tallyWith = (partD: AnnotatedImage['parts'][number]) => {
+    const tally = new PartHitTally(2, 2, ['A', 'D'], GRID7, STRETCH, { boxSide: 72 });
+    for (let i = 0; i < 5; i++) {
+      const parts = i === 3 ? [partA, partD] : [partA];
+      tally.add(image(i, 0, parts), [at11, channel1[i]!], [at11, noisy1[i]!]);
+    }
+    tally.add(image(5, 1, [partD]), [at55, at55]);
+    return tally;
+  };
+  const tally = tallyWith({ part: 'D', box: cellOf(5, 5), distractor: true });
   const pairs = [
     { channel: 0, label: 0 },
     { channel: 1, label: 0 },
@@ -418,13 +421,25 @@ test('consistency and stability on a hand-made case', () => {
     consistency.pairs.map(({ score, part, consistent }) => [score, part, consistent]),
     [
       [1, 'A', true],
-      // D scores 1/1 but is visible in 1 of 5 images (< 25%): not counted.
+      // Distractor D scores 1/1 but is visible in 1 of 5 images (< 25%): not counted.
       [0.6, 'A', false],
       [1, 'D', true],
     ],
   );
   assert.equal(consistency.consistency, 2 / 3);
   assert.equal(tally.consistency(pairs, { minVisibleFraction: 0 }).pairs[1]!.part, 'D');
+  // An annotated part (a CUB keypoint hidden in most images) counts wherever it is visible, as in
+  // Huang et al.: channel 1 hits D in the one image of class 0 that shows it.
+  assert.deepEqual(
+    tallyWith({ part: 'D', box: cellOf(5, 5) })
+      .consistency(pairs)
+      .pairs.map(({ score, part, consistent }) => [score, part, consistent]),
+    [
+      [1, 'A', true],
+      [1, 'D', true],
+      [1, 'D', true],
+    ],
+  );
   const stability = tally.stability(pairs)!;
   // Channel 1 moved off A in images 1 and 2; class 1 had no noisy counterpart.
   assert.deepEqual(

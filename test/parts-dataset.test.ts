@@ -86,6 +86,51 @@ describe('generatePartsDataset', () => {
     }
   });
 
+  test('part boxes are in image pixels where the parts are drawn: they hold every drawn pixel and are tight', async () => {
+    const dir = await tempDir();
+    // On the plain grey background every pixel that is not grey belongs to a part (each has a dark outline).
+    const manifest = await generatePartsDataset(
+      { ...SMALL, classes: 2, trainPerClass: 2, testPerClass: 1, imageSize: 224, backgrounds: 'plain' },
+      dir,
+    );
+    for (const item of manifest.items) {
+      const { data, info } = await sharp(path.join(dir, item.path))
+        .removeAlpha()
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      const drawn = (x: number, y: number) => {
+        const at = (y * info.width + x) * 3;
+        return Math.max(...[0, 1, 2].map((k) => Math.abs(data[at + k]! - 0xc8))) > 24;
+      };
+      const boxes = item.parts!;
+      for (let y = 0; y < info.height; y++) {
+        for (let x = 0; x < info.width; x++) {
+          if (!drawn(x, y)) continue;
+          const inside = boxes.some((b) => x >= b.x0 && x < b.x1 && y >= b.y0 && y < b.y1);
+          assert.ok(inside, `${item.path}: pixel (x ${x}, y ${y}) is drawn outside every part box`);
+        }
+      }
+      // The drawn pixels within a box reach its four sides (up to antialiasing): x is the column, y the row.
+      for (const b of boxes) {
+        const extent = { x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity };
+        for (let y = b.y0; y < b.y1; y++) {
+          for (let x = b.x0; x < b.x1; x++) {
+            if (!drawn(x, y)) continue;
+            extent.x0 = Math.min(extent.x0, x);
+            extent.y0 = Math.min(extent.y0, y);
+            extent.x1 = Math.max(extent.x1, x + 1);
+            extent.y1 = Math.max(extent.y1, y + 1);
+          }
+        }
+        const slack = Math.max(extent.x0 - b.x0, extent.y0 - b.y0, b.x1 - extent.x1, b.y1 - extent.y1);
+        assert.ok(
+          slack <= 2,
+          `${item.path}: ${b.part} [${b.x0}, ${b.y0}, ${b.x1}, ${b.y1}] drawn over ${JSON.stringify(extent)}`,
+        );
+      }
+    }
+  });
+
   test('each image shows its class parts and distractors of other types only', async () => {
     const dir = await tempDir();
     const manifest = await generatePartsDataset(SMALL, dir);

@@ -266,6 +266,8 @@ export class PartHitTally {
   private readonly hits: Int32Array;
   /** [K, P] images of class k where part p is visible. */
   private readonly visible: Int32Array;
+  /** [K, P] images of class k where part p is visible as an annotated part, not as a distractor. */
+  private readonly annotated: Int32Array;
   /** [K, C] images of class k whose hit set for channel c survives noise; [K] images compared. */
   private readonly stable: Int32Array;
   private readonly compared: Int32Array;
@@ -282,6 +284,7 @@ export class PartHitTally {
     this.partIndex = new Map(vocabulary.map((part, i) => [part, i]));
     this.hits = new Int32Array(classes * channels * vocabulary.length);
     this.visible = new Int32Array(classes * vocabulary.length);
+    this.annotated = new Int32Array(classes * vocabulary.length);
     this.stable = new Int32Array(classes * channels);
     this.compared = new Int32Array(classes);
     this.images = new Int32Array(classes);
@@ -328,6 +331,8 @@ export class PartHitTally {
       if (p === undefined) throw new Error(`part '${part}' is not in the tally's vocabulary`);
       this.visible[k * parts + p]!++;
     }
+    for (const part of new Set(image.parts.filter((entry) => !entry.distractor).map((entry) => entry.part)))
+      this.annotated[k * parts + this.partIndex.get(part)!]!++;
     this.images[k]!++;
     const sets = this.hitSets(image, argmax, geometry);
     for (let c = 0; c < channels; c++) {
@@ -346,8 +351,10 @@ export class PartHitTally {
   }
 
   /**
-   * Consistency of each pair: the best part over those visible in at least `minVisibleFraction` of the
-   * class's images (so a distractor seen once cannot make a channel consistent).
+   * Consistency of each pair: the best part, its share of hits over the class's images that show it
+   * (Huang et al.: an annotated part counts wherever visible, however rarely). A part that is only ever
+   * a distractor in the class's images (clutter of generated datasets) counts only when visible in at
+   * least `minVisibleFraction` of them, so a distractor seen once cannot make a channel consistent.
    */
   consistency(
     pairs: readonly ChannelClassPair[],
@@ -361,7 +368,9 @@ export class PartHitTally {
       let part: string | null = null;
       for (let p = 0; p < parts; p++) {
         const visible = this.visible[label * parts + p]!;
-        if (visible === 0 || visible < minVisible * this.images[label]!) continue;
+        if (visible === 0) continue;
+        const clutter = this.annotated[label * parts + p] === 0;
+        if (clutter && visible < minVisible * this.images[label]!) continue;
         const share = this.hits[(label * this.channels + channel) * parts + p]! / visible;
         if (share > score) {
           score = share;
