@@ -93,8 +93,12 @@ describe('loadOnnxBackbone on the CPU provider', () => {
     assert.equal(backbone.fingerprint, (await fileHash(file)).slice(0, 16));
     const input = images(3);
     const features = await backbone.extract(input, 3);
-    assertClose(features, convReluReference(input, 3, weights, bias, 32));
+    const expected = convReluReference(input, 3, weights, bias, 32);
+    assertClose(features, expected);
     assert.ok(features.some((v) => v > 0.1));
+    // The result is the provider's output itself: a later run must not reuse its memory.
+    await backbone.extract(images(3).map((v) => -v), 3);
+    assertClose(features, expected);
   });
 
   test('an NHWC model is detected from its input and gives the same features', async () => {

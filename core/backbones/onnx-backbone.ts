@@ -359,8 +359,10 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
       const itemInput = side * side * 3;
       if (images.length !== n * itemInput)
         throw new Error(`${file}: expected ${n} images of ${side}x${side}x3, got ${images.length} values`);
-      const features = new Float32Array(n * itemValues);
       const step = fixedBatch ?? n;
+      // One run whose output is already [n, H, W, C]: the provider's array is the result, not copied again.
+      if (step === n && outputLayout !== 'tokens') return run(images, n);
+      const features = new Float32Array(n * itemValues);
       for (let start = 0; start < n; start += step) {
         const count = Math.min(step, n - start);
         let chunk = images.subarray(start * itemInput, (start + count) * itemInput);
