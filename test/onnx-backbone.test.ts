@@ -97,7 +97,10 @@ describe('loadOnnxBackbone on the CPU provider', () => {
     assertClose(features, expected);
     assert.ok(features.some((v) => v > 0.1));
     // The result is the provider's output itself: a later run must not reuse its memory.
-    await backbone.extract(images(3).map((v) => -v), 3);
+    await backbone.extract(
+      images(3).map((v) => -v),
+      3,
+    );
     assertClose(features, expected);
   });
 

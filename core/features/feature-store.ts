@@ -125,8 +125,10 @@ function batchPreparer(backbone: Backbone, threads: number) {
 }
 
 /**
- * Features [count, H, W, C] of `files`, batch by batch (`start` is the batch's first file); the next
- * batch is prepared while the backbone runs the current one. A non-finite feature names its file.
+ * Features [count, H, W, C] of `files`, batch by batch (`start` is the batch's first file). The next
+ * batch is prepared while the backbone runs the current one, and given to the backbone before the
+ * current one is handed out: a backbone in its own thread (openBackboneInThread) computes it while the
+ * caller stores this one. A non-finite feature names its file.
  */
 async function* featureBatches(
   backbone: Backbone,
@@ -135,7 +137,17 @@ async function* featureBatches(
   prepare: (files: readonly string[], first: number) => Promise<Float32Array>,
 ): AsyncGenerator<{ start: number; features: Float32Array }> {
   const size = itemSize(backbone.featureShape);
+  const checked = async (batch: { start: number; features: Promise<Float32Array> }) => {
+    const features = await batch.features;
+    const bad = firstNonFinite(features);
+    if (bad >= 0)
+      throw new Error(
+        `backbone produced a non-finite feature for ${files[batch.start + Math.floor(bad / size)]}`,
+      );
+    return { start: batch.start, features };
+  };
   let next = prepare(files.slice(0, batchSize), 0);
+  let running: { start: number; features: Promise<Float32Array> } | undefined;
   for (let start = 0; start < files.length; start += batchSize) {
     const images = await next;
     const count = Math.min(batchSize, files.length - start);
@@ -144,12 +156,12 @@ async function* featureBatches(
       // Awaited next iteration; a failure before then must not count as unhandled.
       next.catch(() => undefined);
     }
-    const features = await backbone.extract(images, count);
-    const bad = firstNonFinite(features);
-    if (bad >= 0)
-      throw new Error(`backbone produced a non-finite feature for ${files[start + Math.floor(bad / size)]}`);
-    yield { start, features };
+    const submitted = { start, features: backbone.extract(images, count) };
+    submitted.features.catch(() => undefined); // likewise, awaited once the batch before is out
+    if (running) yield await checked(running);
+    running = submitted;
   }
+  if (running) yield await checked(running);
 }
 
 /**

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { BackendChoice } from '../tf/backend';
-import { InputError } from '../util/errors';
+import { type ErrorMessage, fromErrorMessage } from '../util/errors';
 import type * as stages from './stages';
 
 /** The stages that may run in a thread of their own, by name. */
@@ -36,7 +36,7 @@ export interface StageProgressMessage {
 export type StageThreadMessage =
   | StageProgressMessage
   | { type: 'result'; value: unknown }
-  | { type: 'error'; name: string; message: string; stack?: string };
+  | ({ type: 'error' } & ErrorMessage);
 
 export interface StageRequest {
   name: StageName;
@@ -102,12 +102,7 @@ export class StageThreadPool {
       const onMessage = (message: StageThreadMessage) => {
         if (message.type === 'progress') onProgress(message);
         else if (message.type === 'result') finish(() => resolve(message.value as StageResult<N>), true);
-        else {
-          const error =
-            message.name === 'InputError' ? new InputError(message.message) : new Error(message.message);
-          if (message.stack) error.stack = message.stack;
-          finish(() => reject(error), false);
-        }
+        else finish(() => reject(fromErrorMessage(message)), false);
       };
       const onError = (error: Error) => finish(() => reject(error), false);
       const onExit = (code: number) =>

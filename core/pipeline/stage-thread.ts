@@ -1,7 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { ArtifactStore } from '../store/artifact-store';
 import { openStore } from '../store/open-store';
-import { InputError } from '../util/errors';
+import { toErrorMessage } from '../util/errors';
 import type { StageRequest, StageThreadMessage } from './stage-runner';
 import {
   evaluateStage,
@@ -42,13 +42,7 @@ async function runStage({ name, args, location }: StageRequest): Promise<void> {
     const run = STAGES[name] as (context: StageContext, ...rest: unknown[]) => Promise<unknown>;
     post({ type: 'result', value: await run(context, ...args) });
   } catch (error) {
-    const failure = error instanceof Error ? error : new Error(String(error));
-    post({
-      type: 'error',
-      name: failure instanceof InputError ? 'InputError' : failure.name,
-      message: failure.message,
-      ...(failure.stack ? { stack: failure.stack } : {}),
-    });
+    post({ type: 'error', ...toErrorMessage(error) });
   }
 }
 

@@ -10,6 +10,7 @@ import {
   RvAccumulator,
   sampleChannelPairs,
 } from '../analysis';
+import { openBackboneInThread } from '../backbones/backbone-thread';
 import { openBackbone } from '../backbones/registry';
 import type { BaselineHeadConfig, Configuration, InfoDisentHeadConfig } from '../config/experiment';
 import type { DatasetManifest, Split } from '../data/dataset';
@@ -155,7 +156,8 @@ export async function extractSplit(
 ): Promise<FeaturesRef> {
   await useBackend(context, configuration);
   const manifest = await localDatasetManifest(context, configuration, dataset);
-  const backbone = await openBackbone(configuration.backbone);
+  // In its own thread: this one stores each batch while the backbone computes the next.
+  const backbone = await openBackboneInThread(configuration.backbone);
   try {
     const result = await extractFeatures({
       store: context.store,
