@@ -13,8 +13,9 @@
  * For each model and provider setting (the layout its convolutions run in, Dawn's validation): images/s
  * of the backbone alone on one repeated batch at each batch size, and the max abs difference of its
  * features from the CPU provider running the first model (pass the float32 one first). Then, with the
- * first setting, the whole extraction as the pipeline runs it (extractFeatures: decode and preprocess on
- * every core but two, the next batch prepared during the current one, shards written to a local store).
+ * provider's default settings, the whole extraction as the extraction stage runs it (extractFeatures with
+ * the backbone in its own thread: decode and preprocess on every core but two, the next batch prepared
+ * and computed while the current one is stored, shards written to a local store).
  * With `--torch` (default when python3 imports torch and torchvision), PyTorch on the same GPU times the
  * same architecture in the same run (reference/extract_reference.py, task 'gpu'). Prints a table last;
  * writes all figures to --out (default gpu-extract.json).
@@ -24,6 +25,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { openBackboneInThread } from '../core/backbones/backbone-thread';
 import {
   loadOnnxBackbone,
   type OnnxProvider,
@@ -164,25 +166,31 @@ async function main(): Promise<void> {
           const cycled = Array.from({ length: options.images }, (_, i) => files[i % files.length]!);
           const batch = backbone.batchSize ?? Math.max(...options.batches);
           const threads = Math.max(1, os.availableParallelism() - 2);
-          const timing = await timeExtraction(backbone, cycled, dir, batch);
+          // As the extraction stage runs it: the backbone in its own thread, with the provider's defaults.
+          const threaded = await openBackboneInThread({
+            name: path.basename(model),
+            file: model,
+            preset,
+            provider: options.provider,
+          });
+          const timing = await timeExtraction(threaded, cycled, dir, batch);
+          threaded.dispose();
           const rate = timing.images / timing.total!;
           results.push({
             model: path.basename(model),
             provider: backbone.provider,
-            webgpu,
             batch,
             measure: 'extractFeatures: decode + preprocess + backbone + shards',
             imagesPerSecond: rate,
-            backboneShare: timing.model! / timing.total!,
             preprocessThreads: threads,
           });
           table.push([
             backbone.provider,
             path.basename(model),
-            setting,
+            describeSettings({}),
             `extractFeatures (decoding in ${threads} thread${threads > 1 ? 's' : ''}), batch ${batch}`,
             rate.toFixed(0),
-            `backbone ${((100 * timing.model!) / timing.total!).toFixed(0)}% of the time`,
+            '-',
           ]);
         }
         backbone.dispose();
