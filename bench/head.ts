@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import type { FeatureManifest } from '../core/features/feature-store';
 import { StoredFeatureSet } from '../core/features/feature-store';
 import { Adam } from '../core/method/adam';
@@ -25,6 +26,8 @@ export interface BenchHeadOptions {
   steps?: number;
   /** Device for the PyTorch reference: 'cpu' here, 'cuda' on a GPU machine. */
   torchDevice?: 'cpu' | 'cuda';
+  /** tfjs flags set once the backend is chosen, e.g. WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: 64. */
+  flags?: Record<string, number | boolean>;
 }
 
 /** Median wall time of one full training step (expm, forward, backward, Adam, projection, fold). */
@@ -117,6 +120,12 @@ async function trainingPeakRss(items: number, batch: number, channels: number): 
 
 export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRow[]> {
   const backend = await selectBackend(options.backend ?? 'auto');
+  for (const [name, value] of Object.entries(options.flags ?? {})) tf.env().set(name, value);
+  // The rows name the flags with the backend.
+  const label = [
+    backend,
+    ...Object.entries(options.flags ?? {}).map(([name, value]) => `${name}=${value}`),
+  ].join(' ');
   const channels = options.channels ?? [512, 768, 1024, 2048];
   const batch = options.batch ?? 64;
   const classes = options.classes ?? 200;
@@ -155,7 +164,7 @@ export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRo
       reference: 'target: under 2048 MiB whatever the feature-set size',
       reference_value: 2048,
       ratio: peak / 2 ** 20 / 2048,
-      backend,
+      backend: label,
       machine,
     });
   }
@@ -177,7 +186,7 @@ export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRo
         reference,
         reference_value: torch?.step_ms ?? null,
         ratio: torch ? value / torch.step_ms : null,
-        backend,
+        backend: label,
         machine,
       });
     }
@@ -192,7 +201,7 @@ export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRo
       reference: 'wasm backend, same inputs and seed; float32 on both',
       reference_value: null,
       ratio: null,
-      backend,
+      backend: label,
       machine,
     });
   }

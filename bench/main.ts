@@ -56,13 +56,30 @@ program
   .option('--channels <list>', 'channel counts', '512,768,1024,2048')
   .option('--steps <n>', 'timed steps per case (median reported)', '3')
   .option('--torch-device <device>', 'PyTorch reference device (default: cuda with webgpu, else cpu)')
+  .option('--tf-flags <list>', 'tfjs flags NAME=VALUE,..., e.g. WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=64')
   .action(
-    async (options: { backend: string; channels: string; steps: string; torchDevice?: 'cpu' | 'cuda' }) => {
+    async (options: {
+      backend: string;
+      channels: string;
+      steps: string;
+      torchDevice?: 'cpu' | 'cuda';
+      tfFlags?: string;
+    }) => {
       const { benchHead } = await import('./head.js');
+      const flags = Object.fromEntries(
+        (options.tfFlags ?? '')
+          .split(',')
+          .filter(Boolean)
+          .map((entry) => {
+            const [name, value] = entry.split('=');
+            return [name!, value === 'true' ? true : value === 'false' ? false : Number(value)];
+          }),
+      );
       const rows = await benchHead({
         backend: options.backend as BackendChoice,
         channels: numbers(options.channels),
         steps: Number(options.steps),
+        flags,
         ...(options.torchDevice ? { torchDevice: options.torchDevice } : {}),
       });
       await save('head', rows, program.opts<{ out?: string }>().out);
