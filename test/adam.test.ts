@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { Adam, type ParameterGroup } from '../core/method/adam';
+import { sparsePoolGradientWebgpu, sparsePoolWebgpu } from '../core/method/pooling-webgpu';
+import { denseRotationGradient } from '../core/method/rotation-gradient';
 import { type BackendName, selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
 import { agreementWithWasm } from './support/backend-agreement';
@@ -199,12 +201,58 @@ test('the fused webgpu AdamW kernel agrees with the op-by-op update on wasm over
   );
 });
 
-test('three InfoDisent training steps on webgpu (fused AdamW, losses left on the device) agree with wasm', async (t) => {
+test('three InfoDisent training steps on webgpu (fused pooling, gradient and AdamW, losses left on the device) agree with wasm', async (t) => {
   if (!(await useBackend(t, 'webgpu'))) return;
-  const relative = await agreementWithWasm('webgpu', { channels: 64, batch: 16, classes: 10 });
-  await selectBackend('wasm');
-  // The backends may take different expm plans (the norm bound differs) and sum in other orders: float32
-  // rounding of the weights and U, carried through 3 steps (2.9e-6 measured on an H200 at C = 256).
-  assert.ok(relative < 2e-5, `webgpu vs wasm after 3 steps: ${relative}`);
-  console.log(`InfoDisent head, webgpu vs wasm after 3 steps: ${relative.toExponential(2)} relative`);
+  for (const foldEvery of [1, 2]) {
+    const relative = await agreementWithWasm('webgpu', { channels: 64, batch: 16, classes: 10, foldEvery });
+    await selectBackend('wasm');
+    // The backends may take different expm plans (the norm bound differs) and sum in other orders: float32
+    // rounding of the weights and U, carried through 3 steps (2.9e-6 measured on an H200 at C = 256).
+    assert.ok(relative < 2e-5, `webgpu vs wasm after 3 steps, folding every ${foldEvery}: ${relative}`);
+    console.log(
+      `InfoDisent head, webgpu vs wasm after 3 steps folding every ${foldEvery}: ${relative.toExponential(2)} relative`,
+    );
+  }
+});
+
+test('the fused webgpu pooling and its gradient equal the op-by-op pooling and one-hot gradient', async (t) => {
+  if (!(await useBackend(t, 'webgpu'))) return;
+  const random = new SeededRandom(5);
+  const [c, n, hw] = [48, 6, 49];
+  const values = gaussian(random, c * n * hw);
+  // A channel and image whose pixels are all positive (no min branch), one all negative (no max branch),
+  // and one with a tie for the max (the first pixel wins).
+  for (let q = 0; q < hw; q++) {
+    values[q] = Math.abs(values[q]!) + 0.1;
+    values[hw + q] = -Math.abs(values[hw + q]!) - 0.1;
+  }
+  values[2 * hw + 3] = values[2 * hw + 7] = 9;
+  const zT = tf.tensor2d(values, [c, n * hw]);
+  const gradPooled = tf.tensor2d(gaussian(random, c * n), [c, n]);
+  const fusedPool = await read(sparsePoolWebgpu(zT, n, hw));
+  const fusedGrad = await read(sparsePoolGradientWebgpu(zT, gradPooled, hw));
+  const byImage = zT.reshape([c, n, hw]);
+  const maxima = tf.max(byImage, 2);
+  const minima = tf.min(byImage, 2);
+  const pooled = await read(tf.add(tf.relu(maxima), tf.minimum(minima, 0)));
+  const extremes = {
+    argmax: tf.argMax(byImage, 2) as tf.Tensor2D,
+    argmin: tf.argMin(byImage, 2) as tf.Tensor2D,
+    gradMax: tf.mul(gradPooled, tf.greater(maxima, 0).toFloat()) as tf.Tensor2D,
+    gradMin: tf.mul(gradPooled, tf.less(minima, 0).toFloat()) as tf.Tensor2D,
+  };
+  // dL/dZ^T of the one-hot path: its product with the identity.
+  const gradZT = await read(denseRotationGradient(extremes, tf.eye(n * hw) as tf.Tensor2D));
+  assert.deepEqual(fusedPool, pooled);
+  // tfjs' webgpu argMax breaks the tie otherwise: compare the rest, then the tied cell by hand.
+  const tied = [2 * hw, 3 * hw] as const;
+  assert.deepEqual(
+    [...fusedGrad.subarray(0, tied[0]), ...fusedGrad.subarray(tied[1])],
+    [...gradZT.subarray(0, tied[0]), ...gradZT.subarray(tied[1])],
+  );
+  const cell = values.subarray(2 * hw, 3 * hw);
+  const g = (await read(gradPooled))[2]!;
+  const lowest = cell.indexOf(Math.min(...cell));
+  const expectedTied = Float32Array.from(cell, (_, q) => (q === 3 ? g : q === lowest ? g : 0));
+  assert.deepEqual(fusedGrad.subarray(...tied), expectedTied);
 });

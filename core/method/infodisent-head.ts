@@ -12,6 +12,7 @@ import {
   skewNormBound,
 } from './expm';
 import { batchCount, type Head, type LossAndGradients } from './head';
+import { sparsePoolGradientWebgpu, sparsePoolWebgpu } from './pooling-webgpu';
 import {
   defaultRotationGradientPath,
   denseRotationGradient,
@@ -49,12 +50,12 @@ interface Forward {
   zT: tf.Tensor2D;
   /** Sparse pooling output p, [C, n]. */
   pooled: tf.Tensor2D;
-  /** Index of the highest and lowest pixel per channel and image, [C, n]. */
-  argmax: tf.Tensor2D;
-  argmin: tf.Tensor2D;
-  positive: tf.Tensor2D;
-  negative: tf.Tensor2D;
   logitsT: tf.Tensor2D;
+  /**
+   * Index of the highest and lowest pixel per channel and image, [C, n], and whether each branch
+   * survived (max > 0, min < 0). Absent from the fused webgpu pass, whose gradient kernel finds them again.
+   */
+  extremes?: { argmax: tf.Tensor2D; argmin: tf.Tensor2D; positive: tf.Tensor2D; negative: tf.Tensor2D };
 }
 
 /**
@@ -164,27 +165,32 @@ export class InfoDisentHead implements Head {
     return { n, maps, x, xT: tf.tidy(() => tf.transpose(x) as tf.Tensor2D) };
   }
 
-  /** Z^T = U X^T, viewed as [C, n, HW] for the pooling: it then reduces the innermost axis. */
-  private forward(batch: BatchLayout, rotation: tf.Tensor2D): Forward {
+  /**
+   * Z^T = U X^T, viewed as [C, n, HW] for the pooling: it then reduces the innermost axis. With `fused`
+   * (webgpu training steps) the pooling is one kernel and the extremes are left to the gradient kernel.
+   */
+  private forward(batch: BatchLayout, rotation: tf.Tensor2D, fused = false): Forward {
     const c = this.shape.channels;
+    const hw = pixelsOf(this.shape);
     return tf.tidy(() => {
-      const zT = tf.matMul(rotation, batch.xT);
-      const byImage = zT.reshape([c, batch.n, pixelsOf(this.shape)]) as tf.Tensor3D;
+      const zT = tf.matMul(rotation, batch.xT) as tf.Tensor2D;
+      if (fused) {
+        const pooled = sparsePoolWebgpu(zT, batch.n, hw);
+        const logitsT = tf.add(tf.matMul(this.weight, pooled), this.bias) as tf.Tensor2D;
+        return { zT, pooled, logitsT } as unknown as tf.TensorContainer;
+      }
+      const byImage = zT.reshape([c, batch.n, hw]) as tf.Tensor3D;
       const maxima = tf.max(byImage, 2) as tf.Tensor2D;
       const minima = tf.min(byImage, 2) as tf.Tensor2D;
-      const positive = tf.greater(maxima, 0).toFloat() as tf.Tensor2D;
-      const negative = tf.less(minima, 0).toFloat() as tf.Tensor2D;
       const pooled = tf.add(tf.relu(maxima), tf.minimum(minima, 0)) as tf.Tensor2D;
       const logitsT = tf.add(tf.matMul(this.weight, pooled), this.bias) as tf.Tensor2D;
-      return {
-        zT,
-        pooled,
+      const extremes = {
         argmax: tf.argMax(byImage, 2) as tf.Tensor2D,
         argmin: tf.argMin(byImage, 2) as tf.Tensor2D,
-        positive,
-        negative,
-        logitsT,
-      } as unknown as tf.TensorContainer;
+        positive: tf.greater(maxima, 0).toFloat() as tf.Tensor2D,
+        negative: tf.less(minima, 0).toFloat() as tf.Tensor2D,
+      };
+      return { zT, pooled, logitsT, extremes } as unknown as tf.TensorContainer;
     }) as unknown as Forward;
   }
 
@@ -193,7 +199,7 @@ export class InfoDisentHead implements Head {
     const rotation = await this.rotation();
     const forward = this.forward(batch, rotation);
     const logits = tf.tidy(() => tf.transpose(forward.logitsT) as tf.Tensor2D);
-    tf.dispose([batch.x, batch.xT, rotation, ...Object.values(forward)]);
+    tf.dispose([batch.x, batch.xT, rotation, forward as unknown as tf.TensorContainer]);
     return logits;
   }
 
@@ -204,34 +210,42 @@ export class InfoDisentHead implements Head {
     const forward = this.forward(batch, rotation);
     const out = tf.tidy(() => ({
       pooled: tf.transpose(forward.pooled) as tf.Tensor2D,
-      argmax: tf.transpose(forward.argmax) as tf.Tensor2D,
-      argmin: tf.transpose(forward.argmin) as tf.Tensor2D,
+      argmax: tf.transpose(forward.extremes!.argmax) as tf.Tensor2D,
+      argmin: tf.transpose(forward.extremes!.argmin) as tf.Tensor2D,
     }));
-    tf.dispose([batch.x, batch.xT, rotation, ...Object.values(forward)]);
+    tf.dispose([batch.x, batch.xT, rotation, forward as unknown as tf.TensorContainer]);
     return out;
   }
 
   async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
     const batch = this.layout(maps);
     const { value: rotation, tape, isBase } = await this.expandRotation(expmSkew);
-    const forward = this.forward(batch, rotation);
+    const fused = tf.getBackend() === 'webgpu';
+    const forward = this.forward(batch, rotation, fused);
     const { loss, gradLogitsT } = crossEntropyClassMajor(forward.logitsT, labels);
     const gradients = tf.tidy(() => {
       const gradWeight = tf.matMul(gradLogitsT, tf.transpose(forward.pooled));
       const gradBias = tf.sum(gradLogitsT, 1, true);
       const gradPooled = tf.matMul(tf.transpose(this.weight), gradLogitsT);
-      // Only the surviving pixels carry gradient: the argmax where positive, the argmin where negative.
-      const extremes: ExtremeGradients = {
-        argmax: forward.argmax,
-        argmin: forward.argmin,
-        gradMax: tf.mul(gradPooled, forward.positive) as tf.Tensor2D,
-        gradMin: tf.mul(gradPooled, forward.negative) as tf.Tensor2D,
-      };
-      const gradS = expmSkewBackward(tape, this.expmGradient(extremes, batch, forward.zT, isBase));
+      const gradE = forward.extremes
+        ? this.expmGradient(
+            // Only the surviving pixels carry gradient: the argmax where positive, the argmin where negative.
+            {
+              argmax: forward.extremes.argmax,
+              argmin: forward.extremes.argmin,
+              gradMax: tf.mul(gradPooled, forward.extremes.positive) as tf.Tensor2D,
+              gradMin: tf.mul(gradPooled, forward.extremes.negative) as tf.Tensor2D,
+            },
+            batch,
+            forward.zT,
+            isBase,
+          )
+        : this.fusedExpmGradient(gradPooled as tf.Tensor2D, batch, forward.zT, isBase);
+      const gradS = expmSkewBackward(tape, gradE);
       const gradA = tf.sub(gradS, tf.transpose(gradS));
       return { rotation: gradA, weight: gradWeight, bias: gradBias } as Record<string, tf.Tensor>;
     });
-    tf.dispose([batch.x, batch.xT, rotation, gradLogitsT, ...Object.values(forward)]);
+    tf.dispose([batch.x, batch.xT, rotation, gradLogitsT, forward as unknown as tf.TensorContainer]);
     disposeTape(tape);
     return { loss, gradients };
   }
@@ -249,6 +263,21 @@ export class InfoDisentHead implements Head {
     // of Z = X U^T, which the forward pass already computed, in place of a [C, C] matmul.
     if (isBase) return sparseRotationGradient(extremes, tf.transpose(zT).dataSync<'float32'>());
     return tf.matMul(sparseRotationGradient(extremes, batch.maps), this.baseT);
+  }
+
+  /**
+   * dL/dE on webgpu: dL/dZ^T from the fused gradient kernel, then dL/dU B^T = dL/dZ^T X B^T. Right after a
+   * fold (U = B) X B^T is Z itself, so one product with Z^T transposed replaces both matmuls.
+   */
+  private fusedExpmGradient(
+    gradPooled: tf.Tensor2D,
+    batch: BatchLayout,
+    zT: tf.Tensor2D,
+    isBase: boolean,
+  ): tf.Tensor2D {
+    const gradZT = sparsePoolGradientWebgpu(zT, gradPooled, pixelsOf(this.shape));
+    if (isBase) return tf.matMul(gradZT, zT, false, true);
+    return tf.matMul(tf.matMul(gradZT, batch.x), this.baseT);
   }
 
   async afterStep(step: number): Promise<void> {
