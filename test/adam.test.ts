@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { Adam, type ParameterGroup } from '../core/method/adam';
+import { crossEntropyClassMajor } from '../core/method/cross-entropy';
 import { sparsePoolGradientWebgpu, sparsePoolWebgpu } from '../core/method/pooling-webgpu';
 import { denseRotationGradient } from '../core/method/rotation-gradient';
 import { type BackendName, selectBackend } from '../core/tf/backend';
@@ -255,4 +256,22 @@ test('the fused webgpu pooling and its gradient equal the op-by-op pooling and o
   const lowest = cell.indexOf(Math.min(...cell));
   const expectedTied = Float32Array.from(cell, (_, q) => (q === 3 ? g : q === lowest ? g : 0));
   assert.deepEqual(fusedGrad.subarray(...tied), expectedTied);
+});
+
+test('the fused webgpu cross-entropy equals the op-by-op one on wasm', async (t) => {
+  const random = new SeededRandom(8);
+  const [classes, n] = [37, 19];
+  const logits = gaussian(random, classes * n, 4);
+  const labels = Int32Array.from({ length: n }, () => random.int(0, classes - 1));
+  const evaluate = async () => {
+    const { loss, gradLogitsT } = crossEntropyClassMajor(tf.tensor2d(logits, [classes, n]), labels);
+    return { loss: (await read(loss))[0]!, gradient: await read(gradLogitsT) };
+  };
+  await selectBackend('wasm');
+  const expected = await evaluate();
+  if (!(await useBackend(t, 'webgpu'))) return;
+  const fused = await evaluate();
+  await selectBackend('wasm');
+  assert.ok(relativeError(fused.gradient, expected.gradient) < 1e-6);
+  assert.ok(Math.abs(fused.loss - expected.loss) < 1e-6 * expected.loss, `${fused.loss} vs ${expected.loss}`);
 });

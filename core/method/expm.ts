@@ -62,6 +62,12 @@ function euclideanNorm(t: tf.Tensor): tf.Scalar {
  * One read-back at the end, asynchronous, as the webgpu backend requires.
  */
 export async function skewNormBound(s: tf.Tensor2D, iterations = defaultPowerIterations()): Promise<number> {
+  if (iterations === 0) {
+    const frobenius = euclideanNorm(s);
+    const [value] = await frobenius.data();
+    frobenius.dispose();
+    return value!;
+  }
   const norms = tf.tidy(() => {
     const n = s.shape[0];
     // A fixed, non-degenerate start vector keeps the result deterministic.
@@ -77,7 +83,7 @@ export async function skewNormBound(s: tf.Tensor2D, iterations = defaultPowerIte
   });
   const [frobenius, ratio] = await norms.data();
   norms.dispose();
-  if (frobenius === 0 || iterations === 0) return frobenius!;
+  if (frobenius === 0) return frobenius;
   return Math.min(frobenius!, 1.25 * Math.sqrt(ratio!));
 }
 
@@ -191,15 +197,19 @@ export function expmSkewBackward(tape: ExpmTape, gradE: tf.Tensor2D): tf.Tensor2
       g = tf.add(tf.matMul(g, et), tf.matMul(et, g));
     }
     const { degree } = tape.plan;
-    let gradScaled = tf.zerosLike(tape.scaled) as tf.Tensor2D;
+    // Terms summed as they come (no zero start: a step right after a fold has degree 1, one term).
+    let gradScaled: tf.Tensor2D | undefined;
+    const accumulate = (term: tf.Tensor2D) => {
+      gradScaled = gradScaled ? (tf.add(gradScaled, term) as tf.Tensor2D) : term;
+    };
     let gq = g; // gradient with respect to Q_1
     for (let k = 1; k < degree; k++) {
       const next = tf.transpose(tape.horner[k]!) as tf.Tensor2D; // Q_{k+1}^T
-      gradScaled = tf.add(gradScaled, tf.mul(tf.matMul(gq, next), 1 / k)) as tf.Tensor2D;
+      accumulate(tf.mul(tf.matMul(gq, next), 1 / k));
       gq = tf.mul(tf.matMul(tape.scaled, gq), -1 / k); // S^T G / k = -S G / k
     }
-    gradScaled = tf.add(gradScaled, tf.mul(gq, 1 / degree)) as tf.Tensor2D;
-    return tape.plan.squarings === 0 ? gradScaled : tf.mul(gradScaled, 1 / 2 ** tape.plan.squarings);
+    accumulate(degree === 1 ? gq : tf.mul(gq, 1 / degree));
+    return tape.plan.squarings === 0 ? gradScaled! : tf.mul(gradScaled!, 1 / 2 ** tape.plan.squarings);
   });
 }
 
