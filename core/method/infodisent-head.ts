@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { type FeatureShape, pixelsOf } from '../features/feature-set';
 import { SeededRandom } from '../util/random';
+import { shareForward, shareGradient } from './batch-share';
+import { BatchShareThread } from './batch-share-thread';
 import { crossEntropyClassMajor } from './cross-entropy';
 import {
   disposeTape,
@@ -33,6 +35,11 @@ export interface InfoDisentHeadOptions {
   initScale?: number;
   /** How dL/dU is computed: by default from the backend (defaultRotationGradientPath); tests force one. */
   rotationGradient?: RotationGradientPath;
+  /**
+   * On wasm with the sparse gradient, whether a step right after a fold splits the batch's images with a
+   * second thread (batch-share-thread.ts). Default: where the machine has a second core.
+   */
+  splitBatch?: boolean;
 }
 
 /** One batch in the layouts the head needs: X^T [C, nHW] for the forward, X [nHW, C] for dU. */
@@ -218,8 +225,20 @@ export class InfoDisentHead implements Head {
   }
 
   async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
-    const batch = this.layout(maps);
     const { value: rotation, tape, isBase } = await this.expandRotation(expmSkew);
+    if (isBase && this.splitsBatch(maps)) {
+      const { loss, gradients } = await this.splitStep(maps, labels, rotation);
+      rotation.dispose();
+      const gradE = gradients.rotation as tf.Tensor2D;
+      gradients.rotation = tf.tidy(() => {
+        const gradS = expmSkewBackward(tape, gradE);
+        return tf.sub(gradS, tf.transpose(gradS));
+      });
+      gradE.dispose();
+      disposeTape(tape);
+      return { loss, gradients };
+    }
+    const batch = this.layout(maps);
     const fused = tf.getBackend() === 'webgpu';
     const forward = this.forward(batch, rotation, fused);
     const { loss, gradLogitsT } = crossEntropyClassMajor(forward.logitsT, labels);
@@ -248,6 +267,67 @@ export class InfoDisentHead implements Head {
     tf.dispose([batch.x, batch.xT, rotation, gradLogitsT, forward as unknown as tf.TensorContainer]);
     disposeTape(tape);
     return { loss, gradients };
+  }
+
+  private splitsBatch(maps: Float32Array): boolean {
+    const sparse = (this.options.rotationGradient ?? defaultRotationGradientPath()) === 'sparse';
+    return (
+      (this.options.splitBatch ?? BatchShareThread.available()) &&
+      sparse &&
+      tf.getBackend() === 'wasm' &&
+      batchCount(maps, this.shape) > 1
+    );
+  }
+
+  /**
+   * A step right after a fold (U = B, so dL/dE = dL/dU U^T, a sum of rows of Z = X U^T) with the batch's
+   * images split between this thread and a BatchShareThread: each computes its share's Z, pooling and
+   * dL/dE sum (batch-share.ts); the loss, the class weights' gradients and dL/dp are computed here for
+   * the whole batch. Returns dL/dE as the rotation's gradient.
+   */
+  private async splitStep(maps: Float32Array, labels: Int32Array, rotation: tf.Tensor2D) {
+    const c = this.shape.channels;
+    const n = batchCount(maps, this.shape);
+    const mine = Math.ceil(n / 2);
+    const split = mine * pixelsOf(this.shape) * c;
+    const thread = BatchShareThread.shared();
+    const theirs = thread.forward(rotation.dataSync<'float32'>(), maps.slice(split), this.shape);
+    const local = shareForward(rotation, maps.subarray(0, split), this.shape);
+    const remote = await theirs;
+    // [C, n] from the two shares' [C, mine] and [C, n - mine], image order kept.
+    const joined = new Float32Array(c * n);
+    for (let channel = 0; channel < c; channel++) {
+      joined.set(local.pooled.subarray(channel * mine, (channel + 1) * mine), channel * n);
+      joined.set(remote.subarray(channel * (n - mine), (channel + 1) * (n - mine)), channel * n + mine);
+    }
+    const pooled = tf.tensor2d(joined, [c, n]);
+    const logitsT = tf.tidy(() => tf.add(tf.matMul(this.weight, pooled), this.bias) as tf.Tensor2D);
+    const { loss, gradLogitsT } = crossEntropyClassMajor(logitsT, labels);
+    const { gradWeight, gradBias, gradPooled } = tf.tidy(() => ({
+      gradWeight: tf.matMul(gradLogitsT, tf.transpose(pooled)),
+      gradBias: tf.sum(gradLogitsT, 1, true),
+      gradPooled: tf.matMul(tf.transpose(this.weight), gradLogitsT),
+    }));
+    const grad = gradPooled.dataSync() as Float32Array;
+    tf.dispose([pooled, logitsT, gradLogitsT, gradPooled]);
+    const gradMine = new Float32Array(c * mine);
+    const gradTheirs = new Float32Array(c * (n - mine));
+    for (let channel = 0; channel < c; channel++) {
+      gradMine.set(grad.subarray(channel * n, channel * n + mine), channel * mine);
+      gradTheirs.set(grad.subarray(channel * n + mine, (channel + 1) * n), channel * (n - mine));
+    }
+    const remoteSums = thread.gradient(gradTheirs);
+    const sums = shareGradient(local, gradMine, c);
+    const other = await remoteSums;
+    for (let i = 0; i < sums.length; i++) sums[i]! += other[i]!;
+    return {
+      loss,
+      gradients: {
+        rotation: tf.tensor2d(Float32Array.from(sums), [c, c]),
+        weight: gradWeight,
+        bias: gradBias,
+      } as Record<string, tf.Tensor>,
+    };
   }
 
   /** dL/dE for U = E B, E = expm(S), from the gradient at the pooled extremes. */

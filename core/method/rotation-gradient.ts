@@ -59,14 +59,34 @@ const ROWS_PER_PASS = 8;
  * float32 matmul. Terms with a zero gradient are skipped; the last pass is padded with zero-scale terms.
  */
 export function sparseRotationGradient(extremes: ExtremeGradients, rows: Float32Array): tf.Tensor2D {
-  const [c, n] = extremes.argmax.shape;
+  const c = extremes.argmax.shape[0];
+  const sums = sparseRowSums(
+    {
+      argmax: extremes.argmax.dataSync<'int32'>(),
+      argmin: extremes.argmin.dataSync<'int32'>(),
+      gradMax: extremes.gradMax.dataSync<'float32'>(),
+      gradMin: extremes.gradMin.dataSync<'float32'>(),
+    },
+    rows,
+    c,
+  );
+  return tf.tensor2d(Float32Array.from(sums), [c, c]);
+}
+
+/** ExtremeGradients as plain arrays, [C, n] each. */
+export interface ExtremeValues {
+  argmax: ArrayLike<number>;
+  argmin: ArrayLike<number>;
+  gradMax: ArrayLike<number>;
+  gradMin: ArrayLike<number>;
+}
+
+/** The sum above for `c` channels over the n images of `rows` [nHW, C], in float64, [C, C] row-major. */
+export function sparseRowSums(extremes: ExtremeValues, rows: Float32Array, c: number): Float64Array {
+  const { argmax, argmin, gradMax, gradMin } = extremes;
+  const n = argmax.length / c;
   const hw = rows.length / (n * c);
-  const argmax = extremes.argmax.dataSync<'int32'>();
-  const argmin = extremes.argmin.dataSync<'int32'>();
-  const gradMax = extremes.gradMax.dataSync<'float32'>();
-  const gradMin = extremes.gradMin.dataSync<'float32'>();
-  const out = new Float32Array(c * c);
-  const sum = new Float64Array(c);
+  const out = new Float64Array(c * c);
   const capacity = Math.ceil((2 * n) / ROWS_PER_PASS) * ROWS_PER_PASS;
   const offsets = new Int32Array(capacity);
   const scales = new Float64Array(capacity);
@@ -85,12 +105,11 @@ export function sparseRotationGradient(extremes: ExtremeGradients, rows: Float32
     }
     offsets.fill(0, terms);
     scales.fill(0, terms);
-    sum.fill(0);
+    const sum = out.subarray(channel * c, (channel + 1) * c);
     for (let first = 0; first < terms; first += ROWS_PER_PASS)
       addScaledRows(sum, rows, offsets, scales, first);
-    out.set(sum, channel * c);
   }
-  return tf.tensor2d(out, [c, c]);
+  return out;
 }
 
 /** sum += the sum over i < 8 of scales[first + i] * rows[offsets[first + i] + (0 .. C-1)], unrolled. */
