@@ -1,6 +1,5 @@
-import * as tf from '@tensorflow/tfjs';
-// Types only: loading the package registers the webgpu backend, which backend.ts does when a GPU exists.
-import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+import type * as tf from '@tensorflow/tfjs';
+import { PerOutputProgram, runProgram } from './webgpu-program';
 
 /** The constants of one AdamW update of one parameter, as both implementations take them. */
 export interface AdamCoefficients {
@@ -17,31 +16,22 @@ export interface AdamCoefficients {
 
 type AdamOutput = 'firstMoment' | 'secondMoment' | 'parameter';
 
-const WORKGROUP_SIZE = 64;
-
 /**
  * One elementwise AdamW pass writing one of its three results. Each of the three dispatches recomputes the
  * new moments from the old ones (a few flops) instead of reading them back: a tfjs WebGPU program has one
  * output, and three dispatches replace the ~13 of the op-by-op update.
  */
-class AdamWProgram implements WebGPUProgram {
+class AdamWProgram extends PerOutputProgram {
   variableNames = ['P', 'G', 'M', 'V'];
   uniforms =
     'beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32, sqrtCorrection2 : f32, epsilon : f32, decay : f32, stepSize : f32,';
-  workgroupSize: [number, number, number] = [WORKGROUP_SIZE, 1, 1];
-  size = true;
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
   shaderKey: string;
 
   constructor(
     shape: number[],
     private readonly output: AdamOutput,
   ) {
-    this.outputShape = shape;
-    this.dispatchLayout = { x: shape.map((_, i) => i) };
-    this.dispatch = [Math.ceil(tf.util.sizeFromShape(shape) / WORKGROUP_SIZE), 1, 1];
+    super(shape);
     this.shaderKey = `adamw_${output}`;
   }
 
@@ -78,7 +68,6 @@ export function adamWebgpu(
   secondMoment: tf.Tensor,
   c: AdamCoefficients,
 ): [tf.Tensor, tf.Tensor, tf.Tensor] {
-  const backend = tf.backend() as unknown as WebGPUBackend;
   const uniforms = [
     c.beta1,
     1 - c.beta1,
@@ -90,13 +79,10 @@ export function adamWebgpu(
     c.stepSize,
   ];
   const run = (output: AdamOutput) =>
-    tf.engine().makeTensorFromTensorInfo(
-      backend.runWebGPUProgram(
-        new AdamWProgram(parameter.shape, output),
-        [parameter, gradient, firstMoment, secondMoment],
-        'float32',
-        uniforms.map((value) => ({ type: 'float32', data: [value] })),
-      ),
+    runProgram(
+      new AdamWProgram(parameter.shape, output),
+      [parameter, gradient, firstMoment, secondMoment],
+      uniforms.map((value) => ({ type: 'float32' as const, data: [value] })),
     );
   return [run('firstMoment'), run('secondMoment'), run('parameter')];
 }

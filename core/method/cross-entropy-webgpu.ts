@@ -1,8 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-// Types only: loading the package registers the webgpu backend, which backend.ts does when a GPU exists.
-import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
-
-const WORKGROUP_SIZE = 64;
+import { PerOutputProgram, runProgram } from './webgpu-program';
 
 /** WGSL: the max and the sum of exp(l - max) of sample `b`'s logits L[0 .. K) (class-major, stride n). */
 const LOG_PARTITION = `
@@ -18,14 +15,9 @@ const LOG_PARTITION = `
  * sample's log-partition over the K logits: a few hundred flops, against the ~15 dispatches of the op-by-op
  * version.
  */
-class CrossEntropyProgram implements WebGPUProgram {
+class CrossEntropyProgram extends PerOutputProgram {
   variableNames = ['L', 'Y'];
   uniforms = 'classes : i32, samples : i32,';
-  workgroupSize: [number, number, number] = [WORKGROUP_SIZE, 1, 1];
-  size = true;
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
   shaderKey: string;
 
   constructor(
@@ -33,9 +25,7 @@ class CrossEntropyProgram implements WebGPUProgram {
     samples: number,
     private readonly output: 'gradient' | 'loss',
   ) {
-    this.outputShape = output === 'gradient' ? [classes, samples] : [samples];
-    this.dispatchLayout = { x: this.outputShape.map((_, i) => i) };
-    this.dispatch = [Math.ceil(tf.util.sizeFromShape(this.outputShape) / WORKGROUP_SIZE), 1, 1];
+    super(output === 'gradient' ? [classes, samples] : [samples]);
     this.shaderKey = `cross_entropy_${output}`;
   }
 
@@ -67,19 +57,15 @@ export function crossEntropyWebgpu(
   logitsT: tf.Tensor2D,
   labels: tf.Tensor1D,
 ): { loss: tf.Scalar; gradLogitsT: tf.Tensor2D } {
-  const backend = tf.backend() as unknown as WebGPUBackend;
   const [classes, samples] = logitsT.shape;
   const run = (output: 'gradient' | 'loss') =>
-    tf.engine().makeTensorFromTensorInfo(
-      backend.runWebGPUProgram(
-        new CrossEntropyProgram(classes, samples, output),
-        [logitsT, labels],
-        'float32',
-        [
-          { type: 'int32', data: [classes] },
-          { type: 'int32', data: [samples] },
-        ],
-      ),
+    runProgram(
+      new CrossEntropyProgram(classes, samples, output),
+      [logitsT, labels],
+      [
+        { type: 'int32', data: [classes] },
+        { type: 'int32', data: [samples] },
+      ],
     );
   const perSample = run('loss');
   const loss = tf.mean(perSample) as tf.Scalar;
