@@ -5,7 +5,7 @@ import type { FeatureShape } from '../features/feature-set';
 import { type ErrorMessage, fromErrorMessage } from '../util/errors';
 
 export type BatchShareRequest =
-  | { kind: 'forward'; rotation: Float32Array; maps: Float32Array; shape: FeatureShape }
+  | { kind: 'forward'; rotation: Float32Array; maps: Float32Array; shape: FeatureShape; atBase: boolean }
   | { kind: 'gradient'; gradPooled: Float32Array };
 
 export type BatchShareReply =
@@ -60,12 +60,17 @@ export class BatchShareThread {
   }
 
   /** p [C, n] of the share `maps`, rotated by `rotation` [C, C] (both copied to the thread). */
-  async forward(rotation: Float32Array, maps: Float32Array, shape: FeatureShape): Promise<Float32Array> {
-    const reply = await this.send({ kind: 'forward', rotation, maps, shape });
+  async forward(
+    rotation: Float32Array,
+    maps: Float32Array,
+    shape: FeatureShape,
+    atBase: boolean,
+  ): Promise<Float32Array> {
+    const reply = await this.send({ kind: 'forward', rotation, maps, shape, atBase });
     return (reply as Extract<BatchShareReply, { kind: 'pooled' }>).pooled;
   }
 
-  /** The share's dL/dE [C, C] in float64, given its dL/dp [C, n]. */
+  /** The share's row sum [C, C] in float64 (shareGradient), given its dL/dp [C, n]. */
   async gradient(gradPooled: Float32Array): Promise<Float64Array> {
     const reply = await this.send({ kind: 'gradient', gradPooled }, [gradPooled.buffer as ArrayBuffer]);
     return (reply as Extract<BatchShareReply, { kind: 'sums' }>).sums;

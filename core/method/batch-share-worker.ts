@@ -15,7 +15,7 @@ port.on('message', async (request: BatchShareRequest) => {
     await ready;
     if (request.kind === 'forward') {
       const u = tf.tensor2d(request.rotation, [request.shape.channels, request.shape.channels]);
-      const forward = shareForward(u, request.maps, request.shape);
+      const forward = shareForward(u, request.maps, request.shape, request.atBase);
       u.dispose();
       kept = { forward, channels: request.shape.channels };
       port.postMessage({ kind: 'pooled', pooled: forward.pooled } satisfies BatchShareReply);

@@ -3,9 +3,9 @@ import { type FeatureShape, pixelsOf } from '../features/feature-set';
 import { sparseRowSums } from './rotation-gradient';
 
 /**
- * One share of a batch's images through an InfoDisent training step right after a fold (U = B), on the
- * CPU backends: everything in that step that is per image (Z^T = U X^T, the sparse pooling, the sparse
- * dL/dE sum over Z's rows), as plain arrays so that another thread can compute a share (batch-share-thread.ts).
+ * One share of a batch's images through an InfoDisent training step on the CPU backends: everything in
+ * the step that is per image (Z^T = U X^T, the sparse pooling, the sparse gradient's sum of rows), as
+ * plain arrays so that another thread can compute a share (batch-share-thread.ts).
  * tfjs' wasm backend runs one thread under Node; splitting the images between two threads uses two cores.
  */
 export interface ShareForward {
@@ -16,22 +16,37 @@ export interface ShareForward {
   argmin: Int32Array;
   positive: Uint8Array;
   negative: Uint8Array;
-  /** Z = X U^T [nHW, C]: dL/dE is a sum of its rows. */
-  zRows: Float32Array;
+  /**
+   * The rows the gradient sums, [nHW, C]: Z = X U^T right after a fold (the sum is then dL/dE), else the
+   * maps X themselves (the sum is dL/dU, and dL/dE = dL/dU B^T).
+   */
+  rows: Float32Array;
 }
 
-/** The forward pass of the images `maps` ([n, H, W, C]) with the rotation `u`. */
-export function shareForward(u: tf.Tensor2D, maps: Float32Array, shape: FeatureShape): ShareForward {
+/**
+ * The forward pass of the images `maps` ([n, H, W, C]) with the rotation `u`; `atBase` says whether U is
+ * the base (right after a fold), which decides the rows the gradient sums.
+ */
+export function shareForward(
+  u: tf.Tensor2D,
+  maps: Float32Array,
+  shape: FeatureShape,
+  atBase: boolean,
+): ShareForward {
   const c = shape.channels;
   const hw = pixelsOf(shape);
   const n = maps.length / (hw * c);
   const x = tf.tensor2d(maps, [n * hw, c]);
   const xT = tf.transpose(x);
   const zT = tf.matMul(u, xT);
-  const z = tf.transpose(zT);
   const values = zT.dataSync<'float32'>();
-  const zRows = z.dataSync<'float32'>();
-  tf.dispose([x, xT, zT, z]);
+  let rows = maps;
+  if (atBase) {
+    const z = tf.transpose(zT);
+    rows = z.dataSync<'float32'>();
+    z.dispose();
+  }
+  tf.dispose([x, xT, zT]);
   const cells = c * n;
   const pooled = new Float32Array(cells);
   const argmax = new Int32Array(cells);
@@ -62,10 +77,10 @@ export function shareForward(u: tf.Tensor2D, maps: Float32Array, shape: FeatureS
     positive[cell] = high > 0 ? 1 : 0;
     negative[cell] = low < 0 ? 1 : 0;
   }
-  return { pooled, argmax, argmin, positive, negative, zRows };
+  return { pooled, argmax, argmin, positive, negative, rows };
 }
 
-/** The share's dL/dE [C, C] (float64 sums) given dL/dp [C, n] of its images. */
+/** The share's row sum [C, C] (float64): its dL/dE at the base, else its dL/dU; given dL/dp [C, n]. */
 export function shareGradient(
   forward: ShareForward,
   gradPooled: Float32Array,
@@ -75,7 +90,7 @@ export function shareGradient(
   const gradMin = gradPooled.map((g, k) => (forward.negative[k] ? g : 0));
   return sparseRowSums(
     { argmax: forward.argmax, argmin: forward.argmin, gradMax, gradMin },
-    forward.zRows,
+    forward.rows,
     channels,
   );
 }

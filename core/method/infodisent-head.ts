@@ -36,8 +36,8 @@ export interface InfoDisentHeadOptions {
   /** How dL/dU is computed: by default from the backend (defaultRotationGradientPath); tests force one. */
   rotationGradient?: RotationGradientPath;
   /**
-   * On wasm with the sparse gradient, whether a step right after a fold splits the batch's images with a
-   * second thread (batch-share-thread.ts). Default: where the machine has a second core.
+   * On wasm with the sparse gradient, whether a step splits the batch's images with a second thread
+   * (batch-share-thread.ts). Default: where the machine has a second core.
    */
   splitBatch?: boolean;
 }
@@ -226,15 +226,16 @@ export class InfoDisentHead implements Head {
 
   async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
     const { value: rotation, tape, isBase } = await this.expandRotation(expmSkew);
-    if (isBase && this.splitsBatch(maps)) {
-      const { loss, gradients } = await this.splitStep(maps, labels, rotation);
+    if (this.splitsBatch(maps)) {
+      const { loss, gradients } = await this.splitStep(maps, labels, rotation, isBase);
       rotation.dispose();
-      const gradE = gradients.rotation as tf.Tensor2D;
+      const sums = gradients.rotation as tf.Tensor2D;
       gradients.rotation = tf.tidy(() => {
-        const gradS = expmSkewBackward(tape, gradE);
+        // At the base the rows summed were Z's, which gives dL/dE; else X's, dL/dU, and dL/dE = dL/dU B^T.
+        const gradS = expmSkewBackward(tape, isBase ? sums : tf.matMul(sums, this.baseT));
         return tf.sub(gradS, tf.transpose(gradS));
       });
-      gradE.dispose();
+      sums.dispose();
       disposeTape(tape);
       return { loss, gradients };
     }
@@ -280,19 +281,19 @@ export class InfoDisentHead implements Head {
   }
 
   /**
-   * A step right after a fold (U = B, so dL/dE = dL/dU U^T, a sum of rows of Z = X U^T) with the batch's
-   * images split between this thread and a BatchShareThread: each computes its share's Z, pooling and
-   * dL/dE sum (batch-share.ts); the loss, the class weights' gradients and dL/dp are computed here for
-   * the whole batch. Returns dL/dE as the rotation's gradient.
+   * A step with the batch's images split between this thread and a BatchShareThread: each computes its
+   * share's Z^T = U X^T, pooling and gradient row sum (batch-share.ts); the loss, the class weights'
+   * gradients and dL/dp are computed here for the whole batch. Returns as the rotation's gradient the row
+   * sum: dL/dE at the base (rows of Z = X U^T, since then dL/dE = dL/dU U^T), else dL/dU (rows of X).
    */
-  private async splitStep(maps: Float32Array, labels: Int32Array, rotation: tf.Tensor2D) {
+  private async splitStep(maps: Float32Array, labels: Int32Array, rotation: tf.Tensor2D, atBase: boolean) {
     const c = this.shape.channels;
     const n = batchCount(maps, this.shape);
     const mine = Math.ceil(n / 2);
     const split = mine * pixelsOf(this.shape) * c;
     const thread = BatchShareThread.shared();
-    const theirs = thread.forward(rotation.dataSync<'float32'>(), maps.slice(split), this.shape);
-    const local = shareForward(rotation, maps.subarray(0, split), this.shape);
+    const theirs = thread.forward(rotation.dataSync<'float32'>(), maps.slice(split), this.shape, atBase);
+    const local = shareForward(rotation, maps.subarray(0, split), this.shape, atBase);
     const remote = await theirs;
     // [C, n] from the two shares' [C, mine] and [C, n - mine], image order kept.
     const joined = new Float32Array(c * n);
