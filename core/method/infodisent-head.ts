@@ -183,14 +183,13 @@ export class InfoDisentHead implements Head {
       const zT = tf.matMul(rotation, batch.xT) as tf.Tensor2D;
       if (fused) {
         const pooled = sparsePoolWebgpu(zT, batch.n, hw);
-        const logitsT = tf.add(tf.matMul(this.weight, pooled), this.bias) as tf.Tensor2D;
-        return { zT, pooled, logitsT } as unknown as tf.TensorContainer;
+        return { zT, pooled, logitsT: this.classLogits(pooled) } as unknown as tf.TensorContainer;
       }
       const byImage = zT.reshape([c, batch.n, hw]) as tf.Tensor3D;
       const maxima = tf.max(byImage, 2) as tf.Tensor2D;
       const minima = tf.min(byImage, 2) as tf.Tensor2D;
       const pooled = tf.add(tf.relu(maxima), tf.minimum(minima, 0)) as tf.Tensor2D;
-      const logitsT = tf.add(tf.matMul(this.weight, pooled), this.bias) as tf.Tensor2D;
+      const logitsT = this.classLogits(pooled);
       const extremes = {
         argmax: tf.argMax(byImage, 2) as tf.Tensor2D,
         argmin: tf.argMin(byImage, 2) as tf.Tensor2D,
@@ -224,50 +223,60 @@ export class InfoDisentHead implements Head {
     return out;
   }
 
+  /** Class scores W p + b, [K, n], of pooled features p [C, n]. */
+  private classLogits(pooled: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => tf.add(tf.matMul(this.weight, pooled), this.bias) as tf.Tensor2D);
+  }
+
+  /** Gradients of the class layer's weight and bias, and dL/dp [C, n], from dL/dlogits [K, n]. */
+  private classGradients(pooled: tf.Tensor2D, gradLogitsT: tf.Tensor2D) {
+    return tf.tidy(() => ({
+      weight: tf.matMul(gradLogitsT, tf.transpose(pooled)) as tf.Tensor2D,
+      bias: tf.sum(gradLogitsT, 1, true) as tf.Tensor2D,
+      pooled: tf.matMul(tf.transpose(this.weight), gradLogitsT) as tf.Tensor2D,
+    }));
+  }
+
   async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
     const { value: rotation, tape, isBase } = await this.expandRotation(expmSkew);
-    if (this.splitsBatch(maps)) {
-      const { loss, gradients } = await this.splitStep(maps, labels, rotation, isBase);
-      rotation.dispose();
-      const sums = gradients.rotation as tf.Tensor2D;
-      gradients.rotation = tf.tidy(() => {
-        // At the base the rows summed were Z's, which gives dL/dE; else X's, dL/dU, and dL/dE = dL/dU B^T.
-        const gradS = expmSkewBackward(tape, isBase ? sums : tf.matMul(sums, this.baseT));
-        return tf.sub(gradS, tf.transpose(gradS));
-      });
-      sums.dispose();
-      disposeTape(tape);
-      return { loss, gradients };
-    }
+    const { loss, weight, bias, gradE } = this.splitsBatch(maps)
+      ? await this.splitStep(maps, labels, rotation, isBase)
+      : this.wholeStep(maps, labels, rotation, isBase);
+    rotation.dispose();
+    const gradA = tf.tidy(() => {
+      const gradS = expmSkewBackward(tape, gradE);
+      return tf.sub(gradS, tf.transpose(gradS));
+    });
+    gradE.dispose();
+    disposeTape(tape);
+    return { loss, gradients: { rotation: gradA, weight, bias } };
+  }
+
+  /** Loss, class-layer gradients and dL/dE of the batch in this thread. */
+  private wholeStep(maps: Float32Array, labels: Int32Array, rotation: tf.Tensor2D, isBase: boolean) {
     const batch = this.layout(maps);
     const fused = tf.getBackend() === 'webgpu';
     const forward = this.forward(batch, rotation, fused);
     const { loss, gradLogitsT } = crossEntropyClassMajor(forward.logitsT, labels);
-    const gradients = tf.tidy(() => {
-      const gradWeight = tf.matMul(gradLogitsT, tf.transpose(forward.pooled));
-      const gradBias = tf.sum(gradLogitsT, 1, true);
-      const gradPooled = tf.matMul(tf.transpose(this.weight), gradLogitsT);
-      const gradE = forward.extremes
+    const grads = this.classGradients(forward.pooled, gradLogitsT);
+    const gradE = tf.tidy(() =>
+      forward.extremes
         ? this.expmGradient(
             // Only the surviving pixels carry gradient: the argmax where positive, the argmin where negative.
             {
               argmax: forward.extremes.argmax,
               argmin: forward.extremes.argmin,
-              gradMax: tf.mul(gradPooled, forward.extremes.positive) as tf.Tensor2D,
-              gradMin: tf.mul(gradPooled, forward.extremes.negative) as tf.Tensor2D,
+              gradMax: tf.mul(grads.pooled, forward.extremes.positive) as tf.Tensor2D,
+              gradMin: tf.mul(grads.pooled, forward.extremes.negative) as tf.Tensor2D,
             },
             batch,
             forward.zT,
             isBase,
           )
-        : this.fusedExpmGradient(gradPooled as tf.Tensor2D, batch, forward.zT, isBase);
-      const gradS = expmSkewBackward(tape, gradE);
-      const gradA = tf.sub(gradS, tf.transpose(gradS));
-      return { rotation: gradA, weight: gradWeight, bias: gradBias } as Record<string, tf.Tensor>;
-    });
-    tf.dispose([batch.x, batch.xT, rotation, gradLogitsT, forward as unknown as tf.TensorContainer]);
-    disposeTape(tape);
-    return { loss, gradients };
+        : this.fusedExpmGradient(grads.pooled, batch, forward.zT, isBase),
+    );
+    tf.dispose([batch.x, batch.xT, gradLogitsT, grads.pooled, forward as unknown as tf.TensorContainer]);
+    return { loss, weight: grads.weight, bias: grads.bias, gradE };
   }
 
   private splitsBatch(maps: Float32Array): boolean {
@@ -283,8 +292,8 @@ export class InfoDisentHead implements Head {
   /**
    * A step with the batch's images split between this thread and a BatchShareThread: each computes its
    * share's Z^T = U X^T, pooling and gradient row sum (batch-share.ts); the loss, the class weights'
-   * gradients and dL/dp are computed here for the whole batch. Returns as the rotation's gradient the row
-   * sum: dL/dE at the base (rows of Z = X U^T, since then dL/dE = dL/dU U^T), else dL/dU (rows of X).
+   * gradients and dL/dp are computed here for the whole batch. The row sums add up to dL/dE at the base
+   * (rows of Z = X U^T, since then dL/dE = dL/dU U^T), else to dL/dU (rows of X).
    */
   private async splitStep(maps: Float32Array, labels: Int32Array, rotation: tf.Tensor2D, atBase: boolean) {
     const c = this.shape.channels;
@@ -302,15 +311,11 @@ export class InfoDisentHead implements Head {
       joined.set(remote.subarray(channel * (n - mine), (channel + 1) * (n - mine)), channel * n + mine);
     }
     const pooled = tf.tensor2d(joined, [c, n]);
-    const logitsT = tf.tidy(() => tf.add(tf.matMul(this.weight, pooled), this.bias) as tf.Tensor2D);
+    const logitsT = this.classLogits(pooled);
     const { loss, gradLogitsT } = crossEntropyClassMajor(logitsT, labels);
-    const { gradWeight, gradBias, gradPooled } = tf.tidy(() => ({
-      gradWeight: tf.matMul(gradLogitsT, tf.transpose(pooled)),
-      gradBias: tf.sum(gradLogitsT, 1, true),
-      gradPooled: tf.matMul(tf.transpose(this.weight), gradLogitsT),
-    }));
-    const grad = gradPooled.dataSync() as Float32Array;
-    tf.dispose([pooled, logitsT, gradLogitsT, gradPooled]);
+    const grads = this.classGradients(pooled, gradLogitsT);
+    const grad = grads.pooled.dataSync() as Float32Array;
+    tf.dispose([pooled, logitsT, gradLogitsT, grads.pooled]);
     const gradMine = new Float32Array(c * mine);
     const gradTheirs = new Float32Array(c * (n - mine));
     for (let channel = 0; channel < c; channel++) {
@@ -321,14 +326,11 @@ export class InfoDisentHead implements Head {
     const sums = shareGradient(local, gradMine, c);
     const other = await remoteSums;
     for (let i = 0; i < sums.length; i++) sums[i]! += other[i]!;
-    return {
-      loss,
-      gradients: {
-        rotation: tf.tensor2d(Float32Array.from(sums), [c, c]),
-        weight: gradWeight,
-        bias: gradBias,
-      } as Record<string, tf.Tensor>,
-    };
+    const rowSum = tf.tensor2d(Float32Array.from(sums), [c, c]);
+    // At the base the rows summed were Z's, which gives dL/dE; else X's, dL/dU, and dL/dE = dL/dU B^T.
+    const gradE = atBase ? rowSum : tf.tidy(() => tf.matMul(rowSum, this.baseT) as tf.Tensor2D);
+    if (!atBase) rowSum.dispose();
+    return { loss, weight: grads.weight, bias: grads.bias, gradE };
   }
 
   /** dL/dE for U = E B, E = expm(S), from the gradient at the pooled extremes. */
