@@ -229,6 +229,7 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
       outputDims = (await inspection.run({ [inputName]: zeros }, [outputName]))[outputName]!.dims;
     }
     const { shape, outputLayout } = featureMapOf(file, outputName, outputDims, layout);
+    const layoutOverride = layout !== (inferred ?? 'NCHW');
     return await openBackbone({
       ...options,
       file,
@@ -246,11 +247,11 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
       fixedBatch,
       // The file's hash alone, unless a cut or a layout other than the inferred one changes what it computes.
       fingerprint:
-        cut || layout !== (inferred ?? 'NCHW')
+        cut || layoutOverride
           ? contentKey({
               model: fileHash,
               output: cut ? outputName : undefined,
-              layout: layout !== (inferred ?? 'NCHW') ? layout : undefined,
+              layout: layoutOverride ? layout : undefined,
             })
           : fileHash.slice(0, 16),
     });
