@@ -1,31 +1,19 @@
-/** Thread side of openBackboneInThread (backbone-thread.ts): opens the backbone, then runs one batch per message. */
-import { parentPort, workerData } from 'node:worker_threads';
-import { toErrorMessage } from '../util/errors';
+/** Thread side of openBackboneInThread (backbone-thread.ts): opens the backbone, then runs one batch per request. */
+import { serveRequests } from '../util/worker-client';
+import type { Backbone } from './backbone';
 import type { BackboneThreadReply, BackboneThreadRequest } from './backbone-thread';
-import { type BackboneSpec, openBackbone } from './registry';
+import { openBackbone } from './registry';
 
-const port = parentPort!;
-const reply = (message: BackboneThreadReply, transfer: ArrayBuffer[] = []) =>
-  port.postMessage(message, transfer);
+let backbone: Backbone | undefined;
 
-// Through a promise: openBackbone also throws synchronously (an unknown name).
-Promise.resolve((workerData as { spec: BackboneSpec }).spec)
-  .then(openBackbone)
-  .then(
-    (backbone) => {
-      const { extract: _extract, dispose: _dispose, ...info } = backbone;
-      reply({ kind: 'ready', info });
-      port.on('message', async ({ id, images, n }: BackboneThreadRequest) => {
-        try {
-          const features = await backbone.extract(images, n);
-          const { buffer, byteOffset, length } = features;
-          reply({ kind: 'features', id, buffer: buffer as ArrayBuffer, byteOffset, length }, [
-            buffer as ArrayBuffer,
-          ]);
-        } catch (error) {
-          reply({ kind: 'error', id, error: toErrorMessage(error) });
-        }
-      });
-    },
-    (error: unknown) => reply({ kind: 'failed', error: toErrorMessage(error) }),
-  );
+serveRequests<BackboneThreadRequest, BackboneThreadReply>(async (request) => {
+  if (request.kind === 'open') {
+    backbone = await openBackbone(request.spec);
+    const { extract: _extract, dispose: _dispose, ...info } = backbone;
+    return { reply: info };
+  }
+  if (!backbone) throw new Error('a batch was sent before the backbone was open');
+  const features = await backbone.extract(request.images, request.n);
+  // The features are this thread's own (a fresh array per batch): they move, not copied.
+  return { reply: features, transfer: [features.buffer as ArrayBuffer] };
+});

@@ -1,0 +1,77 @@
+import { parentPort, type Transferable, type Worker } from 'node:worker_threads';
+import { type ErrorMessage, fromErrorMessage, toErrorMessage } from './errors';
+
+type Envelope<T> = { id: number; reply: T } | { id: number; error: ErrorMessage };
+
+/**
+ * Requests to one worker thread (served by `serveRequests`), each answered by id. The thread holds the
+ * process open only while a request is in flight; if it fails or exits, every request, pending or later,
+ * fails with the reason. Errors keep their kind (an InputError stays one).
+ */
+export class WorkerClient<Request, Reply> {
+  private readonly pending = new Map<
+    number,
+    { resolve: (reply: Reply) => void; reject: (error: Error) => void }
+  >();
+  private nextId = 0;
+  private failure: Error | undefined;
+
+  constructor(
+    private readonly worker: Worker,
+    name: string,
+  ) {
+    worker.unref();
+    worker.on('message', (envelope: Envelope<Reply>) => {
+      const request = this.pending.get(envelope.id);
+      if (!request) return;
+      this.pending.delete(envelope.id);
+      if (this.pending.size === 0) worker.unref();
+      if ('error' in envelope) request.reject(fromErrorMessage(envelope.error));
+      else request.resolve(envelope.reply);
+    });
+    worker.on('error', (error) => this.fail(new Error(`${name} thread failed: ${error.message}`)));
+    worker.on('exit', (code) => this.fail(new Error(`${name} thread exited with code ${code}`)));
+  }
+
+  request(message: Request, transfer: Transferable[] = []): Promise<Reply> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise<Reply>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.ref();
+      this.worker.postMessage({ id, message }, transfer);
+    });
+  }
+
+  /** Whether the thread has failed, exited or been closed: no request will be answered. */
+  get closed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  /** Fails what is pending and later requests with `reason`, and ends the thread. */
+  close(reason: Error): void {
+    this.fail(reason);
+    void this.worker.terminate();
+  }
+
+  private fail(reason: Error): void {
+    this.failure ??= reason;
+    for (const request of this.pending.values()) request.reject(this.failure);
+    this.pending.clear();
+  }
+}
+
+/** Worker side of WorkerClient: answers each request with `handle`'s reply (moving `transfer`) or its error. */
+export function serveRequests<Request, Reply>(
+  handle: (request: Request) => Promise<{ reply: Reply; transfer?: Transferable[] }>,
+): void {
+  const port = parentPort!;
+  port.on('message', async ({ id, message }: { id: number; message: Request }) => {
+    try {
+      const { reply, transfer } = await handle(message);
+      port.postMessage({ id, reply } satisfies Envelope<Reply>, transfer ?? []);
+    } catch (error) {
+      port.postMessage({ id, error: toErrorMessage(error) } satisfies Envelope<Reply>);
+    }
+  });
+}
