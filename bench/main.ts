@@ -87,6 +87,24 @@ program
   );
 
 program
+  .command('matmul')
+  .description(
+    "the head step's large matrix products: tf.matMul and, on webgpu, the tiled kernel, next to PyTorch",
+  )
+  .option('--backend <name>', 'tfjs backend: auto, webgpu, tensorflow, wasm, cpu', 'auto')
+  .option('--channels <list>', 'channel counts', '512,2048')
+  .option('--reps <n>', 'products timed back to back per case', '10')
+  .action(async (options: { backend: string; channels: string; reps: string }) => {
+    const { benchMatMul } = await import('./matmul.js');
+    const rows = await benchMatMul({
+      backend: options.backend as BackendChoice,
+      channels: numbers(options.channels),
+      reps: Number(options.reps),
+    });
+    await save('matmul', rows, program.opts<{ out?: string }>().out);
+  });
+
+program
   .command('extract')
   .description(
     'decode + preprocess + backbone throughput on the CPU (MobileNetV2, an ONNX model), next to PyTorch',

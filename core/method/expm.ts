@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { matMul } from './matmul';
 
 /**
  * Matrix exponential of a skew-symmetric matrix by scaling and squaring of a Taylor polynomial,
@@ -121,14 +122,14 @@ export function expmSkew(s: tf.Tensor2D, plan: ExpmPlan): ExpmResult {
     let q: tf.Tensor2D = tf.add(eye, tf.mul(scaled, 1 / plan.degree));
     horner[plan.degree - 1] = q;
     for (let k = plan.degree - 1; k >= 1; k--) {
-      q = tf.add(eye, tf.mul(tf.matMul(scaled, q), 1 / k));
+      q = tf.add(eye, tf.mul(matMul(scaled, q), 1 / k));
       horner[k - 1] = q;
     }
     const squares: tf.Tensor2D[] = [];
     let e = q;
     for (let i = 0; i < plan.squarings; i++) {
       squares.push(e);
-      e = tf.matMul(e, e);
+      e = matMul(e, e);
     }
     const tape: ExpmTape = { plan, scaled, horner, squares };
     return { value: e, tape } as unknown as tf.TensorContainer;
@@ -160,7 +161,7 @@ export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan): tf.Tensor2D {
   return tf.tidy(() => {
     const scaled = (plan.squarings === 0 ? s : tf.mul(s, 1 / 2 ** plan.squarings)) as tf.Tensor2D;
     const powers: tf.Tensor2D[] = [tf.eye(n) as tf.Tensor2D, scaled];
-    for (let k = 2; k <= p; k++) powers.push(tf.matMul(powers[k - 1]!, scaled));
+    for (let k = 2; k <= p; k++) powers.push(matMul(powers[k - 1]!, scaled));
     // When p divides the degree the last block is the scalar 1/m!: its product with X^p needs no matmul.
     const lastIsScalar = degree % p === 0;
     const blockedDegree = lastIsScalar ? degree - 1 : degree;
@@ -179,8 +180,8 @@ export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan): tf.Tensor2D {
     let e = blocks.pop()!;
     if (lastIsScalar) e = tf.add(e, tf.mul(top, 1 / (factorial * degree))) as tf.Tensor2D;
     for (let block = blocks.pop(); block; block = blocks.pop())
-      e = tf.add(block, tf.matMul(top, e)) as tf.Tensor2D;
-    for (let i = 0; i < plan.squarings; i++) e = tf.matMul(e, e);
+      e = tf.add(block, matMul(top, e)) as tf.Tensor2D;
+    for (let i = 0; i < plan.squarings; i++) e = matMul(e, e);
     return e;
   });
 }
@@ -194,7 +195,7 @@ export function expmSkewBackward(tape: ExpmTape, gradE: tf.Tensor2D): tf.Tensor2
     let g = gradE;
     for (let i = tape.squares.length - 1; i >= 0; i--) {
       const et = tf.transpose(tape.squares[i]!) as tf.Tensor2D;
-      g = tf.add(tf.matMul(g, et), tf.matMul(et, g));
+      g = tf.add(matMul(g, et), matMul(et, g));
     }
     const { degree } = tape.plan;
     // Terms summed as they come (no zero start: a step right after a fold has degree 1, one term).
@@ -205,8 +206,8 @@ export function expmSkewBackward(tape: ExpmTape, gradE: tf.Tensor2D): tf.Tensor2
     let gq = g; // gradient with respect to Q_1
     for (let k = 1; k < degree; k++) {
       const next = tf.transpose(tape.horner[k]!) as tf.Tensor2D; // Q_{k+1}^T
-      accumulate(tf.mul(tf.matMul(gq, next), 1 / k));
-      gq = tf.mul(tf.matMul(tape.scaled, gq), -1 / k); // S^T G / k = -S G / k
+      accumulate(tf.mul(matMul(gq, next), 1 / k));
+      gq = tf.mul(matMul(tape.scaled, gq), -1 / k); // S^T G / k = -S G / k
     }
     accumulate(degree === 1 ? gq : tf.mul(gq, 1 / degree));
     return tape.plan.squarings === 0 ? gradScaled! : tf.mul(gradScaled!, 1 / 2 ** tape.plan.squarings);

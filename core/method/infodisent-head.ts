@@ -14,6 +14,7 @@ import {
   skewNormBound,
 } from './expm';
 import { batchCount, type Head, type LossAndGradients } from './head';
+import { matMul } from './matmul';
 import { sparsePoolGradientWebgpu, sparsePoolWebgpu } from './pooling-webgpu';
 import {
   defaultRotationGradientPath,
@@ -161,7 +162,7 @@ export class InfoDisentHead implements Head {
     const e = expanded.value;
     // Right after a fold A is 0 and U is the base itself: skip the product.
     const isBase = norm === 0;
-    const value = isBase ? tf.clone(this.base) : tf.tidy(() => tf.matMul(e, this.base) as tf.Tensor2D);
+    const value = isBase ? tf.clone(this.base) : tf.tidy(() => matMul(e, this.base));
     e.dispose();
     return { ...expanded, value, isBase };
   }
@@ -180,7 +181,7 @@ export class InfoDisentHead implements Head {
     const c = this.shape.channels;
     const hw = pixelsOf(this.shape);
     return tf.tidy(() => {
-      const zT = tf.matMul(rotation, batch.xT) as tf.Tensor2D;
+      const zT = matMul(rotation, batch.xT);
       if (fused) {
         const pooled = sparsePoolWebgpu(zT, batch.n, hw);
         return { zT, pooled, logitsT: this.classLogits(pooled) } as unknown as tf.TensorContainer;
@@ -328,7 +329,7 @@ export class InfoDisentHead implements Head {
     for (let i = 0; i < sums.length; i++) sums[i]! += other[i]!;
     const rowSum = tf.tensor2d(Float32Array.from(sums), [c, c]);
     // At the base the rows summed were Z's, which gives dL/dE; else X's, dL/dU, and dL/dE = dL/dU B^T.
-    const gradE = atBase ? rowSum : tf.tidy(() => tf.matMul(rowSum, this.baseT) as tf.Tensor2D);
+    const gradE = atBase ? rowSum : tf.tidy(() => matMul(rowSum, this.baseT));
     if (!atBase) rowSum.dispose();
     return { loss, weight: grads.weight, bias: grads.bias, gradE };
   }
@@ -341,11 +342,11 @@ export class InfoDisentHead implements Head {
     isBase: boolean,
   ): tf.Tensor2D {
     const path = this.options.rotationGradient ?? defaultRotationGradientPath();
-    if (path === 'dense') return tf.matMul(denseRotationGradient(extremes, batch.x), this.baseT);
+    if (path === 'dense') return matMul(denseRotationGradient(extremes, batch.x), this.baseT);
     // Right after a fold E = I and U = B, so dL/dE = dL/dU B^T = dL/dU U^T: the sparse sum over the rows
     // of Z = X U^T, which the forward pass already computed, in place of a [C, C] matmul.
     if (isBase) return sparseRotationGradient(extremes, tf.transpose(zT).dataSync<'float32'>());
-    return tf.matMul(sparseRotationGradient(extremes, batch.maps), this.baseT);
+    return matMul(sparseRotationGradient(extremes, batch.maps), this.baseT);
   }
 
   /**
@@ -359,8 +360,8 @@ export class InfoDisentHead implements Head {
     isBase: boolean,
   ): tf.Tensor2D {
     const gradZT = sparsePoolGradientWebgpu(zT, gradPooled, pixelsOf(this.shape));
-    if (isBase) return tf.matMul(gradZT, zT, false, true);
-    return tf.matMul(tf.matMul(gradZT, batch.x), this.baseT);
+    if (isBase) return matMul(gradZT, zT, false, true);
+    return matMul(matMul(gradZT, batch.x), this.baseT);
   }
 
   async afterStep(step: number): Promise<void> {

@@ -1,0 +1,33 @@
+import * as tf from '@tensorflow/tfjs';
+import { type MatMulTile, tiledMatMulWebgpu } from './matmul-webgpu';
+
+/**
+ * The head's matrix products. On webgpu with the flag below set, those large enough to fill the device go
+ * to the register-tiled kernel (matmul-webgpu.ts); everything else, and every other backend, to tf.matMul.
+ * A tfjs flag, so that a run or a benchmark (`--tf-flags`) chooses without new plumbing; off until timed
+ * against tfjs' kernel on a GPU (bench/gpu-session.sh runs the head both ways).
+ */
+export const TILED_MATMUL_FLAG = 'INFODISENT_WEBGPU_TILED_MATMUL';
+tf.env().registerFlag(TILED_MATMUL_FLAG, () => false);
+
+/** Fewer workgroups than this leave much of a GPU idle: a smaller tile, or tfjs' 32x32 one. */
+const MIN_WORKGROUPS = 64;
+
+const TILES: MatMulTile[] = [
+  { side: 128, depth: 8 },
+  { side: 64, depth: 16 },
+];
+
+function tileFor(m: number, n: number): MatMulTile | undefined {
+  return TILES.find((tile) => Math.ceil(m / tile.side) * Math.ceil(n / tile.side) >= MIN_WORKGROUPS);
+}
+
+export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, transposeB = false): tf.Tensor2D {
+  if (tf.getBackend() === 'webgpu' && tf.env().getBool(TILED_MATMUL_FLAG)) {
+    const m = transposeA ? a.shape[1] : a.shape[0];
+    const n = transposeB ? b.shape[0] : b.shape[1];
+    const tile = tileFor(m, n);
+    if (tile) return tiledMatMulWebgpu(a, b, transposeA, transposeB, tile);
+  }
+  return tf.matMul(a, b, transposeA, transposeB);
+}
