@@ -1,21 +1,15 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { WorkerClient } from '../util/worker-client';
 import { ImageDecodeError, PRESETS, type PresetName } from './preprocess';
 
 export interface PreprocessRequest {
-  id: number;
   files: readonly string[];
   preset: PresetName;
 }
 
-export type PreprocessReply =
-  | { id: number; data: Float32Array }
-  | { id: number; error: { message: string; file?: string; reason?: string } };
-
-interface Pending {
-  resolve: (data: Float32Array) => void;
-  reject: (error: Error) => void;
-}
+/** The batch in one NHWC buffer, or the file that could not be decoded (an ImageDecodeError again here). */
+export type PreprocessReply = { data: Float32Array } | { decodeError: { file: string; reason: string } };
 
 /**
  * Decodes and preprocesses batches of images (core/data/preprocess.ts) in worker threads. onnxruntime's
@@ -23,41 +17,17 @@ interface Pending {
  * is prepared while the backbone computes the current one.
  */
 export class PreprocessPool {
-  private readonly pending: Map<number, Pending>[];
-  private nextId = 0;
-
-  private constructor(private readonly workers: Worker[]) {
-    this.pending = workers.map(() => new Map());
-    workers.forEach((worker, w) => {
-      const queue = this.pending[w]!;
-      worker.on('message', (reply: PreprocessReply) => {
-        const request = queue.get(reply.id)!;
-        queue.delete(reply.id);
-        if ('data' in reply) request.resolve(reply.data);
-        else {
-          const { message, file, reason } = reply.error;
-          request.reject(
-            file !== undefined && reason !== undefined
-              ? new ImageDecodeError(file, reason)
-              : new Error(message),
-          );
-        }
-      });
-      const failAll = (error: Error) => {
-        for (const request of queue.values()) request.reject(error);
-        queue.clear();
-      };
-      worker.on('error', (error) =>
-        failAll(new Error(`image preprocessing thread failed: ${error.message}`)),
-      );
-      worker.on('exit', (code) => failAll(new Error(`image preprocessing thread exited with code ${code}`)));
-    });
-  }
+  private constructor(private readonly threads: WorkerClient<PreprocessRequest, PreprocessReply>[]) {}
 
   /** `size` worker threads (at least one). */
   static start(size: number): PreprocessPool {
     const script = path.join(__dirname, 'preprocess-worker.js');
-    return new PreprocessPool(Array.from({ length: Math.max(1, size) }, () => new Worker(script)));
+    return new PreprocessPool(
+      Array.from(
+        { length: Math.max(1, size) },
+        () => new WorkerClient<PreprocessRequest, PreprocessReply>(new Worker(script), 'image preprocessing'),
+      ),
+    );
   }
 
   /**
@@ -65,7 +35,7 @@ export class PreprocessPool {
    * The batch is split over the threads.
    */
   async prepare(files: readonly string[], preset: PresetName): Promise<Float32Array> {
-    const chunk = Math.ceil(files.length / this.workers.length);
+    const chunk = Math.ceil(files.length / this.threads.length);
     if (chunk === files.length) return this.request(files, preset);
     const pixels = PRESETS[preset].cropSize ** 2 * 3;
     const out = new Float32Array(files.length * pixels);
@@ -79,17 +49,16 @@ export class PreprocessPool {
   }
 
   /** Sends one request to the least busy thread. */
-  private request(files: readonly string[], preset: PresetName): Promise<Float32Array> {
-    let w = 0;
-    for (let i = 1; i < this.workers.length; i++) if (this.pending[i]!.size < this.pending[w]!.size) w = i;
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending[w]!.set(id, { resolve, reject });
-      this.workers[w]!.postMessage({ id, files, preset } satisfies PreprocessRequest);
-    });
+  private async request(files: readonly string[], preset: PresetName): Promise<Float32Array> {
+    const thread = this.threads.reduce((best, candidate) =>
+      candidate.inFlight < best.inFlight ? candidate : best,
+    );
+    const reply = await thread.request({ files, preset });
+    if ('decodeError' in reply) throw new ImageDecodeError(reply.decodeError.file, reply.decodeError.reason);
+    return reply.data;
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((worker) => worker.terminate()));
+    for (const thread of this.threads) thread.close(new Error('the image preprocessing pool is closed'));
   }
 }

@@ -1,20 +1,20 @@
-/** Worker side of PreprocessPool (preprocess-pool.ts): one batch per message, answered in one NHWC buffer. */
-import { parentPort } from 'node:worker_threads';
+/** Worker side of PreprocessPool (preprocess-pool.ts): one batch per request, answered in one NHWC buffer. */
+import { serveRequests } from '../util/worker-client';
 import { ImageDecodeError, PRESETS, preprocessImage } from './preprocess';
 import type { PreprocessReply, PreprocessRequest } from './preprocess-pool';
 
-parentPort!.on('message', async ({ id, files, preset }: PreprocessRequest) => {
+serveRequests<PreprocessRequest, PreprocessReply>(async ({ files, preset }) => {
   const pixels = PRESETS[preset].cropSize ** 2 * 3;
+  const data = new Float32Array(files.length * pixels);
   try {
-    const data = new Float32Array(files.length * pixels);
     // Decodes run together in libuv's pool; each resize runs here as its decode completes.
     await Promise.all(
       files.map(async (file, i) => data.set((await preprocessImage(file, preset)).data, i * pixels)),
     );
-    parentPort!.postMessage({ id, data } satisfies PreprocessReply, [data.buffer]);
   } catch (error) {
-    const failure = error as Error;
-    const decode = failure instanceof ImageDecodeError ? { file: failure.file, reason: failure.reason } : {};
-    parentPort!.postMessage({ id, error: { message: failure.message, ...decode } } satisfies PreprocessReply);
+    if (error instanceof ImageDecodeError)
+      return { reply: { decodeError: { file: error.file, reason: error.reason } } };
+    throw error;
   }
+  return { reply: { data }, transfer: [data.buffer] };
 });

@@ -14,6 +14,15 @@ export interface AdamCoefficients {
   stepSize: number;
 }
 
+/** One AdamW update of a parameter: its new first moment, second moment and value. */
+export type AdamUpdate = (
+  parameter: tf.Tensor,
+  gradient: tf.Tensor,
+  firstMoment: tf.Tensor,
+  secondMoment: tf.Tensor,
+  c: AdamCoefficients,
+) => [tf.Tensor, tf.Tensor, tf.Tensor];
+
 type AdamOutput = 'firstMoment' | 'secondMoment' | 'parameter';
 
 /**
@@ -61,13 +70,7 @@ class AdamWProgram extends PerOutputProgram {
 }
 
 /** AdamW of one parameter on the webgpu backend in three dispatches: the new m, v and parameter. */
-export function adamWebgpu(
-  parameter: tf.Tensor,
-  gradient: tf.Tensor,
-  firstMoment: tf.Tensor,
-  secondMoment: tf.Tensor,
-  c: AdamCoefficients,
-): [tf.Tensor, tf.Tensor, tf.Tensor] {
+export const adamWebgpu: AdamUpdate = (parameter, gradient, firstMoment, secondMoment, c) => {
   const uniforms = [
     c.beta1,
     1 - c.beta1,
@@ -85,4 +88,4 @@ export function adamWebgpu(
       uniforms.map((value) => ({ type: 'float32' as const, data: [value] })),
     );
   return [run('firstMoment'), run('secondMoment'), run('parameter')];
-}
+};

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { type AdamCoefficients, adamWebgpu } from './adam-webgpu';
+import { type AdamCoefficients, type AdamUpdate, adamWebgpu } from './adam-webgpu';
 
 /** Learning rate and decoupled weight decay of one parameter group. */
 export interface ParameterGroup {
@@ -16,21 +16,14 @@ export interface AdamOptions {
 export const DEFAULT_ADAM: AdamOptions = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
 
 /** The update op by op: the path of every backend but webgpu, and what the fused kernel must agree with. */
-function adamOps(
-  parameter: tf.Tensor,
-  gradient: tf.Tensor,
-  firstMoment: tf.Tensor,
-  secondMoment: tf.Tensor,
-  c: AdamCoefficients,
-): [tf.Tensor, tf.Tensor, tf.Tensor] {
-  return tf.tidy(() => {
+const adamOps: AdamUpdate = (parameter, gradient, firstMoment, secondMoment, c) =>
+  tf.tidy(() => {
     const m = tf.add(tf.mul(firstMoment, c.beta1), tf.mul(gradient, 1 - c.beta1));
     const v = tf.add(tf.mul(secondMoment, c.beta2), tf.mul(tf.square(gradient), 1 - c.beta2));
     const denominator = tf.add(tf.div(tf.sqrt(v), c.sqrtCorrection2), c.epsilon);
     const decayed = c.decay === 1 ? parameter : tf.mul(parameter, c.decay);
     return [m, v, tf.sub(decayed, tf.mul(tf.div(m, denominator), c.stepSize))];
   });
-}
 
 /**
  * Adam with decoupled weight decay (PyTorch's AdamW update, bias-corrected), one group per parameter.

@@ -43,6 +43,11 @@ export class WorkerClient<Request, Reply> {
     });
   }
 
+  /** Requests sent and not yet answered. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
   /** Whether the thread has failed, exited or been closed: no request will be answered. */
   get closed(): boolean {
     return this.failure !== undefined;
