@@ -3,11 +3,14 @@ import { before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import {
   disposeTape,
+  type ExpmPlan,
   expmSkew,
   expmSkewBackward,
   expmSkewValue,
   planExpm,
+  planExpmValue,
   skewNormBound,
+  skewSquareNormBound,
 } from '../core/method/expm';
 import { selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
@@ -29,6 +32,12 @@ interface ExpmCase {
   grad?: number[];
   block_difference?: number;
   fd?: number[];
+}
+
+function logFactorial(k: number): number {
+  let sum = 0;
+  for (let i = 2; i <= k; i++) sum += Math.log(i);
+  return sum;
 }
 
 function gaussian(random: SeededRandom, length: number, scale = 1): Float64Array {
@@ -111,13 +120,21 @@ test('expmSkew and expmSkewValue are orthogonal and equal the float64 expm for |
     const plan = planExpm(await skewNormBound(input));
     if (target <= 0.1) assert.equal(plan.squarings, 0, `C=${n} ||A||=${target}`);
     const label = `C=${n} ||A||=${target} (||S||=${ref.spectral_norm.toFixed(4)}), ${JSON.stringify(plan)}`;
-    const tolerance = expmTolerance(plan.squarings);
     // The taped Horner evaluation and the Paterson-Stockmeyer one of the same polynomial.
     const { value: horner, tape } = expmSkew(input, plan);
     const stockmeyer = expmSkewValue(input, plan);
-    for (const [name, value] of [
-      ['expmSkew', horner],
-      ['expmSkewValue', stockmeyer],
+    // The webgpu fold's way: the bound from S^2, a plan by Paterson-Stockmeyer cost, S^2 reused.
+    const squareNorm = await skewSquareNormBound(input);
+    const valuePlan = planExpmValue(squareNorm.bound, true);
+    const withSquare = expmSkewValue(input, valuePlan, squareNorm.square);
+    for (const [name, value, tolerance] of [
+      ['expmSkew', horner, expmTolerance(plan.squarings)],
+      ['expmSkewValue', stockmeyer, expmTolerance(plan.squarings)],
+      [
+        `expmSkewValue with S^2, ${JSON.stringify(valuePlan)}`,
+        withSquare,
+        expmTolerance(valuePlan.squarings),
+      ],
     ] as const) {
       const u = value.dataSync() as Float32Array;
       const orthogonality = orthogonalityError(u, n);
@@ -129,7 +146,7 @@ test('expmSkew and expmSkewValue are orthogonal and equal the float64 expm for |
     }
     // Without squarings the value is the tape's first Horner term: disposed with it, after reading.
     disposeTape(tape);
-    tf.dispose([input, horner, stockmeyer]);
+    tf.dispose([input, horner, stockmeyer, withSquare, squareNorm.square!]);
   }
   console.log(
     `expm: worst max|U^T U - I| ${worstOrthogonality.toExponential(2)}, worst max|U - U_ref| ${worstValue.toExponential(2)}`,
@@ -168,11 +185,6 @@ test('planExpm: a valid remainder bound, no squarings for small norms, cost grow
   assert.deepEqual(planExpm(0), { squarings: 0, degree: 1 });
   assert.throws(() => planExpm(Number.NaN), /non-finite/);
   assert.throws(() => planExpm(Number.POSITIVE_INFINITY), /non-finite/);
-  const logFactorial = (k: number) => {
-    let sum = 0;
-    for (let i = 2; i <= k; i++) sum += Math.log(i);
-    return sum;
-  };
   const grid: number[] = [];
   for (let x = 1e-6; x < 500; x *= 1.05) grid.push(x);
   const plans = grid.map((x) => planExpm(x));
@@ -271,6 +283,49 @@ test('skewNormBound bounds the spectral norm from above (and within 1.25x) on ra
   console.log(
     `skewNormBound / ||S||_2 over ${cases.length} matrices: ${tightest.toFixed(4)} .. ${loosest.toFixed(4)}`,
   );
+  // The bound from S^2: above ||S||_2, never above the Frobenius norm, and for what one Adam step gives
+  // (a random sign matrix) at C = 200 at least twice tighter than it.
+  for (const [i, { label, n, s }] of cases.entries()) {
+    const input = tf.tensor2d(s, [n, n]);
+    const { bound, square } = await skewSquareNormBound(input);
+    const frobenius = await skewNormBound(input, 0);
+    const product = tf.matMul(input, input);
+    assert.ok(maxAbsDiff(await square!.data(), await product.data()) <= 1e-6 * maxAbs(await product.data()));
+    tf.dispose([input, square!, product]);
+    assert.ok(bound >= norms[i]! * (1 - 1e-5), `${label}: S^2 bound ${bound} < ||S||_2 ${norms[i]}`);
+    assert.ok(bound <= frobenius * (1 + 1e-6), `${label}: S^2 bound ${bound} above ||S||_F ${frobenius}`);
+    if (n === 200 && label.endsWith('adam sign step'))
+      assert.ok(bound < frobenius / 2, `${label}: ${bound} against ||S||_F ${frobenius}`);
+  }
+});
+
+test('planExpmValue: a valid remainder bound at a Paterson-Stockmeyer cost never above that of the Horner plan', async () => {
+  const s = tf.tensor2d(
+    skewOf(
+      Float32Array.from(gaussian(new SeededRandom(9), 16), (x) => 0.1 * x),
+      4,
+    ),
+    [4, 4],
+  );
+  const square = tf.matMul(s, s) as tf.Tensor2D;
+  // Counted on the value path itself: expmSkewValue's BatchMatMul kernels.
+  const matmuls = async (plan: ExpmPlan, withSquare: boolean) => {
+    const profile = await tf.profile(() => expmSkewValue(s, plan, withSquare ? square : undefined));
+    (profile.result as tf.Tensor).dispose();
+    return profile.kernels.filter((kernel) => kernel.name === 'BatchMatMul').length;
+  };
+  for (let x = 1e-4; x < 50; x *= 1.7) {
+    for (const withSquare of [false, true]) {
+      const plan = planExpmValue(x, withSquare);
+      const logRemainder =
+        (plan.degree + 1) * Math.log(x / 2 ** plan.squarings) - logFactorial(plan.degree + 1);
+      assert.ok(logRemainder <= Math.log(1e-8) + 1e-9, `norm ${x}: remainder ${Math.exp(logRemainder)}`);
+      const horner = planExpm(x);
+      const label = `norm ${x}, S^2 given ${withSquare}: ${JSON.stringify(plan)} against ${JSON.stringify(horner)}`;
+      assert.ok((await matmuls(plan, withSquare)) <= (await matmuls(horner, withSquare)), label);
+    }
+  }
+  tf.dispose([s, square]);
 });
 
 /*

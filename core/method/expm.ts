@@ -24,11 +24,16 @@ function logFactorial(n: number): number {
   return sum;
 }
 
+/** Matrix products of a plan evaluated by Horner's rule (expmSkew, whose reverse pass follows it). */
+export function hornerCost(plan: ExpmPlan): number {
+  return plan.degree - 1 + plan.squarings;
+}
+
 /**
- * The cheapest (degree - 1 + squarings matmuls) plan whose remainder bound
+ * The cheapest plan, by `cost` (default: Horner's matmul count), whose remainder bound
  * (norm / 2^s)^(m+1) / (m+1)! stays under the tolerance, given an upper bound of ||S||_2.
  */
-export function planExpm(normBound: number): ExpmPlan {
+export function planExpm(normBound: number, cost: (plan: ExpmPlan) => number = hornerCost): ExpmPlan {
   if (!Number.isFinite(normBound))
     throw new Error(`expm: the rotation generator has a non-finite norm (${normBound})`);
   let best: ExpmPlan = { squarings: 0, degree: 1 };
@@ -39,16 +44,27 @@ export function planExpm(normBound: number): ExpmPlan {
     for (let degree = 1; degree <= MAX_DEGREE; degree++) {
       const logRemainder = (degree + 1) * Math.log(scaled) - logFactorial(degree + 1);
       if (logRemainder <= Math.log(TAYLOR_TOLERANCE)) {
-        const cost = degree - 1 + squarings;
-        if (cost < bestCost) {
-          best = { squarings, degree };
-          bestCost = cost;
+        const candidate = { squarings, degree };
+        if (cost(candidate) < bestCost) {
+          best = candidate;
+          bestCost = cost(candidate);
         }
         break;
       }
     }
   }
   return best;
+}
+
+/**
+ * The plan for expmSkewValue: cheapest by its Paterson-Stockmeyer matmul count, one fewer where S^2 is
+ * given (the polynomial's X^2 is then a rescaled copy).
+ */
+export function planExpmValue(normBound: number, withSquare = false): ExpmPlan {
+  return planExpm(normBound, (plan) => {
+    const p = stockmeyerBlockSize(plan.degree);
+    return stockmeyerMatmuls(plan.degree, p) - (withSquare && p >= 2 ? 1 : 0) + plan.squarings;
+  });
 }
 
 /** The Euclidean (Frobenius) norm. tf.norm squares through Pow, which on wasm costs ~10x a multiply. */
@@ -62,7 +78,7 @@ function euclideanNorm(t: tf.Tensor): tf.Scalar {
  * the margin covers its slow last digits). Matrix-vector products only: negligible next to a matmul.
  * One read-back at the end, asynchronous, as the webgpu backend requires.
  */
-export async function skewNormBound(s: tf.Tensor2D, iterations = defaultPowerIterations()): Promise<number> {
+export async function skewNormBound(s: tf.Tensor2D, iterations = 12): Promise<number> {
   if (iterations === 0) {
     const frobenius = euclideanNorm(s);
     const [value] = await frobenius.data();
@@ -88,13 +104,36 @@ export async function skewNormBound(s: tf.Tensor2D, iterations = defaultPowerIte
   return Math.min(frobenius!, 1.25 * Math.sqrt(ratio!));
 }
 
+/** An upper bound of ||S||_2 and, where the bound took S^2 to compute, S^2 (the caller disposes it). */
+export interface SkewNorm {
+  bound: number;
+  square?: tf.Tensor2D;
+}
+
 /**
- * On a CPU backend the power iteration's matrix-vector products are nearly free and its tighter bound
- * saves whole matmuls. On webgpu each of its ~150 small ops is a dispatch that costs more than the one or
- * two extra (fast) matmuls the looser Frobenius bound leads to, so there it is skipped.
+ * ||S^2||_F^(1/2), an upper bound of ||S||_2 (S is normal, so ||S||_2^2 = ||S^2||_2) and never above ||S||_F
+ * (||S^2||_F <= ||S||_F^2), with S^2 for expmSkewValue to reuse as its X^2. After one Adam step S looks like
+ * a random skew matrix, whose Frobenius norm is ~sqrt(C)/2 times its spectral norm and the square's root
+ * ~(2C)^(1/4)/2 times: at C = 2048 the fold's plan drops from 6 matmuls to 4 with it. One reduction and
+ * one read-back.
  */
-function defaultPowerIterations(): number {
-  return tf.getBackend() === 'webgpu' ? 0 : 12;
+export async function skewSquareNormBound(s: tf.Tensor2D): Promise<SkewNorm> {
+  const square = matMul(s, s);
+  const sumOfSquares = tf.tidy(() => tf.sum(tf.mul(square, square)));
+  const [value] = await sumOfSquares.data();
+  sumOfSquares.dispose();
+  return { bound: Math.sqrt(Math.sqrt(value!)), square };
+}
+
+/**
+ * The bound each backend computes best. On a CPU backend the power iteration's matrix-vector products are
+ * nearly free and its tighter bound saves whole matmuls. On webgpu each of its ~150 small ops is a dispatch
+ * that costs more than a matmul (H200, session 1), so there the bound comes from S^2, which the fold's
+ * polynomial reuses.
+ */
+export async function skewNorm(s: tf.Tensor2D): Promise<SkewNorm> {
+  if (tf.getBackend() === 'webgpu') return skewSquareNormBound(s);
+  return { bound: await skewNormBound(s) };
 }
 
 /** What the forward pass keeps for the reverse pass. */
@@ -143,10 +182,14 @@ export function expmSkew(s: tf.Tensor2D, plan: ExpmPlan): ExpmResult {
  * (m - 1 matmuls); the best p takes 2 for degree 4, 4 for 8, 7 for 18.
  */
 function stockmeyerBlockSize(degree: number): number {
-  const matmuls = (p: number) => p - 1 + Math.floor(degree / p) - (degree % p === 0 ? 1 : 0);
   let best = 1;
-  for (let p = 2; p <= degree; p++) if (matmuls(p) < matmuls(best)) best = p;
+  for (let p = 2; p <= degree; p++)
+    if (stockmeyerMatmuls(degree, p) < stockmeyerMatmuls(degree, best)) best = p;
   return best;
+}
+
+function stockmeyerMatmuls(degree: number, p: number): number {
+  return p - 1 + Math.floor(degree / p) - (degree % p === 0 ? 1 : 0);
 }
 
 /**
@@ -154,14 +197,18 @@ function stockmeyerBlockSize(degree: number): number {
  * squarings as expmSkew, its polynomial evaluated by Paterson-Stockmeyer in fewer matmuls than Horner's
  * rule. The caller disposes the result.
  */
-export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan): tf.Tensor2D {
+export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan, square?: tf.Tensor2D): tf.Tensor2D {
   const n = s.shape[0];
   const { degree } = plan;
   const p = stockmeyerBlockSize(degree);
   return tf.tidy(() => {
-    const scaled = (plan.squarings === 0 ? s : tf.mul(s, 1 / 2 ** plan.squarings)) as tf.Tensor2D;
+    const scale = 1 / 2 ** plan.squarings;
+    const scaled = (plan.squarings === 0 ? s : tf.mul(s, scale)) as tf.Tensor2D;
     const powers: tf.Tensor2D[] = [tf.eye(n) as tf.Tensor2D, scaled];
-    for (let k = 2; k <= p; k++) powers.push(matMul(powers[k - 1]!, scaled));
+    // (S / 2^s)^2 = S^2 / 4^s exactly: scaling by a power of two rounds nothing.
+    if (square && p >= 2)
+      powers.push(plan.squarings === 0 ? square : (tf.mul(square, scale * scale) as tf.Tensor2D));
+    for (let k = powers.length; k <= p; k++) powers.push(matMul(powers[k - 1]!, scaled));
     // When p divides the degree the last block is the scalar 1/m!: its product with X^p needs no matmul.
     const lastIsScalar = degree % p === 0;
     const blockedDegree = lastIsScalar ? degree - 1 : degree;

@@ -6,12 +6,13 @@ import { BatchShareThread } from './batch-share-thread';
 import { crossEntropyClassMajor } from './cross-entropy';
 import {
   disposeTape,
-  type ExpmPlan,
   expmSkew,
   expmSkewBackward,
   expmSkewValue,
   planExpm,
-  skewNormBound,
+  planExpmValue,
+  type SkewNorm,
+  skewNorm,
 } from './expm';
 import { batchCount, type Head, type LossAndGradients } from './head';
 import { matMul } from './matmul';
@@ -133,7 +134,9 @@ export class InfoDisentHead implements Head {
 
   /** The current orthogonal map U, [C, C]. The caller disposes it. */
   async rotation(): Promise<tf.Tensor2D> {
-    const { value } = await this.expandRotation((s, plan) => ({ value: expmSkewValue(s, plan) }));
+    const { value } = await this.expandRotation((s, norm) => ({
+      value: expmSkewValue(s, planExpmValue(norm.bound, norm.square !== undefined), norm.square),
+    }));
     return value;
   }
 
@@ -153,15 +156,15 @@ export class InfoDisentHead implements Head {
    * whether U is the base itself (S = 0, E = I).
    */
   private async expandRotation<R extends { value: tf.Tensor2D }>(
-    expm: (s: tf.Tensor2D, plan: ExpmPlan) => R,
+    expm: (s: tf.Tensor2D, norm: SkewNorm) => R,
   ): Promise<R & { isBase: boolean }> {
     const s = this.skew();
-    const norm = this.generatorIsZero ? 0 : await skewNormBound(s);
-    const expanded = expm(s, planExpm(norm));
-    s.dispose();
+    const norm: SkewNorm = this.generatorIsZero ? { bound: 0 } : await skewNorm(s);
+    const expanded = expm(s, norm);
+    tf.dispose([s, ...(norm.square ? [norm.square] : [])]);
     const e = expanded.value;
     // Right after a fold A is 0 and U is the base itself: skip the product.
-    const isBase = norm === 0;
+    const isBase = norm.bound === 0;
     const value = isBase ? tf.clone(this.base) : tf.tidy(() => matMul(e, this.base));
     e.dispose();
     return { ...expanded, value, isBase };
@@ -239,7 +242,11 @@ export class InfoDisentHead implements Head {
   }
 
   async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
-    const { value: rotation, tape, isBase } = await this.expandRotation(expmSkew);
+    const {
+      value: rotation,
+      tape,
+      isBase,
+    } = await this.expandRotation((s, norm) => expmSkew(s, planExpm(norm.bound)));
     const { loss, weight, bias, gradE } = this.splitsBatch(maps)
       ? await this.splitStep(maps, labels, rotation, isBase)
       : this.wholeStep(maps, labels, rotation, isBase);
