@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { linearCombinationWebgpu, skewPartWebgpu } from './expm-webgpu';
 import { matMul } from './matmul';
 
 /**
@@ -175,6 +176,32 @@ export function expmSkew(s: tf.Tensor2D, plan: ExpmPlan): ExpmResult {
   }) as unknown as ExpmResult;
 }
 
+/** S = X - X^T: one dispatch on webgpu, where a step is bound by dispatches; the same rounding anywhere. */
+export function skewPart(x: tf.Tensor2D): tf.Tensor2D {
+  if (tf.getBackend() === 'webgpu') return skewPartWebgpu(x);
+  return tf.tidy(() => tf.sub(x, tf.transpose(x)) as tf.Tensor2D);
+}
+
+/**
+ * identity I + sum_i coefficients[i] terms[i]: one dispatch on webgpu, else term by term in order, with
+ * I from `eye` (made once by the caller, and only where needed).
+ */
+function linearCombination(
+  terms: tf.Tensor2D[],
+  coefficients: number[],
+  identity: number,
+  eye: () => tf.Tensor2D,
+): tf.Tensor2D {
+  if (tf.getBackend() === 'webgpu' && terms.length > 0)
+    return linearCombinationWebgpu(terms, coefficients, identity);
+  let sum = identity === 0 ? undefined : (tf.mul(eye(), identity) as tf.Tensor2D);
+  terms.forEach((term, i) => {
+    const scaled = coefficients[i] === 1 ? term : (tf.mul(term, coefficients[i]!) as tf.Tensor2D);
+    sum = sum ? (tf.add(sum, scaled) as tf.Tensor2D) : scaled;
+  });
+  return sum!;
+}
+
 /**
  * Taylor polynomial blocks for Paterson-Stockmeyer: with p, sum_k X^k / k! = sum_j (X^p)^j B_j, where
  * B_j = sum_{i<p} X^i / (jp + i)! needs only X^2 .. X^p (p - 1 matmuls), and Horner's rule in X^p takes
@@ -204,28 +231,41 @@ export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan, square?: tf.Tensor
   return tf.tidy(() => {
     const scale = 1 / 2 ** plan.squarings;
     const scaled = (plan.squarings === 0 ? s : tf.mul(s, scale)) as tf.Tensor2D;
-    const powers: tf.Tensor2D[] = [tf.eye(n) as tf.Tensor2D, scaled];
+    let identityMatrix: tf.Tensor2D | undefined;
+    const eye = () => {
+      identityMatrix ??= tf.eye(n) as tf.Tensor2D;
+      return identityMatrix;
+    };
+    // X^1 .. X^p; X^0 = I is made only where a backend needs it (each block adds its identity term).
+    const powers: tf.Tensor2D[] = [scaled];
+    const power = (k: number) => (k === 0 ? eye() : powers[k - 1]!);
     // (S / 2^s)^2 = S^2 / 4^s exactly: scaling by a power of two rounds nothing.
     if (square && p >= 2)
       powers.push(plan.squarings === 0 ? square : (tf.mul(square, scale * scale) as tf.Tensor2D));
-    for (let k = powers.length; k <= p; k++) powers.push(matMul(powers[k - 1]!, scaled));
+    for (let k = powers.length + 1; k <= p; k++) powers.push(matMul(power(k - 1), scaled));
     // When p divides the degree the last block is the scalar 1/m!: its product with X^p needs no matmul.
     const lastIsScalar = degree % p === 0;
     const blockedDegree = lastIsScalar ? degree - 1 : degree;
     let factorial = 1; // k! of the coefficient being added
     const blocks: tf.Tensor2D[] = [];
     for (let first = 0; first <= blockedDegree; first += p) {
-      let block: tf.Tensor2D | null = null;
+      // B_j = I / (jp)! + sum_{0<i<p} X^i / (jp + i)!
+      const terms: tf.Tensor2D[] = [];
+      const coefficients: number[] = [];
+      let identity = 0;
       for (let k = first; k <= Math.min(first + p - 1, blockedDegree); k++) {
         if (k > 1) factorial *= k;
-        const term = tf.mul(powers[k - first]!, 1 / factorial) as tf.Tensor2D;
-        block = block ? (tf.add(block, term) as tf.Tensor2D) : term;
+        if (k === first) identity = 1 / factorial;
+        else {
+          terms.push(power(k - first));
+          coefficients.push(1 / factorial);
+        }
       }
-      blocks.push(block!);
+      blocks.push(linearCombination(terms, coefficients, identity, eye));
     }
-    const top = powers[p]!;
+    const top = power(p);
     let e = blocks.pop()!;
-    if (lastIsScalar) e = tf.add(e, tf.mul(top, 1 / (factorial * degree))) as tf.Tensor2D;
+    if (lastIsScalar) e = linearCombination([e, top], [1, 1 / (factorial * degree)], 0, eye);
     for (let block = blocks.pop(); block; block = blocks.pop())
       e = tf.add(block, matMul(top, e)) as tf.Tensor2D;
     for (let i = 0; i < plan.squarings; i++) e = matMul(e, e);

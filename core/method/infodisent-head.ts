@@ -13,6 +13,7 @@ import {
   planExpmValue,
   type SkewNorm,
   skewNorm,
+  skewPart,
 } from './expm';
 import { batchCount, type Head, type LossAndGradients } from './head';
 import { matMul } from './matmul';
@@ -148,7 +149,7 @@ export class InfoDisentHead implements Head {
   /** S = A - A^T; a plain zero matrix when A is known to be 0 (no transpose to pay for). */
   private skew(): tf.Tensor2D {
     if (this.generatorIsZero) return tf.zeros(this.generator.shape);
-    return tf.tidy(() => tf.sub(this.generator, tf.transpose(this.generator)) as tf.Tensor2D);
+    return skewPart(this.generator);
   }
 
   /**
@@ -242,21 +243,21 @@ export class InfoDisentHead implements Head {
   }
 
   async lossAndGradients(maps: Float32Array, labels: Int32Array): Promise<LossAndGradients> {
-    const {
-      value: rotation,
-      tape,
-      isBase,
-    } = await this.expandRotation((s, norm) => expmSkew(s, planExpm(norm.bound)));
+    // Right after a fold A = 0, so E = I: U is the base and dL/dS = dL/dE, with no expm to differentiate.
+    const expanded = this.generatorIsZero
+      ? undefined
+      : await this.expandRotation((s, norm) => expmSkew(s, planExpm(norm.bound)));
+    const rotation = expanded?.value ?? this.base;
+    const isBase = expanded?.isBase ?? true;
     const { loss, weight, bias, gradE } = this.splitsBatch(maps)
       ? await this.splitStep(maps, labels, rotation, isBase)
       : this.wholeStep(maps, labels, rotation, isBase);
-    rotation.dispose();
-    const gradA = tf.tidy(() => {
-      const gradS = expmSkewBackward(tape, gradE);
-      return tf.sub(gradS, tf.transpose(gradS));
-    });
+    const gradA = tf.tidy(() => skewPart(expanded ? expmSkewBackward(expanded.tape, gradE) : gradE));
     gradE.dispose();
-    disposeTape(tape);
+    if (expanded) {
+      rotation.dispose();
+      disposeTape(expanded.tape);
+    }
     return { loss, gradients: { rotation: gradA, weight, bias } };
   }
 
