@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { matMul, TILED_MATMUL_FLAG } from '../core/method/matmul';
+import { matMul, TILED_MATMUL_FLAG, tileFor } from '../core/method/matmul';
 import { type BackendChoice, selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
 import { gaussian } from '../test/support/numeric';
@@ -71,8 +71,14 @@ export async function benchMatMul(options: BenchMatMulOptions = {}): Promise<Ben
     for (const tiled of kernels) {
       tf.env().set(TILED_MATMUL_FLAG, tiled);
       const ms = await productMs(a, b, transposeB, reps);
+      const tile = tileFor(m, n);
+      const kernel = !tiled
+        ? 'tf.matMul'
+        : tile
+          ? `tiled kernel, ${tile.side}x${tile.side} tiles`
+          : 'tiled flag on: too few tiles, tf.matMul';
       rows.push({
-        case: `${name}: ${m}x${k}x${n}, ${tiled ? 'tiled kernel' : 'tf.matMul'} (${((2 * m * k * n) / ms / 1e6).toFixed(0)} GFLOP/s)`,
+        case: `${name}: ${m}x${k}x${n}, ${kernel} (${((2 * m * k * n) / ms / 1e6).toFixed(0)} GFLOP/s)`,
         metric: 'time per product',
         unit: 'ms',
         value: ms,

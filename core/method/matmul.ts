@@ -18,7 +18,8 @@ const TILES: MatMulTile[] = [
   { side: 64, depth: 16 },
 ];
 
-function tileFor(m: number, n: number): MatMulTile | undefined {
+/** The tile an m x n product takes on the tiled kernel; none where too few tiles would fill the device. */
+export function tileFor(m: number, n: number): MatMulTile | undefined {
   return TILES.find((tile) => Math.ceil(m / tile.side) * Math.ceil(n / tile.side) >= MIN_WORKGROUPS);
 }
 
