@@ -236,9 +236,9 @@ export class InfoDisentHead implements Head {
   /** Gradients of the class layer's weight and bias, and dL/dp [C, n], from dL/dlogits [K, n]. */
   private classGradients(pooled: tf.Tensor2D, gradLogitsT: tf.Tensor2D) {
     return tf.tidy(() => ({
-      weight: tf.matMul(gradLogitsT, tf.transpose(pooled)) as tf.Tensor2D,
+      weight: matMul(gradLogitsT, pooled, false, true),
       bias: tf.sum(gradLogitsT, 1, true) as tf.Tensor2D,
-      pooled: tf.matMul(tf.transpose(this.weight), gradLogitsT) as tf.Tensor2D,
+      pooled: matMul(this.weight, gradLogitsT, true),
     }));
   }
 

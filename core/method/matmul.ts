@@ -23,8 +23,14 @@ export function tileFor(m: number, n: number): MatMulTile | undefined {
   return TILES.find((tile) => Math.ceil(m / tile.side) * Math.ceil(n / tile.side) >= MIN_WORKGROUPS);
 }
 
+/**
+ * op(A) op(B). On webgpu transposes are read in place (by the tiled kernel or tfjs'); elsewhere they are
+ * materialised first, because wasm leaves its fast path for any transpose flag (SPEC section 5).
+ */
 export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, transposeB = false): tf.Tensor2D {
-  if (tf.getBackend() === 'webgpu' && tf.env().getBool(TILED_MATMUL_FLAG)) {
+  if (tf.getBackend() !== 'webgpu')
+    return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b));
+  if (tf.env().getBool(TILED_MATMUL_FLAG)) {
     const m = transposeA ? a.shape[1] : a.shape[0];
     const n = transposeB ? b.shape[0] : b.shape[1];
     const tile = tileFor(m, n);
