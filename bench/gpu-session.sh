@@ -3,7 +3,7 @@
 # through onnxruntime's WebGPU provider against PyTorch on the same card (bench/gpu-extract.ts), the head's
 # large matrix products (npm run bench -- matmul), then the head step on tfjs' webgpu backend against
 # PyTorch CUDA (npm run bench -- head) with the tiled products, as it is, and at C = 512 and 2048 with the
-# tiled products and more dispatches per command-buffer submit. Each part has its own time limit
+# tiled products, Dawn toggles and more dispatches per command-buffer submit. Each part has its own time limit
 # (EXTRACT_LIMIT, MATMUL_LIMIT, HEAD_LIMIT, VARIANT_LIMIT seconds) so one hang cannot take the others'
 # time; logs and JSON figures go to $OUT (or ./gpu-out). Normally about six minutes; at most 590 s.
 set -uo pipefail
@@ -29,6 +29,9 @@ timeout "${HEAD_LIMIT:-150}" .gpu/bin/node dist/bench/main.js --out "$out/tiled"
   --tf-flags INFODISENT_WEBGPU_TILED_MATMUL=true 2>&1 | grep -v '^Warning' | tee "$out/head-tiled.log"
 timeout "${HEAD_LIMIT:-150}" .gpu/bin/node dist/bench/main.js --out "$out" head --backend webgpu 2>&1 \
   | grep -v '^Warning' | tee "$out/head.log"
-timeout "${VARIANT_LIMIT:-70}" .gpu/bin/node dist/bench/main.js --out "$out/submit64" head --backend webgpu \
+# Everything that may cut per-dispatch cost at once: Dawn without validation, index clamping or workgroup
+# zero-fill, and more dispatches per submit (a later session bisects if it helps).
+INFODISENT_DAWN_TOGGLES=skip_validation,disable_robustness,disable_workgroup_init \
+  timeout "${VARIANT_LIMIT:-70}" .gpu/bin/node dist/bench/main.js --out "$out/lean" head --backend webgpu \
   --channels 512,2048 --tf-flags INFODISENT_WEBGPU_TILED_MATMUL=true,WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=64 2>&1 \
-  | grep -v '^Warning' | tee "$out/head-submit64.log"
+  | grep -v '^Warning' | tee "$out/head-lean.log"

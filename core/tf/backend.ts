@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { InputError } from '../util/errors';
 import '@tensorflow/tfjs-backend-wasm';
 
 export const BACKENDS = ['webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -27,11 +28,28 @@ function vulkanLoaderPresent(): boolean {
 let webgpuIsSoftware = false;
 
 /**
+ * Dawn toggles to enable, from INFODISENT_DAWN_TOGGLES (comma-separated), e.g. skip_validation (less CPU
+ * work per dispatch), disable_robustness (no index clamping in shaders) or disable_workgroup_init; none by
+ * default. Dawn's list: src/dawn/native/Toggles.cpp.
+ */
+function dawnToggles(): string[] {
+  const value = process.env.INFODISENT_DAWN_TOGGLES ?? '';
+  const toggles = value.split(',').filter(Boolean);
+  const bad = toggles.find((toggle) => !/^[a-z0-9_]+$/.test(toggle));
+  if (bad !== undefined)
+    throw new InputError(
+      `INFODISENT_DAWN_TOGGLES: '${bad}' is not a Dawn toggle name (lower-case words joined by '_')`,
+    );
+  return toggles;
+}
+
+/**
  * Registers the webgpu backend over Dawn (the `webgpu` package); false where no adapter exists, or where
  * the only one is a software rasteriser (e.g. lavapipe) and `allowSoftware` is not set: chosen
  * automatically, that would be far slower than wasm.
  */
 async function registerWebgpu(allowSoftware: boolean): Promise<boolean> {
+  const toggles = dawnToggles();
   if (!vulkanLoaderPresent()) return false;
   try {
     const { create, globals } = require('webgpu') as {
@@ -39,7 +57,7 @@ async function registerWebgpu(allowSoftware: boolean): Promise<boolean> {
       globals: Record<string, unknown>;
     };
     Object.assign(globalThis, globals);
-    const gpu = create([]) as {
+    const gpu = create(toggles.length > 0 ? [`enable-dawn-features=${toggles.join(',')}`] : []) as {
       requestAdapter(): Promise<{ info?: { isFallbackAdapter?: boolean } } | null>;
     };
     const adapter = await gpu.requestAdapter();
