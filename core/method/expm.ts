@@ -26,7 +26,7 @@ function logFactorial(n: number): number {
 }
 
 /** Matrix products of a plan evaluated by Horner's rule (expmSkew, whose reverse pass follows it). */
-export function hornerCost(plan: ExpmPlan): number {
+function hornerCost(plan: ExpmPlan): number {
   return plan.degree - 1 + plan.squarings;
 }
 

@@ -135,6 +135,7 @@ export class InfoDisentHead implements Head {
 
   /** The current orthogonal map U, [C, C]. The caller disposes it. */
   async rotation(): Promise<tf.Tensor2D> {
+    if (this.generatorIsZero) return tf.clone(this.base);
     const { value } = await this.expandRotation((s, norm) => ({
       value: expmSkewValue(s, planExpmValue(norm.bound, norm.square !== undefined), norm.square),
     }));
@@ -146,25 +147,19 @@ export class InfoDisentHead implements Head {
     return this.weight;
   }
 
-  /** S = A - A^T; a plain zero matrix when A is known to be 0 (no transpose to pay for). */
-  private skew(): tf.Tensor2D {
-    if (this.generatorIsZero) return tf.zeros(this.generator.shape);
-    return skewPart(this.generator);
-  }
-
   /**
-   * U = expm(S) B, with whatever else `expm` returns (expmSkew: its tape for the backward pass), and
-   * whether U is the base itself (S = 0, E = I).
+   * U = expm(S) B for S = A - A^T, with whatever else `expm` returns (expmSkew: its tape for the backward
+   * pass), and whether U is the base itself (S = 0, E = I). Callers handle A = 0 (just folded) themselves.
    */
   private async expandRotation<R extends { value: tf.Tensor2D }>(
     expm: (s: tf.Tensor2D, norm: SkewNorm) => R,
   ): Promise<R & { isBase: boolean }> {
-    const s = this.skew();
-    const norm: SkewNorm = this.generatorIsZero ? { bound: 0 } : await skewNorm(s);
+    const s = skewPart(this.generator);
+    const norm = await skewNorm(s);
     const expanded = expm(s, norm);
     tf.dispose([s, ...(norm.square ? [norm.square] : [])]);
     const e = expanded.value;
-    // Right after a fold A is 0 and U is the base itself: skip the product.
+    // S = 0 (A symmetric): U is the base itself, skip the product.
     const isBase = norm.bound === 0;
     const value = isBase ? tf.clone(this.base) : tf.tidy(() => matMul(e, this.base));
     e.dispose();
