@@ -78,7 +78,8 @@ export class InfoDisentHead implements Head {
   readonly kind = 'infodisent' as const;
   private generator: tf.Tensor2D;
   private base: tf.Tensor2D;
-  private baseT: tf.Tensor2D;
+  /** B^T, made when first needed after a fold (folding every step never needs it): see baseTransposed. */
+  private baseT: tf.Tensor2D | undefined;
   private weight: tf.Tensor2D;
   private bias: tf.Tensor2D;
   /** A is known to be 0 (start, or just folded): U is the base, with no norm to read back. */
@@ -95,7 +96,6 @@ export class InfoDisentHead implements Head {
     const weights = Float32Array.from({ length: classCount * c }, () => random.uniform(0, scale));
     this.generator = tf.zeros([c, c]);
     this.base = tf.eye(c) as tf.Tensor2D;
-    this.baseT = tf.eye(c) as tf.Tensor2D;
     this.weight = tf.tensor2d(weights, [classCount, c]);
     this.bias = tf.zeros([classCount, 1]);
   }
@@ -115,7 +115,7 @@ export class InfoDisentHead implements Head {
   }
 
   state(): Record<string, tf.Tensor> {
-    return { ...this.trainable(), base: this.base, baseT: this.baseT };
+    return { ...this.trainable(), base: this.base, baseT: this.baseTransposed() };
   }
 
   restore(state: Record<string, tf.Tensor>): void {
@@ -131,6 +131,12 @@ export class InfoDisentHead implements Head {
     this.baseT = get('baseT');
     this.weight = get('weight');
     this.bias = get('bias');
+  }
+
+  /** B^T, kept until the next fold; tf.keep, as it may first be asked for inside a tidy. */
+  private baseTransposed(): tf.Tensor2D {
+    this.baseT ??= tf.keep(tf.transpose(this.base));
+    return this.baseT;
   }
 
   /** The current orthogonal map U, [C, C]. The caller disposes it. */
@@ -332,7 +338,7 @@ export class InfoDisentHead implements Head {
     for (let i = 0; i < sums.length; i++) sums[i]! += other[i]!;
     const rowSum = tf.tensor2d(Float32Array.from(sums), [c, c]);
     // At the base the rows summed were Z's, which gives dL/dE; else X's, dL/dU, and dL/dE = dL/dU B^T.
-    const gradE = atBase ? rowSum : tf.tidy(() => matMul(rowSum, this.baseT));
+    const gradE = atBase ? rowSum : tf.tidy(() => matMul(rowSum, this.baseTransposed()));
     if (!atBase) rowSum.dispose();
     return { loss, weight: grads.weight, bias: grads.bias, gradE };
   }
@@ -345,11 +351,11 @@ export class InfoDisentHead implements Head {
     isBase: boolean,
   ): tf.Tensor2D {
     const path = this.options.rotationGradient ?? defaultRotationGradientPath();
-    if (path === 'dense') return matMul(denseRotationGradient(extremes, batch.x), this.baseT);
+    if (path === 'dense') return matMul(denseRotationGradient(extremes, batch.x), this.baseTransposed());
     // Right after a fold E = I and U = B, so dL/dE = dL/dU B^T = dL/dU U^T: the sparse sum over the rows
     // of Z = X U^T, which the forward pass already computed, in place of a [C, C] matmul.
     if (isBase) return sparseRotationGradient(extremes, tf.transpose(zT).dataSync<'float32'>());
-    return matMul(sparseRotationGradient(extremes, batch.maps), this.baseT);
+    return matMul(sparseRotationGradient(extremes, batch.maps), this.baseTransposed());
   }
 
   /**
@@ -364,7 +370,7 @@ export class InfoDisentHead implements Head {
   ): tf.Tensor2D {
     const gradZT = sparsePoolGradientWebgpu(zT, gradPooled, pixelsOf(this.shape));
     if (isBase) return matMul(gradZT, zT, false, true);
-    return matMul(matMul(gradZT, batch.x), this.baseT);
+    return matMul(matMul(gradZT, batch.x), this.baseTransposed());
   }
 
   async afterStep(step: number): Promise<void> {
@@ -376,7 +382,7 @@ export class InfoDisentHead implements Head {
     const rotation = await this.rotation();
     tf.dispose([this.base, this.baseT, this.generator]);
     this.base = rotation;
-    this.baseT = tf.tidy(() => tf.transpose(rotation) as tf.Tensor2D);
+    this.baseT = undefined;
     this.generator = tf.zeros([this.shape.channels, this.shape.channels]);
     this.generatorIsZero = true;
   }
