@@ -24,13 +24,14 @@ export function tileFor(m: number, n: number): MatMulTile | undefined {
 }
 
 /**
- * op(A) op(B). On webgpu transposes are read in place (by the tiled kernel or tfjs'); elsewhere they are
- * materialised first, because wasm leaves its fast path for any transpose flag (SPEC section 5).
+ * op(A) op(B). On wasm transposes are materialised first: it leaves its fast path for any transpose flag
+ * (SPEC section 5). Elsewhere they are read in place (on webgpu by the tiled kernel or tfjs').
  */
 export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, transposeB = false): tf.Tensor2D {
-  if (tf.getBackend() !== 'webgpu')
+  const backend = tf.getBackend();
+  if (backend === 'wasm')
     return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b));
-  if (tf.env().getBool(TILED_MATMUL_FLAG)) {
+  if (backend === 'webgpu' && tf.env().getBool(TILED_MATMUL_FLAG)) {
     const m = transposeA ? a.shape[1] : a.shape[0];
     const n = transposeB ? b.shape[0] : b.shape[1];
     const tile = tileFor(m, n);
