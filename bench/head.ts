@@ -1,7 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import type { FeatureManifest } from '../core/features/feature-store';
 import { StoredFeatureSet } from '../core/features/feature-store';
 import { Adam } from '../core/method/adam';
@@ -9,7 +8,7 @@ import { InfoDisentHead } from '../core/method/infodisent-head';
 import { optimiserStep, trainHead } from '../core/method/train';
 import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
-import { type BackendChoice, selectBackend } from '../core/tf/backend';
+import { applyTfFlags, type BackendChoice, selectBackend } from '../core/tf/backend';
 import { sha256 } from '../core/util/hash';
 import { SeededRandom } from '../core/util/random';
 import { agreementWithWasm, HEAD_GROUPS } from '../test/support/backend-agreement';
@@ -130,7 +129,7 @@ async function trainingPeakRss(items: number, batch: number, channels: number): 
 
 export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRow[]> {
   const backend = await selectBackend(options.backend ?? 'auto');
-  for (const [name, value] of Object.entries(options.flags ?? {})) tf.env().set(name, value);
+  applyTfFlags(options.flags ?? {}, '--tf-flags');
   // The rows name the flags with the backend.
   const label = [
     backend,

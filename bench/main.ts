@@ -66,15 +66,8 @@ program
       tfFlags?: string;
     }) => {
       const { benchHead } = await import('./head.js');
-      const flags = Object.fromEntries(
-        (options.tfFlags ?? '')
-          .split(',')
-          .filter(Boolean)
-          .map((entry) => {
-            const [name, value] = entry.split('=');
-            return [name!, value === 'true' ? true : value === 'false' ? false : Number(value)];
-          }),
-      );
+      const { parseTfFlags } = await import('../core/tf/backend.js');
+      const flags = parseTfFlags(options.tfFlags ?? '', '--tf-flags');
       const rows = await benchHead({
         backend: options.backend as BackendChoice,
         channels: numbers(options.channels),

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { matMul, TILED_MATMUL_FLAG, tileFor } from '../core/method/matmul';
-import { type BackendChoice, selectBackend } from '../core/tf/backend';
+import { matMul, tileFor } from '../core/method/matmul';
+import { type BackendChoice, selectBackend, TILED_MATMUL_FLAG } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
 import { gaussian } from '../test/support/numeric';
 import { runPythonReference } from '../test/support/python';

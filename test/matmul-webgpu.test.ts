@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { matMul, TILED_MATMUL_FLAG } from '../core/method/matmul';
+import { matMul } from '../core/method/matmul';
 import { type MatMulTile, tiledMatMulWebgpu } from '../core/method/matmul-webgpu';
-import { selectBackend } from '../core/tf/backend';
+import { selectBackend, TILED_MATMUL_FLAG } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
 import { agreementWithWasm } from './support/backend-agreement';
 import { gaussian, relativeError } from './support/numeric';

@@ -1,14 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
+import { TILED_MATMUL_FLAG } from '../tf/backend';
 import { type MatMulTile, tiledMatMulWebgpu } from './matmul-webgpu';
 
 /**
- * The head's matrix products. On webgpu with the flag below set, those large enough to fill the device go
- * to the register-tiled kernel (matmul-webgpu.ts); everything else, and every other backend, to tf.matMul.
- * A tfjs flag, so that a run or a benchmark (`--tf-flags`) chooses without new plumbing; off until timed
- * against tfjs' kernel on a GPU (bench/gpu-session.sh runs the head both ways).
+ * The head's matrix products. On webgpu with TILED_MATMUL_FLAG set, those large enough to fill the device
+ * go to the register-tiled kernel (matmul-webgpu.ts); everything else, and every other backend, to
+ * tf.matMul.
  */
-export const TILED_MATMUL_FLAG = 'INFODISENT_WEBGPU_TILED_MATMUL';
-tf.env().registerFlag(TILED_MATMUL_FLAG, () => false);
 
 /** Fewer workgroups than this leave much of a GPU idle: a smaller tile, or tfjs' 32x32 one. */
 const MIN_WORKGROUPS = 64;

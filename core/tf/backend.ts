@@ -6,6 +6,36 @@ import { InputError } from '../util/errors';
 import '@tensorflow/tfjs-backend-wasm';
 
 export const BACKENDS = ['webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
+
+/**
+ * The project's own tfjs flag: on webgpu, the head's large products go to the register-tiled kernel
+ * (core/method/matmul-webgpu.ts). Off until timed against tfjs' kernel on a GPU (bench/gpu-session.sh).
+ */
+export const TILED_MATMUL_FLAG = 'INFODISENT_WEBGPU_TILED_MATMUL';
+tf.env().registerFlag(TILED_MATMUL_FLAG, () => false);
+
+/** tfjs flags as NAME=VALUE,... (VALUE true, false or a number); errors name `source` and the entry. */
+export function parseTfFlags(text: string, source: string): Record<string, boolean | number> {
+  const flags: Record<string, boolean | number> = {};
+  for (const entry of text.split(',').filter(Boolean)) {
+    const match = /^([A-Za-z0-9_]+)=(true|false|-?\d+(?:\.\d+)?)$/.exec(entry.trim());
+    if (!match)
+      throw new InputError(`${source}: '${entry}' is not NAME=VALUE with VALUE true, false or a number`);
+    flags[match[1]!] = match[2] === 'true' ? true : match[2] === 'false' ? false : Number(match[2]);
+  }
+  return flags;
+}
+
+/** Sets tfjs flags; one that tfjs does not know fails with an InputError naming `source`. */
+export function applyTfFlags(flags: Record<string, boolean | number>, source: string): void {
+  for (const [name, value] of Object.entries(flags)) {
+    try {
+      tf.env().set(name, value);
+    } catch (error) {
+      throw new InputError(`${source}: ${(error as Error).message}`);
+    }
+  }
+}
 export type BackendName = (typeof BACKENDS)[number];
 export type BackendChoice = BackendName | 'auto';
 
@@ -101,7 +131,7 @@ async function tryBackend(name: BackendName, forced: boolean): Promise<boolean> 
 
 /**
  * Selects the tfjs backend: the forced one, or the first that starts in the order webgpu (a hardware
- * adapter only), tensorflow, wasm, cpu.
+ * adapter only), tensorflow, wasm, cpu; then sets the tfjs flags INFODISENT_TF_FLAGS lists.
  * Returns the name actually in use, which every result records.
  */
 export async function selectBackend(choice: BackendChoice = 'auto'): Promise<BackendName> {
@@ -110,6 +140,11 @@ export async function selectBackend(choice: BackendChoice = 'auto'): Promise<Bac
   for (const name of candidates) {
     if (await tryBackend(name, choice !== 'auto')) {
       await tf.ready();
+      // Set once the backend is registered: tfjs registers its backend flags (WEBGPU_*) with it.
+      applyTfFlags(
+        parseTfFlags(process.env.INFODISENT_TF_FLAGS ?? '', 'INFODISENT_TF_FLAGS'),
+        'INFODISENT_TF_FLAGS',
+      );
       return name;
     }
   }
