@@ -46,9 +46,10 @@ export function planExpm(normBound: number, cost: (plan: ExpmPlan) => number = h
       const logRemainder = (degree + 1) * Math.log(scaled) - logFactorial(degree + 1);
       if (logRemainder <= Math.log(TAYLOR_TOLERANCE)) {
         const candidate = { squarings, degree };
-        if (cost(candidate) < bestCost) {
+        const candidateCost = cost(candidate);
+        if (candidateCost < bestCost) {
           best = candidate;
-          bestCost = cost(candidate);
+          bestCost = candidateCost;
         }
         break;
       }
@@ -238,7 +239,7 @@ export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan, square?: tf.Tensor
     };
     // X^1 .. X^p; X^0 = I is made only where a backend needs it (each block adds its identity term).
     const powers: tf.Tensor2D[] = [scaled];
-    const power = (k: number) => (k === 0 ? eye() : powers[k - 1]!);
+    const power = (k: number) => powers[k - 1]!;
     // (S / 2^s)^2 = S^2 / 4^s exactly: scaling by a power of two rounds nothing.
     if (square && p >= 2)
       powers.push(plan.squarings === 0 ? square : (tf.mul(square, scale * scale) as tf.Tensor2D));

@@ -6,6 +6,8 @@ import { InputError } from '../util/errors';
 import '@tensorflow/tfjs-backend-wasm';
 
 export const BACKENDS = ['webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+export type BackendChoice = BackendName | 'auto';
 
 /**
  * The project's own tfjs flag: on webgpu, the head's large products go to the register-tiled kernel
@@ -36,8 +38,6 @@ export function applyTfFlags(flags: Record<string, boolean | number>, source: st
     }
   }
 }
-export type BackendName = (typeof BACKENDS)[number];
-export type BackendChoice = BackendName | 'auto';
 
 /** Dawn needs the Vulkan loader on Linux; without it, it only prints warnings and finds no adapter. */
 function vulkanLoaderPresent(): boolean {
