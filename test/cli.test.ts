@@ -11,7 +11,7 @@ import { redact } from '../client/output';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
 import { writeSweepResults } from '../core/pipeline/results';
 import { reportStage } from '../core/pipeline/stages';
-import type { ConfigurationSummary } from '../core/report/summary';
+import { type ConfigurationSummary, reportedFigures } from '../core/report/summary';
 import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { S3ArtifactStore } from '../core/store/s3-store';
@@ -524,6 +524,9 @@ describe('export writes a finished sweep from the store', () => {
         features: { train: 'features/train', test: 'features/test', reused: false },
         // The export reads the summaries; per-head training records only feed results.md.
         heads: [],
+        ...(summary === configurations[0]
+          ? { reported: { source: 'a paper', infodisent: { top1: 83 } } }
+          : {}),
       });
     }
     await writeSweepResults(store, {
@@ -538,6 +541,7 @@ describe('export writes a finished sweep from the store', () => {
         sweep: report.sweep,
         generatedAt: report.generatedAt,
         failed: report.failed,
+        reported: reportedFigures(completed),
         summaryKeys: completed.map((c) => c.summaryKey),
       },
     );
@@ -584,6 +588,7 @@ describe('export writes a finished sweep from the store', () => {
       'infodisent_top1',
       'baseline_top5',
       'infodisent_top5',
+      'reported_infodisent_top1',
     ]);
     const full = configurations[0]!;
     const fullRow = rows.find((row) => row[0] === full.configuration)!;
@@ -591,6 +596,11 @@ describe('export writes a finished sweep from the store', () => {
     assert.deepEqual(
       fullRow.slice(1, 5).map((v, i) => (i < 2 ? v : Number(v))),
       [full.dataset, full.backbone, 100 * full.heads.baseline!.top1, 100 * full.heads.infodisent!.top1],
+    );
+    // The published figure from results.json, empty where a configuration reports none.
+    assert.deepEqual(
+      rows.map((row) => [row[0], row[7]]).sort(),
+      configurations.map((c) => [c.configuration, c === full ? '83' : '']).sort(),
     );
 
     // JSON: the four tables with their columns and typed rows.

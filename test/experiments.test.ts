@@ -34,6 +34,14 @@ test("the paper sweep holds SPEC section 3's 14 configurations", async () => {
     'stanford-cars x resnet50',
   ]);
   for (const configuration of sweep.configurations) assert.ok(configuration.backbone.file?.endsWith('.onnx'));
+  // SPEC section 3's published top-1 figures (CUB and Cars) and Table 8's two RV examples travel with it.
+  const reported = Object.fromEntries(sweep.configurations.map((c) => [c.name, c.reported]));
+  assert.deepEqual(reported['cub-resnet50']?.baseline, { top1: 83.2, rv: 7.8 });
+  assert.deepEqual(reported['cub-resnet50']?.infodisent, { top1: 83.0, rv: 4.9 });
+  assert.deepEqual(reported['cars-convnext-tiny']?.infodisent, { top1: 90.2 });
+  assert.deepEqual(reported['imagenet-convnext-large']?.baseline, { rv: 3.0 });
+  const withTop1 = sweep.configurations.filter((c) => c.reported?.infodisent?.top1 !== undefined);
+  assert.equal(withTop1.length, 8);
 });
 
 test('invalid sweeps name the failing field', () => {
@@ -53,6 +61,12 @@ test('invalid sweeps name the failing field', () => {
     [(c) => (c['epochs'] = 3), /configurations\[0\]: .*'epochs'/],
     [(c) => (c['dataset'] = { kind: 'cub' }), /configurations\[0\]\.dataset\.root/],
     [(c) => (c['dataset'] = { kind: 'coco', root: '/x' }), /configurations\[0\]\.dataset\.kind/],
+    [(c) => (c['reported'] = { baseline: { top1: 80 } }), /configurations\[0\]\.reported\.source/],
+    [
+      (c) => (c['reported'] = { source: 'x', infodisent: { top1: 83.5e2 } }),
+      /configurations\[0\]\.reported\.infodisent\.top1/,
+    ],
+    [(c) => (c['reported'] = { source: 'x', baseline: { acc: 80 } }), /reported\.baseline: .*'acc'/],
   ];
   for (const [mutate, pattern] of cases)
     assert.throws(

@@ -213,6 +213,52 @@ async function pixels(png: Buffer) {
   return { info, at, yellow, spread: Math.max(...stats.channels.slice(0, 3).map((c) => c.stdev)) };
 }
 
+test("published figures print beside the sweep's, only in the tables and columns they cover", () => {
+  const [full, partial] = [report.configurations[0]!, report.configurations[1]!];
+  const source = 'A & B (2025), Table 8';
+  const tables = paperTables(report.configurations, {
+    [full.configuration]: { source, baseline: { top1: 83.2, rv: 7.8 }, infodisent: { top1: 83, rv: 4.9 } },
+    [partial.configuration]: { source: 'another paper', infodisent: { top5: 99.5 } },
+    'not-in-this-sweep': { source: 'unused', baseline: { channels95: 3 } },
+  });
+  const paperColumns = (table: Table) => table.columns.filter((c) => c.key.startsWith('reported_'));
+  assert.deepEqual(
+    paperColumns(tables.accuracy).map((c) => [c.key, c.label]),
+    [
+      ['reported_baseline_top1', 'Paper baseline top-1'],
+      ['reported_infodisent_top1', 'Paper InfoDisent top-1'],
+      ['reported_infodisent_top5', 'Paper InfoDisent top-5'],
+    ],
+  );
+  const row = (table: Table, name: string) => table.rows.find((r) => r['configuration'] === name)!;
+  assert.equal(row(tables.accuracy, full.configuration)['reported_infodisent_top1'], 83);
+  assert.equal(row(tables.accuracy, full.configuration)['reported_infodisent_top5'], null);
+  assert.equal(row(tables.accuracy, partial.configuration)['reported_infodisent_top5'], 99.5);
+  assert.equal(row(tables.accuracy, partial.configuration)['reported_baseline_top1'], null);
+  // This sweep's own figures are untouched; sources are named in the order of the rows.
+  assert.equal(
+    row(tables.accuracy, full.configuration)['infodisent_top1'],
+    100 * full.heads.infodisent!.top1,
+  );
+  assert.match(tables.accuracy.caption, /Paper: as reported by another paper; A & B \(2025\), Table 8\.$/);
+  assert.deepEqual(
+    paperColumns(tables.rv).map((c) => c.label),
+    ['Paper baseline', 'Paper InfoDisent'],
+  );
+  assert.equal(row(tables.rv, full.configuration)['reported_baseline_rv'], 7.8);
+  assert.match(tables.rv.caption, /reported by A & B \(2025\), Table 8\.$/);
+  // Nobody in this sweep reports channel counts: the ablation table is as without published figures.
+  assert.deepEqual(tables.ablation, paperTables(report.configurations).ablation);
+  // Printed in every format, escaped like the rest.
+  assert.match(tableMarkdown(tables.accuracy), /\| Paper InfoDisent top-1 \|/);
+  assert.match(tableMarkdown(tables.accuracy), /\| 83\.0 \|/);
+  assert.match(tableLatex(tables.rv), /A \\& B \(2025\)/);
+  assert.match(
+    tableCsv(tables.accuracy).split('\r\n')[0]!,
+    /,reported_baseline_top1,reported_infodisent_top1,/,
+  );
+});
+
 test('figures: prototype grids, explanation panels and heatmap overlays are PNGs of the right size with content', async () => {
   const e = explained();
   const key = e.keyChannels[0]!;

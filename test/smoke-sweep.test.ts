@@ -77,9 +77,22 @@ test('a tiny sweep runs through Temporal and both heads beat chance', { timeout:
   }
 });
 
-test('a second run reuses the cached features and trained heads', { timeout: 300_000 }, async () => {
-  const { results } = await runEmbedded(sweep, { home, persistent: false, log: () => {} });
+test('a second run, now with published figures, reuses the cached features and heads and prints them', {
+  timeout: 300_000,
+}, async () => {
+  // Published figures annotate the tables only: nothing is computed again for them.
+  const reported = { source: 'a published run', infodisent: { top1: 87.5 } };
+  const annotated = { ...sweep, configurations: [{ ...sweep.configurations[0]!, reported }] };
+  const { results } = await runEmbedded(annotated, { home, persistent: false, log: () => {} });
   const outcome = results.completed[0]!;
   assert.equal(outcome.features.reused, true);
   assert.ok(outcome.heads.every((head) => head.reusedHead));
+  assert.deepEqual(outcome.reported, reported);
+  const table = readFileSync(
+    path.join(home, 'store', 'reports', sweep.name, 'tables', 'accuracy.md'),
+    'utf8',
+  );
+  assert.match(table, /\| Paper InfoDisent top-1 \|\n/);
+  assert.match(table, /\| 87\.5 \|\n/);
+  assert.match(table, /Paper: as reported by a published run\.$/m);
 });

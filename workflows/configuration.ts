@@ -141,5 +141,6 @@ export async function configurationWorkflow({
     backbone: configuration.backbone.name,
     features: { train: train.key, test: test.key, reused: train.reused && test.reused },
     heads,
+    ...(configuration.reported ? { reported: configuration.reported } : {}),
   };
 }

@@ -9,6 +9,7 @@ import {
 import type { Activities } from '../activities';
 import type { Sweep } from '../core/config/experiment';
 import type { ConfigurationFailure, ConfigurationOutcome, SweepResults } from '../core/pipeline/results';
+import { reportedFigures } from '../core/report/summary';
 import { configurationWorkflow } from './configuration';
 import { type SweepProgress, sweepProgressQuery, type TaskQueues } from './progress';
 
@@ -109,6 +110,7 @@ export async function sweepWorkflow({
     generatedAt: results.finishedAt,
     ...(sweep.description ? { description: sweep.description } : {}),
     failed,
+    reported: reportedFigures(completed),
     summaryKeys: completed.map((outcome) => outcome.summaryKey),
   });
   return { results, resultKeys, reportKey, tableKeys };

@@ -111,6 +111,26 @@ export const FeaturesSchema = z
   })
   .strict();
 
+/** One head's figures as a publication printed them (accuracy in %, RV x100, channels for 95%: their mean). */
+const ReportedHeadSchema = z
+  .object({
+    top1: z.number().min(0).max(100).optional(),
+    top5: z.number().min(0).max(100).optional(),
+    rv: z.number().min(0).max(100).optional(),
+    channels95: z.number().positive().optional(),
+  })
+  .strict();
+
+/** Published figures for a configuration, which the paper's tables print beside this run's. */
+export const ReportedSchema = z
+  .object({
+    /** Where they come from, e.g. "InfoDisent paper, Table 8"; named in the tables' captions. */
+    source: z.string().min(1),
+    baseline: ReportedHeadSchema.optional(),
+    infodisent: ReportedHeadSchema.optional(),
+  })
+  .strict();
+
 export const ConfigurationSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'use lowercase letters, digits, ".", "_" and "-"'),
@@ -121,6 +141,7 @@ export const ConfigurationSchema = z
     features: FeaturesSchema.default({ dtype: 'float32' }),
     heads: z.object({ baseline: BaselineHeadSchema, infodisent: InfoDisentHeadSchema }).strict(),
     explain: ExplainSettingsSchema.prefault({}),
+    reported: ReportedSchema.optional(),
   })
   .strict();
 
@@ -149,6 +170,7 @@ export type Sweep = z.output<typeof SweepSchema>;
 export type Configuration = z.output<typeof ConfigurationSchema>;
 export type BaselineHeadConfig = z.output<typeof BaselineHeadSchema>;
 export type InfoDisentHeadConfig = z.output<typeof InfoDisentHeadSchema>;
+export type Reported = z.output<typeof ReportedSchema>;
 
 export class ConfigError extends Error {
   constructor(

@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { reportedFigures } from '../report/summary';
 import { paperTables, type TableFormat, writePaperTables } from '../report/tables';
 import { type ArtifactStore, getRequired } from '../store/artifact-store';
 import { InputError } from '../util/errors';
@@ -76,7 +77,11 @@ export async function exportSweep(
   }
   const out = path.resolve(outDir);
   return {
-    tables: await writePaperTables(path.join(out, 'tables'), paperTables(configurations), options.formats),
+    tables: await writePaperTables(
+      path.join(out, 'tables'),
+      paperTables(configurations, reportedFigures(results.completed)),
+      options.formats,
+    ),
     figures: options.figures
       ? await copyFromStore(
           store,

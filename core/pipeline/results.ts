@@ -1,3 +1,4 @@
+import type { Reported } from '../config/experiment';
 import type { FaithfulnessFigures } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
 import type { TrainResult } from '../method/train';
@@ -31,6 +32,8 @@ export interface ConfigurationOutcome {
   backbone: string;
   features: { train: string; test: string; reused: boolean };
   heads: HeadOutcome[];
+  /** The configuration's published figures, printed beside these in the paper's tables. */
+  reported?: Reported;
 }
 
 export interface ConfigurationFailure {

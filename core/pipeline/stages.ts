@@ -550,7 +550,10 @@ export async function reportStage(
   try {
     const { summaryKeys: _keys, ...rest } = report;
     await writeHtmlReport(folder, { ...rest, configurations });
-    const tables = await writePaperTables(path.join(folder, 'tables'), paperTables(configurations));
+    const tables = await writePaperTables(
+      path.join(folder, 'tables'),
+      paperTables(configurations, report.reported),
+    );
     const prefix = reportPrefix(report.sweep);
     const files = await readdir(folder, { recursive: true, withFileTypes: true });
     for (const file of files.filter((f) => f.isFile())) {

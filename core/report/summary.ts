@@ -1,8 +1,10 @@
 import type { AblationResult } from '../analysis/channel-ablation';
 import type { RvResult } from '../analysis/rv-coefficient';
+import type { Reported } from '../config/experiment';
 import type { PreprocessPreset } from '../data/preprocess';
 import type { ModelExplanations } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
+import type { ConfigurationOutcome } from '../pipeline/results';
 
 /** What the report shows of one trained head; plain JSON (no typed arrays). */
 export interface HeadSummary {
@@ -43,6 +45,8 @@ export interface SweepReport {
   description?: string;
   configurations: ConfigurationSummary[];
   failed: { configuration: string; error: string }[];
+  /** Published figures by configuration name, printed beside this sweep's in the paper's tables. */
+  reported?: Record<string, Reported>;
 }
 
 /** A HeadSummary from the pipeline's own results (typed arrays become plain lists). */
@@ -81,4 +85,9 @@ export function headSummary(input: {
       : {}),
     ...(explanations ? { explanations } : {}),
   };
+}
+
+/** Each configuration's published figures, by configuration name (those that give some). */
+export function reportedFigures(completed: readonly ConfigurationOutcome[]): Record<string, Reported> {
+  return Object.fromEntries(completed.flatMap((o) => (o.reported ? [[o.configuration, o.reported]] : [])));
 }

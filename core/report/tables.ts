@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Reported } from '../config/experiment';
 import { faithfulnessFigures } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
 import type { ConfigurationSummary, HeadSummary } from './summary';
@@ -63,7 +64,59 @@ const KEYS = [
   { key: 'backbone', label: 'Backbone', kind: 'text' },
 ] as const satisfies TableColumn[];
 
-export function paperTables(configurations: readonly ConfigurationSummary[]): PaperTables {
+type ReportedMetric = keyof NonNullable<Reported['baseline']>;
+
+/**
+ * Appends a "Paper" column for each (head, metric) that some configuration's published figures give, and
+ * names their sources in the caption; a table no configuration reports on is returned as it is.
+ */
+function withReported(
+  table: Table,
+  metrics: { metric: ReportedMetric; label: string; digits: number }[],
+  reported: Readonly<Record<string, Reported>>,
+): Table {
+  const figures = (row: Record<string, Cell>) => reported[String(row.configuration)];
+  const columns = metrics.flatMap(({ metric, label, digits }) =>
+    (['baseline', 'infodisent'] as const)
+      .filter((kind) => table.rows.some((row) => figures(row)?.[kind]?.[metric] !== undefined))
+      .map((kind) => ({
+        kind,
+        metric,
+        key: `reported_${kind}_${metric}`,
+        label: ['Paper', HEAD_LABEL[kind], label].filter(Boolean).join(' '),
+        digits,
+      })),
+  );
+  if (columns.length === 0) return table;
+  // Only the sources that give a printed value are named.
+  const sources = new Set(
+    table.rows.flatMap((row) => {
+      const given = figures(row);
+      return given && columns.some((c) => given[c.kind]?.[c.metric] !== undefined) ? [given.source] : [];
+    }),
+  );
+  return {
+    ...table,
+    caption: `${table.caption} Paper: as reported by ${[...sources].join('; ')}.`,
+    columns: [
+      ...table.columns,
+      ...columns.map(({ key, label, digits }) => ({ key, label, kind: 'number' as const, digits })),
+    ],
+    rows: table.rows.map((row) => ({
+      ...row,
+      ...Object.fromEntries(columns.map((c) => [c.key, figures(row)?.[c.kind]?.[c.metric] ?? null])),
+    })),
+  };
+}
+
+/**
+ * The paper's tables, built from per-configuration results; `reported` (by configuration name) adds the
+ * published figures beside this sweep's.
+ */
+export function paperTables(
+  configurations: readonly ConfigurationSummary[],
+  reported: Readonly<Record<string, Reported>> = {},
+): PaperTables {
   const sorted = byDataset(configurations);
   const key = (c: ConfigurationSummary) => ({
     configuration: c.configuration,
@@ -74,71 +127,86 @@ export function paperTables(configurations: readonly ConfigurationSummary[]): Pa
   const halfWidth = (h: HeadSummary | undefined) =>
     h?.rv ? finite((100 * (h.rv.ci95[1] - h.rv.ci95[0])) / 2) : null;
   return {
-    accuracy: {
-      id: 'accuracy',
-      title: 'Top-1 and top-5 test accuracy (%)',
-      caption:
-        'Test accuracy of the baseline head (average pooling, linear layer) and of InfoDisent, both on the frozen backbone.',
-      groupBy: 'dataset',
-      columns: [
-        ...KEYS,
-        { key: 'baseline_top1', label: 'Baseline top-1', kind: 'number', digits: 1 },
-        { key: 'infodisent_top1', label: 'InfoDisent top-1', kind: 'number', digits: 1 },
-        { key: 'baseline_top5', label: 'Baseline top-5', kind: 'number', digits: 1 },
-        { key: 'infodisent_top5', label: 'InfoDisent top-5', kind: 'number', digits: 1 },
+    accuracy: withReported(
+      {
+        id: 'accuracy',
+        title: 'Top-1 and top-5 test accuracy (%)',
+        caption:
+          'Test accuracy of the baseline head (average pooling, linear layer) and of InfoDisent, both on the frozen backbone.',
+        groupBy: 'dataset',
+        columns: [
+          ...KEYS,
+          { key: 'baseline_top1', label: 'Baseline top-1', kind: 'number', digits: 1 },
+          { key: 'infodisent_top1', label: 'InfoDisent top-1', kind: 'number', digits: 1 },
+          { key: 'baseline_top5', label: 'Baseline top-5', kind: 'number', digits: 1 },
+          { key: 'infodisent_top5', label: 'InfoDisent top-5', kind: 'number', digits: 1 },
+        ],
+        rows: sorted.map((c) => ({
+          ...key(c),
+          baseline_top1: percent(head(c, 'baseline')?.top1),
+          infodisent_top1: percent(head(c, 'infodisent')?.top1),
+          baseline_top5: percent(head(c, 'baseline')?.top5),
+          infodisent_top5: percent(head(c, 'infodisent')?.top5),
+        })),
+      },
+      [
+        { metric: 'top1', label: 'top-1', digits: 1 },
+        { metric: 'top5', label: 'top-5', digits: 1 },
       ],
-      rows: sorted.map((c) => ({
-        ...key(c),
-        baseline_top1: percent(head(c, 'baseline')?.top1),
-        infodisent_top1: percent(head(c, 'infodisent')?.top1),
-        baseline_top5: percent(head(c, 'baseline')?.top5),
-        infodisent_top5: percent(head(c, 'infodisent')?.top5),
-      })),
-    },
-    rv: {
-      id: 'rv',
-      title: 'Mean RV coefficient between channels (x100)',
-      caption:
-        "Mean RV coefficient over channel pairs (x100, the scale of the paper's Table 8) of the rotated channels Z (InfoDisent) and the raw channels F (baseline), with the half-width of the 95% interval.",
-      groupBy: 'dataset',
-      columns: [
-        ...KEYS,
-        { key: 'infodisent_rv', label: 'InfoDisent', kind: 'number', digits: 1 },
-        { key: 'infodisent_rv_ci', label: 'InfoDisent ±', kind: 'number', digits: 1 },
-        { key: 'baseline_rv', label: 'Baseline', kind: 'number', digits: 1 },
-        { key: 'baseline_rv_ci', label: 'Baseline ±', kind: 'number', digits: 1 },
-      ],
-      rows: sorted.map((c) => ({
-        ...key(c),
-        infodisent_rv: percent(head(c, 'infodisent')?.rv?.mean),
-        infodisent_rv_ci: halfWidth(head(c, 'infodisent')),
-        baseline_rv: percent(head(c, 'baseline')?.rv?.mean),
-        baseline_rv_ci: halfWidth(head(c, 'baseline')),
-      })),
-    },
-    ablation: {
-      id: 'ablation',
-      title: 'Channels needed for 95% of the positive evidence',
-      caption:
-        'Per test image, the smallest number of channels whose largest positive contributions to the true class reach 95% of the total positive contribution: mean and median over images.',
-      groupBy: 'dataset',
-      columns: [
-        ...KEYS,
-        { key: 'channels', label: 'Channels', kind: 'number', digits: 0 },
-        { key: 'infodisent_mean', label: 'InfoDisent mean', kind: 'number', digits: 1 },
-        { key: 'infodisent_median', label: 'InfoDisent median', kind: 'number', digits: 1 },
-        { key: 'baseline_mean', label: 'Baseline mean', kind: 'number', digits: 1 },
-        { key: 'baseline_median', label: 'Baseline median', kind: 'number', digits: 1 },
-      ],
-      rows: sorted.map((c) => ({
-        ...key(c),
-        channels: c.channels,
-        infodisent_mean: finite(head(c, 'infodisent')?.ablation?.mean),
-        infodisent_median: finite(head(c, 'infodisent')?.ablation?.median),
-        baseline_mean: finite(head(c, 'baseline')?.ablation?.mean),
-        baseline_median: finite(head(c, 'baseline')?.ablation?.median),
-      })),
-    },
+      reported,
+    ),
+    rv: withReported(
+      {
+        id: 'rv',
+        title: 'Mean RV coefficient between channels (x100)',
+        caption:
+          "Mean RV coefficient over channel pairs (x100, the scale of the paper's Table 8) of the rotated channels Z (InfoDisent) and the raw channels F (baseline), with the half-width of the 95% interval.",
+        groupBy: 'dataset',
+        columns: [
+          ...KEYS,
+          { key: 'infodisent_rv', label: 'InfoDisent', kind: 'number', digits: 1 },
+          { key: 'infodisent_rv_ci', label: 'InfoDisent ±', kind: 'number', digits: 1 },
+          { key: 'baseline_rv', label: 'Baseline', kind: 'number', digits: 1 },
+          { key: 'baseline_rv_ci', label: 'Baseline ±', kind: 'number', digits: 1 },
+        ],
+        rows: sorted.map((c) => ({
+          ...key(c),
+          infodisent_rv: percent(head(c, 'infodisent')?.rv?.mean),
+          infodisent_rv_ci: halfWidth(head(c, 'infodisent')),
+          baseline_rv: percent(head(c, 'baseline')?.rv?.mean),
+          baseline_rv_ci: halfWidth(head(c, 'baseline')),
+        })),
+      },
+      [{ metric: 'rv', label: '', digits: 1 }],
+      reported,
+    ),
+    ablation: withReported(
+      {
+        id: 'ablation',
+        title: 'Channels needed for 95% of the positive evidence',
+        caption:
+          'Per test image, the smallest number of channels whose largest positive contributions to the true class reach 95% of the total positive contribution: mean and median over images.',
+        groupBy: 'dataset',
+        columns: [
+          ...KEYS,
+          { key: 'channels', label: 'Channels', kind: 'number', digits: 0 },
+          { key: 'infodisent_mean', label: 'InfoDisent mean', kind: 'number', digits: 1 },
+          { key: 'infodisent_median', label: 'InfoDisent median', kind: 'number', digits: 1 },
+          { key: 'baseline_mean', label: 'Baseline mean', kind: 'number', digits: 1 },
+          { key: 'baseline_median', label: 'Baseline median', kind: 'number', digits: 1 },
+        ],
+        rows: sorted.map((c) => ({
+          ...key(c),
+          channels: c.channels,
+          infodisent_mean: finite(head(c, 'infodisent')?.ablation?.mean),
+          infodisent_median: finite(head(c, 'infodisent')?.ablation?.median),
+          baseline_mean: finite(head(c, 'baseline')?.ablation?.mean),
+          baseline_median: finite(head(c, 'baseline')?.ablation?.median),
+        })),
+      },
+      [{ metric: 'channels95', label: 'mean', digits: 1 }],
+      reported,
+    ),
     faithfulness: {
       id: 'faithfulness',
       title: 'Explanations against ground-truth parts',
