@@ -11,7 +11,7 @@ import { redact } from '../client/output';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
 import { writeSweepResults } from '../core/pipeline/results';
 import { reportStage } from '../core/pipeline/stages';
-import { type ConfigurationSummary, reportedFigures } from '../core/report/summary';
+import { type ConfigurationSummary, sweepAnnotations } from '../core/report/summary';
 import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { S3ArtifactStore } from '../core/store/s3-store';
@@ -541,7 +541,7 @@ describe('export writes a finished sweep from the store', () => {
         sweep: report.sweep,
         generatedAt: report.generatedAt,
         failed: report.failed,
-        reported: reportedFigures(completed),
+        annotations: sweepAnnotations(completed),
         summaryKeys: completed.map((c) => c.summaryKey),
       },
     );

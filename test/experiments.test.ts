@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadSweepFile, parseSweep } from '../core/config/experiment';
+import { ConfigError, type Configuration, loadSweepFile, parseSweep } from '../core/config/experiment';
 import { repoRoot } from '../infra/paths';
 import { minimalSweepDocument } from './support/sweep-documents';
 
@@ -73,4 +73,40 @@ test('invalid sweeps name the failing field', () => {
       broken(mutate),
       (error: unknown) => error instanceof ConfigError && pattern.test(error.message),
     );
+});
+
+test('seeds run a configuration once per seed, as configurations the tables merge', () => {
+  const document = minimalSweepDocument({ seeds: [7, 1, 2] });
+  const sweep = parseSweep(document);
+  assert.deepEqual(
+    sweep.configurations.map((c) => [c.name, c.seed, c.repeatOf]),
+    [
+      ['c-seed7', 7, 'c'],
+      ['c-seed1', 1, 'c'],
+      ['c-seed2', 2, 'c'],
+    ],
+  );
+  // Everything else is the configuration's own.
+  const rest = ({ name: _n, seed: _s, repeatOf: _r, ...others }: Configuration) => others;
+  assert.deepEqual(rest(sweep.configurations[0]!), rest(sweep.configurations[2]!));
+  assert.ok(!('seeds' in sweep.configurations[0]!));
+  // A workflow's stored input parses to itself (sweep status and resume read it back).
+  assert.deepEqual(parseSweep(JSON.parse(JSON.stringify(sweep))), sweep);
+  assert.equal(parseSweep(minimalSweepDocument()).configurations[0]!.seed, 0);
+
+  const broken = (document: unknown, pattern: RegExp) =>
+    assert.throws(
+      () => parseSweep(document, 'seeds.json'),
+      (error: unknown) => error instanceof ConfigError && pattern.test(error.message),
+    );
+  broken(
+    minimalSweepDocument({ seed: 1, seeds: [1, 2] }),
+    /configurations\[0\]\.seeds: give either seed or seeds/,
+  );
+  broken(minimalSweepDocument({ seeds: [1, 1] }), /configurations\[0\]\.seeds: seeds repeat/);
+  broken(minimalSweepDocument({ seeds: [1] }), /configurations\[0\]\.seeds: /);
+  broken(minimalSweepDocument({ seeds: [1.5, 2] }), /configurations\[0\]\.seeds\[0\]/);
+  const clash = minimalSweepDocument({ seeds: [1, 2] });
+  clash.configurations.push({ ...clash.configurations[0]!, name: 'c-seed2', seeds: undefined } as never);
+  broken(clash, /configurations\[1\]\.name: duplicate configuration name 'c-seed2'/);
 });

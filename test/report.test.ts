@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import { cropGeometry, PRESETS } from '../core/data/preprocess';
 import {
   barChartSvg,
+  type ConfigurationSummary,
   countBins,
   escapeLatex,
   explanationPanelPng,
@@ -217,9 +218,11 @@ test("published figures print beside the sweep's, only in the tables and columns
   const [full, partial] = [report.configurations[0]!, report.configurations[1]!];
   const source = 'A & B (2025), Table 8';
   const tables = paperTables(report.configurations, {
-    [full.configuration]: { source, baseline: { top1: 83.2, rv: 7.8 }, infodisent: { top1: 83, rv: 4.9 } },
-    [partial.configuration]: { source: 'another paper', infodisent: { top5: 99.5 } },
-    'not-in-this-sweep': { source: 'unused', baseline: { channels95: 3 } },
+    [full.configuration]: {
+      reported: { source, baseline: { top1: 83.2, rv: 7.8 }, infodisent: { top1: 83, rv: 4.9 } },
+    },
+    [partial.configuration]: { reported: { source: 'another paper', infodisent: { top5: 99.5 } } },
+    'not-in-this-sweep': { reported: { source: 'unused', baseline: { channels95: 3 } } },
   });
   const paperColumns = (table: Table) => table.columns.filter((c) => c.key.startsWith('reported_'));
   assert.deepEqual(
@@ -257,6 +260,78 @@ test("published figures print beside the sweep's, only in the tables and columns
     tableCsv(tables.accuracy).split('\r\n')[0]!,
     /,reported_baseline_top1,reported_infodisent_top1,/,
   );
+});
+
+/** NumPy's mean and sample standard deviation (ddof = 1) of each list: the independent reference. */
+function numpyMeanSd(lists: number[][]): number[][] {
+  const script =
+    'import json, sys, numpy as np; print(json.dumps([[float(np.mean(v)), float(np.std(v, ddof=1))] for v in json.load(sys.stdin)]))';
+  return JSON.parse(
+    execFileSync(referencePython(), ['-c', script], { input: JSON.stringify(lists), encoding: 'utf8' }),
+  ) as number[][];
+}
+
+test("the runs of a configuration's seeds print as one row: mean ± sample standard deviation (NumPy)", () => {
+  const [full, partial] = [report.configurations[0]!, report.configurations[1]!];
+  const infodisent = full.heads.infodisent!;
+  const top1 = [0.81, 0.84, 0.9];
+  const rv = [0.031, 0.027, 0.045];
+  const runs: ConfigurationSummary[] = top1.map((value, i) => ({
+    ...full,
+    configuration: `${full.configuration}-seed${i}`,
+    heads: {
+      ...full.heads,
+      infodisent: { ...infodisent, top1: value, rv: { ...infodisent.rv!, mean: rv[i]! } },
+    },
+  }));
+  const reported = { source: 'a paper', infodisent: { top1: 83 } };
+  const annotations = Object.fromEntries(
+    runs.map((run) => [run.configuration, { repeatOf: full.configuration, reported }]),
+  );
+  const tables = paperTables([...runs, partial], annotations);
+  const row = (name: string) => tables.accuracy.rows.find((r) => r['configuration'] === name)!;
+  assert.equal(tables.accuracy.rows.length, 2);
+  const [top1Mean, top1Sd, rvMean, rvSd] = numpyMeanSd([
+    top1.map((v) => 100 * v),
+    rv.map((v) => 100 * v),
+  ]).flat();
+  const merged = row(full.configuration);
+  assert.equal(merged['seeds'], 3);
+  assert.ok(Math.abs((merged['infodisent_top1'] as number) - top1Mean!) < 1e-12);
+  assert.ok(Math.abs((merged['infodisent_top1_sd'] as number) - top1Sd!) < 1e-12);
+  // The same value in every run: its mean, with no spread.
+  assert.equal(merged['baseline_top1'], 100 * full.heads.baseline!.top1);
+  assert.equal(merged['baseline_top1_sd'], 0);
+  assert.equal(merged['reported_infodisent_top1'], 83);
+  // A configuration run once keeps its row, one seed and no deviation.
+  assert.equal(row(partial.configuration)['seeds'], 1);
+  assert.equal(row(partial.configuration)['infodisent_top1_sd'], null);
+  const rvRow = tables.rv.rows.find((r) => r['configuration'] === full.configuration)!;
+  assert.ok(Math.abs((rvRow['infodisent_rv'] as number) - rvMean!) < 1e-12);
+  assert.ok(Math.abs((rvRow['infodisent_rv_sd'] as number) - rvSd!) < 1e-12);
+  // Per-head tables merge per head.
+  assert.deepEqual(
+    tables.faithfulness.rows.map((r) => [r['configuration'], r['head'], r['seeds']]),
+    [
+      [full.configuration, 'InfoDisent', 3],
+      [full.configuration, 'baseline', 3],
+    ],
+  );
+
+  // Printed "mean ± sd" where people read; separate columns where programs read.
+  const printed = `${top1Mean!.toFixed(1)} ± ${top1Sd!.toFixed(1)}`;
+  assert.match(tableMarkdown(tables.accuracy), /^\| Dataset \| Backbone \| Seeds \| Baseline top-1 \|/m);
+  assert.ok(tableMarkdown(tables.accuracy).includes(`| ${printed} |`));
+  assert.ok(tableLatex(tables.accuracy).includes(`${top1Mean!.toFixed(1)} $\\pm$ ${top1Sd!.toFixed(1)}`));
+  assert.match(
+    tables.accuracy.caption,
+    /several seeds: the mean over the seeds ± its sample standard deviation\.$/,
+  );
+  const [header, ...csvRows] = parseCsv(tableCsv(tables.accuracy));
+  assert.ok(header!.includes('infodisent_top1_sd') && header!.includes('seeds'));
+  assert.equal(csvRows.length, 2);
+  // Without annotations every run is a row of its own.
+  assert.equal(paperTables(runs).accuracy.rows.length, 3);
 });
 
 test('figures: prototype grids, explanation panels and heatmap overlays are PNGs of the right size with content', async () => {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { runEmbedded } from '../client/commands/run';
-import { loadSweepFile, type Sweep } from '../core/config/experiment';
+import { parseSweep, type Sweep } from '../core/config/experiment';
 import type { Evaluation } from '../core/method/evaluate';
 import type { SweepResults } from '../core/pipeline/results';
 import { repoRoot } from '../infra/paths';
@@ -17,46 +17,69 @@ let sweep: Sweep;
 
 before(async () => {
   home = await mkdtemp(path.join(os.tmpdir(), 'infodisent-smoke-'));
-  sweep = await loadSweepFile(path.join(repoRoot(), 'experiments', 'tiny.json'));
+  // The tiny sweep with two seeds: two configurations that read the same features.
+  const file = path.join(repoRoot(), 'experiments', 'tiny.json');
+  const document = JSON.parse(readFileSync(file, 'utf8')) as { configurations: Record<string, unknown>[] };
+  const { seed, ...configuration } = document.configurations[0]!;
+  sweep = parseSweep({ ...document, configurations: [{ ...configuration, seeds: [seed, 4] }] }, file);
 });
+
+const RUNS = ['parts-mobilenetv2-tiny-seed3', 'parts-mobilenetv2-tiny-seed4'];
 
 after(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
-test('a tiny sweep runs through Temporal and both heads beat chance', { timeout: 600_000 }, async () => {
+test('a tiny sweep with two seeds runs through Temporal and all heads beat chance', {
+  timeout: 600_000,
+}, async () => {
   const { results, resultFiles } = await runEmbedded(sweep, { home, persistent: false, log: () => {} });
   assert.deepEqual(results.failed, []);
-  assert.equal(results.completed.length, 1);
-  const outcome = results.completed[0]!;
-  assert.equal(outcome.dataset.classes, 4);
-  assert.equal(outcome.features.reused, false);
   assert.deepEqual(
-    outcome.heads.map((h) => h.kind),
-    ['baseline', 'infodisent'],
+    results.completed.map((o) => [o.configuration, o.seed, o.repeatOf]),
+    RUNS.map((name, i) => [name, [3, 4][i], 'parts-mobilenetv2-tiny']),
   );
-  for (const head of outcome.heads) {
-    assert.equal(head.backend, 'wasm');
-    assert.equal(head.evaluation.count, 16);
-    assert.ok(head.training.steps > 0, `${head.kind} trained no steps`);
-    // chance is 25%: a head that learned anything from 32 images scores well above it
-    assert.ok(head.evaluation.top1 > 0.4, `${head.kind} top-1 ${head.evaluation.top1} is near chance`);
-    // Per-class accuracies and confusion counts stay in the store, out of the workflow's payloads.
-    const details = JSON.parse(
-      readFileSync(path.join(home, 'store', ...head.evaluation.detailsKey.split('/')), 'utf8'),
-    ) as Evaluation;
-    assert.equal(details.top1, head.evaluation.top1);
-    assert.equal(details.perClass.length, 4);
-    assert.equal(
-      details.confusion.flat().reduce((sum, n) => sum + n, 0),
-      16,
+  // Both seeds read the same features: run one after the other, the first extracts them, the second finds them.
+  assert.deepEqual(
+    results.completed.map((o) => o.features.reused),
+    [false, true],
+  );
+  assert.equal(results.completed[0]!.features.train, results.completed[1]!.features.train);
+  // Each seed trains heads of its own.
+  const [first, second] = results.completed.map((o) => o.heads.map((h) => h.training.history[0]!.meanLoss));
+  first!.forEach((loss, i) => assert.notEqual(loss, second![i]));
+  for (const outcome of results.completed) {
+    assert.equal(outcome.dataset.classes, 4);
+    assert.deepEqual(
+      outcome.heads.map((h) => h.kind),
+      ['baseline', 'infodisent'],
     );
+    for (const head of outcome.heads) {
+      assert.equal(head.backend, 'wasm');
+      assert.equal(head.evaluation.count, 16);
+      assert.ok(head.training.steps > 0, `${head.kind} trained no steps`);
+      // chance is 25%: a head that learned anything from 32 images scores well above it
+      assert.ok(head.evaluation.top1 > 0.4, `${head.kind} top-1 ${head.evaluation.top1} is near chance`);
+      // Per-class accuracies and confusion counts stay in the store, out of the workflow's payloads.
+      const details = JSON.parse(
+        readFileSync(path.join(home, 'store', ...head.evaluation.detailsKey.split('/')), 'utf8'),
+      ) as Evaluation;
+      assert.equal(details.top1, head.evaluation.top1);
+      assert.equal(details.perClass.length, 4);
+      assert.equal(
+        details.confusion.flat().reduce((sum, n) => sum + n, 0),
+        16,
+      );
+    }
   }
   for (const file of resultFiles) assert.ok(existsSync(file), `${file} was not written`);
   const written = JSON.parse(
     readFileSync(resultFiles.find((f) => f.endsWith('.json'))!, 'utf8'),
   ) as SweepResults;
-  assert.equal(written.completed[0]!.heads[1]!.evaluation.top1, outcome.heads[1]!.evaluation.top1);
+  assert.equal(
+    written.completed[0]!.heads[1]!.evaluation.top1,
+    results.completed[0]!.heads[1]!.evaluation.top1,
+  );
   const markdown = readFileSync(resultFiles.find((f) => f.endsWith('.md'))!, 'utf8');
   assert.match(markdown, /\| infodisent \| wasm \|/);
   // The explain stage's faithfulness metrics, stability included (all 16 test images noised), in both files.
@@ -71,10 +94,17 @@ test('a tiny sweep runs through Temporal and both heads beat chance', { timeout:
     assert.match(
       markdown,
       new RegExp(
-        `\\| parts-mobilenetv2-tiny \\| ${head.kind} \\| ${f.purity.toFixed(3)} \\| .* \\| ${(100 * f.stability).toFixed(1)} \\| 16 \\|`,
+        `\\| ${RUNS[0]} \\| ${head.kind} \\| ${f.purity.toFixed(3)} \\| .* \\| ${(100 * f.stability).toFixed(1)} \\| 16 \\|`,
       ),
     );
   }
+  // The paper's tables print the two seeds as one row.
+  const accuracy = readFileSync(
+    path.join(home, 'store', 'reports', sweep.name, 'tables', 'accuracy.md'),
+    'utf8',
+  );
+  assert.match(accuracy, /^\| Dataset \| Backbone \| Seeds \|/m);
+  assert.match(accuracy, /^\| parts\S* \| nsfwjs-mobilenet-v2 \| 2 \| \d+\.\d ± \d+\.\d \|/m);
 });
 
 test('a second run, now with published figures, reuses the cached features and heads and prints them', {
@@ -82,17 +112,18 @@ test('a second run, now with published figures, reuses the cached features and h
 }, async () => {
   // Published figures annotate the tables only: nothing is computed again for them.
   const reported = { source: 'a published run', infodisent: { top1: 87.5 } };
-  const annotated = { ...sweep, configurations: [{ ...sweep.configurations[0]!, reported }] };
+  const annotated = { ...sweep, configurations: sweep.configurations.map((c) => ({ ...c, reported })) };
   const { results } = await runEmbedded(annotated, { home, persistent: false, log: () => {} });
-  const outcome = results.completed[0]!;
-  assert.equal(outcome.features.reused, true);
-  assert.ok(outcome.heads.every((head) => head.reusedHead));
-  assert.deepEqual(outcome.reported, reported);
+  for (const outcome of results.completed) {
+    assert.equal(outcome.features.reused, true);
+    assert.ok(outcome.heads.every((head) => head.reusedHead));
+    assert.deepEqual(outcome.reported, reported);
+  }
   const table = readFileSync(
     path.join(home, 'store', 'reports', sweep.name, 'tables', 'accuracy.md'),
     'utf8',
   );
   assert.match(table, /\| Paper InfoDisent top-1 \|\n/);
   assert.match(table, /\| 87\.5 \|\n/);
-  assert.match(table, /Paper: as reported by a published run\.$/m);
+  assert.match(table, /Paper: as reported by a published run\./);
 });

@@ -141,6 +141,8 @@ export async function configurationWorkflow({
     backbone: configuration.backbone.name,
     features: { train: train.key, test: test.key, reused: train.reused && test.reused },
     heads,
+    seed: configuration.seed,
     ...(configuration.reported ? { reported: configuration.reported } : {}),
+    ...(configuration.repeatOf ? { repeatOf: configuration.repeatOf } : {}),
   };
 }

@@ -2,14 +2,15 @@ import type { Duration } from '@temporalio/common';
 import {
   ActivityFailure,
   executeChild,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { Sweep } from '../core/config/experiment';
+import type { Configuration, Sweep } from '../core/config/experiment';
 import type { ConfigurationFailure, ConfigurationOutcome, SweepResults } from '../core/pipeline/results';
-import { reportedFigures } from '../core/report/summary';
+import { sweepAnnotations } from '../core/report/summary';
 import { configurationWorkflow } from './configuration';
 import { type SweepProgress, sweepProgressQuery, type TaskQueues } from './progress';
 
@@ -30,6 +31,9 @@ export interface SweepOutput {
   tableKeys: string[];
 }
 
+/** Marks histories in which configurations sharing features run in one lane (see sweepWorkflow). */
+const SHARED_FEATURES_PATCH = 'lanes-by-shared-features';
+
 export function configurationWorkflowId(sweepWorkflowId: string, configuration: string): string {
   return `${sweepWorkflowId}/${configuration}`;
 }
@@ -46,7 +50,24 @@ function failureReason(error: unknown): string {
   return activity?.activityType ? `${activity.activityType}: ${root}` : root;
 }
 
-/** One child workflow per configuration; a failed configuration is reported, and the others go on. */
+/**
+ * Indexes of the configurations grouped by the features they read (same dataset, backbone and feature
+ * dtype), groups in order of first appearance: e.g. the runs of one configuration's `seeds`.
+ */
+function sharedFeatureGroups(configurations: readonly Configuration[]): number[][] {
+  const groups = new Map<string, number[]>();
+  configurations.forEach(({ dataset, backbone, features }, index) => {
+    const key = JSON.stringify([dataset, backbone, features.dtype]);
+    groups.set(key, [...(groups.get(key) ?? []), index]);
+  });
+  return [...groups.values()];
+}
+
+/**
+ * One child workflow per configuration; a failed configuration is reported, and the others go on.
+ * Configurations that read the same features run one after another in one lane, so that the first
+ * extracts them and the others find them cached.
+ */
 export async function sweepWorkflow({
   sweep,
   queues,
@@ -66,27 +87,33 @@ export async function sweepWorkflow({
 
   const completed: ConfigurationOutcome[] = [];
   const failed: ConfigurationFailure[] = [];
+  const run = async (index: number) => {
+    const configuration = sweep.configurations[index]!;
+    const entry = progress.configurations[index]!;
+    entry.status = 'running';
+    try {
+      completed.push(
+        await executeChild(configurationWorkflow, {
+          workflowId: entry.workflowId,
+          args: [{ configuration, queues, ...(heartbeatTimeout ? { heartbeatTimeout } : {}) }],
+          taskQueue: queues.cpu,
+        }),
+      );
+      entry.status = 'done';
+    } catch (error) {
+      entry.status = 'failed';
+      entry.error = failureReason(error);
+      failed.push({ configuration: configuration.name, error: entry.error });
+    }
+  };
+  // Histories from before the grouping replay as they ran: one configuration a group.
+  const groups = patched(SHARED_FEATURES_PATCH)
+    ? sharedFeatureGroups(sweep.configurations)
+    : sweep.configurations.map((_, index) => [index]);
   let next = 0;
   const lane = async () => {
-    while (next < sweep.configurations.length) {
-      const index = next++;
-      const configuration = sweep.configurations[index]!;
-      const entry = progress.configurations[index]!;
-      entry.status = 'running';
-      try {
-        completed.push(
-          await executeChild(configurationWorkflow, {
-            workflowId: entry.workflowId,
-            args: [{ configuration, queues, ...(heartbeatTimeout ? { heartbeatTimeout } : {}) }],
-            taskQueue: queues.cpu,
-          }),
-        );
-        entry.status = 'done';
-      } catch (error) {
-        entry.status = 'failed';
-        entry.error = failureReason(error);
-        failed.push({ configuration: configuration.name, error: entry.error });
-      }
+    while (next < groups.length) {
+      for (const index of groups[next++]!) await run(index);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, parallelism) }, lane));
@@ -110,7 +137,7 @@ export async function sweepWorkflow({
     generatedAt: results.finishedAt,
     ...(sweep.description ? { description: sweep.description } : {}),
     failed,
-    reported: reportedFigures(completed),
+    annotations: sweepAnnotations(completed),
     summaryKeys: completed.map((outcome) => outcome.summaryKey),
   });
   return { results, resultKeys, reportKey, tableKeys };

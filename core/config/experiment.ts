@@ -131,10 +131,26 @@ export const ReportedSchema = z
   })
   .strict();
 
+const ConfigurationName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]*$/, 'use lowercase letters, digits, ".", "_" and "-"');
+
 export const ConfigurationSchema = z
   .object({
-    name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'use lowercase letters, digits, ".", "_" and "-"'),
-    seed: z.number().int().default(0),
+    name: ConfigurationName,
+    /** Default 0. */
+    seed: z.number().int().optional(),
+    /**
+     * Runs the configuration once per seed, as configurations `<name>-seed<seed>` that the paper's tables
+     * print as one row, mean ± standard deviation (instead of `seed`).
+     */
+    seeds: z
+      .array(z.number().int())
+      .min(2)
+      .refine((seeds) => new Set(seeds).size === seeds.length, 'seeds repeat')
+      .optional(),
+    /** Set by the `seeds` expansion: the configuration this run repeats. */
+    repeatOf: ConfigurationName.optional(),
     backend: z.enum(['auto', ...BACKENDS]).default('auto'),
     dataset: DatasetSchema,
     backbone: BackboneSchema,
@@ -145,9 +161,25 @@ export const ConfigurationSchema = z
   })
   .strict();
 
+type ParsedConfiguration = z.output<typeof ConfigurationSchema>;
+/** A configuration as the pipeline runs it: one seed (`seeds` expanded into one configuration each). */
+export type Configuration = Omit<ParsedConfiguration, 'seed' | 'seeds'> & { seed: number };
+
+/** One configuration per seed of `seeds`; a configuration without them as it is. */
+function expandSeeds({ seeds, seed = 0, ...configuration }: ParsedConfiguration): Configuration[] {
+  return seeds
+    ? seeds.map((seed) => ({
+        ...configuration,
+        name: `${configuration.name}-seed${seed}`,
+        seed,
+        repeatOf: configuration.name,
+      }))
+    : [{ ...configuration, seed }];
+}
+
 export const SweepSchema = z
   .object({
-    name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'use lowercase letters, digits, ".", "_" and "-"'),
+    name: ConfigurationName,
     description: z.string().optional(),
     configurations: z.array(ConfigurationSchema).min(1),
   })
@@ -155,19 +187,38 @@ export const SweepSchema = z
   .superRefine((sweep, ctx) => {
     const seen = new Set<string>();
     sweep.configurations.forEach((configuration, index) => {
-      if (seen.has(configuration.name)) {
+      if (configuration.seeds && configuration.seed !== undefined) {
         ctx.addIssue({
           code: 'custom',
-          path: ['configurations', index, 'name'],
-          message: `duplicate configuration name '${configuration.name}'`,
+          path: ['configurations', index, 'seeds'],
+          message: 'give either seed or seeds, not both',
         });
       }
-      seen.add(configuration.name);
+      if (configuration.seeds && configuration.repeatOf) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['configurations', index, 'seeds'],
+          message: `'${configuration.name}' already repeats '${configuration.repeatOf}': give seeds only once`,
+        });
+      }
+      for (const { name } of expandSeeds(configuration)) {
+        if (seen.has(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['configurations', index, 'name'],
+            message: `duplicate configuration name '${name}'`,
+          });
+        }
+        seen.add(name);
+      }
     });
-  });
+  })
+  .transform(({ configurations, ...sweep }) => ({
+    ...sweep,
+    configurations: configurations.flatMap(expandSeeds),
+  }));
 
 export type Sweep = z.output<typeof SweepSchema>;
-export type Configuration = z.output<typeof ConfigurationSchema>;
 export type BaselineHeadConfig = z.output<typeof BaselineHeadSchema>;
 export type InfoDisentHeadConfig = z.output<typeof InfoDisentHeadSchema>;
 export type Reported = z.output<typeof ReportedSchema>;

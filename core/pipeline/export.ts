@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { reportedFigures } from '../report/summary';
+import { sweepAnnotations } from '../report/summary';
 import { paperTables, type TableFormat, writePaperTables } from '../report/tables';
 import { type ArtifactStore, getRequired } from '../store/artifact-store';
 import { InputError } from '../util/errors';
@@ -79,7 +79,7 @@ export async function exportSweep(
   return {
     tables: await writePaperTables(
       path.join(out, 'tables'),
-      paperTables(configurations, reportedFigures(results.completed)),
+      paperTables(configurations, sweepAnnotations(results.completed)),
       options.formats,
     ),
     figures: options.figures

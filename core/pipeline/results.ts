@@ -34,6 +34,10 @@ export interface ConfigurationOutcome {
   heads: HeadOutcome[];
   /** The configuration's published figures, printed beside these in the paper's tables. */
   reported?: Reported;
+  /** Absent in results from before seeds were recorded. */
+  seed?: number;
+  /** The configuration this one repeats with another seed (a configuration's `seeds`). */
+  repeatOf?: string;
 }
 
 export interface ConfigurationFailure {

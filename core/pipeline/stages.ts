@@ -552,7 +552,7 @@ export async function reportStage(
     await writeHtmlReport(folder, { ...rest, configurations });
     const tables = await writePaperTables(
       path.join(folder, 'tables'),
-      paperTables(configurations, report.reported),
+      paperTables(configurations, report.annotations),
     );
     const prefix = reportPrefix(report.sweep);
     const files = await readdir(folder, { recursive: true, withFileTypes: true });

@@ -121,7 +121,7 @@ export async function writeHtmlReport(
   };
   const slug = slugger();
   const slugs = report.configurations.map((c) => slug(c.configuration));
-  const tables = paperTables(report.configurations, report.reported);
+  const tables = paperTables(report.configurations, report.annotations);
   const tableFiles = await writePaperTables(path.join(root, 'tables'), tables);
   files.push(...tableFiles);
   await write('assets/style.css', STYLE);

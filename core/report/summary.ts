@@ -45,9 +45,19 @@ export interface SweepReport {
   description?: string;
   configurations: ConfigurationSummary[];
   failed: { configuration: string; error: string }[];
-  /** Published figures by configuration name, printed beside this sweep's in the paper's tables. */
-  reported?: Record<string, Reported>;
+  /** What the sweep file says of each configuration beyond its results, by configuration name. */
+  annotations?: SweepAnnotations;
 }
+
+/** What the sweep file says of a configuration that the tables print but no stage computes. */
+export interface ConfigurationAnnotations {
+  /** Published figures, printed beside the configuration's own. */
+  reported?: Reported;
+  /** The configuration this one repeats with another seed (`seeds`): the tables print them as one row. */
+  repeatOf?: string;
+}
+
+export type SweepAnnotations = Readonly<Record<string, ConfigurationAnnotations>>;
 
 /** A HeadSummary from the pipeline's own results (typed arrays become plain lists). */
 export function headSummary(input: {
@@ -87,7 +97,13 @@ export function headSummary(input: {
   };
 }
 
-/** Each configuration's published figures, by configuration name (those that give some). */
-export function reportedFigures(completed: readonly ConfigurationOutcome[]): Record<string, Reported> {
-  return Object.fromEntries(completed.flatMap((o) => (o.reported ? [[o.configuration, o.reported]] : [])));
+/** The annotations of the configurations that have some, by configuration name. */
+export function sweepAnnotations(completed: readonly ConfigurationOutcome[]): SweepAnnotations {
+  return Object.fromEntries(
+    completed.flatMap(({ configuration, reported, repeatOf }) =>
+      reported || repeatOf
+        ? [[configuration, { ...(reported ? { reported } : {}), ...(repeatOf ? { repeatOf } : {}) }]]
+        : [],
+    ),
+  );
 }

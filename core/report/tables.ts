@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Reported } from '../config/experiment';
 import { faithfulnessFigures } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
-import type { ConfigurationSummary, HeadSummary } from './summary';
+import type { ConfigurationSummary, HeadSummary, SweepAnnotations } from './summary';
 import { escapeXml } from './svg';
 
 export type Cell = string | number | null;
@@ -16,6 +16,11 @@ export interface TableColumn {
   digits?: number;
   /** Only in the machine-readable exports (CSV, JSON), not in Markdown, LaTeX or HTML. */
   hidden?: boolean;
+  /**
+   * Over a configuration's seeds, also the sample standard deviation: in the hidden column `<key>_sd`,
+   * printed as "mean ± sd" in Markdown, LaTeX and HTML.
+   */
+  spread?: boolean;
 }
 
 export interface Table {
@@ -66,16 +71,30 @@ const KEYS = [
 
 type ReportedMetric = keyof NonNullable<Reported['baseline']>;
 
+/** The published figures each table prints, when configurations give them. */
+const REPORTED_METRICS: Record<
+  keyof PaperTables,
+  { metric: ReportedMetric; label: string; digits: number }[]
+> = {
+  accuracy: [
+    { metric: 'top1', label: 'top-1', digits: 1 },
+    { metric: 'top5', label: 'top-5', digits: 1 },
+  ],
+  rv: [{ metric: 'rv', label: '', digits: 1 }],
+  ablation: [{ metric: 'channels95', label: 'mean', digits: 1 }],
+  faithfulness: [],
+};
+
 /**
  * Appends a "Paper" column for each (head, metric) that some configuration's published figures give, and
  * names their sources in the caption; a table no configuration reports on is returned as it is.
  */
 function withReported(
   table: Table,
-  metrics: { metric: ReportedMetric; label: string; digits: number }[],
-  reported: Readonly<Record<string, Reported>>,
+  metrics: (typeof REPORTED_METRICS)[keyof PaperTables],
+  annotations: SweepAnnotations,
 ): Table {
-  const figures = (row: Record<string, Cell>) => reported[String(row.configuration)];
+  const figures = (row: Record<string, Cell>) => annotations[String(row.configuration)]?.reported;
   const columns = metrics.flatMap(({ metric, label, digits }) =>
     (['baseline', 'infodisent'] as const)
       .filter((kind) => table.rows.some((row) => figures(row)?.[kind]?.[metric] !== undefined))
@@ -109,14 +128,87 @@ function withReported(
   };
 }
 
+const mean = (values: number[]) => values.reduce((sum, v) => sum + v, 0) / values.length;
+const sampleDeviation = (values: number[]) => {
+  const m = mean(values);
+  return Math.sqrt(values.reduce((sum, v) => sum + (v - m) ** 2, 0) / (values.length - 1));
+};
+
 /**
- * The paper's tables, built from per-configuration results; `reported` (by configuration name) adds the
- * published figures beside this sweep's.
+ * Merges the rows of a configuration's runs with several seeds (its `seeds`) into one row under the
+ * configuration's name: numbers averaged over the runs that have them, with a Seeds column and, for the
+ * `spread` columns, the sample standard deviation. A table without repeats is returned as it is.
+ */
+function mergeRepeats(table: Table, annotations: SweepAnnotations): Table {
+  const base = (row: Record<string, Cell>) =>
+    annotations[String(row.configuration)]?.repeatOf ?? String(row.configuration);
+  // Rows are merged only where every other text cell agrees too (e.g. the head in per-head tables).
+  const texts = table.columns.filter((c) => c.kind === 'text' && c.key !== 'configuration');
+  const groups = new Map<string, Record<string, Cell>[]>();
+  for (const row of table.rows) {
+    const key = JSON.stringify([base(row), ...texts.map((c) => row[c.key] ?? null)]);
+    groups.set(key, [...(groups.get(key) ?? []), row]);
+  }
+  if ([...groups.values()].every((rows) => rows.length === 1)) return table;
+  const numbers = table.columns.filter((c) => c.kind === 'number');
+  const spread = numbers.filter((c) => c.spread);
+  const after = table.columns.findIndex((c) => c.key === 'backbone') + 1;
+  return {
+    ...table,
+    caption: `${table.caption} Configurations run with several seeds: the mean over the seeds ± its sample standard deviation.`,
+    columns: [
+      ...table.columns.slice(0, after),
+      { key: 'seeds', label: 'Seeds', kind: 'number', digits: 0 },
+      ...table.columns.slice(after),
+      ...spread.map((c) => ({
+        key: `${c.key}_sd`,
+        label: `${c.label} s.d.`,
+        kind: 'number' as const,
+        hidden: true,
+        ...(c.digits === undefined ? {} : { digits: c.digits }),
+      })),
+    ],
+    rows: [...groups.values()].map((rows) => {
+      const values = (key: string) => rows.flatMap((row) => (typeof row[key] === 'number' ? [row[key]] : []));
+      return {
+        ...rows[0]!,
+        configuration: base(rows[0]!),
+        seeds: rows.length,
+        ...Object.fromEntries(
+          numbers.map((c) => [c.key, values(c.key).length > 0 ? mean(values(c.key)) : null]),
+        ),
+        ...Object.fromEntries(
+          spread.map((c) => [
+            `${c.key}_sd`,
+            values(c.key).length > 1 ? sampleDeviation(values(c.key)) : null,
+          ]),
+        ),
+      };
+    }),
+  };
+}
+
+/**
+ * The paper's tables, built from per-configuration results. `annotations` (by configuration name) add the
+ * published figures beside this sweep's and merge the runs of a configuration's seeds into one row.
  */
 export function paperTables(
   configurations: readonly ConfigurationSummary[],
-  reported: Readonly<Record<string, Reported>> = {},
+  annotations: SweepAnnotations = {},
 ): PaperTables {
+  const tables = perConfigurationTables(configurations);
+  const annotate = (id: keyof PaperTables) =>
+    mergeRepeats(withReported(tables[id], REPORTED_METRICS[id], annotations), annotations);
+  return {
+    accuracy: annotate('accuracy'),
+    rv: annotate('rv'),
+    ablation: annotate('ablation'),
+    faithfulness: annotate('faithfulness'),
+  };
+}
+
+/** One row per configuration (per configuration and head in the faithfulness table). */
+function perConfigurationTables(configurations: readonly ConfigurationSummary[]): PaperTables {
   const sorted = byDataset(configurations);
   const key = (c: ConfigurationSummary) => ({
     configuration: c.configuration,
@@ -127,86 +219,71 @@ export function paperTables(
   const halfWidth = (h: HeadSummary | undefined) =>
     h?.rv ? finite((100 * (h.rv.ci95[1] - h.rv.ci95[0])) / 2) : null;
   return {
-    accuracy: withReported(
-      {
-        id: 'accuracy',
-        title: 'Top-1 and top-5 test accuracy (%)',
-        caption:
-          'Test accuracy of the baseline head (average pooling, linear layer) and of InfoDisent, both on the frozen backbone.',
-        groupBy: 'dataset',
-        columns: [
-          ...KEYS,
-          { key: 'baseline_top1', label: 'Baseline top-1', kind: 'number', digits: 1 },
-          { key: 'infodisent_top1', label: 'InfoDisent top-1', kind: 'number', digits: 1 },
-          { key: 'baseline_top5', label: 'Baseline top-5', kind: 'number', digits: 1 },
-          { key: 'infodisent_top5', label: 'InfoDisent top-5', kind: 'number', digits: 1 },
-        ],
-        rows: sorted.map((c) => ({
-          ...key(c),
-          baseline_top1: percent(head(c, 'baseline')?.top1),
-          infodisent_top1: percent(head(c, 'infodisent')?.top1),
-          baseline_top5: percent(head(c, 'baseline')?.top5),
-          infodisent_top5: percent(head(c, 'infodisent')?.top5),
-        })),
-      },
-      [
-        { metric: 'top1', label: 'top-1', digits: 1 },
-        { metric: 'top5', label: 'top-5', digits: 1 },
+    accuracy: {
+      id: 'accuracy',
+      title: 'Top-1 and top-5 test accuracy (%)',
+      caption:
+        'Test accuracy of the baseline head (average pooling, linear layer) and of InfoDisent, both on the frozen backbone.',
+      groupBy: 'dataset',
+      columns: [
+        ...KEYS,
+        { key: 'baseline_top1', label: 'Baseline top-1', kind: 'number', digits: 1, spread: true },
+        { key: 'infodisent_top1', label: 'InfoDisent top-1', kind: 'number', digits: 1, spread: true },
+        { key: 'baseline_top5', label: 'Baseline top-5', kind: 'number', digits: 1, spread: true },
+        { key: 'infodisent_top5', label: 'InfoDisent top-5', kind: 'number', digits: 1, spread: true },
       ],
-      reported,
-    ),
-    rv: withReported(
-      {
-        id: 'rv',
-        title: 'Mean RV coefficient between channels (x100)',
-        caption:
-          "Mean RV coefficient over channel pairs (x100, the scale of the paper's Table 8) of the rotated channels Z (InfoDisent) and the raw channels F (baseline), with the half-width of the 95% interval.",
-        groupBy: 'dataset',
-        columns: [
-          ...KEYS,
-          { key: 'infodisent_rv', label: 'InfoDisent', kind: 'number', digits: 1 },
-          { key: 'infodisent_rv_ci', label: 'InfoDisent ±', kind: 'number', digits: 1 },
-          { key: 'baseline_rv', label: 'Baseline', kind: 'number', digits: 1 },
-          { key: 'baseline_rv_ci', label: 'Baseline ±', kind: 'number', digits: 1 },
-        ],
-        rows: sorted.map((c) => ({
-          ...key(c),
-          infodisent_rv: percent(head(c, 'infodisent')?.rv?.mean),
-          infodisent_rv_ci: halfWidth(head(c, 'infodisent')),
-          baseline_rv: percent(head(c, 'baseline')?.rv?.mean),
-          baseline_rv_ci: halfWidth(head(c, 'baseline')),
-        })),
-      },
-      [{ metric: 'rv', label: '', digits: 1 }],
-      reported,
-    ),
-    ablation: withReported(
-      {
-        id: 'ablation',
-        title: 'Channels needed for 95% of the positive evidence',
-        caption:
-          'Per test image, the smallest number of channels whose largest positive contributions to the true class reach 95% of the total positive contribution: mean and median over images.',
-        groupBy: 'dataset',
-        columns: [
-          ...KEYS,
-          { key: 'channels', label: 'Channels', kind: 'number', digits: 0 },
-          { key: 'infodisent_mean', label: 'InfoDisent mean', kind: 'number', digits: 1 },
-          { key: 'infodisent_median', label: 'InfoDisent median', kind: 'number', digits: 1 },
-          { key: 'baseline_mean', label: 'Baseline mean', kind: 'number', digits: 1 },
-          { key: 'baseline_median', label: 'Baseline median', kind: 'number', digits: 1 },
-        ],
-        rows: sorted.map((c) => ({
-          ...key(c),
-          channels: c.channels,
-          infodisent_mean: finite(head(c, 'infodisent')?.ablation?.mean),
-          infodisent_median: finite(head(c, 'infodisent')?.ablation?.median),
-          baseline_mean: finite(head(c, 'baseline')?.ablation?.mean),
-          baseline_median: finite(head(c, 'baseline')?.ablation?.median),
-        })),
-      },
-      [{ metric: 'channels95', label: 'mean', digits: 1 }],
-      reported,
-    ),
+      rows: sorted.map((c) => ({
+        ...key(c),
+        baseline_top1: percent(head(c, 'baseline')?.top1),
+        infodisent_top1: percent(head(c, 'infodisent')?.top1),
+        baseline_top5: percent(head(c, 'baseline')?.top5),
+        infodisent_top5: percent(head(c, 'infodisent')?.top5),
+      })),
+    },
+    rv: {
+      id: 'rv',
+      title: 'Mean RV coefficient between channels (x100)',
+      caption:
+        "Mean RV coefficient over channel pairs (x100, the scale of the paper's Table 8) of the rotated channels Z (InfoDisent) and the raw channels F (baseline), with the half-width of the 95% interval.",
+      groupBy: 'dataset',
+      columns: [
+        ...KEYS,
+        { key: 'infodisent_rv', label: 'InfoDisent', kind: 'number', digits: 1, spread: true },
+        { key: 'infodisent_rv_ci', label: 'InfoDisent ±', kind: 'number', digits: 1 },
+        { key: 'baseline_rv', label: 'Baseline', kind: 'number', digits: 1, spread: true },
+        { key: 'baseline_rv_ci', label: 'Baseline ±', kind: 'number', digits: 1 },
+      ],
+      rows: sorted.map((c) => ({
+        ...key(c),
+        infodisent_rv: percent(head(c, 'infodisent')?.rv?.mean),
+        infodisent_rv_ci: halfWidth(head(c, 'infodisent')),
+        baseline_rv: percent(head(c, 'baseline')?.rv?.mean),
+        baseline_rv_ci: halfWidth(head(c, 'baseline')),
+      })),
+    },
+    ablation: {
+      id: 'ablation',
+      title: 'Channels needed for 95% of the positive evidence',
+      caption:
+        'Per test image, the smallest number of channels whose largest positive contributions to the true class reach 95% of the total positive contribution: mean and median over images.',
+      groupBy: 'dataset',
+      columns: [
+        ...KEYS,
+        { key: 'channels', label: 'Channels', kind: 'number', digits: 0 },
+        { key: 'infodisent_mean', label: 'InfoDisent mean', kind: 'number', digits: 1, spread: true },
+        { key: 'infodisent_median', label: 'InfoDisent median', kind: 'number', digits: 1, spread: true },
+        { key: 'baseline_mean', label: 'Baseline mean', kind: 'number', digits: 1, spread: true },
+        { key: 'baseline_median', label: 'Baseline median', kind: 'number', digits: 1, spread: true },
+      ],
+      rows: sorted.map((c) => ({
+        ...key(c),
+        channels: c.channels,
+        infodisent_mean: finite(head(c, 'infodisent')?.ablation?.mean),
+        infodisent_median: finite(head(c, 'infodisent')?.ablation?.median),
+        baseline_mean: finite(head(c, 'baseline')?.ablation?.mean),
+        baseline_median: finite(head(c, 'baseline')?.ablation?.median),
+      })),
+    },
     faithfulness: {
       id: 'faithfulness',
       title: 'Explanations against ground-truth parts',
@@ -216,12 +293,12 @@ export function paperTables(
       columns: [
         ...KEYS,
         { key: 'head', label: 'Head', kind: 'text' },
-        { key: 'purity', label: 'Purity', kind: 'number', digits: 3 },
+        { key: 'purity', label: 'Purity', kind: 'number', digits: 3, spread: true },
         { key: 'pure_channels', label: 'Pure channels', kind: 'number', digits: 0 },
-        { key: 'key_purity', label: 'Key-channel purity', kind: 'number', digits: 3 },
-        { key: 'pointing', label: 'Pointing game %', kind: 'number', digits: 1 },
-        { key: 'consistency', label: 'Consistency %', kind: 'number', digits: 1 },
-        { key: 'stability', label: 'Stability %', kind: 'number', digits: 1 },
+        { key: 'key_purity', label: 'Key-channel purity', kind: 'number', digits: 3, spread: true },
+        { key: 'pointing', label: 'Pointing game %', kind: 'number', digits: 1, spread: true },
+        { key: 'consistency', label: 'Consistency %', kind: 'number', digits: 1, spread: true },
+        { key: 'stability', label: 'Stability %', kind: 'number', digits: 1, spread: true },
         { key: 'stability_images', label: 'Noised images', kind: 'number', digits: 0, hidden: true },
       ],
       rows: sorted.flatMap((c) =>
@@ -254,6 +331,27 @@ function formatNumber(value: number, column: TableColumn): string {
   return column.digits === undefined ? String(value) : value.toFixed(column.digits);
 }
 
+/** How Markdown, LaTeX or HTML print a cell: a missing value, text, and a number with its digits. */
+interface CellStyle {
+  missing: string;
+  text: (value: string) => string;
+  /** Default: as text. */
+  number?: (formatted: string) => string;
+}
+
+/** A cell as `style` prints it; a number with a spread over seeds as "mean ± sd". */
+function printed(row: Record<string, Cell>, column: TableColumn, style: CellStyle): string {
+  const value = row[column.key] ?? null;
+  if (value === null) return style.missing;
+  if (typeof value === 'string') return style.text(value);
+  const sd = column.spread ? row[`${column.key}_sd`] : null;
+  const formatted =
+    typeof sd === 'number'
+      ? `${formatNumber(value, column)} ± ${formatNumber(sd, column)}`
+      : formatNumber(value, column);
+  return (style.number ?? style.text)(formatted);
+}
+
 /** Rows with repeated group values blanked (the first row of each group keeps it). */
 function grouped(table: Table): Record<string, Cell>[] {
   const group = table.groupBy;
@@ -269,12 +367,11 @@ export function escapeMarkdown(value: string): string {
 
 export function tableMarkdown(table: Table): string {
   const columns = visible(table);
-  const cell = (value: Cell, column: TableColumn) =>
-    value === null ? '—' : typeof value === 'number' ? formatNumber(value, column) : escapeMarkdown(value);
+  const style: CellStyle = { missing: '—', text: escapeMarkdown };
   const lines = [
     `| ${columns.map((c) => escapeMarkdown(c.label)).join(' | ')} |`,
     `|${columns.map((c) => (c.kind === 'number' ? '---:' : ':---')).join('|')}|`,
-    ...grouped(table).map((row) => `| ${columns.map((c) => cell(row[c.key] ?? null, c)).join(' | ')} |`),
+    ...grouped(table).map((row) => `| ${columns.map((c) => printed(row, c, style)).join(' | ')} |`),
   ];
   return `**${escapeMarkdown(table.title)}**\n\n${lines.join('\n')}\n\n${escapeMarkdown(table.caption)}\n`;
 }
@@ -319,15 +416,14 @@ export function escapeLatex(value: string): string {
 /** A booktabs table (needs \usepackage{booktabs}); a \midrule separates groups. */
 export function tableLatex(table: Table): string {
   const columns = visible(table);
-  const cell = (value: Cell, column: TableColumn) =>
-    value === null
-      ? '--'
-      : typeof value === 'number'
-        ? formatNumber(value, column).replace(/^-/, () => '$-$')
-        : escapeLatex(value);
+  const style: CellStyle = {
+    missing: '--',
+    text: escapeLatex,
+    number: (formatted) => escapeLatex(formatted).replace(/^-/, () => '$-$'),
+  };
   const rows = grouped(table);
   const body = rows.map((row, i) => {
-    const line = `    ${columns.map((c) => cell(row[c.key] ?? null, c)).join(' & ')} \\\\`;
+    const line = `    ${columns.map((c) => printed(row, c, style)).join(' & ')} \\\\`;
     const newGroup = table.groupBy && i > 0 && row[table.groupBy] !== '';
     return newGroup ? `    \\midrule\n${line}` : line;
   });
@@ -351,16 +447,14 @@ export function tableLatex(table: Table): string {
 /** An HTML table (every string escaped), for the report. */
 export function tableHtml(table: Table): string {
   const columns = visible(table);
-  const cell = (value: Cell, column: TableColumn) =>
-    value === null ? '—' : typeof value === 'number' ? formatNumber(value, column) : escapeXml(value);
+  const style: CellStyle = { missing: '—', text: escapeXml };
   const align = (c: TableColumn) => (c.kind === 'number' ? ' class="num"' : '');
   return [
     `<table id="table-${escapeXml(table.id)}"><caption>${escapeXml(table.title)}</caption>`,
     `<thead><tr>${columns.map((c) => `<th${align(c)}>${escapeXml(c.label)}</th>`).join('')}</tr></thead>`,
     '<tbody>',
     ...table.rows.map(
-      (row) =>
-        `<tr>${columns.map((c) => `<td${align(c)}>${cell(row[c.key] ?? null, c)}</td>`).join('')}</tr>`,
+      (row) => `<tr>${columns.map((c) => `<td${align(c)}>${printed(row, c, style)}</td>`).join('')}</tr>`,
     ),
     '</tbody></table>',
     `<p class="caption">${escapeXml(table.caption)}</p>`,
