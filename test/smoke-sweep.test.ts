@@ -47,7 +47,7 @@ test('a tiny sweep with two seeds runs through Temporal and all heads beat chanc
   assert.equal(results.completed[0]!.features.train, results.completed[1]!.features.train);
   // Each seed trains heads of its own.
   const [first, second] = results.completed.map((o) => o.heads.map((h) => h.training.history[0]!.meanLoss));
-  first!.forEach((loss, i) => assert.notEqual(loss, second![i]));
+  for (const [i, loss] of first!.entries()) assert.notEqual(loss, second![i]);
   for (const outcome of results.completed) {
     assert.equal(outcome.dataset.classes, 4);
     assert.deepEqual(
