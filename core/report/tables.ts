@@ -249,9 +249,9 @@ function perConfigurationTables(configurations: readonly ConfigurationSummary[])
       columns: [
         ...KEYS,
         { key: 'infodisent_rv', label: 'InfoDisent', kind: 'number', digits: 1, spread: true },
-        { key: 'infodisent_rv_ci', label: 'InfoDisent ±', kind: 'number', digits: 1 },
+        { key: 'infodisent_rv_ci', label: 'InfoDisent 95% CI ±', kind: 'number', digits: 1 },
         { key: 'baseline_rv', label: 'Baseline', kind: 'number', digits: 1, spread: true },
-        { key: 'baseline_rv_ci', label: 'Baseline ±', kind: 'number', digits: 1 },
+        { key: 'baseline_rv_ci', label: 'Baseline 95% CI ±', kind: 'number', digits: 1 },
       ],
       rows: sorted.map((c) => ({
         ...key(c),
