@@ -5,10 +5,15 @@ torchvision's Resize calls PIL's Image.resize with the filter (Pillow always ant
 long side as int(size * long / short); CenterCrop offsets are int(round((h - crop) / 2.0)); ToTensor and
 Normalize are float32 operations. The default loader opens with Image.open(...).convert('RGB').
 
-stdin:  {"jobs": [{"path", "resize": "shorter-side"|"stretch", "resizeTo", "cropSize",
+With "library": "torchvision" in the request, torchvision's own transforms run instead (where torch and
+torchvision are installed): a check that this port is what it says.
+
+stdin:  {"library": "pillow"|"torchvision" (default "pillow"),
+         "jobs": [{"path", "resize": "shorter-side"|"stretch", "resizeTo", "cropSize",
                    "interpolation": "bilinear"|"bicubic", "mean": [3], "std": [3]}]}
 stdout: {"pillow": version, "results": [{"data": base64 float32 little-endian HWC, "width", "height",
                       "mode": the file's PIL mode, "resized": [w, h], "crop": [left, top]}]}
+         (torchvision: "data", "width", "height" and "mode" only)
 """
 
 import base64
@@ -49,8 +54,28 @@ def transform(path, preset):
     return x, {"mode": mode, "resized": [new_w, new_h], "crop": [left, top]}
 
 
-def run(job):
-    x, applied = transform(job["path"], job)
+def torchvision_transform(path, job):
+    """The same evaluation transform by torchvision itself, on the image its default loader gives."""
+    from torchvision import transforms as T
+    from torchvision.datasets.folder import pil_loader
+
+    interpolation = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
+    size = job["resizeTo"] if job["resize"] == "shorter-side" else (job["resizeTo"], job["resizeTo"])
+    pipeline = T.Compose(
+        [
+            T.Resize(size, interpolation=interpolation[job["interpolation"]]),
+            T.CenterCrop(job["cropSize"]),
+            T.ToTensor(),
+            T.Normalize(job["mean"], job["std"]),
+        ]
+    )
+    with Image.open(path) as opened:
+        mode = opened.mode
+    return pipeline(pil_loader(path)).permute(1, 2, 0).contiguous().numpy(), {"mode": mode}
+
+
+def run(job, library):
+    x, applied = (torchvision_transform if library == "torchvision" else transform)(job["path"], job)
     crop = job["cropSize"]
     return {
         "data": base64.b64encode(x.astype("<f4").tobytes()).decode("ascii"),
@@ -62,7 +87,9 @@ def run(job):
 
 def main():
     request = json.load(sys.stdin)
-    json.dump({"pillow": PIL.__version__, "results": [run(job) for job in request["jobs"]]}, sys.stdout)
+    library = request.get("library", "pillow")
+    results = [run(job, library) for job in request["jobs"]]
+    json.dump({"pillow": PIL.__version__, "results": results}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -15,7 +15,7 @@ import { repoRoot } from '../infra/paths';
 import { conv3x3ReluReference } from './support/conv-reference';
 import { writeNoiseDataset } from './support/extraction';
 import { convStackModel, seededWeights, type TestModelOutput } from './support/onnx-graph';
-import { referencePython } from './support/python';
+import { torchPython } from './support/python';
 
 const SIDE = 224;
 const CHANNELS = 8;
@@ -307,17 +307,12 @@ describe('extractFeatures with an ONNX backbone', () => {
 
 describe('infra/export_backbones.py', () => {
   test('exports ResNet-34 cut at its 7x7x512 map, which loadOnnxBackbone reads', async (t) => {
-    // Only where PyTorch is: INFODISENT_TORCH_PYTHON, else the reference Python (.venv).
-    const python = process.env['INFODISENT_TORCH_PYTHON'] ?? referencePython();
-    const probe = spawnSync(python, ['-c', 'import torch, torchvision, onnx, onnxruntime'], {
-      encoding: 'utf8',
-    });
-    if (probe.status !== 0) {
-      t.skip(
-        `${python} cannot import torch, torchvision, onnx and onnxruntime: the export script is untested here`,
-      );
+    const found = torchPython(['torch', 'torchvision', 'onnx', 'onnxruntime']);
+    if ('skip' in found) {
+      t.skip(`${found.skip}: the export script is untested here`);
       return;
     }
+    const { python } = found;
     const out = path.join(dir, 'exported');
     const script = path.join(repoRoot(), 'infra', 'export_backbones.py');
     execFileSync(python, [script, 'resnet34', '--weights', 'none', '--out', out], { stdio: 'pipe' });

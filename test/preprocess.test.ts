@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, type TestContext, test } from 'node:test';
 import sharp from 'sharp';
 import {
   cropBoxToImage,
@@ -14,13 +14,14 @@ import {
   preprocessImage,
 } from '../core/data/preprocess';
 import { PreprocessPool } from '../core/data/preprocess-pool';
-import { runPythonReference } from './support/python';
+import { runPythonReference, torchPython } from './support/python';
 
 interface ReferenceResult {
   data: string;
   mode: string;
-  resized: [number, number];
-  crop: [number, number];
+  /** Not from torchvision, which does not say. */
+  resized?: [number, number];
+  crop?: [number, number];
 }
 
 let dir: string;
@@ -116,38 +117,44 @@ describe('preprocessImage against torchvision on PIL (reference/preprocess_refer
   ];
   const presets: PresetName[] = ['resnet50', 'convnext_tiny', 'swin_v2_s', 'mobilenet_v2_tfjs'];
 
-  test('outputs equal the reference on every image and preset', async (t) => {
+  const jobsFor = async () => {
     for (const image of images) await image.write(path.join(dir, image.name));
-    const jobs = presets.flatMap((preset) =>
-      images.map((image) => ({ path: path.join(dir, image.name), ...PRESETS[preset] })),
+    return presets.flatMap((preset) =>
+      images.map((image) => ({
+        preset,
+        image,
+        job: { path: path.join(dir, image.name), ...PRESETS[preset] },
+      })),
     );
-    const reference = runPythonReference<{ pillow: string; results: ReferenceResult[] }>(
-      'preprocess_reference.py',
-      {
-        jobs,
-      },
-    );
-    // The port follows Pillow >= 13's pass order; older Pillow resizes horizontally first, which moves a few
-    // pixels by one 8-bit level where the height shrinks most. Decoders (libjpeg-turbo, libwebp, libpng)
-    // are deterministic, so with Pillow >= 13 every value must be identical.
-    const pillowMajor = Number(reference.pillow.split('.')[0]);
+  };
 
-    for (const [j, job] of jobs.entries()) {
-      const preset = presets[Math.floor(j / images.length)]!;
-      const image = images[j % images.length]!;
+  /**
+   * Every output equal to the reference's. The port follows Pillow >= 13's pass order; older Pillow resizes
+   * horizontally first, which moves a few pixels by one 8-bit level where the height shrinks most. Decoders
+   * (libjpeg-turbo, libwebp, libpng) are deterministic, so with Pillow >= 13 every value must be identical.
+   */
+  async function assertEqualToReference(
+    t: TestContext,
+    jobs: Awaited<ReturnType<typeof jobsFor>>,
+    reference: { pillow: string; results: ReferenceResult[] },
+  ) {
+    const pillowMajor = Number(reference.pillow.split('.')[0]);
+    for (const [j, { preset, image, job }] of jobs.entries()) {
       const expected = reference.results[j]!;
       const ours = await preprocessImage(job.path, preset);
       assert.equal(expected.mode, image.mode, `${image.name} decodes in PIL mode ${image.mode}`);
-      assert.deepEqual(
-        [
-          ours.geometry.resizedWidth,
-          ours.geometry.resizedHeight,
-          ours.geometry.cropLeft,
-          ours.geometry.cropTop,
-        ],
-        [...expected.resized, ...expected.crop],
-        `${preset} geometry of ${image.name}`,
-      );
+      if (expected.resized && expected.crop) {
+        assert.deepEqual(
+          [
+            ours.geometry.resizedWidth,
+            ours.geometry.resizedHeight,
+            ours.geometry.cropLeft,
+            ours.geometry.cropTop,
+          ],
+          [...expected.resized, ...expected.crop],
+          `${preset} geometry of ${image.name}`,
+        );
+      }
       const want = decodeFloats(expected.data);
       assert.equal(ours.data.length, want.length);
       let max = 0;
@@ -162,6 +169,30 @@ describe('preprocessImage against torchvision on PIL (reference/preprocess_refer
       const level = 1 / (255 * Math.min(...PRESETS[preset].std)) + 1e-6;
       assert.ok(max <= (pillowMajor >= 13 ? 0 : level), `${preset} ${image.name}: max |diff| ${max}`);
     }
+  }
+
+  test('outputs equal the reference on every image and preset', async (t) => {
+    const jobs = await jobsFor();
+    const reference = runPythonReference<{ pillow: string; results: ReferenceResult[] }>(
+      'preprocess_reference.py',
+      { jobs: jobs.map(({ job }) => job) },
+    );
+    await assertEqualToReference(t, jobs, reference);
+  });
+
+  test("outputs equal torchvision's own transforms on every image and preset", async (t) => {
+    const found = torchPython(['torch', 'torchvision']);
+    if ('skip' in found) {
+      t.skip(found.skip);
+      return;
+    }
+    const jobs = await jobsFor();
+    const reference = runPythonReference<{ pillow: string; results: ReferenceResult[] }>(
+      'preprocess_reference.py',
+      { library: 'torchvision', jobs: jobs.map(({ job }) => job) },
+      found.python,
+    );
+    await assertEqualToReference(t, jobs, reference);
   });
 });
 
