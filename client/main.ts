@@ -10,6 +10,7 @@ import { registerSweepCommands } from './commands/sweep';
 import { validateCommand } from './commands/validate';
 import { registerWorkerCommand } from './commands/worker';
 import { CliError, redact } from './output';
+import { addOnlyOption } from './sweep-file';
 
 sizeLibuvPool();
 
@@ -20,15 +21,19 @@ const program = new Command()
   )
   .showHelpAfterError();
 
-program
-  .command('run')
-  .description(
-    'run a sweep on the embedded default: a local Temporal dev server, an in-process worker, a local store',
-  )
-  .argument('<sweep-file>', 'sweep configuration (JSON), e.g. experiments/smoke.json')
-  .option('--home <dir>', 'local state folder (default: .infodisent in the repository, or $INFODISENT_HOME)')
-  .option('--parallelism <n>', 'configurations run at once', '2')
-  .action(runCommand);
+addOnlyOption(
+  program
+    .command('run')
+    .description(
+      'run a sweep on the embedded default: a local Temporal dev server, an in-process worker, a local store',
+    )
+    .argument('<sweep-file>', 'sweep configuration (JSON), e.g. experiments/smoke.json')
+    .option(
+      '--home <dir>',
+      'local state folder (default: .infodisent in the repository, or $INFODISENT_HOME)',
+    )
+    .option('--parallelism <n>', 'configurations run at once', '2'),
+).action(runCommand);
 
 program
   .command('config')

@@ -422,6 +422,34 @@ describe('against a Temporal dev server', () => {
     await client.workflow.getHandle(workflowId).terminate('test over');
   });
 
+  test('sweep start --only runs the configurations it names, by name or glob', async () => {
+    const paper = path.join(ROOT, 'experiments', 'paper.json');
+    const workflowId = 'cli-test-only';
+    const started = json<{ configurations: number }>(
+      await cli(
+        ['sweep', 'start', paper, '--only', 'cub-*, imagenet-vit-b16', '--id', workflowId, '--json'],
+        env,
+      ),
+    );
+    assert.equal(started.configurations, 5);
+    const { events } = await client.workflow.getHandle(workflowId).fetchHistory();
+    const input = defaultPayloadConverter.fromPayload(
+      events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!,
+    ) as { sweep: { configurations: { name: string }[] } };
+    assert.deepEqual(
+      input.sweep.configurations.map((c) => c.name),
+      ['cub-convnext-tiny', 'cub-densenet121', 'cub-resnet34', 'cub-resnet50', 'imagenet-vit-b16'],
+    );
+    await client.workflow.getHandle(workflowId).terminate('test over');
+    // A pattern that selects nothing stops before Temporal, naming it and what there is.
+    const none = await cli(['sweep', 'start', paper, '--only', 'cub-*,coco-*', '--id', 'never'], env);
+    assert.equal(none.code, 2);
+    assert.match(
+      none.stderr,
+      /--only: no configuration of .*paper\.json matches 'coco-\*' \(it has 'cub-convnext-tiny', /,
+    );
+  });
+
   test('worker serves its queue with the chosen backend and stops on SIGTERM', async () => {
     const store = await mkdtemp(path.join(os.tmpdir(), 'infodisent-cli-store-'));
     const args = ['worker', '--queues', 'gpu', '--backend', 'cpu', '--gpu-queue', 'cli-test-gpu'];

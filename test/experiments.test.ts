@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, type Configuration, loadSweepFile, parseSweep } from '../core/config/experiment';
+import {
+  ConfigError,
+  type Configuration,
+  loadSweepFile,
+  parseSweep,
+  selectConfigurations,
+} from '../core/config/experiment';
 import { repoRoot } from '../infra/paths';
 import { minimalSweepDocument } from './support/sweep-documents';
 
@@ -109,4 +115,20 @@ test('seeds run a configuration once per seed, as configurations the tables merg
   const clash = minimalSweepDocument({ seeds: [1, 2] });
   clash.configurations.push({ ...clash.configurations[0]!, name: 'c-seed2', seeds: undefined } as never);
   broken(clash, /configurations\[1\]\.name: duplicate configuration name 'c-seed2'/);
+});
+
+test('a subset of the configurations by name or glob; a seeds configuration by its own name', () => {
+  const document = minimalSweepDocument({ seeds: [1, 2] });
+  const other = { ...document.configurations[0]!, name: 'other', seeds: undefined };
+  const sweep = parseSweep({ ...document, configurations: [...document.configurations, other] });
+  const names = (patterns: string[]) => {
+    const { sweep: selected, unmatched } = selectConfigurations(sweep, patterns);
+    return { names: selected.configurations.map((c) => c.name), unmatched };
+  };
+  assert.deepEqual(names(['c']), { names: ['c-seed1', 'c-seed2'], unmatched: [] });
+  assert.deepEqual(names(['c-seed2']), { names: ['c-seed2'], unmatched: [] });
+  assert.deepEqual(names(['o*', 'c-seed?']), { names: ['c-seed1', 'c-seed2', 'other'], unmatched: [] });
+  assert.deepEqual(names(['other', 'x*', 'c-seed3']), { names: ['other'], unmatched: ['x*', 'c-seed3'] });
+  // The sweep keeps its name and everything else.
+  assert.equal(selectConfigurations(sweep, ['other']).sweep.name, sweep.name);
 });

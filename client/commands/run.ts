@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
-import { loadSweepFile, type Sweep } from '../../core/config/experiment';
+import type { Sweep } from '../../core/config/experiment';
 import { resultsTable, type SweepResults } from '../../core/pipeline/results';
 import { LocalArtifactStore } from '../../core/store/local-store';
 import { startLocalTemporal } from '../../infra/dev-server';
@@ -10,6 +10,7 @@ import { createWorkers, runWorkersUntil } from '../../worker/worker';
 import { DEFAULT_TASK_QUEUES } from '../../workflows/progress';
 import { sweepWorkflow } from '../../workflows/sweep';
 import { followSweep } from '../progress-view';
+import { loadSweep, type OnlyFlag } from '../sweep-file';
 
 export interface EmbeddedRunOptions {
   /** Local state folder: Temporal's database, the artifact store, generated datasets. */
@@ -82,9 +83,9 @@ export async function runEmbedded(
 
 export async function runCommand(
   file: string,
-  options: { home?: string; parallelism?: string },
+  options: { home?: string; parallelism?: string } & OnlyFlag,
 ): Promise<void> {
-  const sweep = await loadSweepFile(file);
+  const sweep = await loadSweep(file, options);
   const started = Date.now();
   const { results, resultFiles } = await runEmbedded(sweep, {
     ...(options.home ? { home: options.home } : {}),

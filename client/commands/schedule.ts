@@ -7,7 +7,6 @@ import {
 } from '@temporalio/client';
 import { msToNumber } from '@temporalio/common/lib/time';
 import type { Command } from 'commander';
-import { loadSweepFile } from '../../core/config/experiment';
 import type { sweepWorkflow } from '../../workflows/sweep';
 import {
   addConnectionOptions,
@@ -18,6 +17,7 @@ import {
   withClient,
 } from '../connection';
 import { CliError, type JsonFlag, positiveInt, printJson, printLine, shortTime, table } from '../output';
+import { addOnlyOption, loadSweep, type OnlyFlag } from '../sweep-file';
 import { sweepWorkflowId } from './run';
 import { SWEEP_WORKFLOW_TYPE, sweepMemo } from './sweep';
 
@@ -56,7 +56,7 @@ async function onSchedule<T>(
   }
 }
 
-interface CreateFlags extends ConnectionFlags, QueueFlags, JsonFlag {
+interface CreateFlags extends ConnectionFlags, QueueFlags, JsonFlag, OnlyFlag {
   every?: string;
   cron?: string;
   id?: string;
@@ -66,7 +66,7 @@ interface CreateFlags extends ConnectionFlags, QueueFlags, JsonFlag {
 }
 
 async function createCommand(file: string, flags: CreateFlags): Promise<void> {
-  const sweep = await loadSweepFile(file);
+  const sweep = await loadSweep(file, flags);
   if (!flags.every === !flags.cron)
     throw new CliError('give exactly one of --every <duration> or --cron <expr>', 2);
   const spec = flags.every ? intervalSpec(flags.every) : { cronExpressions: [flags.cron!] };
@@ -188,6 +188,7 @@ export function registerScheduleCommands(program: Command): void {
     .option('--note <text>', "a note shown with the schedule's state")
     .option('--json', 'print the created schedule as JSON');
   addQueueOptions(create);
+  addOnlyOption(create);
   addConnectionOptions(create).action((file: string, flags: CreateFlags) => createCommand(file, flags));
 
   addConnectionOptions(

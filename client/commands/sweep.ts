@@ -7,7 +7,7 @@ import {
 } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { type Command, Option } from 'commander';
-import { loadSweepFile, parseSweep, type Sweep } from '../../core/config/experiment';
+import { parseSweep, type Sweep } from '../../core/config/experiment';
 import type { SweepResults } from '../../core/pipeline/results';
 import type { SweepInput, sweepWorkflow } from '../../workflows/sweep';
 import {
@@ -30,6 +30,7 @@ import {
   table,
 } from '../output';
 import { type ConfigurationView, followSweep, readSweepView } from '../progress-view';
+import { addOnlyOption, loadSweep, type OnlyFlag } from '../sweep-file';
 import { sweepWorkflowId } from './run';
 
 /** The workflow type name, for starts by name and visibility queries (the client never loads workflow code). */
@@ -121,7 +122,7 @@ async function followToResults(client: Client, workflowId: string, json: boolean
   if (results.failed.length > 0) process.exitCode = 1;
 }
 
-interface StartFlags extends ConnectionFlags, QueueFlags, JsonFlag {
+interface StartFlags extends ConnectionFlags, QueueFlags, JsonFlag, OnlyFlag {
   id?: string;
   parallelism: number;
   wait?: boolean;
@@ -129,7 +130,7 @@ interface StartFlags extends ConnectionFlags, QueueFlags, JsonFlag {
 
 async function startCommand(file: string, flags: StartFlags): Promise<void> {
   // Validation comes first: a bad file never reaches Temporal.
-  const sweep = await loadSweepFile(file);
+  const sweep = await loadSweep(file, flags);
   const queues = queuesFrom(flags);
   const workflowId = flags.id ?? sweepWorkflowId(sweep);
   await withClient(flags, async (client) => {
@@ -365,6 +366,7 @@ export function registerSweepCommands(program: Command): void {
     .option('--wait', 'follow the progress until the sweep ends, then print the results table')
     .option('--json', 'print the started workflow (with --wait: the results) as JSON');
   addQueueOptions(start);
+  addOnlyOption(start);
   addConnectionOptions(start).action((file: string, flags: StartFlags) => startCommand(file, flags));
 
   addConnectionOptions(

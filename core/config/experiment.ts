@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import picomatch from 'picomatch';
 import { z } from 'zod';
 import { BUNDLED_BACKBONE_NAMES } from '../backbones/registry';
 import { DATASET_FORMATS } from '../data/loaders';
@@ -222,6 +223,27 @@ export type Sweep = z.output<typeof SweepSchema>;
 export type BaselineHeadConfig = z.output<typeof BaselineHeadSchema>;
 export type InfoDisentHeadConfig = z.output<typeof InfoDisentHeadSchema>;
 export type Reported = z.output<typeof ReportedSchema>;
+
+/**
+ * The sweep with only the configurations that `patterns` name: names or globs (`cub-*`), where a `seeds`
+ * configuration's own name selects all its runs. `unmatched`: the patterns that select nothing.
+ */
+export function selectConfigurations(
+  sweep: Sweep,
+  patterns: readonly string[],
+): { sweep: Sweep; unmatched: string[] } {
+  const selectors = patterns.map((pattern) => {
+    const matches = picomatch(pattern);
+    return (c: Configuration) => matches(c.name) || (c.repeatOf !== undefined && matches(c.repeatOf));
+  });
+  return {
+    sweep: {
+      ...sweep,
+      configurations: sweep.configurations.filter((c) => selectors.some((select) => select(c))),
+    },
+    unmatched: patterns.filter((_, i) => !sweep.configurations.some(selectors[i]!)),
+  };
+}
 
 export class ConfigError extends Error {
   constructor(
