@@ -62,6 +62,36 @@ export async function readSweepView(client: Client, sweepWorkflowId: string): Pr
   );
 }
 
+/** "45s", "12m", "3h05m": a duration in seconds at the precision a person waiting wants. */
+export function roughDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.round(s / 60)}m`;
+  const minutes = Math.round(s / 60);
+  return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`;
+}
+
+/**
+ * Throughput and time left of each configuration's current stage, from the progress seen since the stage
+ * was first seen (a follower that attaches late measures from then).
+ */
+export class StageClock {
+  private readonly starts = new Map<string, { stage: string; done: number; at: number }>();
+
+  /** " · 120/s · 12m left" once the stage has moved for a few seconds; '' until then. */
+  describe(view: ConfigurationView, now = Date.now()): string {
+    const start = this.starts.get(view.name);
+    if (!start || start.stage !== view.stage || view.done < start.done) {
+      this.starts.set(view.name, { stage: view.stage, done: view.done, at: now });
+      return '';
+    }
+    const seconds = (now - start.at) / 1000;
+    const rate = (view.done - start.done) / seconds;
+    if (!(seconds >= 3 && rate > 0) || view.done >= view.total) return '';
+    return ` · ${rate < 10 ? rate.toFixed(1) : Math.round(rate)}/s · ${roughDuration((view.total - view.done) / rate)} left`;
+  }
+}
+
 /**
  * Polls a sweep until `done` settles: progress bars on a terminal, one line per change otherwise
  * (logs, CI). Returns once the final state has been drawn.
@@ -85,6 +115,7 @@ export async function followSweep<T>(
       )
     : undefined;
   const barsByName = new Map<string, cliProgress.SingleBar>();
+  const clock = new StageClock();
   const lastLine = new Map<string, string>();
   let finished = false;
   const settled = done.finally(() => {
@@ -98,7 +129,7 @@ export async function followSweep<T>(
       return; // the workflow has not started yet
     }
     for (const view of views) {
-      const payload = { name: view.name, stage: view.stage, detail: view.detail };
+      const payload = { name: view.name, stage: view.stage, detail: view.detail + clock.describe(view) };
       if (bars) {
         const bar = barsByName.get(view.name) ?? bars.create(view.total, view.done, payload);
         barsByName.set(view.name, bar);
@@ -106,7 +137,7 @@ export async function followSweep<T>(
         bar.update(view.done, payload);
       } else {
         const decile = Math.floor((10 * view.done) / Math.max(1, view.total));
-        const line = `${view.name}: ${view.stage} ${decile * 10}% ${view.detail}`;
+        const line = `${view.name}: ${view.stage} ${decile * 10}% ${payload.detail}`;
         const key = `${view.name}: ${view.stage} ${decile}`;
         if (lastLine.get(view.name) !== key) process.stderr.write(`${line}\n`);
         lastLine.set(view.name, key);

@@ -8,6 +8,7 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { redact } from '../client/output';
+import { roughDuration, StageClock } from '../client/progress-view';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
 import { writeSweepResults } from '../core/pipeline/results';
 import { reportStage } from '../core/pipeline/stages';
@@ -224,6 +225,27 @@ describe('a bad sweep file stops every command before any work, naming the field
       }
     });
   }
+});
+
+test("progress shows a stage's rate and time left once it has moved for a few seconds", () => {
+  const clock = new StageClock();
+  const view = (stage: string, done: number, total = 1000) => ({
+    name: 'c',
+    status: 'running',
+    stage,
+    done,
+    total,
+    detail: '',
+  });
+  assert.equal(clock.describe(view('extract train', 0), 0), '');
+  assert.equal(clock.describe(view('extract train', 100), 2000), '', 'too early to tell');
+  // 400 images in 4 s: 100/s, 600 to go.
+  assert.equal(clock.describe(view('extract train', 400), 4000), ' · 100/s · 6s left');
+  // A new stage starts its own clock: 20 steps in 10 s, 25 to go.
+  assert.equal(clock.describe(view('train baseline', 5, 50), 5000), '');
+  assert.equal(clock.describe(view('train baseline', 25, 50), 15000), ' · 2.0/s · 13s left');
+  assert.equal(clock.describe(view('train baseline', 50, 50), 20000), '', 'nothing left to wait for');
+  assert.deepEqual([59.4, 90, 3 * 3600 + 5 * 60, 7199].map(roughDuration), ['59s', '2m', '3h05m', '2h00m']);
 });
 
 test('redact hides the secrets this process was given', () => {
