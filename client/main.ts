@@ -6,6 +6,7 @@ import { registerExplainCommand } from './commands/explain';
 import { registerExportCommand } from './commands/export';
 import { runCommand } from './commands/run';
 import { registerScheduleCommands } from './commands/schedule';
+import { registerStoreCommands } from './commands/store';
 import { registerSweepCommands } from './commands/sweep';
 import { validateCommand } from './commands/validate';
 import { registerWorkerCommand } from './commands/worker';
@@ -49,6 +50,7 @@ registerSweepCommands(program);
 registerScheduleCommands(program);
 registerWorkerCommand(program);
 registerExportCommand(program);
+registerStoreCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof ConfigError) {

@@ -74,7 +74,7 @@ const STORE = ['--store', '--s3-endpoint', '--create-bucket'];
 
 /** Every command the CLI has, with the options its help must list. */
 const COMMANDS: Record<string, string[]> = {
-  run: ['--home', '--parallelism'],
+  run: ['--home', '--parallelism', '--only'],
   explain: [
     '--config',
     '--configuration',
@@ -87,7 +87,7 @@ const COMMANDS: Record<string, string[]> = {
     '--data-dir',
   ],
   'config validate': ['--json'],
-  'sweep start': ['--id', '--parallelism', '--wait', '--json', ...QUEUES, ...CONNECTION],
+  'sweep start': ['--id', '--parallelism', '--only', '--wait', '--json', ...QUEUES, ...CONNECTION],
   'sweep status': ['--follow', '--json', ...CONNECTION],
   'sweep resume': ['--parallelism', '--wait', '--json', ...CONNECTION],
   'sweep cancel': CONNECTION,
@@ -99,6 +99,7 @@ const COMMANDS: Record<string, string[]> = {
     '--parallelism',
     '--paused',
     '--note',
+    '--only',
     '--json',
     ...QUEUES,
     ...CONNECTION,
@@ -109,6 +110,7 @@ const COMMANDS: Record<string, string[]> = {
   'schedule delete': CONNECTION,
   'schedule trigger': CONNECTION,
   export: ['--out', '--sweep', '--format', '--figures', '--html', '--json', '--store', '--s3-endpoint'],
+  'store ls': ['--json', '--store', '--s3-endpoint'],
   worker: [
     '--queues',
     '--backend',
@@ -790,6 +792,26 @@ describe('export writes a finished sweep from the store', () => {
           assert.ok(a.equals(b), `${file} is the same from S3`);
         }
       }
+      // The store's inventory reads the same from S3 as from the folder.
+      const [s3Inventory, diskInventory] = await Promise.all(
+        [
+          ['--store', 's3://exports/team/run-1', '--s3-endpoint', server.endpoint],
+          ['--store', storeDir],
+        ].map(async (store) =>
+          json<{ location: string; sweeps: { sweep: string; completed: number }[] }>(
+            await cli(['store', 'ls', ...store, '--json'], env),
+          ),
+        ),
+      );
+      assert.equal(s3Inventory!.location, 's3://exports/team/run-1');
+      assert.deepEqual({ ...s3Inventory, location: '' }, { ...diskInventory, location: '' });
+      assert.deepEqual(
+        s3Inventory!.sweeps.map((s) => [s.sweep, s.completed]),
+        [
+          ['sample', 2],
+          ['older', 1],
+        ],
+      );
     } finally {
       await dispose();
     }

@@ -7,7 +7,9 @@ import { after, before, test } from 'node:test';
 import { runEmbedded } from '../client/commands/run';
 import { parseSweep, type Sweep } from '../core/config/experiment';
 import type { Evaluation } from '../core/method/evaluate';
+import { storeInventory } from '../core/pipeline/inventory';
 import type { SweepResults } from '../core/pipeline/results';
+import { LocalArtifactStore } from '../core/store/local-store';
 import { repoRoot } from '../infra/paths';
 
 // The whole path for real: a Temporal dev server, the in-process worker on both queues, the
@@ -126,4 +128,26 @@ test('a second run, now with published figures, reuses the cached features and h
   assert.match(table, /\| Paper InfoDisent top-1 \|\n/);
   assert.match(table, /\| 87\.5 \|\n/);
   assert.match(table, /Paper: as reported by a published run\./);
+
+  // The store's inventory: both splits' features and the four heads, all used by this sweep.
+  const inventory = await storeInventory(new LocalArtifactStore(path.join(home, 'store')));
+  assert.deepEqual(
+    inventory.sweeps.map((s) => [s.sweep, s.completed, s.failed]),
+    [[sweep.name, 2, 0]],
+  );
+  assert.deepEqual(
+    inventory.features
+      .map((f) => [f.complete?.split, f.complete?.images, f.complete?.bytes, f.usedBy])
+      .sort(),
+    [
+      ['test', 16, 16 * 7 * 7 * 1280 * 4, [sweep.name]],
+      ['train', 48, 48 * 7 * 7 * 1280 * 4, [sweep.name]],
+    ],
+  );
+  assert.deepEqual(inventory.heads.map((h) => [h.kind, h.finished, h.usedBy]).sort(), [
+    ['baseline', true, [sweep.name]],
+    ['baseline', true, [sweep.name]],
+    ['infodisent', true, [sweep.name]],
+    ['infodisent', true, [sweep.name]],
+  ]);
 });

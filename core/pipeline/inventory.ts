@@ -1,0 +1,113 @@
+import type { Split } from '../data/dataset';
+import { FEATURE_DTYPE_BYTES, type FeatureDtype, type FeatureShape, itemSize } from '../features/feature-set';
+import type { FeatureManifest } from '../features/feature-store';
+import { type ArtifactStore, getJson } from '../store/artifact-store';
+import { storedSweeps } from './results';
+
+/** A feature set in the store: whole once its manifest is written, else an extraction under way or cut off. */
+export interface StoredFeatures {
+  key: string;
+  backbone: string;
+  /** Shards stored so far. */
+  shards: number;
+  /** From the manifest; absent while the set is incomplete. */
+  complete?: {
+    dataset: string;
+    split: Split;
+    images: number;
+    shape: FeatureShape;
+    dtype: FeatureDtype;
+    /** The features' size: images x H x W x C values of the dtype. */
+    bytes: number;
+  };
+  /** The stored sweeps whose results read it. */
+  usedBy: string[];
+}
+
+/** A head in the store: finished once its weights are written, else a training checkpoint. */
+export interface StoredHead {
+  key: string;
+  kind: string;
+  finished: boolean;
+  usedBy: string[];
+}
+
+export interface StoreInventory {
+  location: string;
+  sweeps: { sweep: string; finishedAt: string; completed: number; failed: number }[];
+  features: StoredFeatures[];
+  heads: StoredHead[];
+}
+
+/** Keys under `prefix` grouped by their first `depth` segments, e.g. features/<backbone>/<hash>. */
+async function groups(store: ArtifactStore, prefix: string, depth: number): Promise<Map<string, string[]>> {
+  const grouped = new Map<string, string[]>();
+  for (const key of await store.list(prefix)) {
+    const parts = key.split('/');
+    if (parts.length <= depth) continue;
+    const group = parts.slice(0, depth).join('/');
+    grouped.set(group, [...(grouped.get(group) ?? []), parts.slice(depth).join('/')]);
+  }
+  return grouped;
+}
+
+/**
+ * What the store holds of the pipeline's work: the finished sweeps, the feature sets and the trained heads,
+ * each with the stored sweeps that use it. Reads only keys and manifests.
+ */
+export async function storeInventory(store: ArtifactStore): Promise<StoreInventory> {
+  const sweeps = await storedSweeps(store);
+  const usedBy = new Map<string, string[]>();
+  for (const results of sweeps) {
+    const keys = results.completed.flatMap((outcome) => [
+      outcome.features.train,
+      outcome.features.test,
+      ...outcome.heads.map((h) => h.headKey),
+    ]);
+    for (const key of new Set(keys)) usedBy.set(key, [...(usedBy.get(key) ?? []), results.sweep]);
+  }
+  const features = await Promise.all(
+    [...(await groups(store, 'features/', 3))].map(async ([key, files]): Promise<StoredFeatures> => {
+      const manifest = files.includes('manifest.json')
+        ? await getJson<FeatureManifest>(store, `${key}/manifest.json`)
+        : undefined;
+      return {
+        key,
+        backbone: key.split('/')[1]!,
+        shards: files.filter((file) => file !== 'manifest.json').length,
+        ...(manifest
+          ? {
+              complete: {
+                dataset: manifest.dataset,
+                split: manifest.split,
+                images: manifest.count,
+                shape: manifest.shape,
+                dtype: manifest.dtype,
+                bytes: manifest.count * itemSize(manifest.shape) * FEATURE_DTYPE_BYTES[manifest.dtype],
+              },
+            }
+          : {}),
+        usedBy: usedBy.get(key) ?? [],
+      };
+    }),
+  );
+  const heads = [...(await groups(store, 'heads/', 3))].map(
+    ([key, files]): StoredHead => ({
+      key,
+      kind: key.split('/')[1]!,
+      finished: files.includes('head.bin'),
+      usedBy: usedBy.get(key) ?? [],
+    }),
+  );
+  return {
+    location: store.location,
+    sweeps: sweeps.map((s) => ({
+      sweep: s.sweep,
+      finishedAt: s.finishedAt,
+      completed: s.completed.length,
+      failed: s.failed.length,
+    })),
+    features,
+    heads,
+  };
+}
