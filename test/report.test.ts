@@ -271,7 +271,7 @@ function numpyMeanSd(lists: number[][]): number[][] {
   ) as number[][];
 }
 
-test("the runs of a configuration's seeds print as one row: mean ± sample standard deviation (NumPy)", () => {
+test("the runs of a configuration's seeds print as one row: mean ± sample standard deviation (NumPy)", async () => {
   const [full, partial] = [report.configurations[0]!, report.configurations[1]!];
   const infodisent = full.heads.infodisent!;
   const top1 = [0.81, 0.84, 0.9];
@@ -332,6 +332,16 @@ test("the runs of a configuration's seeds print as one row: mean ± sample stand
   assert.equal(csvRows.length, 2);
   // Without annotations every run is a row of its own.
   assert.equal(paperTables(runs).accuracy.rows.length, 3);
+
+  // The report's RV chart draws the seeds as one group, whiskers ± their standard deviation.
+  const out = path.join(dir, 'seeds-report');
+  await writeHtmlReport(out, { ...report, configurations: [...runs, partial], annotations });
+  const chart = await readFile(path.join(out, 'assets', 'rv.svg'), 'utf8');
+  assert.ok(
+    chart.includes(`(3 seeds), InfoDisent (Z): ${rvMean!.toFixed(2)}</title>`),
+    'one bar for the seeds',
+  );
+  assert.equal(chart.split('InfoDisent (Z): ').length - 1, 1, 'no bar per run');
 });
 
 test('figures: prototype grids, explanation panels and heatmap overlays are PNGs of the right size with content', async () => {

@@ -126,13 +126,21 @@ export async function writeHtmlReport(
   files.push(...tableFiles);
   await write('assets/style.css', STYLE);
 
-  const rvGroups = report.configurations.map((c) => ({
-    label: `${c.dataset} / ${c.backbone}`,
-    values: (['infodisent', 'baseline'] as const).map((kind) => {
-      const rv = c.heads[kind]?.rv;
-      return rv ? { mean: 100 * rv.mean, ci95: [100 * rv.ci95[0], 100 * rv.ci95[1]] as const } : null;
-    }),
-  }));
+  // From the RV table, where a configuration's seeds are one row: whiskers are a run's 95% interval, or
+  // ± the standard deviation over the seeds.
+  const rvGroups = tables.rv.rows.map((row) => {
+    const seeds = typeof row['seeds'] === 'number' ? row['seeds'] : 1;
+    return {
+      label: `${row['dataset']} / ${row['backbone']}${seeds > 1 ? ` (${seeds} seeds)` : ''}`,
+      values: (['infodisent', 'baseline'] as const).map((kind) => {
+        const mean = row[`${kind}_rv`];
+        const half = row[seeds > 1 ? `${kind}_rv_sd` : `${kind}_rv_ci`];
+        if (typeof mean !== 'number') return null;
+        const spread = typeof half === 'number' ? half : 0;
+        return { mean, ci95: [mean - spread, mean + spread] as const };
+      }),
+    };
+  });
   const hasRv = rvGroups.some((g) => g.values.some(Boolean));
   if (hasRv) {
     await write(
@@ -210,7 +218,10 @@ function indexPage(report: SweepReport, slugs: string[], tables: PaperTables, ha
     ...Object.values(tables).map((table) => tableHtml(table) + downloads(table.id)),
     '<h2 id="plots">Plots</h2>',
     hasRv
-      ? figure('assets/rv.svg', 'Mean RV coefficient per configuration')
+      ? figure(
+          'assets/rv.svg',
+          'Mean RV coefficient per configuration (whiskers: 95% interval; ± s.d. over seeds where there are several)',
+        )
       : '<p class="note">No RV results.</p>',
     ...report.configurations.map((c, i) =>
       Object.values(c.heads).some((head) => head?.ablation)
