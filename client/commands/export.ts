@@ -2,7 +2,7 @@ import path from 'node:path';
 import { type Command, Option } from 'commander';
 import { type ExportedFiles, exportSweep } from '../../core/pipeline/export';
 import { storedSweeps } from '../../core/pipeline/results';
-import { TABLE_FORMATS, type TableFormat } from '../../core/report/tables';
+import { TABLE_FORMATS, type TableFormat } from '../../core/report/table-formats';
 import { InputError } from '../../core/util/errors';
 import { addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
 import { CliError, commaSeparated, type JsonFlag, printJson, printLine, shortTime } from '../output';

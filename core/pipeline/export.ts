@@ -1,7 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { sweepAnnotations } from '../report/summary';
-import { paperTables, type TableFormat, writePaperTables } from '../report/tables';
+import { type TableFormat, writePaperTables } from '../report/table-formats';
+import { paperTables } from '../report/tables';
 import { type ArtifactStore, getRequired } from '../store/artifact-store';
 import { InputError } from '../util/errors';
 import { readConfigurationSummaries, reportPrefix, type SweepResults } from './results';

@@ -18,7 +18,8 @@ import {
 } from './figures';
 import type { ConfigurationSummary, SweepReport } from './summary';
 import { escapeXml as h } from './svg';
-import { type PaperTables, paperTables, type Table, tableHtml, writePaperTables } from './tables';
+import { tableHtml, writePaperTables } from './table-formats';
+import { type PaperTables, paperTables, type Table } from './tables';
 
 export interface HtmlReportOptions {
   /** Channels drawn on each head's channel page (64): key channels and explanation channels first. */

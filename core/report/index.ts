@@ -3,4 +3,5 @@ export * from './figures';
 export * from './html';
 export * from './summary';
 export * from './svg';
+export * from './table-formats';
 export * from './tables';
