@@ -4,16 +4,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { runEmbedded } from '../client/commands/run';
+import { runEmbedded, sweepWorkflowId } from '../client/commands/run';
 import { parseSweep, type Sweep } from '../core/config/experiment';
 import type { Evaluation } from '../core/method/evaluate';
 import { storeInventory } from '../core/pipeline/inventory';
 import type { SweepResults } from '../core/pipeline/results';
 import { LocalArtifactStore } from '../core/store/local-store';
+import { startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
+import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
+import { sweepWorkflow } from '../workflows/sweep';
 
-// The whole path for real: a Temporal dev server, the in-process worker on both queues, the
-// bundled MobileNetV2, generated images, the local store.
+// The whole path for real: a Temporal dev server (its history kept in the home, as `infodisent run`
+// keeps it), the in-process worker on both queues, the bundled MobileNetV2, generated images, the
+// local store.
 let home: string;
 let sweep: Sweep;
 
@@ -35,7 +39,31 @@ after(async () => {
 test('a tiny sweep with two seeds runs through Temporal and all heads beat chance', {
   timeout: 600_000,
 }, async () => {
-  const { results, resultFiles } = await runEmbedded(sweep, { home, persistent: false, log: () => {} });
+  // A run of another version of the sweep (one seed only) was cut off in this home: this run replaces it.
+  const stale = await startLocalTemporal({ stateDir: home });
+  try {
+    await stale.environment.client.workflow.start(sweepWorkflow, {
+      workflowId: sweepWorkflowId(sweep),
+      taskQueue: DEFAULT_TASK_QUEUES.cpu,
+      args: [
+        {
+          sweep: { ...sweep, configurations: [sweep.configurations[1]!] },
+          queues: DEFAULT_TASK_QUEUES,
+          parallelism: 2,
+        },
+      ],
+    });
+  } finally {
+    await stale.stop();
+  }
+  const log: string[] = [];
+  const { results, resultFiles } = await runEmbedded(sweep, { home, log: (line) => log.push(line) });
+  assert.ok(
+    log.some((line) =>
+      /was running as sweep-tiny with other configurations or settings: stopped it/.test(line),
+    ),
+    log.join('\n'),
+  );
   assert.deepEqual(results.failed, []);
   assert.deepEqual(
     results.completed.map((o) => [o.configuration, o.seed, o.repeatOf]),
@@ -115,7 +143,7 @@ test('a second run, now with published figures, reuses the cached features and h
   // Published figures annotate the tables only: nothing is computed again for them.
   const reported = { source: 'a published run', infodisent: { top1: 87.5 } };
   const annotated = { ...sweep, configurations: sweep.configurations.map((c) => ({ ...c, reported })) };
-  const { results } = await runEmbedded(annotated, { home, persistent: false, log: () => {} });
+  const { results } = await runEmbedded(annotated, { home, log: () => {} });
   for (const outcome of results.completed) {
     assert.equal(outcome.features.reused, true);
     assert.ok(outcome.heads.every((head) => head.reusedHead));

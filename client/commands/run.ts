@@ -1,6 +1,11 @@
 import path from 'node:path';
-import { WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
-import type { Sweep } from '../../core/config/experiment';
+import { isDeepStrictEqual } from 'node:util';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  type WorkflowHandle,
+  WorkflowNotFoundError,
+} from '@temporalio/client';
+import { parseSweep, type Sweep } from '../../core/config/experiment';
 import { resultsTable, type SweepResults } from '../../core/pipeline/results';
 import { LocalArtifactStore } from '../../core/store/local-store';
 import { startLocalTemporal } from '../../infra/dev-server';
@@ -8,9 +13,10 @@ import { stateDir } from '../../infra/paths';
 import { installRuntime } from '../../worker/runtime';
 import { createWorkers, runWorkersUntil } from '../../worker/worker';
 import { DEFAULT_TASK_QUEUES } from '../../workflows/progress';
-import { sweepWorkflow } from '../../workflows/sweep';
+import { configurationWorkflowId, sweepWorkflow } from '../../workflows/sweep';
 import { followSweep } from '../progress-view';
 import { loadSweep, type OnlyFlag } from '../sweep-file';
+import { startedWith } from '../sweep-history';
 
 export interface EmbeddedRunOptions {
   /** Local state folder: Temporal's database, the artifact store, generated datasets. */
@@ -58,18 +64,42 @@ export async function runEmbedded(
     });
     const workflowId = sweepWorkflowId(sweep);
     const input = { sweep, queues: DEFAULT_TASK_QUEUES, parallelism: options.parallelism ?? 2 };
+    const start = () =>
+      client.workflow.start(sweepWorkflow, { workflowId, taskQueue: DEFAULT_TASK_QUEUES.cpu, args: [input] });
     let handle: WorkflowHandle<typeof sweepWorkflow>;
     try {
-      handle = await client.workflow.start(sweepWorkflow, {
-        workflowId,
-        taskQueue: DEFAULT_TASK_QUEUES.cpu,
-        args: [input],
-      });
+      handle = await start();
       log(`sweep '${sweep.name}' started as workflow ${workflowId}`);
     } catch (error) {
       if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
       handle = client.workflow.getHandle<typeof sweepWorkflow>(workflowId);
-      log(`sweep '${sweep.name}' was already running as ${workflowId}: resuming it`);
+      const running = await startedWith(client, workflowId, (await handle.describe()).runId);
+      // Both as a workflow input reads back, so that only a real difference counts.
+      if (isDeepStrictEqual(running.input.sweep, parseSweep(JSON.parse(JSON.stringify(sweep))))) {
+        log(`sweep '${sweep.name}' was already running as ${workflowId}: resuming it`);
+      } else {
+        // The file or --only changed since that run was cut off: the run asked for replaces it, and
+        // reuses the stages it finished from the store.
+        const reason = 'replaced by a run of another version of the sweep (infodisent run)';
+        await handle.terminate(reason);
+        // Its children end with it, but only eventually: end them now, so that none still holds a
+        // configuration's workflow id when this run starts that configuration again.
+        await Promise.all(
+          running.input.sweep.configurations.map((c) =>
+            client.workflow
+              .getHandle(configurationWorkflowId(workflowId, c.name))
+              .terminate(reason)
+              .catch((error: unknown) => {
+                if (!(error instanceof WorkflowNotFoundError)) throw error;
+              }),
+          ),
+        );
+        log(
+          `sweep '${sweep.name}' was running as ${workflowId} with other configurations or settings: ` +
+            'stopped it, starting this one (stages it finished are reused from the store)',
+        );
+        handle = await start();
+      }
     }
     const output = await runWorkersUntil(workers, followSweep(client, workflowId, handle.result()));
     const resultFiles = [...output.resultKeys, output.reportKey].map((key) =>

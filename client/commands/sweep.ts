@@ -5,9 +5,8 @@ import {
   WorkflowFailedError,
   WorkflowNotFoundError,
 } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
 import { type Command, Option } from 'commander';
-import { parseSweep, type Sweep } from '../../core/config/experiment';
+import type { Sweep } from '../../core/config/experiment';
 import type { SweepResults } from '../../core/pipeline/results';
 import type { SweepInput, sweepWorkflow } from '../../workflows/sweep';
 import {
@@ -31,6 +30,7 @@ import {
 } from '../output';
 import { type ConfigurationView, followSweep, readSweepView } from '../progress-view';
 import { addOnlyOption, loadSweep, type OnlyFlag } from '../sweep-file';
+import { startedWith } from '../sweep-history';
 import { sweepWorkflowId } from './run';
 
 /** The workflow type name, for starts by name and visibility queries (the client never loads workflow code). */
@@ -231,29 +231,6 @@ async function statusCommand(workflowId: string, flags: StatusFlags): Promise<vo
 interface ResumeFlags extends ConnectionFlags, JsonFlag {
   parallelism?: number;
   wait?: boolean;
-}
-
-/** The input, task queue and memo the run was started with: its first history event. */
-async function startedWith(client: Client, workflowId: string, runId: string) {
-  const { history } = await client.workflowService.getWorkflowExecutionHistory({
-    namespace: client.options.namespace,
-    execution: { workflowId, runId },
-    maximumPageSize: 1,
-  });
-  const attributes = history?.events?.[0]?.workflowExecutionStartedEventAttributes;
-  const payload = attributes?.input?.payloads?.[0];
-  if (!attributes || !payload)
-    throw new CliError(`run ${runId} of '${workflowId}' has no start input in its history`);
-  const input = defaultPayloadConverter.fromPayload<SweepInput>(payload);
-  const memo = Object.fromEntries(
-    Object.entries(attributes.memo?.fields ?? {}).map(([key, value]) => [
-      key,
-      defaultPayloadConverter.fromPayload(value),
-    ]),
-  );
-  // Re-validated: the configuration schema may have changed since the run started.
-  const sweep = parseSweep(input.sweep, `(the input of run ${runId} of '${workflowId}')`);
-  return { input: { ...input, sweep }, taskQueue: attributes.taskQueue?.name ?? input.queues.cpu, memo };
 }
 
 async function resumeCommand(workflowId: string, flags: ResumeFlags): Promise<void> {
