@@ -1,11 +1,12 @@
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import {
+  type Client,
   WorkflowExecutionAlreadyStartedError,
   type WorkflowHandle,
   WorkflowNotFoundError,
 } from '@temporalio/client';
-import { parseSweep, type Sweep } from '../../core/config/experiment';
+import { ConfigError, parseSweep, type Sweep } from '../../core/config/experiment';
 import { resultsTable, type SweepResults } from '../../core/pipeline/results';
 import { LocalArtifactStore } from '../../core/store/local-store';
 import { startLocalTemporal } from '../../infra/dev-server';
@@ -13,7 +14,7 @@ import { stateDir } from '../../infra/paths';
 import { installRuntime } from '../../worker/runtime';
 import { createWorkers, runWorkersUntil } from '../../worker/worker';
 import { DEFAULT_TASK_QUEUES } from '../../workflows/progress';
-import { configurationWorkflowId, sweepWorkflow } from '../../workflows/sweep';
+import { sweepWorkflow } from '../../workflows/sweep';
 import { followSweep } from '../progress-view';
 import { loadSweep, type OnlyFlag } from '../sweep-file';
 import { startedWith } from '../sweep-history';
@@ -35,6 +36,54 @@ export interface EmbeddedRunResult {
 
 export function sweepWorkflowId(sweep: Sweep): string {
   return `sweep-${sweep.name}`;
+}
+
+/**
+ * The sweep workflow already running under this id (a run that was cut off): resumed when it runs the same
+ * sweep; otherwise (the file or --only changed) stopped with its children, and `start`ed anew, reusing the
+ * stages it finished from the store.
+ */
+async function resumeOrReplace(
+  client: Client,
+  workflowId: string,
+  sweep: Sweep,
+  start: () => Promise<WorkflowHandle<typeof sweepWorkflow>>,
+  log: (line: string) => void,
+): Promise<WorkflowHandle<typeof sweepWorkflow>> {
+  const handle = client.workflow.getHandle<typeof sweepWorkflow>(workflowId);
+  const description = await handle.describe();
+  // An input the schema no longer accepts is another version of the sweep too.
+  const running = await startedWith(client, workflowId, description.runId).catch((reason: unknown) => {
+    if (reason instanceof ConfigError) return undefined;
+    throw reason;
+  });
+  // Both as a workflow input reads back, so that only a real difference counts.
+  if (running && isDeepStrictEqual(running.input.sweep, parseSweep(JSON.parse(JSON.stringify(sweep))))) {
+    log(`sweep '${sweep.name}' was already running as ${workflowId}: resuming it`);
+    return handle;
+  }
+  const reason = 'replaced by a run of another version of the sweep (infodisent run)';
+  await handle.terminate(reason);
+  // Its children end with it, but only eventually: end them now, so that none still holds a
+  // configuration's workflow id when the new run starts that configuration.
+  const children = (description.raw.pendingChildren ?? []).flatMap((c) =>
+    c.workflowId ? [c.workflowId] : [],
+  );
+  await Promise.all(
+    children.map((child) =>
+      client.workflow
+        .getHandle(child)
+        .terminate(reason)
+        .catch((error: unknown) => {
+          if (!(error instanceof WorkflowNotFoundError)) throw error;
+        }),
+    ),
+  );
+  log(
+    `sweep '${sweep.name}' was running as ${workflowId} with other configurations or settings: ` +
+      'stopped it, starting this one (stages it finished are reused from the store)',
+  );
+  return start();
 }
 
 /**
@@ -72,34 +121,7 @@ export async function runEmbedded(
       log(`sweep '${sweep.name}' started as workflow ${workflowId}`);
     } catch (error) {
       if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
-      handle = client.workflow.getHandle<typeof sweepWorkflow>(workflowId);
-      const running = await startedWith(client, workflowId, (await handle.describe()).runId);
-      // Both as a workflow input reads back, so that only a real difference counts.
-      if (isDeepStrictEqual(running.input.sweep, parseSweep(JSON.parse(JSON.stringify(sweep))))) {
-        log(`sweep '${sweep.name}' was already running as ${workflowId}: resuming it`);
-      } else {
-        // The file or --only changed since that run was cut off: the run asked for replaces it, and
-        // reuses the stages it finished from the store.
-        const reason = 'replaced by a run of another version of the sweep (infodisent run)';
-        await handle.terminate(reason);
-        // Its children end with it, but only eventually: end them now, so that none still holds a
-        // configuration's workflow id when this run starts that configuration again.
-        await Promise.all(
-          running.input.sweep.configurations.map((c) =>
-            client.workflow
-              .getHandle(configurationWorkflowId(workflowId, c.name))
-              .terminate(reason)
-              .catch((error: unknown) => {
-                if (!(error instanceof WorkflowNotFoundError)) throw error;
-              }),
-          ),
-        );
-        log(
-          `sweep '${sweep.name}' was running as ${workflowId} with other configurations or settings: ` +
-            'stopped it, starting this one (stages it finished are reused from the store)',
-        );
-        handle = await start();
-      }
+      handle = await resumeOrReplace(client, workflowId, sweep, start, log);
     }
     const output = await runWorkersUntil(workers, followSweep(client, workflowId, handle.result()));
     const resultFiles = [...output.resultKeys, output.reportKey].map((key) =>
