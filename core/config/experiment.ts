@@ -132,13 +132,14 @@ export const ReportedSchema = z
   })
   .strict();
 
-const ConfigurationName = z
+/** The name of a sweep or a configuration (part of workflow ids and store keys). */
+const LowercaseName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]*$/, 'use lowercase letters, digits, ".", "_" and "-"');
 
 export const ConfigurationSchema = z
   .object({
-    name: ConfigurationName,
+    name: LowercaseName,
     /** Default 0. */
     seed: z.number().int().optional(),
     /**
@@ -151,7 +152,7 @@ export const ConfigurationSchema = z
       .refine((seeds) => new Set(seeds).size === seeds.length, 'seeds repeat')
       .optional(),
     /** Set by the `seeds` expansion: the configuration this run repeats. */
-    repeatOf: ConfigurationName.optional(),
+    repeatOf: LowercaseName.optional(),
     backend: z.enum(['auto', ...BACKENDS]).default('auto'),
     dataset: DatasetSchema,
     backbone: BackboneSchema,
@@ -180,7 +181,7 @@ function expandSeeds({ seeds, seed = 0, ...configuration }: ParsedConfiguration)
 
 export const SweepSchema = z
   .object({
-    name: ConfigurationName,
+    name: LowercaseName,
     description: z.string().optional(),
     configurations: z.array(ConfigurationSchema).min(1),
   })

@@ -46,7 +46,10 @@ async function groups(store: ArtifactStore, prefix: string, depth: number): Prom
     const parts = key.split('/');
     if (parts.length <= depth) continue;
     const group = parts.slice(0, depth).join('/');
-    grouped.set(group, [...(grouped.get(group) ?? []), parts.slice(depth).join('/')]);
+    // A feature set can hold thousands of shards: appended in place, not copied.
+    const files = grouped.get(group) ?? [];
+    files.push(parts.slice(depth).join('/'));
+    grouped.set(group, files);
   }
   return grouped;
 }

@@ -40,14 +40,7 @@ import type { Head, HeadKind } from '../method/head';
 import { InfoDisentHead } from '../method/infodisent-head';
 import { decodeTensors, encodeTensors } from '../method/tensor-io';
 import { type TrainResult, trainHead } from '../method/train';
-import {
-  type ConfigurationSummary,
-  headSummary,
-  paperTables,
-  type SweepReport,
-  writeHtmlReport,
-  writePaperTables,
-} from '../report';
+import { type ConfigurationSummary, headSummary, type SweepReport, writeHtmlReport } from '../report';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
 import { type BackendChoice, type BackendName, selectBackend } from '../tf/backend';
 import { contentKey } from '../util/hash';
@@ -549,11 +542,8 @@ export async function reportStage(
   const folder = await mkdtemp(path.join(tmpdir(), 'infodisent-report-'));
   try {
     const { summaryKeys: _keys, ...rest } = report;
-    await writeHtmlReport(folder, { ...rest, configurations });
-    const tables = await writePaperTables(
-      path.join(folder, 'tables'),
-      paperTables(configurations, report.annotations),
-    );
+    // The report writes the paper's tables into its tables/ folder: those are the store's tables.
+    const { tables } = await writeHtmlReport(folder, { ...rest, configurations });
     const prefix = reportPrefix(report.sweep);
     const files = await readdir(folder, { recursive: true, withFileTypes: true });
     for (const file of files.filter((f) => f.isFile())) {

@@ -36,6 +36,8 @@ export interface HtmlReport {
   index: string;
   /** Every file written, absolute. */
   files: string[];
+  /** The paper's tables among them (tables/<id>.md|csv|tex, tables.json), absolute. */
+  tables: string[];
 }
 
 const HEAD_LABEL: Record<HeadKind, string> = { infodisent: 'InfoDisent', baseline: 'baseline' };
@@ -187,7 +189,7 @@ export async function writeHtmlReport(
 
   const index = indexPage(report, slugs, tables, hasRv);
   await write('index.html', index);
-  return { index: path.join(root, 'index.html'), files };
+  return { index: path.join(root, 'index.html'), files, tables: tableFiles };
 }
 
 function indexPage(report: SweepReport, slugs: string[], tables: PaperTables, hasRv: boolean): string {

@@ -166,21 +166,16 @@ function mergeRepeats(table: Table, annotations: SweepAnnotations): Table {
       })),
     ],
     rows: [...groups.values()].map((rows) => {
-      const values = (key: string) => rows.flatMap((row) => (typeof row[key] === 'number' ? [row[key]] : []));
-      return {
-        ...rows[0]!,
-        configuration: base(rows[0]!),
-        seeds: rows.length,
-        ...Object.fromEntries(
-          numbers.map((c) => [c.key, values(c.key).length > 0 ? mean(values(c.key)) : null]),
-        ),
-        ...Object.fromEntries(
-          spread.map((c) => [
-            `${c.key}_sd`,
-            values(c.key).length > 1 ? sampleDeviation(values(c.key)) : null,
-          ]),
-        ),
-      };
+      const merged: Record<string, Cell> = { ...rows[0]!, configuration: base(rows[0]!), seeds: rows.length };
+      for (const column of numbers) {
+        const values = rows.flatMap((row) => {
+          const value = row[column.key];
+          return typeof value === 'number' ? [value] : [];
+        });
+        merged[column.key] = values.length > 0 ? mean(values) : null;
+        if (column.spread) merged[`${column.key}_sd`] = values.length > 1 ? sampleDeviation(values) : null;
+      }
+      return merged;
     }),
   };
 }
