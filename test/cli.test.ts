@@ -16,9 +16,10 @@ import { type ConfigurationSummary, sweepAnnotations } from '../core/report/summ
 import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { S3ArtifactStore } from '../core/store/s3-store';
-import { type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
+import { freePort, type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
 import { parseCsv } from './support/csv';
+import { PRUNE_FIXTURE, writePruneFixture } from './support/prune-fixture';
 import { buildSampleReport } from './support/report-fixture';
 import { startTestSeaweedFs } from './support/seaweedfs';
 
@@ -111,6 +112,7 @@ const COMMANDS: Record<string, string[]> = {
   'schedule trigger': CONNECTION,
   export: ['--out', '--sweep', '--format', '--figures', '--html', '--json', '--store', '--s3-endpoint'],
   'store ls': ['--json', '--store', '--s3-endpoint'],
+  'store prune': ['--yes', '--incomplete', '--offline', '--json', '--store', '--s3-endpoint', ...CONNECTION],
   worker: [
     '--queues',
     '--backend',
@@ -815,5 +817,59 @@ describe('export writes a finished sweep from the store', () => {
     } finally {
       await dispose();
     }
+  });
+});
+
+describe('store prune', () => {
+  let storeDir: string;
+  before(async () => {
+    storeDir = path.join(await mkdtemp(path.join(os.tmpdir(), 'infodisent-cli-prune-')), 'store');
+    await writePruneFixture(new LocalArtifactStore(storeDir));
+  });
+  after(() => rm(path.dirname(storeDir), { recursive: true, force: true }));
+
+  test('lists what no sweep uses, deletes it with --yes, and never guesses that no sweep runs', async () => {
+    const store = ['store', 'prune', '--store', storeDir];
+    const before = await new LocalArtifactStore(storeDir).list('');
+    // Nothing answers at this address: the prune cannot tell what running sweeps use, so it stops.
+    const refused = await cli(store, { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /cannot connect to Temporal at 127\.0\.0\.1:\d+/);
+    assert.match(refused.stderr, /if no sweep runs against this store, pass --offline/);
+
+    const dry = await cli([...store, '--offline']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /^running sweeps: not checked \(--offline\)$/m);
+    assert.match(dry.stdout, /^to delete: 3 artifacts, 768 B of features$/m);
+    assert.match(dry.stdout, /^features\/bb\/old +parts train, 6 images, 2x2x8 float32 +768 B$/m);
+    assert.match(dry.stdout, /^features\/bb\/cut +incomplete: a cut-off run continues it/m);
+    assert.match(dry.stdout, /nothing deleted yet: run again with --yes/);
+    assert.deepEqual(await new LocalArtifactStore(storeDir).list(''), before, 'a dry run deletes nothing');
+
+    const done = json<{
+      deleted: boolean;
+      runningWorkflows: null;
+      remove: { key: string }[];
+      deletedFiles: number;
+    }>(await cli([...store, '--offline', '--yes', '--incomplete', '--json']));
+    assert.equal(done.deleted, true);
+    assert.equal(done.runningWorkflows, null);
+    assert.deepEqual(
+      done.remove.map((a) => a.key).sort(),
+      [...PRUNE_FIXTURE.unused, ...PRUNE_FIXTURE.incomplete].sort(),
+    );
+    // old: 3 shards and the manifest; cut: 3 shards; two heads' 3 files; one summary.
+    assert.equal(done.deletedFiles, 11);
+    const left = json<{
+      features: { key: string }[];
+      heads: { key: string }[];
+      summaries: { key: string }[];
+    }>(await cli(['store', 'ls', '--store', storeDir, '--json']));
+    assert.deepEqual(
+      [...left.features, ...left.heads, ...left.summaries].map((a) => a.key).sort(),
+      [...PRUNE_FIXTURE.used].sort(),
+    );
+    const again = await cli([...store, '--offline']);
+    assert.match(again.stdout, /^to delete: 0 artifacts, 0 B of features$/m);
   });
 });

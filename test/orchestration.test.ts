@@ -5,16 +5,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import { keysInHistory } from '../client/running-work';
 import { loadSweepFile, type Sweep } from '../core/config/experiment';
 import { decodeTensors } from '../core/method/tensor-io';
+import { outcomeKeys } from '../core/pipeline/results';
 import type { TrainedHeadRef } from '../core/pipeline/stages';
 import { trainHeadStage } from '../core/pipeline/stages';
+import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
 import { installRuntime } from '../worker/runtime';
 import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
-import { sweepWorkflow } from '../workflows/sweep';
+import { configurationWorkflowId, sweepWorkflow } from '../workflows/sweep';
+import { writeFeatureSet } from './support/prune-fixture';
 
 // Real worker processes against a real Temporal dev server: a worker killed in the middle of InfoDisent
 // training, and a schedule that fires a re-evaluation of the same sweep.
@@ -44,6 +48,18 @@ function startWorker(): ChildProcess {
   );
   workers.push(child);
   return child;
+}
+
+/** The CLI against this test's Temporal; its stdout. */
+async function runCli(...args: string[]): Promise<string> {
+  const cli = path.join(repoRoot(), 'dist', 'client', 'main.js');
+  const { stdout } = await promisify(execFile)(process.execPath, [
+    cli,
+    ...args,
+    '--address',
+    temporal.address,
+  ]);
+  return stdout;
 }
 
 async function findCheckpoint(): Promise<string | undefined> {
@@ -85,9 +101,34 @@ test('a worker killed during training: a new worker resumes from the checkpoint,
     checkpointed = await findCheckpoint();
   }
   first.kill('SIGKILL');
+
+  // A prune while the sweep is cut off keeps what its history shows it resolved (both splits' features, the
+  // trained baseline) and the checkpoint of its head in training; it deletes what nothing uses.
+  const store = new LocalArtifactStore(path.join(home, 'store'));
+  await writeFeatureSet(store, 'features/bb/old', 6, true);
+  await putJson(store, 'summaries/old-b.json', {});
+  const pruned = JSON.parse(
+    await runCli('store', 'prune', '--store', store.root, '--yes', '--incomplete', '--json'),
+  ) as { runningWorkflows: string[]; remove: { key: string }[]; keep: { key: string; reason: string }[] };
+  const configurationId = configurationWorkflowId(handle.workflowId, sweep.configurations[0]!.name);
+  assert.deepEqual(pruned.runningWorkflows.sort(), [handle.workflowId, configurationId]);
+  assert.deepEqual(pruned.remove.map((a) => a.key).sort(), ['features/bb/old', 'summaries/old-b.json']);
+  const kept = pruned.keep.map((a) => [a.key.replace(/[^/]+$/, '*'), a.reason]).sort();
+  assert.deepEqual(kept, [
+    ['features/nsfwjs-mobilenet-v2/*', 'used by a running sweep'],
+    ['features/nsfwjs-mobilenet-v2/*', 'used by a running sweep'],
+    ['heads/baseline/*', 'used by a running sweep'],
+    ['heads/infodisent/*', 'incomplete, and 2 sweep workflows are running: it may be theirs'],
+  ]);
+
   startWorker();
   const output = await handle.result();
   assert.deepEqual(output.results.failed, []);
+  // The sweep's own history names everything its finished configuration read.
+  assert.deepEqual(
+    new Set(keysInHistory((await handle.fetchHistory()).events ?? [])),
+    new Set(outcomeKeys(output.results.completed[0]!)),
+  );
   const infodisent = output.results.completed[0]!.heads.find((h) => h.kind === 'infodisent')!;
   assert.equal(path.basename(infodisent.headKey), checkpointed);
   assert.ok(infodisent.training.resumedFromStep !== null && infodisent.training.resumedFromStep > 0);
@@ -132,10 +173,8 @@ test('a schedule fires a re-evaluation, which a worker runs from the cached feat
   timeout: 600_000,
 }, async () => {
   const { client } = temporal.environment;
-  const cli = path.join(repoRoot(), 'dist', 'client', 'main.js');
   const tiny = path.join(repoRoot(), 'experiments', 'tiny.json');
-  const { stdout } = await promisify(execFile)(process.execPath, [
-    cli,
+  const created = await runCli(
     'schedule',
     'create',
     tiny,
@@ -143,11 +182,9 @@ test('a schedule fires a re-evaluation, which a worker runs from the cached feat
     '3s',
     '--id',
     'reevaluate-tiny',
-    '--address',
-    temporal.address,
     '--json',
-  ]);
-  assert.equal((JSON.parse(stdout) as { scheduleId: string }).scheduleId, 'reevaluate-tiny');
+  );
+  assert.equal((JSON.parse(created) as { scheduleId: string }).scheduleId, 'reevaluate-tiny');
   const schedule = client.schedule.getHandle('reevaluate-tiny');
   let fired: string | undefined;
   while (!fired) {

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { storeInventory } from '../core/pipeline/inventory';
+import { planPrune, removeArtifacts } from '../core/pipeline/prune';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { openStore } from '../core/store/open-store';
 import {
@@ -15,6 +19,7 @@ import {
 } from '../core/store/s3-store';
 import { sha256 } from '../core/util/hash';
 import type { SeaweedFs } from '../infra/seaweedfs';
+import { PRUNE_FIXTURE, writePruneFixture } from './support/prune-fixture';
 import { startTestSeaweedFs } from './support/seaweedfs';
 
 const MiB = 1024 * 1024;
@@ -108,6 +113,28 @@ test('exists and delete', async () => {
   assert.equal(await store.get('gone/a.bin'), undefined);
   await store.delete('gone/a.bin');
   assert.deepEqual(await store.list('gone/'), []);
+});
+
+test('a prune plans and deletes the same on S3 as in a folder', async () => {
+  const s3 = storeFor({ prefix: 'prune' });
+  const local = new LocalArtifactStore(path.join(await mkdtemp(path.join(os.tmpdir(), 'prune-')), 'store'));
+  try {
+    await Promise.all([writePruneFixture(s3), writePruneFixture(local)]);
+    const plans = await Promise.all(
+      [s3, local].map(async (store) =>
+        planPrune(await storeInventory(store), { running: 'unchecked', incomplete: true }),
+      ),
+    );
+    assert.deepEqual(plans[0], plans[1]);
+    assert.equal(plans[0]!.remove.length, PRUNE_FIXTURE.unused.length + PRUNE_FIXTURE.incomplete.length);
+    const deleted = await Promise.all(
+      [s3, local].map((store, i) => removeArtifacts(store, plans[i]!.remove)),
+    );
+    assert.deepEqual(deleted, [11, 11]);
+    assert.deepEqual(await s3.list(''), await local.list(''));
+  } finally {
+    await rm(path.dirname(local.root), { recursive: true, force: true });
+  }
 });
 
 test('openStore maps s3:// URLs to a prefix in the bucket and other URLs to local folders', async () => {

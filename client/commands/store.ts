@@ -1,7 +1,22 @@
+import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { storeInventory } from '../../core/pipeline/inventory';
-import { addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
-import { type JsonFlag, printJson, printLine, shortTime, table } from '../output';
+import {
+  type PrunableArtifact,
+  planPrune,
+  type RunningWork,
+  removeArtifacts,
+} from '../../core/pipeline/prune';
+import {
+  addConnectionOptions,
+  addStoreOptions,
+  type ConnectionFlags,
+  openCheckedStore,
+  type StoreFlags,
+  withClient,
+} from '../connection';
+import { CliError, type JsonFlag, printJson, printLine, shortTime, table } from '../output';
+import { runningWork } from '../running-work';
 
 /** "125.4 MiB": a size in bytes in binary units. */
 export function binarySize(bytes: number): string {
@@ -77,6 +92,93 @@ async function listCommand(flags: StoreFlags & JsonFlag): Promise<void> {
       ),
     );
   }
+  const unused = inventory.summaries.filter((s) => s.usedBy.length === 0).length;
+  printLine(
+    `\nexplanation summaries: ${inventory.summaries.length}` +
+      (unused > 0 ? ` (${unused} used by no stored sweep: see store prune)` : ''),
+  );
+}
+
+interface PruneFlags extends StoreFlags, ConnectionFlags, JsonFlag {
+  incomplete?: boolean;
+  offline?: boolean;
+  yes?: boolean;
+}
+
+/** The running sweeps' artifacts, from Temporal; a Temporal that does not answer stops the prune. */
+async function checkRunningWork(flags: PruneFlags): Promise<RunningWork> {
+  if (flags.offline) return 'unchecked';
+  try {
+    return await withClient(flags, runningWork);
+  } catch (error) {
+    throw new CliError(
+      `${(error as Error).message}\n` +
+        'store prune keeps what running sweeps use and asks Temporal which those are; ' +
+        'if no sweep runs against this store, pass --offline',
+      1,
+      { cause: error },
+    );
+  }
+}
+
+const totalBytes = (artifacts: readonly PrunableArtifact[]) =>
+  artifacts.reduce((sum, artifact) => sum + (artifact.bytes ?? 0), 0);
+
+async function pruneCommand(flags: PruneFlags): Promise<void> {
+  const { store } = await openCheckedStore(flags);
+  const running = await checkRunningWork(flags);
+  const plan = planPrune(await storeInventory(store), {
+    running,
+    incomplete: Boolean(flags.incomplete),
+  });
+  const progress =
+    flags.yes && !flags.json && process.stderr.isTTY && plan.remove.length > 0
+      ? new cliProgress.SingleBar({ format: 'deleting {bar} {value}/{total}', stream: process.stderr })
+      : undefined;
+  progress?.start(plan.remove.length, 0);
+  const deletedFiles = flags.yes
+    ? await removeArtifacts(store, plan.remove, (done) => progress?.update(done))
+    : 0;
+  progress?.stop();
+  const bytes = totalBytes(plan.remove);
+  if (flags.json) {
+    printJson({
+      location: store.location,
+      deleted: Boolean(flags.yes),
+      runningWorkflows: running === 'unchecked' ? null : running.workflows,
+      remove: plan.remove,
+      keep: plan.keep,
+      bytes,
+      deletedFiles,
+    });
+    return;
+  }
+  printLine(`store ${store.location}`);
+  printLine(
+    running === 'unchecked'
+      ? 'running sweeps: not checked (--offline)'
+      : `running sweep workflows: ${running.workflows.length}${running.workflows.length > 0 ? ` (${running.workflows.join(', ')})` : ''}`,
+  );
+  const verb = flags.yes ? 'deleted' : 'to delete';
+  printLine(`\n${verb}: ${plan.remove.length} artifacts, ${binarySize(bytes)} of features`);
+  if (plan.remove.length > 0) {
+    printLine(
+      table(
+        ['key', 'what', 'size'],
+        plan.remove.map((a) => [a.key, a.detail, a.bytes === undefined ? '' : binarySize(a.bytes)]),
+      ),
+    );
+  }
+  printLine(`\nkept: ${plan.keep.length} artifacts, ${binarySize(totalBytes(plan.keep))} of features`);
+  if (plan.keep.length > 0)
+    printLine(
+      table(
+        ['key', 'why'],
+        plan.keep.map((a) => [a.key, a.reason]),
+      ),
+    );
+  if (!flags.yes && plan.remove.length > 0)
+    printLine('\nnothing deleted yet: run again with --yes to delete them');
 }
 
 export function registerStoreCommands(program: Command): void {
@@ -93,4 +195,20 @@ export function registerStoreCommands(program: Command): void {
       )
       .option('--json', 'print the inventory as JSON'),
   ).action((flags: StoreFlags & JsonFlag) => listCommand(flags));
+  addConnectionOptions(
+    addStoreOptions(
+      store
+        .command('prune')
+        .description(
+          'delete the feature sets, heads and explanation summaries that no stored sweep uses and no running sweep has resolved (lists them; --yes deletes)',
+        )
+        .option('--yes', 'delete them (without it, only list what would go)')
+        .option(
+          '--incomplete',
+          'also delete cut-off extractions and training checkpoints (kept while any sweep runs)',
+        )
+        .option('--offline', 'do not ask Temporal about running sweeps: for a store no sweep is using now')
+        .option('--json', 'print the plan (and what was deleted) as JSON'),
+    ),
+  ).action((flags: PruneFlags) => pruneCommand(flags));
 }

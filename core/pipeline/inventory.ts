@@ -2,7 +2,7 @@ import type { Split } from '../data/dataset';
 import { FEATURE_DTYPE_BYTES, type FeatureDtype, type FeatureShape, itemSize } from '../features/feature-set';
 import type { FeatureManifest } from '../features/feature-store';
 import { type ArtifactStore, getJson } from '../store/artifact-store';
-import { storedSweeps } from './results';
+import { outcomeKeys, storedSweeps } from './results';
 
 /** A feature set in the store: whole once its manifest is written, else an extraction under way or cut off. */
 export interface StoredFeatures {
@@ -32,11 +32,18 @@ export interface StoredHead {
   usedBy: string[];
 }
 
+/** A configuration's explanation summary (prototypes, explanations, analyses), which its report is made of. */
+export interface StoredSummary {
+  key: string;
+  usedBy: string[];
+}
+
 export interface StoreInventory {
   location: string;
   sweeps: { sweep: string; finishedAt: string; completed: number; failed: number }[];
   features: StoredFeatures[];
   heads: StoredHead[];
+  summaries: StoredSummary[];
 }
 
 /** Keys under `prefix` grouped by their first `depth` segments, e.g. features/<backbone>/<hash>. */
@@ -55,18 +62,14 @@ async function groups(store: ArtifactStore, prefix: string, depth: number): Prom
 }
 
 /**
- * What the store holds of the pipeline's work: the finished sweeps, the feature sets and the trained heads,
- * each with the stored sweeps that use it. Reads only keys and manifests.
+ * What the store holds of the pipeline's work: the finished sweeps, the feature sets, the trained heads and
+ * the explanation summaries, each with the stored sweeps that use it. Reads only keys and manifests.
  */
 export async function storeInventory(store: ArtifactStore): Promise<StoreInventory> {
   const sweeps = await storedSweeps(store);
   const usedBy = new Map<string, string[]>();
   for (const results of sweeps) {
-    const keys = results.completed.flatMap((outcome) => [
-      outcome.features.train,
-      outcome.features.test,
-      ...outcome.heads.map((h) => h.headKey),
-    ]);
+    const keys = results.completed.flatMap(outcomeKeys);
     for (const key of new Set(keys)) usedBy.set(key, [...(usedBy.get(key) ?? []), results.sweep]);
   }
   const features = await Promise.all(
@@ -102,6 +105,9 @@ export async function storeInventory(store: ArtifactStore): Promise<StoreInvento
       usedBy: usedBy.get(key) ?? [],
     }),
   );
+  const summaries = (await store.list('summaries/')).map(
+    (key): StoredSummary => ({ key, usedBy: usedBy.get(key) ?? [] }),
+  );
   return {
     location: store.location,
     sweeps: sweeps.map((s) => ({
@@ -112,5 +118,6 @@ export async function storeInventory(store: ArtifactStore): Promise<StoreInvento
     })),
     features,
     heads,
+    summaries,
   };
 }

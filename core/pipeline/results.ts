@@ -122,6 +122,16 @@ export function resultsMarkdown(results: SweepResults): string {
 }
 
 /** Store keys of a sweep's outputs: results/<sweep>/ (results.json, .md) and reports/<sweep>/ (HTML, tables). */
+/** The stored artifacts a configuration's results read: its features, heads and explanation summary. */
+export function outcomeKeys(outcome: ConfigurationOutcome): string[] {
+  return [
+    outcome.features.train,
+    outcome.features.test,
+    ...outcome.heads.map((head) => head.headKey),
+    outcome.summaryKey,
+  ];
+}
+
 export const resultsPrefix = (sweep: string) => `results/${sweep}`;
 export const reportPrefix = (sweep: string) => `reports/${sweep}`;
 

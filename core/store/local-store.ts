@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type ArtifactStore, assertValidKey } from './artifact-store';
@@ -32,7 +32,12 @@ export class LocalArtifactStore implements ArtifactStore {
     await mkdir(path.dirname(target), { recursive: true });
     const temporary = `${target}.tmp-${randomBytes(6).toString('hex')}`;
     try {
-      await writeFile(temporary, data);
+      await writeFile(temporary, data).catch(async (error: NodeJS.ErrnoException) => {
+        // A delete of the folder's last file may have removed the folder just now.
+        if (error.code !== 'ENOENT') throw error;
+        await mkdir(path.dirname(target), { recursive: true });
+        await writeFile(temporary, data);
+      });
       await rename(temporary, target);
     } catch (error) {
       await rm(temporary, { force: true });
@@ -63,11 +68,22 @@ export class LocalArtifactStore implements ArtifactStore {
         else if (entry.isFile() && !entry.name.includes('.tmp-') && key.startsWith(prefix)) keys.push(key);
       }
     };
-    await walk(this.root, '');
+    // Only the prefix's folder is walked: listing one feature set must not visit every other set's shards.
+    const folder = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+    await walk(folder ? path.join(this.root, ...folder.split('/')) : this.root, folder);
     return keys.sort();
   }
 
+  /** Deletes the file and the folders it leaves empty, so a deleted artifact leaves no trace in the tree. */
   async delete(key: string): Promise<void> {
-    await rm(this.pathOf(key), { force: true });
+    const file = this.pathOf(key);
+    await rm(file, { force: true });
+    for (let dir = path.dirname(file); dir.startsWith(`${this.root}${path.sep}`); dir = path.dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        return; // not empty (or already gone): the folders above it stay too
+      }
+    }
   }
 }
