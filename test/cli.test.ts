@@ -556,6 +556,8 @@ describe('export writes a finished sweep from the store', () => {
         formats.filter((f) => f !== 'json').map((f) => `${id}.${f}`),
       ),
       ...(formats.includes('json') ? ['tables.json'] : []),
+      // The per-class table: the sample's first configuration has its heads' classes.
+      ...['csv', 'json'].filter((f) => formats.includes(f)).map((f) => `classes.${f}`),
     ].sort();
   const relative = (root: string, files: string[]) => files.map((f) => path.relative(root, f)).sort();
 

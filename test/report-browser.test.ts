@@ -137,9 +137,12 @@ test('the HTML report loads without errors, renders its images, navigates, and e
   await page.click('table >> a:text-is("parts-synthetic")');
   await page.waitForURL('**/configurations/parts-synthetic/index.html');
   assert.equal(await page.textContent('h1'), 'parts-synthetic');
-  await assertImagesRender(page, 8);
-  // The class name is text, never markup.
-  assert.equal(await page.locator('#classes + ol li').first().textContent(), HOSTILE_CLASS);
+  await assertImagesRender(page, 9);
+  // The class name is text, never markup: in the per-class table, and in the one of a configuration without it.
+  assert.equal(
+    await page.locator('#per-class tbody tr td:nth-child(2)').first().textContent(),
+    HOSTILE_CLASS,
+  );
   assert.equal(await page.locator('main b').count(), 0);
   const heading = await page.locator('h3[id^="explanation-"]').first().textContent();
   assert.ok(heading?.includes(`true ${HOSTILE_CLASS}`), `explanation heading: ${heading}`);
@@ -159,6 +162,7 @@ test('the HTML report loads without errors, renders its images, navigates, and e
 
   await page.goto(`${base}/configurations/parts-accuracy-only/index.html`);
   assert.equal(await page.textContent('h1'), 'parts-accuracy-only');
+  assert.equal(await page.locator('#classes + ol li').first().textContent(), HOSTILE_CLASS);
   await page.close();
   assert.deepEqual(problems, []);
 });

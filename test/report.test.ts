@@ -10,6 +10,7 @@ import { cropGeometry, PRESETS } from '../core/data/preprocess';
 import {
   barChartSvg,
   type ConfigurationSummary,
+  classBreakdown,
   countBins,
   escapeLatex,
   explanationPanelPng,
@@ -27,6 +28,7 @@ import {
   writeHtmlReport,
   writePaperTables,
 } from '../core/report';
+import { SeededRandom } from '../core/util/random';
 import { parseCsv } from './support/csv';
 import { referencePython } from './support/python';
 import { buildSampleReport, HOSTILE_CLASS } from './support/report-fixture';
@@ -451,6 +453,39 @@ function links(html: string): string[] {
   return [...html.matchAll(/\s(?:href|src)="([^"]*)"/g)].map((m) => m[1]!.replace(/&amp;/g, '&'));
 }
 
+test("a head's classes from its confusion counts: accuracy and most frequent mistakes as NumPy finds them", () => {
+  // 40 classes with 0 to 6 test images each (some none), predictions mostly right, a few mistakes repeated.
+  const random = new SeededRandom(11);
+  const k = 40;
+  const confusion = Array.from({ length: k }, (_, label) => {
+    const row = new Array<number>(k).fill(0);
+    for (let i = Math.floor(7 * random.next()); i > 0; i--) {
+      const mistake = random.next() < 0.4;
+      row[mistake ? (label + 1 + Math.floor(3 * random.next())) % k : label]!++;
+    }
+    return row;
+  });
+  const breakdown = classBreakdown(confusion, 12);
+  const script = [
+    'import json, sys',
+    'import numpy as np',
+    'c = np.array(json.load(sys.stdin), dtype=np.int64)',
+    'n = c.sum(axis=1)',
+    'acc = [None if m == 0 else float(c[i, i] / m) for i, m in enumerate(n)]',
+    'off = c.copy(); np.fill_diagonal(off, 0)',
+    't, p = np.nonzero(off)',
+    'order = np.lexsort((p, t, -off[t, p]))[:12]',
+    'print(json.dumps({"images": n.tolist(), "accuracy": acc,',
+    '  "confusions": [{"label": int(t[i]), "predicted": int(p[i]), "count": int(off[t[i], p[i]])} for i in order]}))',
+  ].join('\n');
+  const numpy = JSON.parse(
+    execFileSync(referencePython(), ['-c', script], { input: JSON.stringify(confusion), encoding: 'utf8' }),
+  );
+  assert.ok(breakdown.accuracy.includes(null), 'the fixture has a class without test images');
+  assert.equal(breakdown.confusions.length, 12);
+  assert.deepEqual(breakdown, numpy);
+});
+
 test('HTML report: one self-contained folder, every relative link resolves, names escaped', async () => {
   const out = path.join(dir, 'report');
   const result = await writeHtmlReport(out, report);
@@ -504,6 +539,33 @@ test('HTML report: one self-contained folder, every relative link resolves, name
     const meta = await sharp(path.join(out, 'configurations/parts-synthetic', link)).metadata();
     assert.equal(meta.format, 'png');
   }
+  // Each class's top-1 for both heads (from their confusion counts), plotted against each other.
+  const synthetic = report.configurations[0]!;
+  const perClass = /<table id="per-class">[\s\S]*?<\/table>/.exec(configuration)![0];
+  assert.equal(perClass.match(/<tr><td class="num">/g)?.length, synthetic.classes.length);
+  assert.ok(links(configuration).includes('../../assets/classes-parts-synthetic.svg'));
+  const rows = parseCsv(await readFile(path.join(out, 'tables', 'classes.csv'), 'utf8'));
+  assert.deepEqual(rows[0], [
+    'configuration',
+    'dataset',
+    'backbone',
+    'class',
+    'class_name',
+    'images',
+    'infodisent_top1',
+    'baseline_top1',
+  ]);
+  // Only the configuration whose heads were evaluated class by class has rows.
+  assert.deepEqual(
+    rows.slice(1).map((row) => [row[0], row[4], Number(row[6])]),
+    synthetic.classes.map((name, label) => [
+      synthetic.configuration,
+      name,
+      100 * synthetic.heads.infodisent!.classes!.accuracy[label]!,
+    ]),
+  );
+  const other = await readFile(path.join(out, 'configurations/parts-accuracy-only/index.html'), 'utf8');
+  assert.ok(!other.includes('id="per-class"'), 'without evaluations, the class names only');
   const index = await readFile(result.index, 'utf8');
   assert.ok(index.includes('extraction failed: &lt;no such file&gt;'));
   for (const id of ['accuracy', 'rv', 'ablation', 'faithfulness'])

@@ -14,6 +14,7 @@ import { startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
 import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
 import { sweepWorkflow } from '../workflows/sweep';
+import { parseCsv } from './support/csv';
 
 // The whole path for real: a Temporal dev server (its history kept in the home, as `infodisent run`
 // keeps it), the in-process worker on both queues, the bundled MobileNetV2, generated images, the
@@ -135,6 +136,29 @@ test('a tiny sweep with two seeds runs through Temporal and all heads beat chanc
   );
   assert.match(accuracy, /^\| Dataset \| Backbone \| Seeds \|/m);
   assert.match(accuracy, /^\| parts\S* \| nsfwjs-mobilenet-v2 \| 2 \| \d+\.\d ± \d+\.\d \|/m);
+  // Each class's top-1 for both heads, beside the paper's tables: the evaluations' own per-class accuracy.
+  const classRows = parseCsv(
+    readFileSync(path.join(home, 'store', 'reports', sweep.name, 'tables', 'classes.csv'), 'utf8'),
+  );
+  assert.equal(classRows.length, 1 + RUNS.length * 4);
+  for (const outcome of results.completed) {
+    const rows = classRows.filter((row) => row[0] === outcome.configuration);
+    for (const [column, kind] of [
+      [6, 'infodisent'],
+      [7, 'baseline'],
+    ] as const) {
+      const { detailsKey } = outcome.heads.find((head) => head.kind === kind)!.evaluation;
+      const details = JSON.parse(
+        readFileSync(path.join(home, 'store', ...detailsKey.split('/')), 'utf8'),
+      ) as Evaluation;
+      const printed = rows.map((row) => Number(row[column]) / 100);
+      for (const [label, value] of details.perClass.entries())
+        assert.ok(
+          Math.abs(printed[label]! - value) < 1e-12,
+          `${outcome.configuration} ${kind} class ${label}`,
+        );
+    }
+  }
 });
 
 test('a second run, now with published figures, reuses the cached features and heads and prints them', {

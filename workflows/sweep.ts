@@ -10,7 +10,7 @@ import {
 import type { Activities } from '../activities';
 import type { Configuration, Sweep } from '../core/config/experiment';
 import type { ConfigurationFailure, ConfigurationOutcome, SweepResults } from '../core/pipeline/results';
-import { sweepAnnotations } from '../core/report/summary';
+import { evaluationKeys, sweepAnnotations } from '../core/report/summary';
 import { configurationWorkflow } from './configuration';
 import { type SweepProgress, sweepProgressQuery, type TaskQueues } from './progress';
 
@@ -139,6 +139,7 @@ export async function sweepWorkflow({
     failed,
     annotations: sweepAnnotations(completed),
     summaryKeys: completed.map((outcome) => outcome.summaryKey),
+    evaluationKeys: completed.map(evaluationKeys),
   });
   return { results, resultKeys, reportKey, tableKeys };
 }

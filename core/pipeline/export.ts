@@ -1,7 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { sweepAnnotations } from '../report/summary';
-import { type TableFormat, writePaperTables } from '../report/table-formats';
+import { classTable } from '../report/classes';
+import { evaluationKeys, sweepAnnotations } from '../report/summary';
+import { type TableFormat, writeClassTable, writePaperTables } from '../report/table-formats';
 import { paperTables } from '../report/tables';
 import { type ArtifactStore, getRequired } from '../store/artifact-store';
 import { InputError } from '../util/errors';
@@ -60,7 +61,11 @@ export async function exportSweep(
   options: ExportOptions,
 ): Promise<ExportedFiles> {
   const keys = results.completed.map((outcome) => outcome.summaryKey);
-  const { configurations, missing } = await readConfigurationSummaries(store, keys);
+  const { configurations, missing } = await readConfigurationSummaries(
+    store,
+    keys,
+    results.completed.map(evaluationKeys),
+  );
   if (missing.length > 0) {
     const names = results.completed.filter((o) => missing.includes(o.summaryKey)).map((o) => o.configuration);
     throw new InputError(
@@ -78,11 +83,14 @@ export async function exportSweep(
   }
   const out = path.resolve(outDir);
   return {
-    tables: await writePaperTables(
-      path.join(out, 'tables'),
-      paperTables(configurations, sweepAnnotations(results.completed)),
-      options.formats,
-    ),
+    tables: [
+      ...(await writePaperTables(
+        path.join(out, 'tables'),
+        paperTables(configurations, sweepAnnotations(results.completed)),
+        options.formats,
+      )),
+      ...(await writeClassTable(path.join(out, 'tables'), classTable(configurations), options.formats)),
+    ],
     figures: options.figures
       ? await copyFromStore(
           store,

@@ -1,7 +1,9 @@
 import type { Reported } from '../config/experiment';
 import type { FaithfulnessFigures } from '../explain/explain-model';
+import type { Evaluation } from '../method/evaluate';
 import type { HeadKind } from '../method/head';
 import type { TrainResult } from '../method/train';
+import { classBreakdown } from '../report/classes';
 import type { ConfigurationSummary } from '../report/summary';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
 import type { EvaluationSummary } from './stages';
@@ -158,12 +160,26 @@ export async function storedSweeps(store: ArtifactStore): Promise<SweepResults[]
     .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
 }
 
-/** The configuration summaries the explain stage wrote (what the report and tables are made of). */
+/**
+ * The configuration summaries the explain stage wrote (what the report and tables are made of), each head
+ * with its accuracy class by class where its evaluation is given (`evaluations[i]`, by head) and stored.
+ */
 export async function readConfigurationSummaries(
   store: ArtifactStore,
   keys: readonly string[],
+  evaluations: readonly Partial<Record<HeadKind, string>>[] = [],
 ): Promise<{ configurations: ConfigurationSummary[]; missing: string[] }> {
-  const read = await Promise.all(keys.map((key) => getJson<ConfigurationSummary>(store, key)));
+  const read = await Promise.all(
+    keys.map(async (key, i) => {
+      const summary = await getJson<ConfigurationSummary>(store, key);
+      for (const [kind, evaluationKey] of Object.entries(evaluations[i] ?? {})) {
+        const head = summary?.heads[kind as HeadKind];
+        const evaluation = head && (await getJson<Pick<Evaluation, 'confusion'>>(store, evaluationKey));
+        if (head && evaluation) head.classes = classBreakdown(evaluation.confusion);
+      }
+      return summary;
+    }),
+  );
   return {
     configurations: read.filter((summary): summary is ConfigurationSummary => summary !== undefined),
     missing: keys.filter((_, i) => read[i] === undefined),

@@ -536,12 +536,20 @@ export async function explainStage(
  */
 export async function reportStage(
   context: StageContext,
-  report: Omit<SweepReport, 'configurations'> & { summaryKeys: string[] },
+  report: Omit<SweepReport, 'configurations'> & {
+    summaryKeys: string[];
+    /** Each configuration's heads' evaluations (absent in histories from before per-class accuracy). */
+    evaluationKeys?: Partial<Record<HeadKind, string>>[];
+  },
 ): Promise<{ reportKey: string; tableKeys: string[] }> {
-  const { configurations } = await readConfigurationSummaries(context.store, report.summaryKeys);
+  const { configurations } = await readConfigurationSummaries(
+    context.store,
+    report.summaryKeys,
+    report.evaluationKeys,
+  );
   const folder = await mkdtemp(path.join(tmpdir(), 'infodisent-report-'));
   try {
-    const { summaryKeys: _keys, ...rest } = report;
+    const { summaryKeys: _keys, evaluationKeys: _evaluations, ...rest } = report;
     // The report writes the paper's tables into its tables/ folder: those are the store's tables.
     const { tables } = await writeHtmlReport(folder, { ...rest, configurations });
     const prefix = reportPrefix(report.sweep);

@@ -539,3 +539,73 @@ export function barChartSvg(
   ];
   return svgDocument(f.width, f.height, body.join(''));
 }
+
+export interface ClassPoint {
+  label: string;
+  /** Accuracies in [0, 1]: the baseline's on x, InfoDisent's on y. */
+  x: number;
+  y: number;
+}
+
+/**
+ * Per-class top-1 of two heads against each other, with the diagonal: the head on y classifies the classes
+ * above it better. Classes at the same point (common with few test images a class) are one dot, its area
+ * their count.
+ */
+export function classAccuracySvg(
+  points: readonly ClassPoint[],
+  options: { title?: string; xLabel: string; yLabel: string; size?: number },
+): string {
+  const side = options.size ?? 360;
+  const f = frame(side + 82, side + 116, 56);
+  const x = (v: number) => f.left + f.plotWidth * v;
+  const y = (v: number) => f.top + f.plotHeight * (1 - v);
+  const ticks = [0, 0.2, 0.4, 0.6, 0.8, 1];
+  const grid = ticks
+    .map(
+      (t) =>
+        `<line x1="${num(x(0))}" x2="${num(x(1))}" y1="${num(y(t))}" y2="${num(y(t))}" stroke="#e3e3e3"/>` +
+        `<line x1="${num(x(t))}" x2="${num(x(t))}" y1="${num(y(0))}" y2="${num(y(1))}" stroke="#e3e3e3"/>` +
+        text(f.left - 6, y(t) + 4, tickLabel(100 * t), { size: 11, anchor: 'end' }) +
+        text(x(t), f.top + f.plotHeight + 15, tickLabel(100 * t), { size: 11, anchor: 'middle' }),
+    )
+    .join('');
+  const groups = new Map<string, ClassPoint[]>();
+  for (const point of points) {
+    const key = `${point.x.toFixed(4)},${point.y.toFixed(4)}`;
+    groups.set(key, [...(groups.get(key) ?? []), point]);
+  }
+  const dots = [...groups.values()]
+    .map((group) => {
+      const { x: px, y: py } = group[0]!;
+      const names = group.map((p) => p.label);
+      const tip = `${names.length > 6 ? `${names.slice(0, 6).join(', ')} and ${names.length - 6} more` : names.join(', ')}: ${options.yLabel} ${(100 * py).toFixed(1)}%, ${options.xLabel} ${(100 * px).toFixed(1)}%`;
+      return `<circle cx="${num(x(px))}" cy="${num(y(py))}" r="${num(3.5 * Math.sqrt(group.length))}" fill="${SERIES_COLORS[1]}" fill-opacity="0.55" stroke="#2a4a7a" stroke-width="0.6"><title>${escapeXml(tip)}</title></circle>`;
+    })
+    .join('');
+  const above = points.filter((p) => p.y > p.x).length;
+  const below = points.filter((p) => p.y < p.x).length;
+  const body = [
+    options.title ? text(10, 20, options.title, { size: 14, weight: 'bold' }) : '',
+    text(
+      f.left,
+      f.top - 14,
+      `${points.length} classes: ${above} above the diagonal, ${below} below, ${points.length - above - below} on it`,
+      { size: 12 },
+    ),
+    grid,
+    `<line x1="${num(x(0))}" y1="${num(y(0))}" x2="${num(x(1))}" y2="${num(y(1))}" stroke="#888888" stroke-dasharray="5 4"/>`,
+    `<rect x="${f.left}" y="${f.top}" width="${num(f.plotWidth)}" height="${num(f.plotHeight)}" fill="none" stroke="#444444"/>`,
+    dots,
+    text(f.left + f.plotWidth / 2, f.top + f.plotHeight + 36, `${options.xLabel} top-1 (%)`, {
+      size: 12,
+      anchor: 'middle',
+    }),
+    text(16, f.top + f.plotHeight / 2, `${options.yLabel} top-1 (%)`, {
+      size: 12,
+      anchor: 'middle',
+      rotate: -90,
+    }),
+  ];
+  return svgDocument(f.width, f.height, body.join(''));
+}

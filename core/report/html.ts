@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ExplainedPrototype, ModelExplanations } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
+import { classTable } from './classes';
 import {
   boxedPrototypes,
   explanationFigurePng,
@@ -10,6 +11,7 @@ import {
 } from './explanation-figure';
 import {
   barChartSvg,
+  classAccuracySvg,
   heatmapOverlayPng,
   histogramSvg,
   type PrototypeRow,
@@ -18,7 +20,7 @@ import {
 } from './figures';
 import type { ConfigurationSummary, SweepReport } from './summary';
 import { escapeXml as h } from './svg';
-import { tableHtml, writePaperTables } from './table-formats';
+import { tableHtml, writeClassTable, writePaperTables } from './table-formats';
 import { type PaperTables, paperTables, type Table } from './tables';
 
 export interface HtmlReportOptions {
@@ -125,7 +127,10 @@ export async function writeHtmlReport(
   const slug = slugger();
   const slugs = report.configurations.map((c) => slug(c.configuration));
   const tables = paperTables(report.configurations, report.annotations);
-  const tableFiles = await writePaperTables(path.join(root, 'tables'), tables);
+  const tableFiles = [
+    ...(await writePaperTables(path.join(root, 'tables'), tables)),
+    ...(await writeClassTable(path.join(root, 'tables'), classTable(report.configurations))),
+  ];
   files.push(...tableFiles);
   await write('assets/style.css', STYLE);
 
@@ -159,6 +164,21 @@ export async function writeHtmlReport(
       const ablation = c.heads[kind]?.ablation;
       return ablation ? [{ label: HEAD_LABEL[kind], values: ablation.values }] : [];
     });
+    const { infodisent, baseline } = c.heads;
+    if (infodisent?.classes && baseline?.classes) {
+      await write(
+        `assets/classes-${slugs[i]}.svg`,
+        classAccuracySvg(
+          c.classes.flatMap((name, label) => {
+            const [x, y] = [baseline.classes!.accuracy[label], infodisent.classes!.accuracy[label]];
+            return x === null || x === undefined || y === null || y === undefined
+              ? []
+              : [{ label: name, x, y }];
+          }),
+          { title: `${c.configuration}: top-1 of each class`, xLabel: 'baseline', yLabel: 'InfoDisent' },
+        ),
+      );
+    }
     if (series.length > 0) {
       await write(
         `assets/ablation-${slugs[i]}.svg`,
@@ -474,7 +494,49 @@ async function writeConfiguration(
     '<h2 id="key-channels">Key channels of each class</h2>',
     ...(keyHtml.length > 0 ? keyHtml : ['<p class="note">No explanations for this configuration.</p>']),
     '<h2 id="classes">Classes</h2>',
-    `<ol start="0">${c.classes.map((name) => `<li>${h(name)}</li>`).join('')}</ol>`,
+    ...classesHtml(c, slug),
   ];
   await write(`${folder}/index.html`, page(c.configuration, '../../', nav, body.join('\n')));
+}
+
+/**
+ * The configuration's classes: where its evaluations give them, each head's accuracy class by class (plotted
+ * against each other) and its most frequent mistakes; else the class names.
+ */
+function classesHtml(c: ConfigurationSummary, slug: string): string[] {
+  const heads = (['infodisent', 'baseline'] as const).flatMap((kind) => {
+    const classes = c.heads[kind]?.classes;
+    return classes ? [{ kind, classes }] : [];
+  });
+  if (heads.length === 0)
+    return [`<ol start="0">${c.classes.map((name) => `<li>${h(name)}</li>`).join('')}</ol>`];
+  const className = (k: number) => h(c.classes[k] ?? `class ${k}`);
+  const percent = (v: number | null | undefined) => fixed(v, 1, 100);
+  const images = heads[0]!.classes.images;
+  const mistakes = heads.map(({ kind, classes }) => {
+    const rows = classes.confusions.map(
+      ({ label, predicted, count }) =>
+        `<tr><td>${className(label)}</td><td>${className(predicted)}</td><td class="num">${count}</td>` +
+        `<td class="num">${percent(count / (classes.images[label] || 1))}</td></tr>`,
+    );
+    return rows.length === 0
+      ? `<p class="note">${HEAD_LABEL[kind]} makes no mistakes on the test images.</p>`
+      : `<table><caption>${HEAD_LABEL[kind]}: most frequent mistakes</caption><thead><tr><th>Class</th><th>Predicted as</th>` +
+          `<th class="num">Images</th><th class="num">% of the class</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  });
+  const perClass = c.classes.map(
+    (name, label) =>
+      `<tr><td class="num">${label}</td><td>${h(name)}</td><td class="num">${images[label] ?? 0}</td>` +
+      heads.map(({ classes }) => `<td class="num">${percent(classes.accuracy[label])}</td>`).join('') +
+      '</tr>',
+  );
+  return [
+    heads.length === 2
+      ? figure(`../../assets/classes-${slug}.svg`, 'Top-1 of each class, InfoDisent against the baseline')
+      : '',
+    ...mistakes,
+    `<table id="per-class"><caption>Top-1 accuracy (%) of each class</caption><thead><tr><th class="num">#</th><th>Class</th><th class="num">Test images</th>` +
+      heads.map(({ kind }) => `<th class="num">${HEAD_LABEL[kind]}</th>`).join('') +
+      `</tr></thead><tbody>${perClass.join('')}</tbody></table>`,
+  ];
 }

@@ -1,3 +1,4 @@
+export * from './classes';
 export * from './explanation-figure';
 export * from './figures';
 export * from './html';

@@ -5,6 +5,7 @@ import type { PreprocessPreset } from '../data/preprocess';
 import type { ModelExplanations } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
 import type { ConfigurationOutcome } from '../pipeline/results';
+import type { ClassBreakdown } from './classes';
 
 /** What the report shows of one trained head; plain JSON (no typed arrays). */
 export interface HeadSummary {
@@ -23,6 +24,8 @@ export interface HeadSummary {
     values: number[];
   };
   explanations?: ModelExplanations;
+  /** Accuracy class by class, read from the head's evaluation when a report or export is made. */
+  classes?: ClassBreakdown;
 }
 
 export interface ConfigurationSummary {
@@ -95,6 +98,11 @@ export function headSummary(input: {
       : {}),
     ...(explanations ? { explanations } : {}),
   };
+}
+
+/** Where a configuration's heads keep their full evaluations (per-class accuracy, confusion counts). */
+export function evaluationKeys(outcome: ConfigurationOutcome): Partial<Record<HeadKind, string>> {
+  return Object.fromEntries(outcome.heads.map((head) => [head.kind, head.evaluation.detailsKey]));
 }
 
 /** The annotations of the configurations that have some, by configuration name. */

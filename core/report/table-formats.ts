@@ -182,3 +182,27 @@ export async function writePaperTables(
   if (formats.includes('json')) await write('tables.json', tablesJson(tables));
   return files;
 }
+
+/**
+ * The per-class table (see classTable) beside the paper's: classes.csv and classes.json for the formats
+ * asked among those (Markdown and LaTeX of thousands of rows would help nobody); returns the files.
+ */
+export async function writeClassTable(
+  dir: string,
+  table: Table | null,
+  formats: readonly TableFormat[] = TABLE_FORMATS,
+): Promise<string[]> {
+  if (!table) return [];
+  await mkdir(dir, { recursive: true });
+  const files: string[] = [];
+  for (const [format, content] of [
+    ['csv', () => tableCsv(table)],
+    ['json', () => `${JSON.stringify(table, null, 2)}\n`],
+  ] as const) {
+    if (!formats.includes(format)) continue;
+    const file = path.join(dir, `${table.id}.${format}`);
+    await writeFile(file, content(), 'utf8');
+    files.push(file);
+  }
+  return files;
+}

@@ -14,7 +14,7 @@ import {
   rotateMaps,
 } from '../../core/explain';
 import { type FeatureShape, InMemoryFeatureSet, itemSize } from '../../core/features/feature-set';
-import { type ConfigurationSummary, headSummary, type SweepReport } from '../../core/report';
+import { type ConfigurationSummary, classBreakdown, headSummary, type SweepReport } from '../../core/report';
 import { SeededRandom } from '../../core/util/random';
 
 /** A class name that must come out escaped everywhere it is shown. */
@@ -50,6 +50,7 @@ async function accuracy(model: ExplainModel, set: InMemoryFeatureSet) {
   let top1 = 0;
   let top5 = 0;
   let start = 0;
+  const confusion = Array.from({ length: model.classes }, () => new Array<number>(model.classes).fill(0));
   for await (const batch of featureSetBatches(set)) {
     const logits = logitsOf(model, (await model.pool(batch.data)).pooled);
     for (let i = 0; i < batch.shape[0]; i++) {
@@ -57,10 +58,11 @@ async function accuracy(model: ExplainModel, set: InMemoryFeatureSet) {
       const rank = row.filter((v) => v > row[set.labels[start + i]!]!).length;
       if (rank === 0) top1++;
       if (rank < 5) top5++;
+      confusion[set.labels[start + i]!]![row.indexOf(Math.max(...row))]!++;
     }
     start += batch.shape[0];
   }
-  return { top1: top1 / start, top5: top5 / start };
+  return { top1: top1 / start, top5: top5 / start, confusion };
 }
 
 /**
@@ -155,12 +157,17 @@ export async function buildSampleReport(
     const batch = asBatch(kind === 'infodisent' ? rotateMaps(rotation, testMaps, shape) : testMaps);
     const ablation = new HeadAblation(model, c);
     ablation.addBatch(batch);
-    heads[kind] = headSummary({
-      evaluation: await accuracy(model, test),
-      rv: await rvAllPairs([batch]),
-      ablation: ablation.result(),
-      explanations,
-    });
+    const evaluation = await accuracy(model, test);
+    heads[kind] = {
+      ...headSummary({
+        evaluation,
+        rv: await rvAllPairs([batch]),
+        ablation: ablation.result(),
+        explanations,
+      }),
+      // What reports and exports read from the head's stored evaluation.
+      classes: classBreakdown(evaluation.confusion),
+    };
   }
   const classes = [HOSTILE_CLASS, 'wagon, "estate" 50%', 'under_score #3'];
   const report: SweepReport = {
