@@ -112,6 +112,7 @@ const COMMANDS: Record<string, string[]> = {
   'schedule trigger': CONNECTION,
   export: ['--out', '--sweep', '--format', '--figures', '--html', '--json', '--store', '--s3-endpoint'],
   'store ls': ['--json', '--store', '--s3-endpoint'],
+  'store forget': ['--yes', '--json', '--store', '--s3-endpoint'],
   'store prune': ['--yes', '--incomplete', '--offline', '--json', '--store', '--s3-endpoint', ...CONNECTION],
   worker: [
     '--queues',
@@ -873,5 +874,22 @@ describe('store prune', () => {
     );
     const again = await cli([...store, '--offline']);
     assert.match(again.stdout, /^to delete: 0 artifacts, 0 B of features$/m);
+
+    // Forgetting the sweep (its results; it has no report) leaves what it used to the next prune.
+    const unknown = await cli(['store', 'forget', 'nope', '--store', storeDir]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no finished sweep 'nope' in file:\/\/\S+; it holds 'kept'/);
+    const listed = await cli(['store', 'forget', 'kept', '--store', storeDir]);
+    assert.match(listed.stdout, /^to delete: sweep 'kept' .*: 1 result files and 0 report files$/m);
+    const forgotten = json<{ location: string; sweep: string; deleted: boolean; keys: string[] }>(
+      await cli(['store', 'forget', 'kept', '--store', storeDir, '--yes', '--json']),
+    );
+    assert.deepEqual(
+      { ...forgotten, location: '' },
+      { location: '', sweep: 'kept', deleted: true, keys: ['results/kept/results.json'] },
+    );
+    const freed = json<{ remove: { key: string }[] }>(await cli([...store, '--offline', '--yes', '--json']));
+    assert.deepEqual(freed.remove.map((a) => a.key).sort(), [...PRUNE_FIXTURE.used].sort());
+    assert.deepEqual(await new LocalArtifactStore(storeDir).list(''), []);
   });
 });

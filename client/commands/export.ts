@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { type Command, Option } from 'commander';
 import { type ExportedFiles, exportSweep } from '../../core/pipeline/export';
-import { storedSweeps } from '../../core/pipeline/results';
 import { TABLE_FORMATS, type TableFormat } from '../../core/report/table-formats';
 import { InputError } from '../../core/util/errors';
 import { addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
 import { CliError, commaSeparated, type JsonFlag, printJson, printLine, shortTime } from '../output';
+import { findStoredSweep } from '../stored-sweeps';
 
 interface ExportFlags extends StoreFlags, JsonFlag {
   out: string;
@@ -19,21 +19,7 @@ const FOLDERS: (keyof ExportedFiles)[] = ['tables', 'figures', 'html'];
 
 async function exportCommand(flags: ExportFlags): Promise<void> {
   const { store } = await openCheckedStore(flags);
-  const sweeps = await storedSweeps(store);
-  if (sweeps.length === 0) {
-    throw new CliError(
-      `no finished sweep in ${store.location} (nothing under results/): a sweep writes its results there ` +
-        'when it ends; check --store (or INFODISENT_STORE)',
-    );
-  }
-  const results = flags.sweep ? sweeps.find((s) => s.sweep === flags.sweep) : sweeps[0]!;
-  if (!results) {
-    throw new CliError(
-      `no finished sweep '${flags.sweep}' in ${store.location}; it holds ${sweeps
-        .map((s) => `'${s.sweep}'`)
-        .join(', ')} (--sweep takes the sweep name from its file, not the workflow id)`,
-    );
-  }
+  const results = await findStoredSweep(store, flags.sweep);
   const out = path.resolve(flags.out);
   let files: ExportedFiles;
   try {

@@ -7,6 +7,7 @@ import {
   type RunningWork,
   removeArtifacts,
 } from '../../core/pipeline/prune';
+import { forgetSweep } from '../../core/pipeline/results';
 import {
   addConnectionOptions,
   addStoreOptions,
@@ -17,6 +18,7 @@ import {
 } from '../connection';
 import { CliError, type JsonFlag, printJson, printLine, shortTime, table } from '../output';
 import { runningWork } from '../running-work';
+import { findStoredSweep } from '../stored-sweeps';
 
 /** "125.4 MiB": a size in bytes in binary units. */
 export function binarySize(bytes: number): string {
@@ -181,6 +183,30 @@ async function pruneCommand(flags: PruneFlags): Promise<void> {
     printLine('\nnothing deleted yet: run again with --yes to delete them');
 }
 
+interface ForgetFlags extends StoreFlags, JsonFlag {
+  yes?: boolean;
+}
+
+async function forgetCommand(sweep: string, flags: ForgetFlags): Promise<void> {
+  const { store } = await openCheckedStore(flags);
+  const results = await findStoredSweep(store, sweep);
+  const keys = await forgetSweep(store, results.sweep, { remove: Boolean(flags.yes) });
+  if (flags.json) {
+    printJson({ location: store.location, sweep: results.sweep, deleted: Boolean(flags.yes), keys });
+    return;
+  }
+  const reports = keys.filter((key) => key.startsWith('reports/')).length;
+  printLine(
+    `${flags.yes ? 'deleted' : 'to delete'}: sweep '${results.sweep}' (finished ${shortTime(results.finishedAt)}, ` +
+      `${results.completed.length} configurations): ${keys.length - reports} result files and ${reports} report files`,
+  );
+  printLine(
+    flags.yes
+      ? 'its features and heads stay: `infodisent store prune` deletes those no other sweep uses'
+      : 'nothing deleted yet: run again with --yes to delete them',
+  );
+}
+
 export function registerStoreCommands(program: Command): void {
   const store = program
     .command('store')
@@ -195,6 +221,16 @@ export function registerStoreCommands(program: Command): void {
       )
       .option('--json', 'print the inventory as JSON'),
   ).action((flags: StoreFlags & JsonFlag) => listCommand(flags));
+  addStoreOptions(
+    store
+      .command('forget')
+      .argument('<sweep>', "the sweep's name (from its file)")
+      .description(
+        "delete a finished sweep's results and report (lists them; --yes deletes); store prune then frees what only it used",
+      )
+      .option('--yes', 'delete them (without it, only list what would go)')
+      .option('--json', 'print what is (or would be) deleted as JSON'),
+  ).action((sweep: string, flags: ForgetFlags) => forgetCommand(sweep, flags));
   addConnectionOptions(
     addStoreOptions(
       store

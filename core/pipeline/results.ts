@@ -150,6 +150,27 @@ export function readSweepResults(store: ArtifactStore, sweep: string): Promise<S
   return getJson<SweepResults>(store, `${resultsPrefix(sweep)}/results.json`);
 }
 
+/**
+ * The keys of a sweep's results and report, its results.json first; `remove` deletes them in that order,
+ * so from the first delete on the store holds no such sweep, and whatever only it used is left to a prune.
+ */
+export async function forgetSweep(
+  store: ArtifactStore,
+  sweep: string,
+  { remove }: { remove: boolean },
+): Promise<string[]> {
+  const json = `${resultsPrefix(sweep)}/results.json`;
+  const keys = [
+    json,
+    ...[
+      ...(await store.list(`${resultsPrefix(sweep)}/`)),
+      ...(await store.list(`${reportPrefix(sweep)}/`)),
+    ].filter((key) => key !== json),
+  ];
+  if (remove) for (const key of keys) await store.delete(key);
+  return keys;
+}
+
 /** The sweeps whose results are in the store (a run writes them when it finishes), newest first. */
 export async function storedSweeps(store: ArtifactStore): Promise<SweepResults[]> {
   const keys = await store.list('results/');
