@@ -4,6 +4,7 @@ import { ConfigError } from '../core/config/experiment';
 import { sizeLibuvPool } from '../infra/libuv-pool';
 import { registerExplainCommand } from './commands/explain';
 import { registerExportCommand } from './commands/export';
+import { registerPlanCommand } from './commands/plan';
 import { runCommand } from './commands/run';
 import { registerScheduleCommands } from './commands/schedule';
 import { registerStoreCommands } from './commands/store';
@@ -45,6 +46,7 @@ program
   .option('--json', 'print {"configurations": [...]} for scripts')
   .action(validateCommand);
 
+registerPlanCommand(program);
 registerExplainCommand(program);
 registerSweepCommands(program);
 registerScheduleCommands(program);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,42 +18,14 @@ import { LocalArtifactStore } from '../core/store/local-store';
 import { S3ArtifactStore } from '../core/store/s3-store';
 import { freePort, type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
+import { CLI, cleanEnv, runCli as cli, type CliOutcome as Outcome } from './support/cli';
 import { parseCsv } from './support/csv';
 import { PRUNE_FIXTURE, writePruneFixture } from './support/prune-fixture';
 import { buildSampleReport } from './support/report-fixture';
 import { startTestSeaweedFs } from './support/seaweedfs';
 
 const ROOT = repoRoot();
-const CLI = path.join(ROOT, 'dist', 'client', 'main.js');
 const SMOKE = path.join(ROOT, 'experiments', 'smoke.json');
-
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** The environment without any setting a developer's shell might leak into the CLI under test. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !/^(TEMPORAL_|INFODISENT_STORE|AWS_)/.test(name)),
-  );
-  return { ...env, ...extra };
-}
-
-function cli(args: string[], env: Record<string, string> = {}): Promise<Outcome> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CLI, ...args],
-      { cwd: ROOT, env: cleanEnv(env), timeout: 60_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
 
 function json<T>(outcome: Outcome): T {
   assert.equal(outcome.code, 0, `exit ${outcome.code}: ${outcome.stderr}`);
@@ -76,6 +48,7 @@ const STORE = ['--store', '--s3-endpoint', '--create-bucket'];
 /** Every command the CLI has, with the options its help must list. */
 const COMMANDS: Record<string, string[]> = {
   run: ['--home', '--parallelism', '--only'],
+  plan: ['--only', '--json', '--store', '--s3-endpoint', '--data-dir'],
   explain: [
     '--config',
     '--configuration',

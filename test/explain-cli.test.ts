@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -8,14 +7,14 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import type { ExplanationJson } from '../client/commands/explain';
 import type { Configuration } from '../core/config/experiment';
+import type { ConfigurationPlan } from '../core/pipeline/plan';
 import type { ConfigurationSummary } from '../core/report';
 import { getJson } from '../core/store/artifact-store';
-import { repoRoot } from '../infra/paths';
+import { type CliOutcome as Outcome, runCli } from './support/cli';
 import { type TrainedStore, trainStore, writeMicroSweep } from './support/trained-store';
 
 // `infodisent explain` as a user runs it: the CLI binary on real image files, with heads the pipeline's
 // stages trained into a real store (the bundled MobileNetV2 on wasm).
-const CLI = path.join(repoRoot(), 'dist', 'client', 'main.js');
 
 let home: string;
 let sweepFile: string;
@@ -34,35 +33,17 @@ after(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 function cli(args: string[], store = path.join(home, 'store')): Promise<Outcome> {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !/^(INFODISENT_|AWS_)/.test(name)),
-  );
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [
-        CLI,
-        'explain',
-        ...args,
-        '--config',
-        sweepFile,
-        '--store',
-        store,
-        '--data-dir',
-        path.join(home, 'datasets'),
-      ],
-      { env, timeout: 120_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
-    );
-  });
+  return runCli([
+    'explain',
+    ...args,
+    '--config',
+    sweepFile,
+    '--store',
+    store,
+    '--data-dir',
+    path.join(home, 'datasets'),
+  ]);
 }
 
 function parsed(outcome: Outcome): ExplanationJson {
@@ -226,4 +207,105 @@ test('the explain stage measured stability on the configured number of noised te
     assert.equal(figures.stability, stability.stability);
     assert.equal(figures.stabilityImages, 3);
   }
+});
+
+test('plan: nothing left to compute in the trained store, everything in an empty one; a missing dataset is named', {
+  timeout: 300_000,
+}, async () => {
+  // The micro sweep, and a configuration of it pointed at a CUB folder that is not there.
+  const document = JSON.parse(await readFile(sweepFile, 'utf8'));
+  const missing = path.join(home, 'no-cub');
+  document.configurations.push({
+    ...document.configurations[0],
+    name: 'cub-missing',
+    dataset: { kind: 'cub', name: 'cub', root: missing },
+  });
+  const withCub = path.join(home, 'with-cub.json');
+  await writeFile(withCub, JSON.stringify(document));
+  interface PlanJson {
+    planned: ConfigurationPlan[];
+    failed: { configuration: string; error: string }[];
+    totals: {
+      featureSets: number;
+      cachedBytes: number;
+      toWriteBytes: number;
+      imagesToExtract: number;
+      headsToTrain: number;
+    };
+  }
+  const plan = (file: string, store: string) =>
+    runCli(['plan', file, '--store', store, '--data-dir', path.join(home, 'datasets'), '--json']);
+
+  const trainedOutcome = await plan(withCub, path.join(home, 'store'));
+  assert.equal(trainedOutcome.code, 1, 'a configuration cannot run');
+  const ofTrained = JSON.parse(trainedOutcome.stdout) as PlanJson;
+  assert.deepEqual(ofTrained.failed, [
+    {
+      configuration: 'cub-missing',
+      error: `${path.join(missing, 'images.txt')}: missing CUB index images.txt`,
+    },
+  ]);
+  const [micro] = ofTrained.planned;
+  const bytes = (images: number) => images * 7 * 7 * 1280 * 4;
+  assert.deepEqual(micro, {
+    configuration: configuration.name,
+    dataset: { name: trained.dataset.name, classes: 3, train: 18, test: 6, skipped: 0 },
+    backbone: { name: 'nsfwjs-mobilenet-v2', map: { height: 7, width: 7, channels: 1280 } },
+    features: {
+      train: { key: trained.train.key, images: 18, bytes: bytes(18), state: 'cached' },
+      test: { key: trained.test.key, images: 6, bytes: bytes(6), state: 'cached' },
+    },
+    heads: (['baseline', 'infodisent'] as const).map((kind) => ({
+      kind,
+      state: 'trained',
+      backend: trained.heads[kind].backend,
+    })),
+  });
+  assert.deepEqual(ofTrained.totals, {
+    featureSets: 2,
+    cachedBytes: bytes(24),
+    toWriteBytes: 0,
+    imagesToExtract: 0,
+    headsToTrain: 0,
+  });
+
+  const empty = JSON.parse((await plan(sweepFile, path.join(home, 'empty-store'))).stdout) as PlanJson;
+  assert.deepEqual(
+    empty.planned.map((p) => [p.features.train.state, p.features.test.state, ...p.heads.map((h) => h.state)]),
+    [['extract', 'extract', 'train', 'train']],
+  );
+  assert.equal(
+    empty.planned[0]!.features.train.key,
+    trained.train.key,
+    'the same features, wherever they are',
+  );
+  assert.deepEqual(empty.totals, {
+    featureSets: 2,
+    cachedBytes: 0,
+    toWriteBytes: bytes(24),
+    imagesToExtract: 24,
+    headsToTrain: 2,
+  });
+
+  // For people: one row a configuration, the totals, and what cannot run.
+  const text = await runCli([
+    'plan',
+    withCub,
+    '--store',
+    path.join(home, 'store'),
+    '--data-dir',
+    path.join(home, 'datasets'),
+  ]);
+  assert.match(
+    text.stdout,
+    /^parts-micro +parts\S*: 3 classes, 18\/6 images +7x7x1280 +cached, 4\.3 MiB +cached, 1\.4 MiB +baseline: trained \(wasm\); infodisent: trained \(wasm\)$/m,
+  );
+  assert.match(
+    text.stdout,
+    /^2 feature sets: 5\.7 MiB cached, 0 B to write \(0 images to extract\); 0 heads to train$/m,
+  );
+  assert.match(
+    text.stdout,
+    /^CANNOT RUN cub-missing: .*no-cub\/images\.txt: missing CUB index images\.txt$/m,
+  );
 });

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import { keysInHistory } from '../client/running-work';
 import { loadSweepFile, type Sweep } from '../core/config/experiment';
 import { decodeTensors } from '../core/method/tensor-io';
@@ -18,6 +17,7 @@ import { repoRoot } from '../infra/paths';
 import { installRuntime } from '../worker/runtime';
 import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
 import { configurationWorkflowId, sweepWorkflow } from '../workflows/sweep';
+import { runCli } from './support/cli';
 import { writeFeatureSet } from './support/prune-fixture';
 
 // Real worker processes against a real Temporal dev server: a worker killed in the middle of InfoDisent
@@ -51,15 +51,10 @@ function startWorker(): ChildProcess {
 }
 
 /** The CLI against this test's Temporal; its stdout. */
-async function runCli(...args: string[]): Promise<string> {
-  const cli = path.join(repoRoot(), 'dist', 'client', 'main.js');
-  const { stdout } = await promisify(execFile)(process.execPath, [
-    cli,
-    ...args,
-    '--address',
-    temporal.address,
-  ]);
-  return stdout;
+async function cliOutput(...args: string[]): Promise<string> {
+  const outcome = await runCli([...args, '--address', temporal.address]);
+  assert.equal(outcome.code, 0, outcome.stderr);
+  return outcome.stdout;
 }
 
 async function findCheckpoint(): Promise<string | undefined> {
@@ -108,7 +103,7 @@ test('a worker killed during training: a new worker resumes from the checkpoint,
   await writeFeatureSet(store, 'features/bb/old', 6, true);
   await putJson(store, 'summaries/old-b.json', {});
   const pruned = JSON.parse(
-    await runCli('store', 'prune', '--store', store.root, '--yes', '--incomplete', '--json'),
+    await cliOutput('store', 'prune', '--store', store.root, '--yes', '--incomplete', '--json'),
   ) as { runningWorkflows: string[]; remove: { key: string }[]; keep: { key: string; reason: string }[] };
   const configurationId = configurationWorkflowId(handle.workflowId, sweep.configurations[0]!.name);
   assert.deepEqual(pruned.runningWorkflows.sort(), [handle.workflowId, configurationId]);
@@ -174,7 +169,7 @@ test('a schedule fires a re-evaluation, which a worker runs from the cached feat
 }, async () => {
   const { client } = temporal.environment;
   const tiny = path.join(repoRoot(), 'experiments', 'tiny.json');
-  const created = await runCli(
+  const created = await cliOutput(
     'schedule',
     'create',
     tiny,

@@ -50,7 +50,7 @@ export interface FeatureManifest {
 export function featureCacheKey(
   dataset: DatasetManifest,
   split: Split,
-  backbone: Backbone,
+  backbone: Pick<Backbone, 'name' | 'fingerprint' | 'preprocessing' | 'preset'>,
   dtype: FeatureDtype = 'float32',
 ): string {
   const items = itemsOfSplit(dataset, split).map((item) => [item.path, item.label]);

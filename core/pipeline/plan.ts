@@ -1,0 +1,143 @@
+import type { Backbone } from '../backbones/backbone';
+import { openBackbone } from '../backbones/registry';
+import type { Configuration } from '../config/experiment';
+import type { Split } from '../data/dataset';
+import { FEATURE_DTYPE_BYTES, type FeatureShape, itemSize } from '../features/feature-set';
+import { featureCacheKey } from '../features/feature-store';
+import type { HeadKind } from '../method/head';
+import { BACKENDS, type BackendName } from '../tf/backend';
+import { prepareDataset, readDatasetManifest, type StageContext, trainedHeadKey } from './stages';
+
+/** A split's features: in the store whole, partly (an extraction cut off: it resumes), or not at all. */
+export interface SplitPlan {
+  key: string;
+  images: number;
+  /** The feature set's size once whole. */
+  bytes: number;
+  state: 'cached' | 'partial' | 'extract';
+  /** Shards stored so far, for a partial set. */
+  shards?: number;
+}
+
+/** A head: trained already, checkpointed part-way (training resumes), or still to train. */
+export interface HeadPlan {
+  kind: HeadKind;
+  state: 'trained' | 'checkpoint' | 'train';
+  /** The backend it was trained on, where it is in the store. */
+  backend?: BackendName;
+}
+
+/** What a sweep run would do for one configuration, and what it would reuse. */
+export interface ConfigurationPlan {
+  configuration: string;
+  dataset: { name: string; classes: number; train: number; test: number; skipped: number };
+  backbone: { name: string; map: FeatureShape };
+  features: Record<Split, SplitPlan>;
+  heads: HeadPlan[];
+}
+
+export interface SweepPlan {
+  planned: ConfigurationPlan[];
+  /** Configurations whose dataset or backbone cannot be read, with the reason (naming the file). */
+  failed: { configuration: string; error: string }[];
+}
+
+type BackboneIdentity = Pick<Backbone, 'name' | 'fingerprint' | 'preprocessing' | 'preset' | 'featureShape'>;
+
+const HEADS: HeadKind[] = ['baseline', 'infodisent'];
+
+async function splitPlan(
+  context: StageContext,
+  key: string,
+  images: number,
+  bytesPerImage: number,
+): Promise<SplitPlan> {
+  const plan = { key, images, bytes: images * bytesPerImage };
+  if (await context.store.exists(`${key}/manifest.json`)) return { ...plan, state: 'cached' };
+  const shards = (await context.store.list(`${key}/`)).length;
+  return shards > 0 ? { ...plan, state: 'partial', shards } : { ...plan, state: 'extract' };
+}
+
+/** A head of the configuration trained on these features: on its backend, or on any where it says 'auto'. */
+async function headPlan(
+  context: StageContext,
+  configuration: Configuration,
+  kind: HeadKind,
+  featuresKey: string,
+): Promise<HeadPlan> {
+  const backends = configuration.backend === 'auto' ? BACKENDS : [configuration.backend];
+  let checkpoint: HeadPlan | undefined;
+  for (const backend of backends) {
+    const key = trainedHeadKey(configuration, kind, featuresKey, backend);
+    if (await context.store.exists(`${key}/head.bin`)) return { kind, state: 'trained', backend };
+    if (!checkpoint && (await context.store.exists(`${key}/checkpoint.bin`)))
+      checkpoint = { kind, state: 'checkpoint', backend };
+  }
+  return checkpoint ?? { kind, state: 'train' };
+}
+
+/**
+ * Reads each configuration's dataset (generating a parts dataset, as a run would first) and backbone, and
+ * looks up in the store which features and heads a run would reuse and which it would compute. A
+ * configuration whose dataset or backbone cannot be read is reported, and the others are still planned.
+ */
+export async function planSweep(
+  context: StageContext,
+  configurations: readonly Configuration[],
+  onProgress?: (configuration: string, done: number, total: number) => void,
+): Promise<SweepPlan> {
+  const plan: SweepPlan = { planned: [], failed: [] };
+  // Each backbone is opened once (on the CPU: only its identity and map are needed), then closed.
+  const backbones = new Map<string, Promise<BackboneIdentity>>();
+  const identify = (configuration: Configuration) => {
+    const spec = { ...configuration.backbone, provider: 'cpu' as const };
+    const id = JSON.stringify(spec);
+    if (!backbones.has(id)) {
+      backbones.set(
+        id,
+        openBackbone(spec).then((backbone) => {
+          const { name, fingerprint, preprocessing, preset, featureShape } = backbone;
+          backbone.dispose();
+          return { name, fingerprint, preprocessing, preset, featureShape };
+        }),
+      );
+    }
+    return backbones.get(id)!;
+  };
+  for (const [index, configuration] of configurations.entries()) {
+    onProgress?.(configuration.name, index, configurations.length);
+    try {
+      const dataset = await prepareDataset(context, configuration);
+      const manifest = await readDatasetManifest(dataset);
+      const backbone = await identify(configuration);
+      const { dtype } = configuration.features;
+      const bytesPerImage = itemSize(backbone.featureShape) * FEATURE_DTYPE_BYTES[dtype];
+      const split = (name: Split) =>
+        splitPlan(
+          context,
+          featureCacheKey(manifest, name, backbone, dtype),
+          dataset.counts[name],
+          bytesPerImage,
+        );
+      const features = { train: await split('train'), test: await split('test') };
+      plan.planned.push({
+        configuration: configuration.name,
+        dataset: {
+          name: dataset.name,
+          classes: dataset.classes.length,
+          ...dataset.counts,
+          skipped: dataset.skipped.length,
+        },
+        backbone: { name: backbone.name, map: backbone.featureShape },
+        features,
+        heads: await Promise.all(
+          HEADS.map((kind) => headPlan(context, configuration, kind, features.train.key)),
+        ),
+      });
+    } catch (error) {
+      plan.failed.push({ configuration: configuration.name, error: (error as Error).message });
+    }
+  }
+  onProgress?.('', configurations.length, configurations.length);
+  return plan;
+}
