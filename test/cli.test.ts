@@ -86,6 +86,7 @@ const COMMANDS: Record<string, string[]> = {
   export: ['--out', '--sweep', '--format', '--figures', '--html', '--json', '--store', '--s3-endpoint'],
   'store ls': ['--json', '--store', '--s3-endpoint'],
   'store forget': ['--yes', '--json', '--store', '--s3-endpoint'],
+  'store history': ['--last', '--json', '--store', '--s3-endpoint'],
   'store prune': ['--yes', '--incomplete', '--offline', '--json', '--store', '--s3-endpoint', ...CONNECTION],
   worker: [
     '--queues',

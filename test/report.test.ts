@@ -19,6 +19,7 @@ import {
   paperTables,
   prototypeGridPng,
   prototypeGridSvg,
+  resultsHistory,
   type SweepReport,
   type Table,
   tableCsv,
@@ -484,6 +485,37 @@ test("a head's classes from its confusion counts: accuracy and most frequent mis
   assert.ok(breakdown.accuracy.includes(null), 'the fixture has a class without test images');
   assert.equal(breakdown.confusions.length, 12);
   assert.deepEqual(breakdown, numpy);
+});
+
+test("a sweep's history: each head's top-1 per run, latest configurations first, gaps where a run lacks one", () => {
+  const run = (finishedAt: string, top1: Record<string, [number, number]>) => ({
+    sweep: 'weekly',
+    finishedAt,
+    completed: Object.entries(top1).map(([configuration, [baseline, infodisent]]) => ({
+      configuration,
+      heads: [
+        { kind: 'baseline' as const, evaluation: { top1: baseline } },
+        { kind: 'infodisent' as const, evaluation: { top1: infodisent } },
+      ],
+    })),
+  });
+  const history = resultsHistory([
+    run('2026-11-01T00:00:00Z', { a: [0.5, 0.6], retired: [0.1, 0.2] }),
+    run('2026-11-08T00:00:00Z', { a: [0.5, 0.6] }),
+    run('2026-11-15T00:00:00Z', { b: [0.7, 0.8], a: [0.55, 0.65] }),
+  ]);
+  assert.deepEqual(history, {
+    sweep: 'weekly',
+    runs: ['2026-11-01T00:00:00Z', '2026-11-08T00:00:00Z', '2026-11-15T00:00:00Z'],
+    rows: [
+      { configuration: 'b', head: 'baseline', top1: [null, null, 0.7] },
+      { configuration: 'b', head: 'infodisent', top1: [null, null, 0.8] },
+      { configuration: 'a', head: 'baseline', top1: [0.5, 0.5, 0.55] },
+      { configuration: 'a', head: 'infodisent', top1: [0.6, 0.6, 0.65] },
+      { configuration: 'retired', head: 'baseline', top1: [0.1, null, null] },
+      { configuration: 'retired', head: 'infodisent', top1: [0.2, null, null] },
+    ],
+  });
 });
 
 test('HTML report: one self-contained folder, every relative link resolves, names escaped', async () => {

@@ -8,12 +8,14 @@ import { runEmbedded, sweepWorkflowId } from '../client/commands/run';
 import { parseSweep, type Sweep } from '../core/config/experiment';
 import type { Evaluation } from '../core/method/evaluate';
 import { storeInventory } from '../core/pipeline/inventory';
-import type { SweepResults } from '../core/pipeline/results';
+import { type SweepResults, sweepRuns } from '../core/pipeline/results';
+import { resultsHistory } from '../core/report/history';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
 import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
 import { sweepWorkflow } from '../workflows/sweep';
+import { runCli } from './support/cli';
 import { parseCsv } from './support/csv';
 
 // The whole path for real: a Temporal dev server (its history kept in the home, as `infodisent run`
@@ -182,11 +184,25 @@ test('a second run, now with published figures, reuses the cached features and h
   assert.match(table, /Paper: as reported by a published run\./);
 
   // The store's inventory: both splits' features and the four heads, all used by this sweep.
-  const inventory = await storeInventory(new LocalArtifactStore(path.join(home, 'store')));
+  const store = new LocalArtifactStore(path.join(home, 'store'));
+  const inventory = await storeInventory(store);
   assert.deepEqual(
-    inventory.sweeps.map((s) => [s.sweep, s.completed, s.failed]),
-    [[sweep.name, 2, 0]],
+    inventory.sweeps.map((s) => [s.sweep, s.completed, s.failed, s.runs]),
+    [[sweep.name, 2, 0, 2]],
   );
+  // Both runs are kept: the same top-1 twice (everything was reused), as the CLI's history shows.
+  const history = resultsHistory(await sweepRuns(store, sweep.name));
+  assert.equal(history.runs.length, 2);
+  assert.deepEqual(
+    history.rows.map((row) => [row.configuration, row.head, row.top1[0] === row.top1[1]]),
+    RUNS.flatMap((name) => [
+      [name, 'baseline', true],
+      [name, 'infodisent', true],
+    ]),
+  );
+  const shown = await runCli(['store', 'history', sweep.name, '--store', store.root]);
+  assert.match(shown.stdout, /^sweep 'tiny': 2 stored runs$/m);
+  assert.match(shown.stdout, new RegExp(`^${RUNS[1]} +infodisent +(\\d+\\.\\d) +\\1 +\\+0\\.0$`, 'm'));
   assert.deepEqual(
     inventory.features
       .map((f) => [f.complete?.split, f.complete?.images, f.complete?.bytes, f.usedBy])

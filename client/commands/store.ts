@@ -7,7 +7,8 @@ import {
   type RunningWork,
   removeArtifacts,
 } from '../../core/pipeline/prune';
-import { forgetSweep } from '../../core/pipeline/results';
+import { forgetSweep, sweepRuns } from '../../core/pipeline/results';
+import { resultsHistory } from '../../core/report/history';
 import {
   addConnectionOptions,
   addStoreOptions,
@@ -16,7 +17,7 @@ import {
   type StoreFlags,
   withClient,
 } from '../connection';
-import { CliError, type JsonFlag, printJson, printLine, shortTime, table } from '../output';
+import { CliError, type JsonFlag, positiveInt, printJson, printLine, shortTime, table } from '../output';
 import { runningWork } from '../running-work';
 import { findStoredSweep } from '../stored-sweeps';
 
@@ -49,12 +50,13 @@ async function listCommand(flags: StoreFlags & JsonFlag): Promise<void> {
   if (inventory.sweeps.length > 0) {
     printLine(
       table(
-        ['sweep', 'finished', 'configurations', 'failed'],
+        ['sweep', 'finished', 'configurations', 'failed', 'runs'],
         inventory.sweeps.map((s) => [
           s.sweep,
           shortTime(s.finishedAt),
           String(s.completed),
           String(s.failed),
+          String(s.runs),
         ]),
       ),
     );
@@ -207,6 +209,41 @@ async function forgetCommand(sweep: string, flags: ForgetFlags): Promise<void> {
   );
 }
 
+interface HistoryFlags extends StoreFlags, JsonFlag {
+  last: number;
+}
+
+const percent = (value: number | null) => (value === null ? '—' : (100 * value).toFixed(1));
+
+async function historyCommand(sweep: string, flags: HistoryFlags): Promise<void> {
+  const { store } = await openCheckedStore(flags);
+  const results = await findStoredSweep(store, sweep);
+  const runs = await sweepRuns(store, results.sweep);
+  const history = resultsHistory(runs.slice(-flags.last));
+  if (flags.json) {
+    printJson({ location: store.location, ...history, storedRuns: runs.length });
+    return;
+  }
+  printLine(
+    `sweep '${history.sweep}': ${runs.length} stored runs` +
+      (runs.length > history.runs.length ? `, the last ${history.runs.length} shown (--last)` : ''),
+  );
+  printLine(
+    table(
+      ['configuration', 'head', ...history.runs.map(shortTime), 'change'],
+      history.rows.map(({ configuration, head, top1 }) => {
+        const [first, last] = [top1.find((v) => v !== null), top1.at(-1)];
+        const change =
+          first === undefined || first === null || last === undefined || last === null
+            ? ''
+            : `${last >= first ? '+' : ''}${(100 * (last - first)).toFixed(1)}`;
+        return [configuration, head, ...top1.map(percent), change];
+      }),
+    ),
+  );
+  printLine('top-1 % on the test split per run; change: the last run against the first shown');
+}
+
 export function registerStoreCommands(program: Command): void {
   const store = program
     .command('store')
@@ -231,6 +268,14 @@ export function registerStoreCommands(program: Command): void {
       .option('--yes', 'delete them (without it, only list what would go)')
       .option('--json', 'print what is (or would be) deleted as JSON'),
   ).action((sweep: string, flags: ForgetFlags) => forgetCommand(sweep, flags));
+  addStoreOptions(
+    store
+      .command('history')
+      .argument('<sweep>', "the sweep's name (from its file)")
+      .description("each head's top-1 over a sweep's runs (e.g. scheduled re-evaluations), oldest first")
+      .option('--last <n>', 'only the last n runs', positiveInt, 8)
+      .option('--json', 'print the history as JSON'),
+  ).action((sweep: string, flags: HistoryFlags) => historyCommand(sweep, flags));
   addConnectionOptions(
     addStoreOptions(
       store

@@ -40,7 +40,8 @@ export interface StoredSummary {
 
 export interface StoreInventory {
   location: string;
-  sweeps: { sweep: string; finishedAt: string; completed: number; failed: number }[];
+  /** `runs`: the runs whose results are kept (re-evaluations included; see sweepRuns). */
+  sweeps: { sweep: string; finishedAt: string; completed: number; failed: number; runs: number }[];
   features: StoredFeatures[];
   heads: StoredHead[];
   summaries: StoredSummary[];
@@ -105,6 +106,7 @@ export async function storeInventory(store: ArtifactStore): Promise<StoreInvento
       usedBy: usedBy.get(key) ?? [],
     }),
   );
+  const runsKept = (await store.list('results/')).filter((key) => key.includes('/runs/'));
   const summaries = (await store.list('summaries/')).map(
     (key): StoredSummary => ({ key, usedBy: usedBy.get(key) ?? [] }),
   );
@@ -115,6 +117,7 @@ export async function storeInventory(store: ArtifactStore): Promise<StoreInvento
       finishedAt: s.finishedAt,
       completed: s.completed.length,
       failed: s.failed.length,
+      runs: Math.max(1, runsKept.filter((key) => key.startsWith(`results/${s.sweep}/runs/`)).length),
     })),
     features,
     heads,

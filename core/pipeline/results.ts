@@ -137,10 +137,18 @@ export function outcomeKeys(outcome: ConfigurationOutcome): string[] {
 export const resultsPrefix = (sweep: string) => `results/${sweep}`;
 export const reportPrefix = (sweep: string) => `reports/${sweep}`;
 
-/** Writes results.json and results.md under results/<sweep>/ and returns their keys. */
+/** Where a run's results are kept after the next run replaces results.json: by the time it finished. */
+const runKey = (results: SweepResults) =>
+  `${resultsPrefix(results.sweep)}/runs/${results.finishedAt.replace(/[:.]/g, '-')}.json`;
+
+/**
+ * Writes results.json and results.md under results/<sweep>/ and returns their keys; a copy of the results
+ * stays under runs/, so that re-evaluations keep a history.
+ */
 export async function writeSweepResults(store: ArtifactStore, results: SweepResults): Promise<string[]> {
   const json = `${resultsPrefix(results.sweep)}/results.json`;
   const markdown = `${resultsPrefix(results.sweep)}/results.md`;
+  await putJson(store, runKey(results), results);
   await putJson(store, json, results);
   await store.put(markdown, Buffer.from(resultsMarkdown(results), 'utf8'));
   return [json, markdown];
@@ -169,6 +177,20 @@ export async function forgetSweep(
   ];
   if (remove) for (const key of keys) await store.delete(key);
   return keys;
+}
+
+/**
+ * Every stored run of a sweep, oldest first: those kept under runs/, and the latest results.json where it
+ * has no copy there (a run from before runs were kept).
+ */
+export async function sweepRuns(store: ArtifactStore, sweep: string): Promise<SweepResults[]> {
+  const keys = (await store.list(`${resultsPrefix(sweep)}/runs/`)).filter((key) => key.endsWith('.json'));
+  const runs = (await Promise.all(keys.map((key) => getJson<SweepResults>(store, key)))).filter(
+    (run): run is SweepResults => run !== undefined,
+  );
+  const latest = await readSweepResults(store, sweep);
+  if (latest && !runs.some((run) => run.finishedAt === latest.finishedAt)) runs.push(latest);
+  return runs.sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
 }
 
 /** The sweeps whose results are in the store (a run writes them when it finishes), newest first. */

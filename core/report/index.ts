@@ -1,6 +1,7 @@
 export * from './classes';
 export * from './explanation-figure';
 export * from './figures';
+export * from './history';
 export * from './html';
 export * from './summary';
 export * from './svg';
