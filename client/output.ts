@@ -99,3 +99,15 @@ export function shortTime(time: Date | string | null | undefined): string {
   if (!time) return '';
   return (typeof time === 'string' ? time : time.toISOString()).replace(/\.\d+Z$/, 'Z');
 }
+
+/** "125.4 MiB": a size in bytes in binary units. */
+export function binarySize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}

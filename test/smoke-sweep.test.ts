@@ -200,9 +200,12 @@ test('a second run, now with published figures, reuses the cached features and h
       [name, 'infodisent', true],
     ]),
   );
+  const index = readFileSync(path.join(home, 'store', 'reports', sweep.name, 'index.html'), 'utf8');
+  const historyHtml = /<table id="table-history">[\s\S]*?<\/table>/.exec(index)?.[0] ?? '';
+  assert.equal(historyHtml.match(/<tr><td>/g)?.length, 4, "the report's history: two heads of two seeds");
   const shown = await runCli(['store', 'history', sweep.name, '--store', store.root]);
   assert.match(shown.stdout, /^sweep 'tiny': 2 stored runs$/m);
-  assert.match(shown.stdout, new RegExp(`^${RUNS[1]} +infodisent +(\\d+\\.\\d) +\\1 +\\+0\\.0$`, 'm'));
+  assert.match(shown.stdout, new RegExp(`^${RUNS[1]} +infodisent +(\\d+\\.\\d) +\\1 +0\\.0$`, 'm'));
   assert.deepEqual(
     inventory.features
       .map((f) => [f.complete?.split, f.complete?.images, f.complete?.bytes, f.usedBy])

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { type ConfigurationPlan, planSweep, type SplitPlan } from '../../core/pipeline/plan';
 import { addDataDirOption, addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
-import { type JsonFlag, printJson, printLine, table } from '../output';
+import { binarySize, type JsonFlag, printJson, printLine, table } from '../output';
 import { addOnlyOption, loadSweep, type OnlyFlag } from '../sweep-file';
-import { binarySize } from './store';
 
 interface PlanFlags extends StoreFlags, JsonFlag, OnlyFlag {
   dataDir: string;

@@ -8,7 +8,7 @@ import {
   removeArtifacts,
 } from '../../core/pipeline/prune';
 import { forgetSweep, sweepRuns } from '../../core/pipeline/results';
-import { resultsHistory } from '../../core/report/history';
+import { historyTable, resultsHistory } from '../../core/report/history';
 import {
   addConnectionOptions,
   addStoreOptions,
@@ -17,21 +17,18 @@ import {
   type StoreFlags,
   withClient,
 } from '../connection';
-import { CliError, type JsonFlag, positiveInt, printJson, printLine, shortTime, table } from '../output';
+import {
+  binarySize,
+  CliError,
+  type JsonFlag,
+  positiveInt,
+  printJson,
+  printLine,
+  shortTime,
+  table,
+} from '../output';
 import { runningWork } from '../running-work';
 import { findStoredSweep } from '../stored-sweeps';
-
-/** "125.4 MiB": a size in bytes in binary units. */
-export function binarySize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
 
 const usedBy = (sweeps: readonly string[]) => (sweeps.length > 0 ? sweeps.join(', ') : '(no stored sweep)');
 
@@ -213,8 +210,6 @@ interface HistoryFlags extends StoreFlags, JsonFlag {
   last: number;
 }
 
-const percent = (value: number | null) => (value === null ? '—' : (100 * value).toFixed(1));
-
 async function historyCommand(sweep: string, flags: HistoryFlags): Promise<void> {
   const { store } = await openCheckedStore(flags);
   const results = await findStoredSweep(store, sweep);
@@ -228,20 +223,19 @@ async function historyCommand(sweep: string, flags: HistoryFlags): Promise<void>
     `sweep '${history.sweep}': ${runs.length} stored runs` +
       (runs.length > history.runs.length ? `, the last ${history.runs.length} shown (--last)` : ''),
   );
+  const { columns, rows, caption } = historyTable(history);
   printLine(
     table(
-      ['configuration', 'head', ...history.runs.map(shortTime), 'change'],
-      history.rows.map(({ configuration, head, top1 }) => {
-        const [first, last] = [top1.find((v) => v !== null), top1.at(-1)];
-        const change =
-          first === undefined || first === null || last === undefined || last === null
-            ? ''
-            : `${last >= first ? '+' : ''}${(100 * (last - first)).toFixed(1)}`;
-        return [configuration, head, ...top1.map(percent), change];
-      }),
+      columns.map((column) => column.label),
+      rows.map((row) =>
+        columns.map((column) => {
+          const value = row[column.key] ?? null;
+          return typeof value === 'number' ? value.toFixed(column.digits) : (value ?? '—');
+        }),
+      ),
     ),
   );
-  printLine('top-1 % on the test split per run; change: the last run against the first shown');
+  printLine(caption);
 }
 
 export function registerStoreCommands(program: Command): void {

@@ -40,11 +40,17 @@ import type { Head, HeadKind } from '../method/head';
 import { InfoDisentHead } from '../method/infodisent-head';
 import { decodeTensors, encodeTensors } from '../method/tensor-io';
 import { type TrainResult, trainHead } from '../method/train';
-import { type ConfigurationSummary, headSummary, type SweepReport, writeHtmlReport } from '../report';
+import {
+  type ConfigurationSummary,
+  headSummary,
+  resultsHistory,
+  type SweepReport,
+  writeHtmlReport,
+} from '../report';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
 import { type BackendChoice, type BackendName, selectBackend } from '../tf/backend';
 import { contentKey } from '../util/hash';
-import { readConfigurationSummaries, reportPrefix } from './results';
+import { readConfigurationSummaries, reportPrefix, sweepRuns } from './results';
 
 /** What every stage needs: where artifacts go, where local data lives, and a progress sink. */
 export interface StageContext {
@@ -530,6 +536,9 @@ export async function explainStage(
   return { summaryKey, faithfulness: faithfulnessOf(summary) };
 }
 
+/** How many of a sweep's latest runs its report's history shows. */
+const HISTORY_RUNS = 8;
+
 /**
  * The sweep's HTML report and the paper's tables, written to a temporary folder and then copied into
  * the store under reports/<sweep>/ (so the same code serves a local folder and S3).
@@ -551,7 +560,9 @@ export async function reportStage(
   try {
     const { summaryKeys: _keys, evaluationKeys: _evaluations, ...rest } = report;
     // The report writes the paper's tables into its tables/ folder: those are the store's tables.
-    const { tables } = await writeHtmlReport(folder, { ...rest, configurations });
+    // Its results are written by now: the history includes this run.
+    const history = resultsHistory((await sweepRuns(context.store, report.sweep)).slice(-HISTORY_RUNS));
+    const { tables } = await writeHtmlReport(folder, { ...rest, configurations, history });
     const prefix = reportPrefix(report.sweep);
     const files = await readdir(folder, { recursive: true, withFileTypes: true });
     for (const file of files.filter((f) => f.isFile())) {

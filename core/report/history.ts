@@ -1,5 +1,6 @@
 import type { HeadKind } from '../method/head';
 import type { SweepResults } from '../pipeline/results';
+import type { Table } from './tables';
 
 /** One head of one configuration over a sweep's runs. */
 export interface HistoryRow {
@@ -44,4 +45,37 @@ export function resultsHistory(runs: readonly RunTop1[]): ResultsHistory {
     }
   }
   return { sweep: runs[0]?.sweep ?? '', runs: runs.map((run) => run.finishedAt), rows: [...rows.values()] };
+}
+
+/** Top-1 % per run (columns run_1 … by date) and the change from the first run to the last. */
+export function historyTable(history: ResultsHistory): Table {
+  const runColumn = (index: number) => `run_${index + 1}`;
+  return {
+    id: 'history',
+    title: "Top-1 accuracy (%) over the sweep's runs",
+    caption:
+      'Each run of the sweep, oldest first (e.g. scheduled re-evaluations); change: last against first.',
+    columns: [
+      { key: 'configuration', label: 'Configuration', kind: 'text' },
+      { key: 'head', label: 'Head', kind: 'text' },
+      ...history.runs.map((finishedAt, index) => ({
+        key: runColumn(index),
+        // To the minute, UTC: runs are days apart (a run's full time is in the JSON).
+        label: `${finishedAt.slice(0, 16).replace('T', ' ')} UTC`,
+        kind: 'number' as const,
+        digits: 1,
+      })),
+      { key: 'change', label: 'Change', kind: 'number', digits: 1 },
+    ],
+    rows: history.rows.map(({ configuration, head, top1 }) => {
+      const first = top1.find((v) => v !== null) ?? null;
+      const last = top1.at(-1) ?? null;
+      return {
+        configuration,
+        head,
+        ...Object.fromEntries(top1.map((v, index) => [runColumn(index), v === null ? null : 100 * v])),
+        change: first === null || last === null ? null : 100 * (last - first),
+      };
+    }),
+  };
 }

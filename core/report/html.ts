@@ -18,6 +18,7 @@ import {
   prototypeGridPng,
   ThumbnailCache,
 } from './figures';
+import { historyTable } from './history';
 import type { ConfigurationSummary, SweepReport } from './summary';
 import { escapeXml as h } from './svg';
 import { tableHtml, writeClassTable, writePaperTables } from './table-formats';
@@ -239,6 +240,9 @@ function indexPage(report: SweepReport, slugs: string[], tables: PaperTables, ha
       : '',
     '<h2 id="tables">Tables</h2>',
     ...Object.values(tables).map((table) => tableHtml(table) + downloads(table.id)),
+    ...(report.history && report.history.runs.length > 1
+      ? ['<h2 id="history">History</h2>', tableHtml(historyTable(report.history))]
+      : []),
     '<h2 id="plots">Plots</h2>',
     hasRv
       ? figure(

@@ -6,6 +6,7 @@ import type { ModelExplanations } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
 import type { ConfigurationOutcome } from '../pipeline/results';
 import type { ClassBreakdown } from './classes';
+import type { ResultsHistory } from './history';
 
 /** What the report shows of one trained head; plain JSON (no typed arrays). */
 export interface HeadSummary {
@@ -50,6 +51,8 @@ export interface SweepReport {
   failed: { configuration: string; error: string }[];
   /** What the sweep file says of each configuration beyond its results, by configuration name. */
   annotations?: SweepAnnotations;
+  /** Each head's top-1 over the sweep's latest runs, where it has run before. */
+  history?: ResultsHistory;
 }
 
 /** What the sweep file says of a configuration that the tables print but no stage computes. */
