@@ -123,7 +123,6 @@ export function resultsMarkdown(results: SweepResults): string {
   ].join('\n');
 }
 
-/** Store keys of a sweep's outputs: results/<sweep>/ (results.json, .md) and reports/<sweep>/ (HTML, tables). */
 /** The stored artifacts a configuration's results read: its features, heads and explanation summary. */
 export function outcomeKeys(outcome: ConfigurationOutcome): string[] {
   return [
@@ -134,6 +133,7 @@ export function outcomeKeys(outcome: ConfigurationOutcome): string[] {
   ];
 }
 
+/** Store keys of a sweep's outputs: results/<sweep>/ (results.json, .md) and reports/<sweep>/ (HTML, tables). */
 export const resultsPrefix = (sweep: string) => `results/${sweep}`;
 export const reportPrefix = (sweep: string) => `reports/${sweep}`;
 
