@@ -4,6 +4,7 @@ import type { Activities } from '../activities';
 import type { RunningWork } from '../core/pipeline/prune';
 import { type ConfigurationOutcome, outcomeKeys } from '../core/pipeline/results';
 import type { ExplainStageResult, FeaturesRef, TrainedHeadRef } from '../core/pipeline/stages';
+import { startLocalTemporal } from '../infra/dev-server';
 import { configurationWorkflow } from '../workflows/configuration';
 import { sweepWorkflow } from '../workflows/sweep';
 
@@ -51,4 +52,14 @@ export async function runningWork(client: Client): Promise<Exclude<RunningWork, 
     for (const key of keysInHistory(events ?? [])) keys.add(key);
   }
   return { workflows, keys };
+}
+
+/** runningWork of the history `infodisent run` keeps in `home`, read by a dev server started on it for the purpose. */
+export async function embeddedRunningWork(home: string): Promise<Exclude<RunningWork, 'unchecked'>> {
+  const temporal = await startLocalTemporal({ stateDir: home });
+  try {
+    return await runningWork(temporal.environment.client);
+  } finally {
+    await temporal.stop();
+  }
 }

@@ -13,6 +13,7 @@ import { resultsHistory } from '../core/report/history';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
+import { resolveTool } from '../infra/tools';
 import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
 import { sweepWorkflow } from '../workflows/sweep';
 import { runCli } from './support/cli';
@@ -203,6 +204,15 @@ test('a second run, now with published figures, reuses the cached features and h
   const index = readFileSync(path.join(home, 'store', 'reports', sweep.name, 'index.html'), 'utf8');
   const historyHtml = /<table id="table-history">[\s\S]*?<\/table>/.exec(index)?.[0] ?? '';
   assert.equal(historyHtml.match(/<tr><td>/g)?.length, 4, "the report's history: two heads of two seeds");
+  // A prune of the embedded default (no --address, no --store) with no Temporal up reads the history the runs
+  // kept in their home: nothing runs, and everything in the store is the sweep's.
+  const pruned = await runCli(['store', 'prune'], {
+    INFODISENT_HOME: home,
+    TEMPORAL_CLI: resolveTool('temporal'),
+  });
+  assert.equal(pruned.code, 0, pruned.stderr);
+  assert.match(pruned.stdout, /^running sweep workflows, asked of the history in .*: 0$/m);
+  assert.match(pruned.stdout, /^to delete: 0 artifacts, 0 B of features$/m);
   const shown = await runCli(['store', 'history', sweep.name, '--store', store.root]);
   assert.match(shown.stdout, /^sweep 'tiny': 2 stored runs$/m);
   assert.match(shown.stdout, new RegExp(`^${RUNS[1]} +infodisent +(\\d+\\.\\d) +\\1 +0\\.0$`, 'm'));

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { storeInventory } from '../../core/pipeline/inventory';
@@ -9,6 +11,7 @@ import {
 } from '../../core/pipeline/prune';
 import { forgetSweep, sweepRuns } from '../../core/pipeline/results';
 import { historyTable, resultsHistory } from '../../core/report/history';
+import { stateDir } from '../../infra/paths';
 import {
   addConnectionOptions,
   addStoreOptions,
@@ -27,7 +30,7 @@ import {
   shortTime,
   table,
 } from '../output';
-import { runningWork } from '../running-work';
+import { embeddedRunningWork, runningWork } from '../running-work';
 import { findStoredSweep } from '../stored-sweeps';
 
 const usedBy = (sweeps: readonly string[]) => (sweeps.length > 0 ? sweeps.join(', ') : '(no stored sweep)');
@@ -106,12 +109,25 @@ interface PruneFlags extends StoreFlags, ConnectionFlags, JsonFlag {
   yes?: boolean;
 }
 
-/** The running sweeps' artifacts, from Temporal; a Temporal that does not answer stops the prune. */
-async function checkRunningWork(flags: PruneFlags): Promise<RunningWork> {
-  if (flags.offline) return 'unchecked';
+/**
+ * The running sweeps' artifacts, from Temporal, and which Temporal said so. Where none answers at the default
+ * address and the store is the embedded default, the history `infodisent run` keeps in its home is read (a
+ * run cut off there is still running); otherwise a Temporal that does not answer stops the prune.
+ */
+async function checkRunningWork(
+  flags: PruneFlags,
+  command: Command,
+): Promise<{ running: RunningWork; askedOf: string }> {
+  if (flags.offline) return { running: 'unchecked', askedOf: 'not asked (--offline)' };
   try {
-    return await withClient(flags, runningWork);
+    return { running: await withClient(flags, runningWork), askedOf: `Temporal at ${flags.address}` };
   } catch (error) {
+    const home = stateDir();
+    const embedded =
+      command.getOptionValueSource('address') === 'default' &&
+      command.getOptionValueSource('store') === 'default' &&
+      existsSync(path.join(home, 'temporal.db'));
+    if (embedded) return { running: await embeddedRunningWork(home), askedOf: `the history in ${home}` };
     throw new CliError(
       `${(error as Error).message}\n` +
         'store prune keeps what running sweeps use and asks Temporal which those are; ' +
@@ -125,9 +141,9 @@ async function checkRunningWork(flags: PruneFlags): Promise<RunningWork> {
 const totalBytes = (artifacts: readonly PrunableArtifact[]) =>
   artifacts.reduce((sum, artifact) => sum + (artifact.bytes ?? 0), 0);
 
-async function pruneCommand(flags: PruneFlags): Promise<void> {
+async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> {
   const { store } = await openCheckedStore(flags);
-  const running = await checkRunningWork(flags);
+  const { running, askedOf } = await checkRunningWork(flags, command);
   const plan = planPrune(await storeInventory(store), {
     running,
     incomplete: Boolean(flags.incomplete),
@@ -147,6 +163,7 @@ async function pruneCommand(flags: PruneFlags): Promise<void> {
       location: store.location,
       deleted: Boolean(flags.yes),
       runningWorkflows: running === 'unchecked' ? null : running.workflows,
+      askedOf,
       remove: plan.remove,
       keep: plan.keep,
       bytes,
@@ -158,7 +175,8 @@ async function pruneCommand(flags: PruneFlags): Promise<void> {
   printLine(
     running === 'unchecked'
       ? 'running sweeps: not checked (--offline)'
-      : `running sweep workflows: ${running.workflows.length}${running.workflows.length > 0 ? ` (${running.workflows.join(', ')})` : ''}`,
+      : `running sweep workflows, asked of ${askedOf}: ${running.workflows.length}` +
+          (running.workflows.length > 0 ? ` (${running.workflows.join(', ')})` : ''),
   );
   const verb = flags.yes ? 'deleted' : 'to delete';
   printLine(`\n${verb}: ${plan.remove.length} artifacts, ${binarySize(bytes)} of features`);
@@ -285,5 +303,5 @@ export function registerStoreCommands(program: Command): void {
         .option('--offline', 'do not ask Temporal about running sweeps: for a store no sweep is using now')
         .option('--json', 'print the plan (and what was deleted) as JSON'),
     ),
-  ).action((flags: PruneFlags) => pruneCommand(flags));
+  ).action((flags: PruneFlags, command: Command) => pruneCommand(flags, command));
 }
