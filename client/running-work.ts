@@ -4,7 +4,7 @@ import type { Activities } from '../activities';
 import type { RunningWork } from '../core/pipeline/prune';
 import { type ConfigurationOutcome, outcomeKeys } from '../core/pipeline/results';
 import type { ExplainStageResult, FeaturesRef, TrainedHeadRef } from '../core/pipeline/stages';
-import { startLocalTemporal } from '../infra/dev-server';
+import { startQuietTemporal } from '../infra/dev-server';
 import { configurationWorkflow } from '../workflows/configuration';
 import { sweepWorkflow } from '../workflows/sweep';
 
@@ -56,9 +56,9 @@ export async function runningWork(client: Client): Promise<Exclude<RunningWork, 
 
 /** runningWork of the history `infodisent run` keeps in `home`, read by a dev server started on it for the purpose. */
 export async function embeddedRunningWork(home: string): Promise<Exclude<RunningWork, 'unchecked'>> {
-  const temporal = await startLocalTemporal({ stateDir: home });
+  const temporal = await startQuietTemporal(home);
   try {
-    return await runningWork(temporal.environment.client);
+    return await runningWork(temporal.client);
   } finally {
     await temporal.stop();
   }

@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { resolveTool } from './tools';
 
@@ -80,4 +82,55 @@ export function startTimeSkippingTemporal(
   return TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: executable } },
   });
+}
+
+/**
+ * A dev server on the database `startLocalTemporal` keeps in `stateDir`, its output discarded (a command
+ * that prints JSON cannot have the server's banner in its stdout), for a short read of the history there.
+ */
+export async function startQuietTemporal(
+  stateDir: string,
+  log?: (line: string) => void,
+): Promise<{ client: Client; stop(): Promise<void> }> {
+  const executable = resolveTool('temporal', { install: true, ...(log ? { log } : {}) });
+  const port = await freePort();
+  const server = spawn(
+    executable,
+    [
+      ...['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--headless'],
+      ...['--db-filename', path.join(stateDir, 'temporal.db'), '--log-level', 'error'],
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  server.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
+  const stop = async () => {
+    server.kill('SIGTERM');
+    await exited;
+  };
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (server.exitCode !== null)
+      throw new Error(`the Temporal dev server on ${stateDir} exited (${server.exitCode}): ${stderr.trim()}`);
+    try {
+      const connection = await Connection.connect({ address: `127.0.0.1:${port}`, connectTimeout: '1s' });
+      const client = new Client({ connection });
+      return {
+        client,
+        stop: async () => {
+          await connection.close();
+          await stop();
+        },
+      };
+    } catch (error) {
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(`the Temporal dev server on ${stateDir} did not answer within 60 s: ${error}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
 }

@@ -40,10 +40,8 @@ after(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
-test('a tiny sweep with two seeds runs through Temporal and all heads beat chance', {
-  timeout: 600_000,
-}, async () => {
-  // A run of another version of the sweep (one seed only) was cut off in this home: this run replaces it.
+/** Leaves in the home a run of another version of the sweep (one seed only), cut off before any work. */
+async function startStaleRun(): Promise<void> {
   const stale = await startLocalTemporal({ stateDir: home });
   try {
     await stale.environment.client.workflow.start(sweepWorkflow, {
@@ -60,6 +58,13 @@ test('a tiny sweep with two seeds runs through Temporal and all heads beat chanc
   } finally {
     await stale.stop();
   }
+}
+
+test('a tiny sweep with two seeds runs through Temporal and all heads beat chance', {
+  timeout: 600_000,
+}, async () => {
+  // A run of another version of the sweep was cut off in this home: this run replaces it.
+  await startStaleRun();
   const log: string[] = [];
   const { results, resultFiles } = await runEmbedded(sweep, { home, log: (line) => log.push(line) });
   assert.ok(
@@ -205,14 +210,21 @@ test('a second run, now with published figures, reuses the cached features and h
   const historyHtml = /<table id="table-history">[\s\S]*?<\/table>/.exec(index)?.[0] ?? '';
   assert.equal(historyHtml.match(/<tr><td>/g)?.length, 4, "the report's history: two heads of two seeds");
   // A prune of the embedded default (no --address, no --store) with no Temporal up reads the history the runs
-  // kept in their home: nothing runs, and everything in the store is the sweep's.
-  const pruned = await runCli(['store', 'prune'], {
+  // kept in their home, where a run cut off now still runs; everything in the store is the sweep's.
+  await startStaleRun();
+  const pruned = await runCli(['store', 'prune', '--json'], {
     INFODISENT_HOME: home,
     TEMPORAL_CLI: resolveTool('temporal'),
   });
   assert.equal(pruned.code, 0, pruned.stderr);
-  assert.match(pruned.stdout, /^running sweep workflows, asked of the history in .*: 0$/m);
-  assert.match(pruned.stdout, /^to delete: 0 artifacts, 0 B of features$/m);
+  const plan = JSON.parse(pruned.stdout) as {
+    runningWorkflows: string[];
+    askedOf: string;
+    remove: unknown[];
+  };
+  assert.deepEqual(plan.runningWorkflows, [sweepWorkflowId(sweep)]);
+  assert.equal(plan.askedOf, `the history in ${home}`);
+  assert.deepEqual(plan.remove, []);
   const shown = await runCli(['store', 'history', sweep.name, '--store', store.root]);
   assert.match(shown.stdout, /^sweep 'tiny': 2 stored runs$/m);
   assert.match(shown.stdout, new RegExp(`^${RUNS[1]} +infodisent +(\\d+\\.\\d) +\\1 +0\\.0$`, 'm'));
