@@ -11,6 +11,7 @@ import {
 } from '../../core/pipeline/prune';
 import { forgetSweep, sweepRuns } from '../../core/pipeline/results';
 import { historyTable, resultsHistory } from '../../core/report/history';
+import { tableText } from '../../core/report/table-formats';
 import { stateDir } from '../../infra/paths';
 import {
   addConnectionOptions,
@@ -241,19 +242,10 @@ async function historyCommand(sweep: string, flags: HistoryFlags): Promise<void>
     `sweep '${history.sweep}': ${runs.length} stored runs` +
       (runs.length > history.runs.length ? `, the last ${history.runs.length} shown (--last)` : ''),
   );
-  const { columns, rows, caption } = historyTable(history);
-  printLine(
-    table(
-      columns.map((column) => column.label),
-      rows.map((row) =>
-        columns.map((column) => {
-          const value = row[column.key] ?? null;
-          return typeof value === 'number' ? value.toFixed(column.digits) : (value ?? '—');
-        }),
-      ),
-    ),
-  );
-  printLine(caption);
+  const historyRows = historyTable(history);
+  const { header, rows } = tableText(historyRows);
+  printLine(table(header, rows));
+  printLine(historyRows.caption);
 }
 
 export function registerStoreCommands(program: Command): void {

@@ -6,7 +6,7 @@ import { FEATURE_DTYPE_BYTES, type FeatureShape, itemSize } from '../features/fe
 import { featureCacheKey } from '../features/feature-store';
 import type { HeadKind } from '../method/head';
 import { BACKENDS, type BackendName } from '../tf/backend';
-import { prepareDataset, readDatasetManifest, type StageContext, trainedHeadKey } from './stages';
+import { prepareDatasetManifest, type StageContext, trainedHeadKey } from './stages';
 
 /** A split's features: in the store whole, partly (an extraction cut off: it resumes), or not at all. */
 export interface SplitPlan {
@@ -87,28 +87,31 @@ export async function planSweep(
   onProgress?: (configuration: string, done: number, total: number) => void,
 ): Promise<SweepPlan> {
   const plan: SweepPlan = { planned: [], failed: [] };
-  // Each backbone is opened once (on the CPU: only its identity and map are needed), then closed.
+  // Configurations that share a dataset or a backbone read it once: a dataset's file tree is listed and
+  // checked, a backbone opened (on the CPU: only its identity and map are needed) and closed.
+  const datasets = new Map<string, ReturnType<typeof prepareDatasetManifest>>();
   const backbones = new Map<string, Promise<BackboneIdentity>>();
+  const once = <T>(cache: Map<string, T>, spec: unknown, read: () => T): T => {
+    const id = JSON.stringify(spec);
+    if (!cache.has(id)) cache.set(id, read());
+    return cache.get(id)!;
+  };
   const identify = (configuration: Configuration) => {
     const spec = { ...configuration.backbone, provider: 'cpu' as const };
-    const id = JSON.stringify(spec);
-    if (!backbones.has(id)) {
-      backbones.set(
-        id,
-        openBackbone(spec).then((backbone) => {
-          const { name, fingerprint, preprocessing, preset, featureShape } = backbone;
-          backbone.dispose();
-          return { name, fingerprint, preprocessing, preset, featureShape };
-        }),
-      );
-    }
-    return backbones.get(id)!;
+    return once(backbones, spec, () =>
+      openBackbone(spec).then((backbone) => {
+        const { name, fingerprint, preprocessing, preset, featureShape } = backbone;
+        backbone.dispose();
+        return { name, fingerprint, preprocessing, preset, featureShape };
+      }),
+    );
   };
   for (const [index, configuration] of configurations.entries()) {
     onProgress?.(configuration.name, index, configurations.length);
     try {
-      const dataset = await prepareDataset(context, configuration);
-      const manifest = await readDatasetManifest(dataset);
+      const { dataset, manifest } = await once(datasets, configuration.dataset, () =>
+        prepareDatasetManifest(context, configuration),
+      );
       const backbone = await identify(configuration);
       const { dtype } = configuration.features;
       const bytesPerImage = itemSize(backbone.featureShape) * FEATURE_DTYPE_BYTES[dtype];

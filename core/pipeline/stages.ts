@@ -91,6 +91,14 @@ export async function prepareDataset(
   context: StageContext,
   configuration: Configuration,
 ): Promise<DatasetRef> {
+  return (await prepareDatasetManifest(context, configuration)).dataset;
+}
+
+/** prepareDataset, with the manifest it wrote for a caller in the same process (not a workflow payload). */
+export async function prepareDatasetManifest(
+  context: StageContext,
+  configuration: Configuration,
+): Promise<{ dataset: DatasetRef; manifest: DatasetManifest }> {
   const { dataset } = configuration;
   let manifest: DatasetManifest;
   let manifestPath: string;
@@ -119,11 +127,14 @@ export async function prepareDataset(
   }
   const count = (split: Split) => manifest.items.filter((item) => item.split === split).length;
   return {
-    name: manifest.name,
-    manifestPath,
-    classes: manifest.classes,
-    counts: { train: count('train'), test: count('test') },
-    skipped,
+    dataset: {
+      name: manifest.name,
+      manifestPath,
+      classes: manifest.classes,
+      counts: { train: count('train'), test: count('test') },
+      skipped,
+    },
+    manifest,
   };
 }
 

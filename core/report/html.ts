@@ -313,7 +313,7 @@ async function writeConfiguration(
   progress: () => void,
 ): Promise<void> {
   const heads = explainedHeads(c);
-  const className = (k: number) => c.classes[k] ?? `class ${k}`;
+  const className = (k: number) => classLabel(c, k);
   const file = (p: string) => path.join(c.datasetRoot!, p);
   const boxed = (prototypes: readonly ExplainedPrototype[]) => boxedPrototypes(prototypes, c.datasetRoot!);
   const drawable = c.datasetRoot !== undefined;
@@ -503,6 +503,9 @@ async function writeConfiguration(
   await write(`${folder}/index.html`, page(c.configuration, '../../', nav, body.join('\n')));
 }
 
+/** A class's name, or its index where the summary has no name for it. */
+const classLabel = (c: ConfigurationSummary, k: number): string => c.classes[k] ?? `class ${k}`;
+
 /**
  * The configuration's classes: where its evaluations give them, each head's accuracy class by class (plotted
  * against each other) and its most frequent mistakes; else the class names.
@@ -514,7 +517,7 @@ function classesHtml(c: ConfigurationSummary, slug: string): string[] {
   });
   if (heads.length === 0)
     return [`<ol start="0">${c.classes.map((name) => `<li>${h(name)}</li>`).join('')}</ol>`];
-  const className = (k: number) => h(c.classes[k] ?? `class ${k}`);
+  const className = (k: number) => h(classLabel(c, k));
   const percent = (v: number | null | undefined) => fixed(v, 1, 100);
   const images = heads[0]!.classes.images;
   const mistakes = heads.map(({ kind, classes }) => {

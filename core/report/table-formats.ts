@@ -58,6 +58,16 @@ export function tableMarkdown(table: Table): string {
   return `**${escapeMarkdown(table.title)}**\n\n${lines.join('\n')}\n\n${escapeMarkdown(table.caption)}\n`;
 }
 
+/** A table's visible columns and rows as plain text, for a terminal: numbers with their digits, '—' for none. */
+export function tableText(table: Table): { header: string[]; rows: string[][] } {
+  const columns = visible(table);
+  const style: CellStyle = { missing: '—', text: (value) => value };
+  return {
+    header: columns.map((column) => column.label),
+    rows: table.rows.map((row) => columns.map((column) => printed(row, column, style))),
+  };
+}
+
 /** RFC 4180 field: quoted when it holds a comma, quote, CR/LF or edge spaces; quotes doubled. */
 export function csvField(value: string): string {
   return /[",\r\n]|^\s|\s$/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
