@@ -163,11 +163,11 @@ function unreachable(flags: ConnectionFlags, error: unknown): CliError {
 }
 
 /** Connects a client for the CLI's commands; fails fast, naming the address, when Temporal does not answer. */
-export async function connectClient(flags: ConnectionFlags): Promise<Client> {
+export async function connectClient(flags: ConnectionFlags, connectTimeout = '10s'): Promise<Client> {
   const options = await temporalOptions(flags);
   let connection: Connection;
   try {
-    connection = await Connection.connect({ ...options, connectTimeout: '10s' });
+    connection = await Connection.connect({ ...options, connectTimeout });
   } catch (error) {
     throw unreachable(flags, error);
   }

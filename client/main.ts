@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../core/config/experiment';
 import { sizeLibuvPool } from '../infra/libuv-pool';
+import { registerDoctorCommand } from './commands/doctor';
 import { registerExplainCommand } from './commands/explain';
 import { registerExportCommand } from './commands/export';
 import { registerPlanCommand } from './commands/plan';
@@ -53,6 +54,7 @@ registerScheduleCommands(program);
 registerWorkerCommand(program);
 registerExportCommand(program);
 registerStoreCommands(program);
+registerDoctorCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof ConfigError) {

@@ -88,6 +88,7 @@ const COMMANDS: Record<string, string[]> = {
   'store forget': ['--yes', '--json', '--store', '--s3-endpoint'],
   'store history': ['--last', '--json', '--store', '--s3-endpoint'],
   'store prune': ['--yes', '--incomplete', '--offline', '--json', '--store', '--s3-endpoint', ...CONNECTION],
+  doctor: ['--backend', '--skip', '--json', ...QUEUES, ...CONNECTION, '--store', '--s3-endpoint'],
   worker: [
     '--queues',
     '--backend',
@@ -483,6 +484,26 @@ describe('against a Temporal dev server', () => {
         (found) => found.length > 0,
       );
       assert.equal(pollers.length, 1, 'the worker polls the GPU activity queue');
+      const doctor = json<{ checks: DoctorCheck[] }>(
+        await cli(
+          [
+            ...['doctor', '--json', '--skip', 'tfjs,onnx', '--store', store],
+            ...['--gpu-queue', 'cli-test-gpu', '--cpu-queue', 'cli-test-cpu-unserved'],
+          ],
+          env,
+        ),
+      );
+      const checks = new Map(doctor.checks.map((check) => [check.name, check]));
+      assert.deepEqual([...checks.keys()], ['machine', 'store', 'temporal', 'gpu queue', 'cpu queue']);
+      assert.equal(checks.get('store')?.status, 'ok');
+      assert.match(
+        checks.get('temporal')!.summary,
+        /^127\.0\.0\.1:\d+, server \d+\.\d+\.\d+, namespace 'default'$/,
+      );
+      assert.equal(checks.get('gpu queue')?.status, 'ok');
+      assert.match(checks.get('gpu queue')!.summary, /^'cli-test-gpu': 1 worker \(\d+@/);
+      assert.equal(checks.get('cpu queue')?.status, 'warn');
+      assert.match(checks.get('cpu queue')!.summary, /no worker polled 'cli-test-cpu-unserved'/);
       child.kill('SIGTERM');
       assert.equal(await exited, 0, stderr);
       assert.match(stderr, /SIGTERM: shutting down[\s\S]*worker stopped/);
@@ -490,6 +511,66 @@ describe('against a Temporal dev server', () => {
       child.kill('SIGKILL');
       await rm(store, { recursive: true, force: true });
     }
+  });
+});
+
+interface DoctorCheck {
+  name: string;
+  status: 'ok' | 'warn' | 'fail' | 'skip';
+  summary: string;
+}
+
+describe('doctor', () => {
+  const checksOf = (outcome: Outcome) =>
+    new Map((JSON.parse(outcome.stdout) as { checks: DoctorCheck[] }).checks.map((c) => [c.name, c]));
+
+  test("checks the backend's numbers and the bundled backbone on each provider, and passes", async () => {
+    const outcome = await cli(['doctor', '--json', '--skip', 'temporal,store']);
+    assert.equal(outcome.code, 0, outcome.stderr);
+    const checks = checksOf(outcome);
+    const tfjs = checks.get('tfjs')!;
+    assert.equal(tfjs.status, 'ok', tfjs.summary);
+    const figures =
+      /^(\w+) \(auto\): product within (\S+) of float64; 512-channel rotation orthogonal to (\S+), \d+ ms$/.exec(
+        tfjs.summary,
+      );
+    assert.ok(figures, tfjs.summary);
+    assert.notEqual(figures[1], 'webgpu', 'auto never trains on a software adapter, and CI has no other');
+    assert.ok(Number(figures[2]) <= 1e-5 && Number(figures[3]) <= 1e-4, tfjs.summary);
+    assert.equal(checks.get('onnx cpu')?.status, 'ok');
+    assert.match(checks.get('onnx cpu')!.summary, /^bundled MobileNetV2, [\d.]+ ms\/image$/);
+    // Under lavapipe (CI) WebGPU has a software adapter: both runtimes see it and auto passes it over.
+    const adapter = checks.get('webgpu')!;
+    const webgpu = checks.get('onnx webgpu')!;
+    if (/software adapter/.test(adapter.summary)) {
+      assert.equal(webgpu.status, 'warn');
+      const agreement = /features within (\S+) of the CPU's; a software adapter/.exec(webgpu.summary);
+      assert.ok(agreement && Number(agreement[1]) <= 1e-3, webgpu.summary);
+    } else assert.equal(webgpu.status, 'skip', webgpu.summary);
+    assert.equal(checks.get('extraction')?.summary, "ONNX backbones with provider 'auto' extract on cpu");
+  });
+
+  test('a failing check is named and exits 1: an unreachable Temporal, a store it cannot write, a missing backend', async () => {
+    const port = await freePort();
+    const outcome = await cli([
+      ...['doctor', '--json', '--skip', 'onnx', '--backend', 'tensorflow'],
+      ...['--address', `127.0.0.1:${port}`, '--store', '/dev/null/store'],
+    ]);
+    assert.equal(outcome.code, 1, outcome.stderr);
+    const checks = checksOf(outcome);
+    assert.match(checks.get('store')!.summary, /^file:\/\/\/dev\/null\/store: write failed: .*ENOTDIR/);
+    assert.match(
+      checks.get('temporal')!.summary,
+      new RegExp(`cannot connect to Temporal at 127\\.0\\.0\\.1:${port}`),
+    );
+    assert.match(checks.get('tfjs')!.summary, /tfjs backend 'tensorflow' is not available/);
+    assert.deepEqual(
+      [...checks.values()].filter((c) => c.status === 'fail').map((c) => c.name),
+      ['store', 'temporal', 'tfjs'],
+    );
+    const text = await cli(['doctor', '--skip', 'onnx,tfjs,store', '--address', `127.0.0.1:${port}`]);
+    assert.match(text.stdout, /^fail {2}temporal {5}cannot connect/m);
+    assert.match(text.stdout, /\n1 ok, 0 warnings, 1 failure\n$/);
   });
 });
 

@@ -11,6 +11,7 @@ import { cutOnnxModel, withChannelsLast } from '../core/backbones/onnx-graph-edi
 import { preprocessImage } from '../core/data/preprocess';
 import { extractFeatures, featureCacheKey, StoredFeatureSet } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
+import { findWebgpuAdapter } from '../core/tf/webgpu-adapter';
 import { repoRoot } from '../infra/paths';
 import { conv3x3ReluReference } from './support/conv-reference';
 import { writeNoiseDataset } from './support/extraction';
@@ -249,7 +250,16 @@ describe('loadOnnxBackbone on the CPU provider', () => {
     const { file } = await writeModel('auto', 'nchw', 32);
     const backbone = await open({ file, preset: 'resnet50', provider: 'auto' });
     assert.ok(['cuda', 'webgpu', 'cpu'].includes(backbone.provider));
-    // Without a GPU (CI), WebGPU finds no adapter and the CPU runs it.
+    // Without a GPU (CI), WebGPU finds no adapter, or only lavapipe's software one, which auto passes
+    // over; the CPU runs it.
+    const { status } = await findWebgpuAdapter();
+    if (status.found && status.software) {
+      assert.equal(backbone.provider, 'cpu');
+      assert.match(
+        backbone.providerFailures.join('; '),
+        /webgpu: passed over, the adapter is a software rasteriser/,
+      );
+    }
     if (backbone.provider === 'cpu')
       assert.ok(backbone.providerFailures.some((f) => f.startsWith('webgpu:')));
   });

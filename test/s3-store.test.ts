@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { checkStore } from '../core/diagnostics/checks';
 import { storeInventory } from '../core/pipeline/inventory';
 import { planPrune, removeArtifacts } from '../core/pipeline/prune';
 import { LocalArtifactStore } from '../core/store/local-store';
@@ -113,6 +114,20 @@ test('exists and delete', async () => {
   assert.equal(await store.get('gone/a.bin'), undefined);
   await store.delete('gone/a.bin');
   assert.deepEqual(await store.list('gone/'), []);
+});
+
+test("doctor's store check passes on SeaweedFS and leaves nothing behind; a wrong secret fails it at the write", async () => {
+  const store = storeFor({ prefix: 'doctor' });
+  const check = await checkStore(store);
+  assert.equal(check.status, 'ok', check.summary);
+  assert.match(check.summary, /^s3:\/\/artifacts\/doctor: write, read, list and delete of 64 KiB in \d+ ms$/);
+  assert.deepEqual(await store.list(''), []);
+  const denied = await checkStore(
+    storeFor({ credentials: { accessKeyId: server.accessKeyId, secretAccessKey: 'not-the-secret' } }),
+  );
+  assert.equal(denied.status, 'fail');
+  assert.match(denied.summary, /^s3:\/\/artifacts: write failed: /);
+  assert.ok(!denied.summary.includes('not-the-secret'), denied.summary);
 });
 
 test('a prune plans and deletes the same on S3 as in a folder', async () => {

@@ -47,11 +47,11 @@ export async function loadNsfwjsLayersModel(): Promise<{ model: tf.LayersModel; 
  * MobileNetV2 pretrained on ImageNet and fine-tuned by nsfwjs, shipped inside the npm package
  * (so it loads offline), cut at `out_relu`, its last feature map: 7 x 7 x 1280 for a 224 px input.
  * The tfjs model is converted to ONNX in memory and run by onnxruntime's CPU provider: about ten times
- * the throughput of tfjs' wasm backend on the same core (bench/NOTES.md). The fingerprint is that of
- * the package's model, whichever runtime computes it.
+ * the throughput of tfjs' wasm backend on the same core (bench/NOTES.md); `provider` picks another (the
+ * doctor's check of each). The fingerprint is that of the package's model, whichever runtime computes it.
  */
 export async function loadNsfwjsMobileNetV2(
-  options: Pick<OnnxBackboneOptions, 'intraOpNumThreads'> = {},
+  options: Pick<OnnxBackboneOptions, 'intraOpNumThreads' | 'provider'> = {},
 ): Promise<Backbone> {
   const { model, fingerprint } = await loadNsfwjsLayersModel();
   let onnx: Uint8Array;

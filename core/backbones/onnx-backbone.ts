@@ -5,6 +5,7 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { PRESETS, type PresetName } from '../data/preprocess';
 import type { FeatureShape } from '../features/feature-set';
+import { findWebgpuAdapter } from '../tf/webgpu-adapter';
 import { contentKey } from '../util/hash';
 import type { Backbone } from './backbone';
 import { cutOnnxModel, scanInitializers, withChannelsLast } from './onnx-graph-edit';
@@ -102,7 +103,8 @@ function featureMapOf(
 
 // ------------------------------------------------------------ sessions
 
-function cudaInstalled(): boolean {
+/** Whether onnxruntime-node's CUDA provider library is installed (it ships without it). */
+export function cudaInstalled(): boolean {
   const bin = path.join(
     path.dirname(require.resolve('onnxruntime-node/package.json')),
     'bin',
@@ -307,6 +309,15 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
   let session: ort.InferenceSession | undefined;
   let provider: OnnxProvider | undefined;
   for (const candidate of providers) {
+    if (candidate === 'webgpu' && inspected.provider === 'auto') {
+      const { status } = await findWebgpuAdapter();
+      if (status.found && status.software) {
+        providerFailures.push(
+          `webgpu: passed over, the adapter is a software rasteriser (${status.description}); provider 'webgpu' forces it`,
+        );
+        continue;
+      }
+    }
     try {
       session = await createSession(channelsLast.model, candidate, {
         ...inspected,

@@ -1,9 +1,7 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../util/errors';
 import '@tensorflow/tfjs-backend-wasm';
+import { findWebgpuAdapter, type WebgpuAdapterStatus } from './webgpu-adapter';
 
 export const BACKENDS = ['webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -39,23 +37,17 @@ export function applyTfFlags(flags: Record<string, boolean | number>, source: st
   }
 }
 
-/** Dawn needs the Vulkan loader on Linux; without it, it only prints warnings and finds no adapter. */
-function vulkanLoaderPresent(): boolean {
-  if (process.platform !== 'linux') return true;
-  const dirs = (process.env['LD_LIBRARY_PATH'] ?? '').split(':').filter(Boolean);
-  if (dirs.some((dir) => existsSync(path.join(dir, 'libvulkan.so.1')))) return true;
-  try {
-    return execFileSync('ldconfig', ['-p'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).includes('libvulkan.so.1');
-  } catch {
-    return false;
-  }
+let webgpuStatus: WebgpuAdapterStatus | undefined;
+
+/** The adapter the webgpu backend runs on, or why it has none; undefined until the backend was tried. */
+export function webgpuAdapterStatus(): WebgpuAdapterStatus | undefined {
+  return webgpuStatus;
 }
 
 /** Whether the registered webgpu backend runs on a software adapter: `auto` then passes it over. */
-let webgpuIsSoftware = false;
+function webgpuIsSoftware(): boolean {
+  return webgpuStatus?.found === true && webgpuStatus.software;
+}
 
 /**
  * Dawn toggles to enable, from INFODISENT_DAWN_TOGGLES (comma-separated), e.g. skip_validation (less CPU
@@ -79,25 +71,15 @@ function dawnToggles(): string[] {
  * automatically, that would be far slower than wasm.
  */
 async function registerWebgpu(allowSoftware: boolean): Promise<boolean> {
-  const toggles = dawnToggles();
-  if (!vulkanLoaderPresent()) return false;
+  const { status, gpu } = await findWebgpuAdapter(dawnToggles());
+  webgpuStatus = status;
+  if (!status.found || (status.software && !allowSoftware)) return false;
   try {
-    const { create, globals } = require('webgpu') as {
-      create: (flags: string[]) => unknown;
-      globals: Record<string, unknown>;
-    };
-    Object.assign(globalThis, globals);
-    const gpu = create(toggles.length > 0 ? [`enable-dawn-features=${toggles.join(',')}`] : []) as {
-      requestAdapter(): Promise<{ info?: { isFallbackAdapter?: boolean } } | null>;
-    };
-    const adapter = await gpu.requestAdapter();
-    if (!adapter) return false;
-    webgpuIsSoftware = adapter.info?.isFallbackAdapter === true;
-    if (webgpuIsSoftware && !allowSoftware) return false;
     Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
     require('@tensorflow/tfjs-backend-webgpu');
     return true;
-  } catch {
+  } catch (error) {
+    webgpuStatus = { found: false, reason: `tfjs' webgpu backend failed: ${(error as Error).message}` };
     return false;
   }
 }
@@ -118,7 +100,7 @@ function registerTensorflow(): boolean {
 async function tryBackend(name: BackendName, forced: boolean): Promise<boolean> {
   if (name === 'webgpu') {
     if (tf.findBackendFactory('webgpu')) {
-      if (webgpuIsSoftware && !forced) return false;
+      if (webgpuIsSoftware() && !forced) return false;
     } else if (!(await registerWebgpu(forced))) return false;
   }
   if (name === 'tensorflow' && !tf.findBackendFactory('tensorflow') && !registerTensorflow()) return false;
