@@ -612,8 +612,11 @@ describe('export writes a finished sweep from the store', () => {
         formats.filter((f) => f !== 'json').map((f) => `${id}.${f}`),
       ),
       ...(formats.includes('json') ? ['tables.json'] : []),
-      // The per-class table: the sample's first configuration has its heads' classes.
-      ...['csv', 'json'].filter((f) => formats.includes(f)).map((f) => `classes.${f}`),
+      // The per-class and significance tables: the sample's first configuration has its heads' classes,
+      // intervals and paired comparison.
+      ...['classes', 'significance'].flatMap((id) =>
+        ['csv', 'json'].filter((f) => formats.includes(f)).map((f) => `${id}.${f}`),
+      ),
     ].sort();
   const relative = (root: string, files: string[]) => files.map((f) => path.relative(root, f)).sort();
 

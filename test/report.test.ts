@@ -596,10 +596,42 @@ test('HTML report: one self-contained folder, every relative link resolves, name
       100 * synthetic.heads.infodisent!.classes!.accuracy[label]!,
     ]),
   );
+  // Each head's Wilson interval beside its top-1, and the heads compared image by image, in words and in
+  // tables/significance.csv (one row: the other configuration's evaluations gave neither).
+  const paired = synthetic.paired!;
+  assert.match(
+    configuration,
+    new RegExp(
+      `<p id="paired">On the same ${paired.images} test images, ${paired.baselineOnly} are right under the baseline only ` +
+        `and ${paired.infodisentOnly} under InfoDisent only: .*\\(McNemar's exact test, p = ${paired.p.toPrecision(3)}\\)\\.</p>`,
+    ),
+  );
+  for (const kind of ['infodisent', 'baseline'] as const) {
+    const [low, high] = synthetic.heads[kind]!.top1Interval!;
+    assert.ok(
+      configuration.includes(`${(100 * low).toFixed(1)}–${(100 * high).toFixed(1)}`),
+      `${kind} interval`,
+    );
+  }
+  const significance = parseCsv(await readFile(path.join(out, 'tables', 'significance.csv'), 'utf8'));
+  assert.equal(significance.length, 2);
+  const column = (name: string) => Number(significance[1]![significance[0]!.indexOf(name)]);
+  assert.equal(significance[1]![0], synthetic.configuration);
+  assert.equal(column('test_images'), paired.images);
+  assert.equal(column('baseline_only'), paired.baselineOnly);
+  assert.equal(column('infodisent_only'), paired.infodisentOnly);
+  assert.equal(column('mcnemar_p'), paired.p);
+  assert.equal(column('infodisent_top1_low'), 100 * synthetic.heads.infodisent!.top1Interval![0]);
+  assert.ok(
+    Math.abs(column('difference') - (column('infodisent_top1') - column('baseline_top1'))) < 1e-9,
+    'the difference is that of the two top-1 figures',
+  );
   const other = await readFile(path.join(out, 'configurations/parts-accuracy-only/index.html'), 'utf8');
   assert.ok(!other.includes('id="per-class"'), 'without evaluations, the class names only');
+  assert.ok(!other.includes('id="paired"'), 'without predictions, no paired comparison');
   const index = await readFile(result.index, 'utf8');
   assert.ok(index.includes('extraction failed: &lt;no such file&gt;'));
   for (const id of ['accuracy', 'rv', 'ablation', 'faithfulness'])
     assert.ok(index.includes(`href="tables/${id}.tex"`));
+  assert.ok(index.includes('href="tables/significance.csv"'));
 });

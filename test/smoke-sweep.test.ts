@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -167,11 +167,56 @@ test('a tiny sweep with two seeds runs through Temporal and all heads beat chanc
         );
     }
   }
+  // Each run's heads compared image by image, from the predictions their evaluations keep.
+  const significance = parseCsv(
+    readFileSync(path.join(home, 'store', 'reports', sweep.name, 'tables', 'significance.csv'), 'utf8'),
+  );
+  assert.equal(significance.length, 1 + RUNS.length);
+  const [header] = significance;
+  for (const outcome of results.completed) {
+    const row = significance.find((r) => r[0] === outcome.configuration)!;
+    const value = (name: string) => Number(row[header!.indexOf(name)]);
+    const evaluation = (kind: 'baseline' | 'infodisent') =>
+      JSON.parse(
+        readFileSync(
+          path.join(
+            home,
+            'store',
+            ...outcome.heads.find((head) => head.kind === kind)!.evaluation.detailsKey.split('/'),
+          ),
+          'utf8',
+        ),
+      ) as Evaluation;
+    const [baseline, infodisent] = [evaluation('baseline'), evaluation('infodisent')];
+    assert.deepEqual(infodisent.labels, baseline.labels, 'both heads evaluated on the same images');
+    assert.equal(baseline.predictions!.length, 16);
+    const right = (e: Evaluation, i: number) => e.predictions![i] === e.labels![i];
+    const only = (a: Evaluation, b: Evaluation) =>
+      a.labels!.filter((_, i) => right(a, i) && !right(b, i)).length;
+    assert.equal(value('test_images'), 16);
+    assert.equal(value('baseline_only'), only(baseline, infodisent));
+    assert.equal(value('infodisent_only'), only(infodisent, baseline));
+    assert.ok(value('mcnemar_p') > 0 && value('mcnemar_p') <= 1);
+    assert.ok(
+      value('baseline_top1_low') <= value('baseline_top1') &&
+        value('baseline_top1') <= value('baseline_top1_high'),
+    );
+  }
 });
 
 test('a second run, now with published figures, reuses the cached features and heads and prints them', {
   timeout: 300_000,
 }, async () => {
+  // Evaluations stored before predictions were kept: redone from the stored heads, with the same figures.
+  const evaluations = readdirSync(path.join(home, 'store'), { recursive: true, encoding: 'utf8' })
+    .filter((file) => /evaluation-[^/]*\.json$/.test(file))
+    .map((file) => path.join(home, 'store', file));
+  assert.equal(evaluations.length, 2 * RUNS.length);
+  const before = evaluations.map((file) => JSON.parse(readFileSync(file, 'utf8')) as Evaluation);
+  for (const [i, file] of evaluations.entries()) {
+    const { labels: _labels, predictions: _predictions, ...older } = before[i]!;
+    writeFileSync(file, JSON.stringify(older));
+  }
   // Published figures annotate the tables only: nothing is computed again for them.
   const reported = { source: 'a published run', infodisent: { top1: 87.5 } };
   const annotated = { ...sweep, configurations: sweep.configurations.map((c) => ({ ...c, reported })) };
@@ -181,6 +226,8 @@ test('a second run, now with published figures, reuses the cached features and h
     assert.ok(outcome.heads.every((head) => head.reusedHead));
     assert.deepEqual(outcome.reported, reported);
   }
+  for (const [i, file] of evaluations.entries())
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), before[i], `${file} was redone as it was`);
   const table = readFileSync(
     path.join(home, 'store', 'reports', sweep.name, 'tables', 'accuracy.md'),
     'utf8',

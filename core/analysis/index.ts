@@ -1,2 +1,3 @@
 export * from './channel-ablation';
 export * from './rv-coefficient';
+export * from './significance';

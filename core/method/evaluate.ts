@@ -11,6 +11,12 @@ export interface Evaluation {
   perClass: number[];
   /** confusion[true][predicted] counts. */
   confusion: number[][];
+  /**
+   * Each evaluated item's label and top-1 class, in the set's order: what pairs two heads' results image by
+   * image (McNemar's test). Absent from evaluations stored before they were kept.
+   */
+  labels?: number[];
+  predictions?: number[];
 }
 
 /** Top-1/top-5 accuracy, per-class accuracy and confusion counts, streaming over the set's shards. */
@@ -32,7 +38,8 @@ export async function evaluateHead(
     );
   const k = set.classCount;
   const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
-  let count = 0;
+  const labels: number[] = [];
+  const predictions: number[] = [];
   let top5Hits = 0;
   for await (const batch of iterateBatches(set, options.batchSize ?? 64, include ? { include } : {})) {
     const logits = await head.logits(batch.maps);
@@ -44,10 +51,12 @@ export async function evaluateHead(
       const row = ranked.subarray(i * topK, (i + 1) * topK);
       confusion[label]![row[0]!]! += 1;
       if (row.includes(label)) top5Hits += 1;
-      count += 1;
+      labels.push(label);
+      predictions.push(row[0]!);
     });
   }
   const correct = confusion.reduce((sum, row, i) => sum + row[i]!, 0);
+  const count = labels.length;
   return {
     count,
     top1: correct / count,
@@ -57,5 +66,7 @@ export async function evaluateHead(
       return total === 0 ? Number.NaN : row[i]! / total;
     }),
     confusion,
+    labels,
+    predictions,
   };
 }

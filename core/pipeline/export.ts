@@ -1,8 +1,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { classTable } from '../report/classes';
+import { significanceTable } from '../report/significance';
 import { evaluationKeys, sweepAnnotations } from '../report/summary';
-import { type TableFormat, writeClassTable, writePaperTables } from '../report/table-formats';
+import { type TableFormat, writePaperTables, writeSupplementaryTables } from '../report/table-formats';
 import { paperTables } from '../report/tables';
 import { type ArtifactStore, getRequired } from '../store/artifact-store';
 import { InputError } from '../util/errors';
@@ -89,7 +90,11 @@ export async function exportSweep(
         paperTables(configurations, sweepAnnotations(results.completed)),
         options.formats,
       )),
-      ...(await writeClassTable(path.join(out, 'tables'), classTable(configurations), options.formats)),
+      ...(await writeSupplementaryTables(
+        path.join(out, 'tables'),
+        [classTable(configurations), significanceTable(configurations)],
+        options.formats,
+      )),
     ],
     figures: options.figures
       ? await copyFromStore(

@@ -1,3 +1,5 @@
+import { isDeepStrictEqual } from 'node:util';
+import { pairedComparison, wilsonInterval } from '../analysis/significance';
 import type { Reported } from '../config/experiment';
 import type { FaithfulnessFigures } from '../explain/explain-model';
 import type { Evaluation } from '../method/evaluate';
@@ -205,7 +207,8 @@ export async function storedSweeps(store: ArtifactStore): Promise<SweepResults[]
 
 /**
  * The configuration summaries the explain stage wrote (what the report and tables are made of), each head
- * with its accuracy class by class where its evaluation is given (`evaluations[i]`, by head) and stored.
+ * with its accuracy class by class and its top-1's 95% interval where its evaluation is given (`evaluations[i]`,
+ * by head) and stored, and the two heads compared image by image where both evaluations kept their predictions.
  */
 export async function readConfigurationSummaries(
   store: ArtifactStore,
@@ -215,11 +218,26 @@ export async function readConfigurationSummaries(
   const read = await Promise.all(
     keys.map(async (key, i) => {
       const summary = await getJson<ConfigurationSummary>(store, key);
+      const read: Partial<Record<HeadKind, Evaluation>> = {};
       for (const [kind, evaluationKey] of Object.entries(evaluations[i] ?? {})) {
         const head = summary?.heads[kind as HeadKind];
-        const evaluation = head && (await getJson<Pick<Evaluation, 'confusion'>>(store, evaluationKey));
-        if (head && evaluation) head.classes = classBreakdown(evaluation.confusion);
+        const evaluation = head && (await getJson<Evaluation>(store, evaluationKey));
+        if (!head || !evaluation) continue;
+        read[kind as HeadKind] = evaluation;
+        head.classes = classBreakdown(evaluation.confusion);
+        const correct = evaluation.confusion.reduce((sum, row, label) => sum + row[label]!, 0);
+        head.top1Interval = wilsonInterval(correct, evaluation.count);
       }
+      const { baseline, infodisent } = read;
+      // Paired only on the same test images, in the same order.
+      if (
+        summary &&
+        baseline?.labels &&
+        baseline.predictions &&
+        infodisent?.predictions &&
+        isDeepStrictEqual(baseline.labels, infodisent.labels)
+      )
+        summary.paired = pairedComparison(baseline.labels, baseline.predictions, infodisent.predictions);
       return summary;
     }),
   );

@@ -356,7 +356,8 @@ export async function evaluateStage(
     detailsKey: key,
   });
   const cached = await getJson<Evaluation>(context.store, key);
-  if (cached) return summary(cached);
+  // One stored before predictions were kept is done again, so that the report can pair the heads.
+  if (cached?.predictions) return summary(cached);
   await useBackend(context, configuration);
   const set = await StoredFeatureSet.open(context.store, test.key);
   const head = await loadTrainedHead(context, configuration, trained, set);

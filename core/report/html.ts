@@ -19,9 +19,10 @@ import {
   ThumbnailCache,
 } from './figures';
 import { historyTable } from './history';
+import { significanceTable } from './significance';
 import type { ConfigurationSummary, SweepReport } from './summary';
 import { escapeXml as h } from './svg';
-import { tableHtml, writeClassTable, writePaperTables } from './table-formats';
+import { tableHtml, writePaperTables, writeSupplementaryTables } from './table-formats';
 import { type PaperTables, paperTables, type Table } from './tables';
 
 export interface HtmlReportOptions {
@@ -128,9 +129,13 @@ export async function writeHtmlReport(
   const slug = slugger();
   const slugs = report.configurations.map((c) => slug(c.configuration));
   const tables = paperTables(report.configurations, report.annotations);
+  const significance = significanceTable(report.configurations);
   const tableFiles = [
     ...(await writePaperTables(path.join(root, 'tables'), tables)),
-    ...(await writeClassTable(path.join(root, 'tables'), classTable(report.configurations))),
+    ...(await writeSupplementaryTables(path.join(root, 'tables'), [
+      classTable(report.configurations),
+      significance,
+    ])),
   ];
   files.push(...tableFiles);
   await write('assets/style.css', STYLE);
@@ -208,12 +213,18 @@ export async function writeHtmlReport(
     );
   }
 
-  const index = indexPage(report, slugs, tables, hasRv);
+  const index = indexPage(report, slugs, tables, significance, hasRv);
   await write('index.html', index);
   return { index: path.join(root, 'index.html'), files, tables: tableFiles };
 }
 
-function indexPage(report: SweepReport, slugs: string[], tables: PaperTables, hasRv: boolean): string {
+function indexPage(
+  report: SweepReport,
+  slugs: string[],
+  tables: PaperTables,
+  significance: Table | null,
+  hasRv: boolean,
+): string {
   const rows = report.configurations
     .map(
       (c, i) =>
@@ -222,10 +233,10 @@ function indexPage(report: SweepReport, slugs: string[], tables: PaperTables, ha
         `<td class="num">${fixed(c.heads.baseline?.top1, 1, 100)}</td><td class="num">${fixed(c.heads.infodisent?.top1, 1, 100)}</td></tr>`,
     )
     .join('\n');
+  const links = (files: string[]) =>
+    `<p class="downloads">${files.map((file) => `<a href="tables/${file}">${file}</a>`).join('')}</p>`;
   const downloads = (id: string) =>
-    `<p class="downloads">${['md', 'csv', 'tex']
-      .map((ext) => `<a href="tables/${id}.${ext}">${id}.${ext}</a>`)
-      .join('')}<a href="tables/tables.json">tables.json</a></p>`;
+    links([...['md', 'csv', 'tex'].map((ext) => `${id}.${ext}`), 'tables.json']);
   const body = [
     `<h1>Sweep ${h(report.sweep)}</h1>`,
     `<p class="note">Generated ${h(report.generatedAt)}.${report.description ? ` ${h(report.description)}` : ''}</p>`,
@@ -240,6 +251,9 @@ function indexPage(report: SweepReport, slugs: string[], tables: PaperTables, ha
       : '',
     '<h2 id="tables">Tables</h2>',
     ...Object.values(tables).map((table) => tableHtml(table) + downloads(table.id)),
+    significance
+      ? tableHtml(significance) + links([`${significance.id}.csv`, `${significance.id}.json`])
+      : '',
     ...(report.history && report.history.runs.length > 1
       ? ['<h2 id="history">History</h2>', tableHtml(historyTable(report.history))]
       : []),
@@ -475,8 +489,12 @@ async function writeConfiguration(
     .map((kind) => {
       const head = c.heads[kind];
       if (!head) return '';
+      const interval = head.top1Interval
+        ? `${fixed(head.top1Interval[0], 1, 100)}–${fixed(head.top1Interval[1], 1, 100)}`
+        : '–';
       return (
-        `<tr><td>${HEAD_LABEL[kind]}</td><td class="num">${fixed(head.top1, 1, 100)}</td><td class="num">${fixed(head.top5, 1, 100)}</td>` +
+        `<tr><td>${HEAD_LABEL[kind]}</td><td class="num">${fixed(head.top1, 1, 100)}</td><td class="num">${interval}</td>` +
+        `<td class="num">${fixed(head.top5, 1, 100)}</td>` +
         `<td class="num">${fixed(head.rv?.mean, 2, 100)}</td><td class="num">${fixed(head.ablation?.mean, 1)}</td>` +
         `<td class="num">${fixed(head.ablation?.median, 1)}</td></tr>`
       );
@@ -487,9 +505,10 @@ async function writeConfiguration(
     `<h1>${h(c.configuration)}</h1>`,
     `<p>Dataset <strong>${h(c.dataset)}</strong> (${c.classes.length} classes), backbone <strong>${h(c.backbone)}</strong> (${c.channels} channels).</p>`,
     '<h2 id="summary">Summary</h2>',
-    '<table><thead><tr><th>Head</th><th class="num">Top-1 %</th><th class="num">Top-5 %</th><th class="num">RV x100</th>' +
-      '<th class="num">95% channels, mean</th><th class="num">median</th></tr></thead>' +
+    '<table><thead><tr><th>Head</th><th class="num">Top-1 %</th><th class="num">95% interval</th><th class="num">Top-5 %</th>' +
+      '<th class="num">RV x100</th><th class="num">95% channels, mean</th><th class="num">median</th></tr></thead>' +
       `<tbody>${headRows}</tbody></table>`,
+    pairedHtml(c),
     hasAblation ? figure(`../../assets/ablation-${slug}.svg`, 'Channels needed for 95% of the evidence') : '',
     heads.length > 0 ? tableHtml(filterTable(tables.faithfulness, c)) : '',
     '<h2 id="explanations">Explanations</h2>',
@@ -501,6 +520,21 @@ async function writeConfiguration(
     ...classesHtml(c, slug),
   ];
   await write(`${folder}/index.html`, page(c.configuration, '../../', nav, body.join('\n')));
+}
+
+/** The two heads on the same test images, in words: who gets which images right, and McNemar's p. */
+function pairedHtml(c: ConfigurationSummary): string {
+  const paired = c.paired;
+  if (!paired) return '';
+  const points = 100 * paired.difference;
+  const verdict =
+    paired.p < 0.05
+      ? `InfoDisent's top-1 is ${Math.abs(points).toFixed(1)} points ${points > 0 ? 'above' : 'below'} the baseline's, a difference at the 5% level`
+      : 'the two top-1 figures do not differ at the 5% level';
+  return (
+    `<p id="paired">On the same ${paired.images} test images, ${paired.baselineOnly} are right under the baseline only ` +
+    `and ${paired.infodisentOnly} under InfoDisent only: ${verdict} (McNemar's exact test, p = ${paired.p.toPrecision(3)}).</p>`
+  );
 }
 
 /** A class's name, or its index where the summary has no name for it. */

@@ -1,5 +1,6 @@
 import type { AblationResult } from '../analysis/channel-ablation';
 import type { RvResult } from '../analysis/rv-coefficient';
+import type { PairedComparison } from '../analysis/significance';
 import type { Reported } from '../config/experiment';
 import type { PreprocessPreset } from '../data/preprocess';
 import type { ModelExplanations } from '../explain/explain-model';
@@ -27,6 +28,8 @@ export interface HeadSummary {
   explanations?: ModelExplanations;
   /** Accuracy class by class, read from the head's evaluation when a report or export is made. */
   classes?: ClassBreakdown;
+  /** Wilson's 95% interval of top1 over the test images, read from the evaluation with `classes`. */
+  top1Interval?: [number, number];
 }
 
 export interface ConfigurationSummary {
@@ -41,6 +44,11 @@ export interface ConfigurationSummary {
   /** The backbone's preprocessing (needed to draw heatmaps over images). */
   preset?: PreprocessPreset;
   heads: Partial<Record<HeadKind, HeadSummary>>;
+  /**
+   * The two heads image by image (McNemar's exact test), read from their evaluations when a report or export
+   * is made, where both kept their predictions.
+   */
+  paired?: PairedComparison;
 }
 
 export interface SweepReport {

@@ -194,25 +194,28 @@ export async function writePaperTables(
 }
 
 /**
- * The per-class table (see classTable) beside the paper's: classes.csv and classes.json for the formats
- * asked among those (Markdown and LaTeX of thousands of rows would help nobody); returns the files.
+ * Tables beside the paper's (the per-class table, the significance table): <id>.csv and <id>.json for the
+ * formats asked among those (Markdown and LaTeX of thousands of per-class rows would help nobody); returns
+ * the files. A null table (nothing to show) writes nothing.
  */
-export async function writeClassTable(
+export async function writeSupplementaryTables(
   dir: string,
-  table: Table | null,
+  tables: readonly (Table | null)[],
   formats: readonly TableFormat[] = TABLE_FORMATS,
 ): Promise<string[]> {
-  if (!table) return [];
-  await mkdir(dir, { recursive: true });
   const files: string[] = [];
-  for (const [format, content] of [
-    ['csv', () => tableCsv(table)],
-    ['json', () => `${JSON.stringify(table, null, 2)}\n`],
-  ] as const) {
-    if (!formats.includes(format)) continue;
-    const file = path.join(dir, `${table.id}.${format}`);
-    await writeFile(file, content(), 'utf8');
-    files.push(file);
+  for (const table of tables) {
+    if (!table) continue;
+    await mkdir(dir, { recursive: true });
+    for (const [format, content] of [
+      ['csv', () => tableCsv(table)],
+      ['json', () => `${JSON.stringify(table, null, 2)}\n`],
+    ] as const) {
+      if (!formats.includes(format)) continue;
+      const file = path.join(dir, `${table.id}.${format}`);
+      await writeFile(file, content(), 'utf8');
+      files.push(file);
+    }
   }
   return files;
 }

@@ -1,5 +1,11 @@
 import path from 'node:path';
-import { featureSetBatches, HeadAblation, rvAllPairs } from '../../core/analysis';
+import {
+  featureSetBatches,
+  HeadAblation,
+  pairedComparison,
+  rvAllPairs,
+  wilsonInterval,
+} from '../../core/analysis';
 import type { DatasetManifest } from '../../core/data/dataset';
 import { generatePartsDataset } from '../../core/data/parts-dataset';
 import { PRESETS } from '../../core/data/preprocess';
@@ -14,6 +20,7 @@ import {
   rotateMaps,
 } from '../../core/explain';
 import { type FeatureShape, InMemoryFeatureSet, itemSize } from '../../core/features/feature-set';
+import type { HeadKind } from '../../core/method/head';
 import { type ConfigurationSummary, classBreakdown, headSummary, type SweepReport } from '../../core/report';
 import { SeededRandom } from '../../core/util/random';
 
@@ -51,6 +58,7 @@ async function accuracy(model: ExplainModel, set: InMemoryFeatureSet) {
   let top5 = 0;
   let start = 0;
   const confusion = Array.from({ length: model.classes }, () => new Array<number>(model.classes).fill(0));
+  const predictions: number[] = [];
   for await (const batch of featureSetBatches(set)) {
     const logits = logitsOf(model, (await model.pool(batch.data)).pooled);
     for (let i = 0; i < batch.shape[0]; i++) {
@@ -58,11 +66,13 @@ async function accuracy(model: ExplainModel, set: InMemoryFeatureSet) {
       const rank = row.filter((v) => v > row[set.labels[start + i]!]!).length;
       if (rank === 0) top1++;
       if (rank < 5) top5++;
-      confusion[set.labels[start + i]!]![row.indexOf(Math.max(...row))]!++;
+      const predicted = row.indexOf(Math.max(...row));
+      confusion[set.labels[start + i]!]![predicted]!++;
+      predictions.push(predicted);
     }
     start += batch.shape[0];
   }
-  return { top1: top1 / start, top5: top5 / start, confusion };
+  return { top1: top1 / start, top5: top5 / start, confusion, predictions, count: start, correct: top1 };
 }
 
 /**
@@ -141,6 +151,7 @@ export async function buildSampleReport(
   // The whole test split as one batch: F for the baseline, Z = U F for InfoDisent (what RV and the ablation read).
   const asBatch = (data: Float32Array) => ({ data, shape: [n, GRID, GRID, c] as const, labels: test.labels });
   const heads: ConfigurationSummary['heads'] = {};
+  const predictions: Partial<Record<HeadKind, number[]>> = {};
   for (const kind of ['infodisent', 'baseline'] as const) {
     const model = models[kind];
     const noise = new SeededRandom(kind === 'infodisent' ? 1 : 2);
@@ -167,8 +178,11 @@ export async function buildSampleReport(
       }),
       // What reports and exports read from the head's stored evaluation.
       classes: classBreakdown(evaluation.confusion),
+      top1Interval: wilsonInterval(evaluation.correct, evaluation.count),
     };
+    predictions[kind] = evaluation.predictions;
   }
+  const paired = pairedComparison(Array.from(test.labels), predictions.baseline!, predictions.infodisent!);
   const classes = [HOSTILE_CLASS, 'wagon, "estate" 50%', 'under_score #3'];
   const report: SweepReport = {
     sweep: 'sample',
@@ -184,6 +198,7 @@ export async function buildSampleReport(
         datasetRoot: manifest.root,
         preset: PRESETS.mobilenet_v2_tfjs,
         heads,
+        paired,
       },
       {
         configuration: 'parts-accuracy-only',
