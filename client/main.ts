@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../core/config/experiment';
 import { sizeLibuvPool } from '../infra/libuv-pool';
+import { registerCompareCommand } from './commands/compare';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerExplainCommand } from './commands/explain';
 import { registerExportCommand } from './commands/export';
@@ -53,6 +54,7 @@ registerSweepCommands(program);
 registerScheduleCommands(program);
 registerWorkerCommand(program);
 registerExportCommand(program);
+registerCompareCommand(program);
 registerStoreCommands(program);
 registerDoctorCommand(program);
 

@@ -1,4 +1,4 @@
-import { type SweepResults, storedSweeps } from '../core/pipeline/results';
+import { type SweepResults, storedSweeps, sweepRuns } from '../core/pipeline/results';
 import type { ArtifactStore } from '../core/store/artifact-store';
 import { CliError } from './output';
 
@@ -23,4 +23,30 @@ export async function findStoredSweep(store: ArtifactStore, name: string | undef
     );
   }
   return results;
+}
+
+/**
+ * A stored run of a sweep: `NAME` is its latest run, `NAME@N` its N-th stored run (oldest first, as `store
+ * history` numbers them) and `NAME@PREFIX` the run whose finishing time (ISO, UTC) starts with PREFIX, e.g.
+ * `paper@2026-11-20`.
+ */
+export async function findStoredRun(store: ArtifactStore, reference: string): Promise<SweepResults> {
+  const at = reference.indexOf('@');
+  if (at < 0) return findStoredSweep(store, reference);
+  const [name, run] = [reference.slice(0, at), reference.slice(at + 1)];
+  const runs = await sweepRuns(store, (await findStoredSweep(store, name)).sweep);
+  const listed = () => runs.map((r, i) => `${i + 1}: ${r.finishedAt}`).join(', ');
+  if (/^\d+$/.test(run)) {
+    const found = runs[Number(run) - 1];
+    if (!found)
+      throw new CliError(`'${reference}': sweep '${name}' has ${runs.length} stored runs (${listed()})`);
+    return found;
+  }
+  const matching = runs.filter((r) => r.finishedAt.startsWith(run));
+  if (matching.length !== 1)
+    throw new CliError(
+      `'${reference}': ${matching.length === 0 ? 'no' : matching.length} stored runs of '${name}' finished at ` +
+        `${run}…; name one by its number or a longer time (${listed()})`,
+    );
+  return matching[0]!;
 }

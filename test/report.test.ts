@@ -602,8 +602,8 @@ test('HTML report: one self-contained folder, every relative link resolves, name
   assert.match(
     configuration,
     new RegExp(
-      `<p id="paired">On the same ${paired.images} test images, ${paired.baselineOnly} are right under the baseline only ` +
-        `and ${paired.infodisentOnly} under InfoDisent only: .*\\(McNemar's exact test, p = ${paired.p.toPrecision(3)}\\)\\.</p>`,
+      `<p id="paired">On the same ${paired.images} test images, ${paired.onlyFirst} are right under the baseline only ` +
+        `and ${paired.onlySecond} under InfoDisent only: .*\\(McNemar's exact test, p = ${paired.p.toPrecision(3)}\\)\\.</p>`,
     ),
   );
   for (const kind of ['infodisent', 'baseline'] as const) {
@@ -618,8 +618,8 @@ test('HTML report: one self-contained folder, every relative link resolves, name
   const column = (name: string) => Number(significance[1]![significance[0]!.indexOf(name)]);
   assert.equal(significance[1]![0], synthetic.configuration);
   assert.equal(column('test_images'), paired.images);
-  assert.equal(column('baseline_only'), paired.baselineOnly);
-  assert.equal(column('infodisent_only'), paired.infodisentOnly);
+  assert.equal(column('baseline_only'), paired.onlyFirst);
+  assert.equal(column('infodisent_only'), paired.onlySecond);
   assert.equal(column('mcnemar_p'), paired.p);
   assert.equal(column('infodisent_top1_low'), 100 * synthetic.heads.infodisent!.top1Interval![0]);
   assert.ok(

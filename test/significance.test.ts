@@ -72,18 +72,15 @@ test('Wilson intervals, McNemar p-values and paired counts equal SciPy and NumPy
     );
   });
   const paired = pairedComparison(labels, baseline, infodisent);
-  assert.equal(paired.baselineOnly, reference.paired.baseline_only);
-  assert.equal(paired.infodisentOnly, reference.paired.infodisent_only);
+  assert.equal(paired.onlyFirst, reference.paired.baseline_only);
+  assert.equal(paired.onlySecond, reference.paired.infodisent_only);
   assert.equal(paired.images, images);
   const right = (predictions: number[]) => predictions.filter((p, i) => p === labels[i]).length;
   assert.ok(Math.abs(paired.difference - (right(infodisent) - right(baseline)) / images) < 1e-15);
-  assert.equal(paired.p, mcnemarExact(paired.baselineOnly, paired.infodisentOnly));
+  assert.equal(paired.p, mcnemarExact(paired.onlyFirst, paired.onlySecond));
 });
 
 test('a paired comparison refuses predictions that do not match the labels one to one', () => {
-  assert.throws(
-    () => pairedComparison([0, 1, 2], [0, 1, 2], [0, 1]),
-    /3 labels, but 3 baseline and 2 InfoDisent predictions/,
-  );
+  assert.throws(() => pairedComparison([0, 1, 2], [0, 1, 2], [0, 1]), /3 labels, but 3 and 2 predictions/);
   assert.deepEqual(wilsonInterval(0, 0), [0, 1]);
 });

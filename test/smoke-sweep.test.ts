@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { runEmbedded, sweepWorkflowId } from '../client/commands/run';
 import { parseSweep, type Sweep } from '../core/config/experiment';
 import type { Evaluation } from '../core/method/evaluate';
+import type { RunComparison } from '../core/pipeline/compare';
 import { storeInventory } from '../core/pipeline/inventory';
 import { type SweepResults, sweepRuns } from '../core/pipeline/results';
 import { resultsHistory } from '../core/report/history';
@@ -275,6 +276,20 @@ test('a second run, now with published figures, reuses the cached features and h
   const shown = await runCli(['store', 'history', sweep.name, '--store', store.root]);
   assert.match(shown.stdout, /^sweep 'tiny': 2 stored runs$/m);
   assert.match(shown.stdout, new RegExp(`^${RUNS[1]} +infodisent +(\\d+\\.\\d) +\\1 +0\\.0$`, 'm'));
+  // The two runs image by image: the same heads, so the same predictions on every test image.
+  const compared = await runCli([
+    'compare',
+    `${sweep.name}@1`,
+    `${sweep.name}@2`,
+    '--store',
+    store.root,
+    '--json',
+  ]);
+  assert.equal(compared.code, 0, compared.stderr);
+  const comparison = JSON.parse(compared.stdout) as RunComparison;
+  assert.equal(comparison.heads.length, 2 * RUNS.length);
+  for (const head of comparison.heads)
+    assert.deepEqual(head.paired, { images: 16, onlyFirst: 0, onlySecond: 0, difference: 0, p: 1 });
   assert.deepEqual(
     inventory.features
       .map((f) => [f.complete?.split, f.complete?.images, f.complete?.bytes, f.usedBy])

@@ -45,43 +45,43 @@ export function mcnemarExact(b: number, c: number): number {
   return Math.min(1, 2 * Math.exp(tail));
 }
 
-/** Two heads' top-1 predictions on the same test images. */
+/** Two sets of top-1 predictions on the same test images (two heads, or one head in two runs). */
 export interface PairedComparison {
   images: number;
-  /** Images the baseline gets right and InfoDisent wrong. */
-  baselineOnly: number;
-  /** Images InfoDisent gets right and the baseline wrong. */
-  infodisentOnly: number;
-  /** InfoDisent's top-1 minus the baseline's, in [-1, 1]. */
+  /** Images the first gets right and the second wrong. */
+  onlyFirst: number;
+  /** Images the second gets right and the first wrong. */
+  onlySecond: number;
+  /** The second's top-1 minus the first's, in [-1, 1]. */
   difference: number;
   /** McNemar's exact two-sided p-value of that difference. */
   p: number;
 }
 
-/** Baseline against InfoDisent, image by image; the predictions are in the labels' order. */
+/** Two sets of predictions compared image by image; both are in the labels' order. */
 export function pairedComparison(
   labels: readonly number[],
-  baseline: readonly number[],
-  infodisent: readonly number[],
+  first: readonly number[],
+  second: readonly number[],
 ): PairedComparison {
-  if (baseline.length !== labels.length || infodisent.length !== labels.length)
+  if (first.length !== labels.length || second.length !== labels.length)
     throw new Error(
-      `paired comparison: ${labels.length} labels, but ${baseline.length} baseline and ${infodisent.length} InfoDisent predictions`,
+      `paired comparison: ${labels.length} labels, but ${first.length} and ${second.length} predictions`,
     );
-  let baselineOnly = 0;
-  let infodisentOnly = 0;
+  let onlyFirst = 0;
+  let onlySecond = 0;
   labels.forEach((label, i) => {
-    const baselineRight = baseline[i] === label;
-    const infodisentRight = infodisent[i] === label;
-    if (baselineRight && !infodisentRight) baselineOnly += 1;
-    else if (infodisentRight && !baselineRight) infodisentOnly += 1;
+    const firstRight = first[i] === label;
+    const secondRight = second[i] === label;
+    if (firstRight && !secondRight) onlyFirst += 1;
+    else if (secondRight && !firstRight) onlySecond += 1;
   });
   const images = labels.length;
   return {
     images,
-    baselineOnly,
-    infodisentOnly,
-    difference: images === 0 ? 0 : (infodisentOnly - baselineOnly) / images,
-    p: mcnemarExact(baselineOnly, infodisentOnly),
+    onlyFirst,
+    onlySecond,
+    difference: images === 0 ? 0 : (onlySecond - onlyFirst) / images,
+    p: mcnemarExact(onlyFirst, onlySecond),
   };
 }

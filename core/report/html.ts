@@ -532,8 +532,8 @@ function pairedHtml(c: ConfigurationSummary): string {
       ? `InfoDisent's top-1 is ${Math.abs(points).toFixed(1)} points ${points > 0 ? 'above' : 'below'} the baseline's, a difference at the 5% level`
       : 'the two top-1 figures do not differ at the 5% level';
   return (
-    `<p id="paired">On the same ${paired.images} test images, ${paired.baselineOnly} are right under the baseline only ` +
-    `and ${paired.infodisentOnly} under InfoDisent only: ${verdict} (McNemar's exact test, p = ${paired.p.toPrecision(3)}).</p>`
+    `<p id="paired">On the same ${paired.images} test images, ${paired.onlyFirst} are right under the baseline only ` +
+    `and ${paired.onlySecond} under InfoDisent only: ${verdict} (McNemar's exact test, p = ${paired.p.toPrecision(3)}).</p>`
   );
 }
 

@@ -45,8 +45,8 @@ export interface ConfigurationSummary {
   preset?: PreprocessPreset;
   heads: Partial<Record<HeadKind, HeadSummary>>;
   /**
-   * The two heads image by image (McNemar's exact test), read from their evaluations when a report or export
-   * is made, where both kept their predictions.
+   * The two heads image by image (McNemar's exact test), the baseline first, read from their evaluations when
+   * a report or export is made, where both kept their predictions.
    */
   paired?: PairedComparison;
 }

@@ -1,0 +1,50 @@
+import type { Command } from 'commander';
+import { compareRuns, comparisonTable } from '../../core/pipeline/compare';
+import { tableText } from '../../core/report/table-formats';
+import { addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
+import { type JsonFlag, printJson, printLine, table } from '../output';
+import { findStoredRun } from '../stored-sweeps';
+
+async function compareCommand(first: string, second: string, flags: StoreFlags & JsonFlag): Promise<void> {
+  const { store } = await openCheckedStore(flags);
+  const comparison = await compareRuns(
+    store,
+    await findStoredRun(store, first),
+    await findStoredRun(store, second),
+  );
+  if (flags.json) {
+    printJson({ location: store.location, ...comparison });
+    return;
+  }
+  const run = ({ sweep, finishedAt }: { sweep: string; finishedAt: string }) =>
+    `'${sweep}' (finished ${finishedAt})`;
+  printLine(`first: ${run(comparison.first)}\nsecond: ${run(comparison.second)}\n`);
+  const comparisonRows = comparisonTable(comparison);
+  const { header, rows } = tableText(comparisonRows);
+  printLine(table(header, rows));
+  printLine(comparisonRows.caption);
+  const unpaired = comparison.heads.filter((head) => head.unpaired);
+  for (const head of unpaired) printLine(`no p for ${head.configuration} ${head.head}: ${head.unpaired}`);
+  for (const [which, names] of [
+    ['first', comparison.onlyInFirst],
+    ['second', comparison.onlyInSecond],
+  ] as const)
+    if (names.length > 0) printLine(`only in the ${which}: ${names.join(', ')}`);
+}
+
+export function registerCompareCommand(program: Command): void {
+  addStoreOptions(
+    program
+      .command('compare')
+      .description(
+        "compare two finished runs head by head (two sweeps, or two runs of one): each head's top-1 in both, and " +
+          "the change image by image with McNemar's exact test",
+      )
+      .argument(
+        '<first>',
+        'a sweep (its latest run), SWEEP@N (its N-th stored run) or SWEEP@TIME (a finishing time prefix)',
+      )
+      .argument('<second>', 'the run to compare with the first, written the same way')
+      .option('--json', 'print the comparison as JSON'),
+  ).action(compareCommand);
+}

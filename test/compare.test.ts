@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { mcnemarExact } from '../core/analysis/significance';
+import type { Evaluation } from '../core/method/evaluate';
+import type { HeadKind } from '../core/method/head';
+import { compareRuns } from '../core/pipeline/compare';
+import { type ConfigurationOutcome, type SweepResults, writeSweepResults } from '../core/pipeline/results';
+import { putJson } from '../core/store/artifact-store';
+import { LocalArtifactStore } from '../core/store/local-store';
+import { SeededRandom } from '../core/util/random';
+import { runCli } from './support/cli';
+
+/**
+ * Two runs compared head by head: runs of one sweep (a re-evaluation after a change) and two sweeps, on a
+ * store holding their results and the heads' evaluations as the pipeline writes them.
+ */
+
+const IMAGES = 400;
+const CLASSES = 10;
+const random = new SeededRandom(99);
+const labels = Array.from({ length: IMAGES }, () => random.int(0, CLASSES - 1));
+const otherLabels = Array.from({ length: IMAGES }, () => random.int(0, CLASSES - 1));
+const guesses = (truth: number[], hitRate: number) =>
+  truth.map((label) =>
+    random.next() < hitRate ? label : (label + 1 + random.int(0, CLASSES - 2)) % CLASSES,
+  );
+const predictions = {
+  old: guesses(labels, 0.7),
+  better: guesses(labels, 0.8),
+  fp16: guesses(labels, 0.7),
+  otherSet: guesses(otherLabels, 0.7),
+};
+
+let dir: string;
+let store: LocalArtifactStore;
+
+/** An evaluation as evaluateStage stores it; without predictions, as it was before they were kept. */
+async function evaluation(key: string, truth: number[], predicted: number[] | undefined): Promise<number> {
+  const confusion = Array.from({ length: CLASSES }, () => new Array<number>(CLASSES).fill(0));
+  truth.forEach((label, i) => {
+    confusion[label]![predicted ? predicted[i]! : label]! += 1;
+  });
+  const top1 = predicted ? predicted.filter((p, i) => p === truth[i]).length / truth.length : 1;
+  const stored: Evaluation = {
+    count: truth.length,
+    top1,
+    top5: 1,
+    perClass: [],
+    confusion,
+    ...(predicted ? { labels: truth, predictions: predicted } : {}),
+  };
+  await putJson(store, key, stored);
+  return top1;
+}
+
+async function outcome(
+  configuration: string,
+  heads: Partial<Record<HeadKind, { key: string; top1: number }>>,
+): Promise<ConfigurationOutcome> {
+  return {
+    configuration,
+    summaryKey: `summaries/${configuration}.json`,
+    dataset: { name: 'cub', classes: CLASSES, train: 1000, test: IMAGES, skipped: [] },
+    backbone: 'resnet50',
+    features: { train: 'features/train', test: 'features/test', reused: true },
+    heads: Object.entries(heads).map(([kind, { key, top1 }]) => ({
+      kind: kind as HeadKind,
+      backend: 'wasm',
+      headKey: path.dirname(key),
+      reusedHead: false,
+      training: {
+        steps: 1,
+        epochsRun: 1,
+        stoppedEarly: false,
+        resumedFromStep: null,
+        history: [],
+        bestEpoch: 0,
+      },
+      evaluation: { count: IMAGES, top1, top5: 1, detailsKey: key },
+    })),
+  };
+}
+
+const run = (sweep: string, finishedAt: string, completed: ConfigurationOutcome[]): SweepResults => ({
+  sweep,
+  finishedAt,
+  completed,
+  failed: [],
+});
+
+let runs: Record<'first' | 'second' | 'fp16', SweepResults>;
+
+before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'infodisent-compare-'));
+  store = new LocalArtifactStore(dir);
+  const head = async (key: string, truth: number[], predicted: number[] | undefined) => ({
+    key,
+    top1: await evaluation(key, truth, predicted),
+  });
+  const oldBaseline = await head('heads/baseline/b1/evaluation-t.json', labels, predictions.old);
+  const olderInfodisent = await head('heads/infodisent/i1/evaluation-t.json', labels, undefined);
+  runs = {
+    first: run('paper', '2026-11-01T08:00:00.000Z', [
+      await outcome('cub', { baseline: oldBaseline, infodisent: olderInfodisent }),
+      await outcome('cars', { baseline: oldBaseline }),
+    ]),
+    second: run('paper', '2026-11-20T08:00:00.000Z', [
+      await outcome('cub', {
+        baseline: await head('heads/baseline/b2/evaluation-t.json', labels, predictions.better),
+        infodisent: olderInfodisent,
+      }),
+      await outcome('cars', { baseline: oldBaseline }),
+    ]),
+    fp16: run('paper-fp16', '2026-11-21T08:00:00.000Z', [
+      await outcome('cub', {
+        baseline: await head('heads/baseline/b3/evaluation-t.json', labels, predictions.fp16),
+        infodisent: await head('heads/infodisent/i3/evaluation-t.json', otherLabels, predictions.otherSet),
+      }),
+      await outcome('dogs', { baseline: oldBaseline }),
+    ]),
+  };
+  for (const results of Object.values(runs)) await writeSweepResults(store, results);
+});
+
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const onlyRight = (a: number[], b: number[]) =>
+  labels.filter((label, i) => a[i] === label && b[i] !== label).length;
+
+test('two runs of a sweep: the change image by image, McNemar p, and why a head has none', async () => {
+  const comparison = await compareRuns(store, runs.first, runs.second);
+  assert.deepEqual(
+    comparison.heads.map((h) => [h.configuration, h.head]),
+    [
+      ['cub', 'baseline'],
+      ['cub', 'infodisent'],
+      ['cars', 'baseline'],
+    ],
+  );
+  const [changed, older, same] = comparison.heads;
+  const [b, c] = [
+    onlyRight(predictions.old, predictions.better),
+    onlyRight(predictions.better, predictions.old),
+  ];
+  assert.deepEqual(changed!.paired, {
+    images: IMAGES,
+    onlyFirst: b,
+    onlySecond: c,
+    difference: (c - b) / IMAGES,
+    p: mcnemarExact(b, c),
+  });
+  assert.ok(changed!.paired!.p < 0.01, `a 10-point gain on 400 images: p = ${changed!.paired!.p}`);
+  assert.ok(Math.abs(changed!.top1[1] - changed!.top1[0] - changed!.paired!.difference) < 1e-12);
+  assert.equal(older!.paired, null);
+  assert.match(older!.unpaired!, /from before predictions were kept/);
+  assert.deepEqual(same!.paired, { images: IMAGES, onlyFirst: 0, onlySecond: 0, difference: 0, p: 1 });
+  assert.deepEqual([comparison.onlyInFirst, comparison.onlyInSecond], [[], []]);
+});
+
+test('two sweeps: heads evaluated on other test images are not paired; configurations only one has are listed', async () => {
+  const comparison = await compareRuns(store, runs.second, runs.fp16);
+  assert.deepEqual(
+    comparison.heads.map((h) => [h.head, h.paired?.onlyFirst ?? h.unpaired]),
+    [
+      ['baseline', onlyRight(predictions.better, predictions.fp16)],
+      ['infodisent', 'an evaluation from before predictions were kept (run the sweep again to redo it)'],
+    ],
+  );
+  assert.deepEqual([comparison.onlyInFirst, comparison.onlyInSecond], [['cars'], ['dogs']]);
+  const otherSet = await compareRuns(store, runs.fp16, runs.fp16);
+  assert.equal(otherSet.heads[1]!.paired?.p, 1, 'a run against itself');
+  const mixed = await compareRuns(store, runs.fp16, {
+    ...runs.fp16,
+    completed: [
+      { ...runs.fp16.completed[0]!, heads: [{ ...runs.fp16.completed[0]!.heads[1]!, kind: 'baseline' }] },
+    ],
+  });
+  assert.equal(mixed.heads[0]!.unpaired, 'evaluated on other test images');
+});
+
+test('the CLI names runs as SWEEP, SWEEP@N and SWEEP@TIME, and says which reference it cannot resolve', async () => {
+  const shown = await runCli(['compare', 'paper@1', 'paper', '--store', dir]);
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.match(shown.stdout, /^first: 'paper' \(finished 2026-11-01T08:00:00\.000Z\)$/m);
+  assert.match(shown.stdout, /^second: 'paper' \(finished 2026-11-20T08:00:00\.000Z\)$/m);
+  const b = onlyRight(predictions.old, predictions.better);
+  const c = onlyRight(predictions.better, predictions.old);
+  assert.match(
+    shown.stdout,
+    new RegExp(`^cub +baseline +[\\d.]+ +[\\d.]+ +[\\d.]+ +${b} +${c} +0\\.0\\d{3}$`, 'm'),
+  );
+  assert.match(shown.stdout, /^no p for cub infodisent: an evaluation from before predictions were kept/m);
+  const json = await runCli(['compare', 'paper@2026-11-0', 'paper-fp16', '--store', dir, '--json']);
+  const parsed = JSON.parse(json.stdout) as { first: { finishedAt: string }; onlyInSecond: string[] };
+  assert.equal(parsed.first.finishedAt, '2026-11-01T08:00:00.000Z');
+  assert.deepEqual(parsed.onlyInSecond, ['dogs']);
+  const ambiguous = await runCli(['compare', 'paper@2026-11', 'paper', '--store', dir]);
+  assert.equal(ambiguous.code, 1);
+  assert.match(
+    ambiguous.stderr,
+    /'paper@2026-11': 2 stored runs of 'paper' finished at 2026-11…; name one by its number or a longer time \(1: 2026-11-01T08:00:00\.000Z, 2: 2026-11-20T08:00:00\.000Z\)/,
+  );
+  const missing = await runCli(['compare', 'paper@3', 'nope', '--store', dir]);
+  assert.match(missing.stderr, /'paper@3': sweep 'paper' has 2 stored runs/);
+});
