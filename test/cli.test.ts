@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
+import sharp from 'sharp';
 import { redact } from '../client/output';
 import { roughDuration, StageClock } from '../client/progress-view';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
@@ -575,6 +576,29 @@ describe('doctor', () => {
   });
 });
 
+test('a worker forced onto webgpu says which adapter it runs on, and warns of a software one', async () => {
+  const store = await mkdtemp(path.join(os.tmpdir(), 'infodisent-cli-webgpu-'));
+  try {
+    const port = await freePort();
+    const outcome = await cli([
+      ...['worker', '--queues', 'gpu', '--backend', 'webgpu'],
+      ...['--store', store, '--address', `127.0.0.1:${port}`],
+    ]);
+    assert.equal(outcome.code, 1, 'nothing answers at the address');
+    const line = /^tfjs backend: .*$/m.exec(outcome.stderr)?.[0];
+    // Without any Vulkan adapter (no lavapipe either), the forced backend cannot start at all.
+    if (!line) {
+      assert.match(outcome.stderr, /tfjs backend 'webgpu' is not available/);
+      return;
+    }
+    assert.match(line, /^tfjs backend: webgpu on \S/);
+    if (/llvmpipe|lavapipe/i.test(line))
+      assert.match(line, /: a software adapter, far slower than wasm \(infodisent doctor\)$/);
+  } finally {
+    await rm(store, { recursive: true, force: true });
+  }
+});
+
 test('a worker given wrong S3 credentials stops at startup with a clear error and no secret', async () => {
   const { server, dispose } = await startTestSeaweedFs();
   try {
@@ -783,6 +807,18 @@ describe('export writes a finished sweep from the store', () => {
     for (const key of figures) {
       const copied = await readFile(path.join(out, 'figures', key.replace('reports/sample/', '')));
       assert.ok(copied.equals((await new LocalArtifactStore(storeDir).get(key))!), `${key} copied whole`);
+    }
+    // Each SVG chart also as a PNG at 4x its size, for pdflatex and word processors.
+    const charts = figures.filter((key) => key.endsWith('.svg'));
+    assert.ok(charts.length >= 3, 'the RV, ablation and per-class charts');
+    for (const key of charts) {
+      const file = path.join(out, 'figures', key.replace('reports/sample/', ''));
+      const svg = await readFile(file, 'utf8');
+      const [width, height] = ['width', 'height'].map((a) =>
+        Number(new RegExp(`<svg[^>]* ${a}="(\\d+)"`).exec(svg)![1]),
+      );
+      const png = await sharp(file.replace(/\.svg$/, '.png')).metadata();
+      assert.deepEqual([png.format, png.width, png.height], ['png', 4 * width!, 4 * height!], key);
     }
     assert.match(await readFile(path.join(out, 'html', 'index.html'), 'utf8'), /<h1>Sweep sample<\/h1>/);
   });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { type Command, Option } from 'commander';
-import { BACKENDS, type BackendChoice, selectBackend } from '../../core/tf/backend';
+import { BACKENDS, type BackendChoice, selectBackend, webgpuAdapterStatus } from '../../core/tf/backend';
 import { createWorkers, type QueueRole } from '../../worker/worker';
 import {
   addConnectionOptions,
@@ -28,7 +28,13 @@ async function runWorker(flags: WorkerFlags): Promise<void> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const { url, store } = await openCheckedStore(flags);
   const backend = await selectBackend(flags.backend);
-  log(`tfjs backend: ${backend}${flags.backend === 'auto' ? ' (auto)' : ''}`);
+  const adapter = backend === 'webgpu' ? webgpuAdapterStatus() : undefined;
+  log(
+    `tfjs backend: ${backend}${flags.backend === 'auto' ? ' (auto)' : ''}` +
+      (adapter?.found
+        ? ` on ${adapter.description}${adapter.software ? ': a software adapter, far slower than wasm (infodisent doctor)' : ''}`
+        : ''),
+  );
   const queues = queuesFrom(flags);
   const connection = await connectNative(flags);
   try {

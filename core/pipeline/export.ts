@@ -1,8 +1,9 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { classTable } from '../report/classes';
 import { significanceTable } from '../report/significance';
 import { evaluationKeys, sweepAnnotations } from '../report/summary';
+import { rasterise } from '../report/svg';
 import { type TableFormat, writePaperTables, writeSupplementaryTables } from '../report/table-formats';
 import { paperTables } from '../report/tables';
 import { type ArtifactStore, getRequired } from '../store/artifact-store';
@@ -12,7 +13,10 @@ import { readConfigurationSummaries, reportPrefix, type SweepResults } from './r
 export interface ExportOptions {
   /** Table files to write into tables/ (see writePaperTables). */
   formats: readonly TableFormat[];
-  /** Copy the report's figures (SVG charts, PNG prototypes, explanations, heatmaps) into figures/. */
+  /**
+   * Copy the report's figures (SVG charts, PNG prototypes, explanations, heatmaps) into figures/, and write
+   * each chart as PNG too.
+   */
   figures?: boolean;
   /** Copy the whole HTML report folder into html/. */
   html?: boolean;
@@ -47,6 +51,21 @@ async function copyFromStore(
   };
   await Promise.all(Array.from({ length: DOWNLOADS_AT_ONCE }, lane));
   return files;
+}
+
+/** Charts are drawn as SVG; the PNG copies are this many times their size (about 300 dpi at a column's width). */
+export const CHART_PNG_SCALE = 4;
+
+/** The figures, and beside each SVG chart the same chart as PNG, which pdflatex and word processors take. */
+async function withChartPngs(files: string[]): Promise<string[]> {
+  const pngs: string[] = [];
+  for (const file of files.filter((f) => f.endsWith('.svg'))) {
+    const png = file.replace(/\.svg$/, '.png');
+    if (files.includes(png)) continue;
+    await writeFile(png, await rasterise(await readFile(file, 'utf8'), CHART_PNG_SCALE));
+    pngs.push(png);
+  }
+  return [...files, ...pngs];
 }
 
 /**
@@ -97,11 +116,13 @@ export async function exportSweep(
       )),
     ],
     figures: options.figures
-      ? await copyFromStore(
-          store,
-          prefix,
-          reportKeys.filter((key) => FIGURE_FILE.test(key)),
-          path.join(out, 'figures'),
+      ? await withChartPngs(
+          await copyFromStore(
+            store,
+            prefix,
+            reportKeys.filter((key) => FIGURE_FILE.test(key)),
+            path.join(out, 'figures'),
+          ),
         )
       : [],
     html: options.html ? await copyFromStore(store, prefix, reportKeys, path.join(out, 'html')) : [],

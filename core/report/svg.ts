@@ -53,9 +53,11 @@ export function fit(content: string, width: number, size = 12): string {
   return content.length <= max ? content : `${content.slice(0, max - 1)}…`;
 }
 
-/** Renders an SVG document to PNG with librsvg (through sharp), at its own pixel size. */
-export async function rasterise(svg: string): Promise<Buffer> {
-  return sharp(Buffer.from(svg), { density: 72 }).png({ compressionLevel: 9 }).toBuffer();
+/** Renders an SVG document to PNG with librsvg (through sharp), at its own pixel size times `scale`. */
+export async function rasterise(svg: string, scale = 1): Promise<Buffer> {
+  return sharp(Buffer.from(svg), { density: 72 * scale })
+    .png({ compressionLevel: 9 })
+    .toBuffer();
 }
 
 type Rgb = readonly [number, number, number];
