@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { ConfigError } from '../core/config/experiment';
+import { ConfigError, sweepJsonSchema } from '../core/config/experiment';
 import { sizeLibuvPool } from '../infra/libuv-pool';
 import { registerCompareCommand } from './commands/compare';
 import { registerDoctorCommand } from './commands/doctor';
@@ -13,10 +13,15 @@ import { registerStoreCommands } from './commands/store';
 import { registerSweepCommands } from './commands/sweep';
 import { validateCommand } from './commands/validate';
 import { registerWorkerCommand } from './commands/worker';
-import { CliError, redact } from './output';
+import { CliError, printLine, redact } from './output';
 import { addOnlyOption } from './sweep-file';
 
 sizeLibuvPool();
+// A reader that stops early (`| head`) closes the pipe: that ends the output, it is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
 
 const program = new Command()
   .name('infodisent')
@@ -39,14 +44,20 @@ addOnlyOption(
     .option('--parallelism <n>', 'configurations run at once', '2'),
 ).action(runCommand);
 
-program
-  .command('config')
-  .description('work with sweep configuration files')
+const config = program.command('config').description('work with sweep configuration files');
+config
   .command('validate')
   .description('validate sweep files and list their configurations')
   .argument('<files...>', 'sweep configuration files')
   .option('--json', 'print {"configurations": [...]} for scripts')
   .action(validateCommand);
+config
+  .command('schema')
+  .description(
+    'print the JSON Schema of sweep files (experiments/sweep.schema.json), for editors that complete and check a ' +
+      'file whose "$schema" names it',
+  )
+  .action(() => printLine(JSON.stringify(sweepJsonSchema(), null, 2)));
 
 registerPlanCommand(program);
 registerExplainCommand(program);

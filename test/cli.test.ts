@@ -62,6 +62,7 @@ const COMMANDS: Record<string, string[]> = {
     '--data-dir',
   ],
   'config validate': ['--json'],
+  'config schema': [],
   'sweep start': ['--id', '--parallelism', '--only', '--wait', '--json', ...QUEUES, ...CONNECTION],
   'sweep status': ['--follow', '--json', ...CONNECTION],
   'sweep resume': ['--parallelism', '--wait', '--json', ...CONNECTION],

@@ -1,15 +1,18 @@
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import Ajv2020 from 'ajv/dist/2020';
 import {
   ConfigError,
   type Configuration,
   loadSweepFile,
   parseSweep,
   selectConfigurations,
+  sweepJsonSchema,
 } from '../core/config/experiment';
 import { repoRoot } from '../infra/paths';
+import { runCli } from './support/cli';
 import { minimalSweepDocument } from './support/sweep-documents';
 
 const experiments = path.join(repoRoot(), 'experiments');
@@ -18,6 +21,55 @@ test('every sweep in experiments/ validates', async () => {
   const files = readdirSync(experiments).filter((f) => f.endsWith('.json'));
   assert.ok(files.length >= 4);
   for (const file of files) await loadSweepFile(path.join(experiments, file));
+});
+
+test('the JSON Schema editors read is the one the CLI prints, and accepts and refuses what the CLI does', async () => {
+  // Compared as JSON: the formatter lays the committed file out its own way.
+  const committed = JSON.parse(readFileSync(path.join(experiments, 'schema', 'sweep.schema.json'), 'utf8'));
+  assert.deepEqual(
+    committed,
+    sweepJsonSchema(),
+    'regenerate it: npx infodisent config schema > experiments/schema/sweep.schema.json',
+  );
+  assert.deepEqual(JSON.parse((await runCli(['config', 'schema'])).stdout), committed);
+  const validate = new Ajv2020({ strict: false, allErrors: true }).compile(committed);
+  for (const file of readdirSync(experiments).filter((f) => f.endsWith('.json'))) {
+    const document = JSON.parse(readFileSync(path.join(experiments, file), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    assert.equal(document['$schema'], './schema/sweep.schema.json', `${file} names the schema`);
+    assert.ok(validate(document), `${file}: ${JSON.stringify(validate.errors)}`);
+    assert.ok(!('$schema' in parseSweep(document)), 'the pipeline never sees $schema');
+  }
+  const base = minimalSweepDocument();
+  assert.ok(validate(base), JSON.stringify(validate.errors));
+  const variants: [string, (c: Record<string, unknown>) => void][] = [
+    ['an unknown field', (c) => Object.assign(c, { epochs: 3 })],
+    ['a name with capitals', (c) => Object.assign(c, { name: 'Cub' })],
+    [
+      'a head without epochs',
+      (c) => delete (c['heads'] as { baseline: Record<string, unknown> }).baseline['epochs'],
+    ],
+    ['an unknown dataset kind', (c) => Object.assign(c, { dataset: { kind: 'coco', root: '/data' } })],
+    [
+      'a negative learning rate',
+      (c) =>
+        Object.assign(c, {
+          heads: {
+            ...(c['heads'] as object),
+            baseline: { epochs: 1, weight: { learningRate: -1 }, bias: { learningRate: 0.1 } },
+          },
+        }),
+    ],
+    ['an unknown backend', (c) => Object.assign(c, { backend: 'cuda' })],
+  ];
+  for (const [what, mutate] of variants) {
+    const copy = structuredClone(base);
+    mutate(copy.configurations[0] as unknown as Record<string, unknown>);
+    assert.equal(validate(copy), false, `the JSON Schema refuses ${what}`);
+    assert.throws(() => parseSweep(copy), ConfigError, `the CLI refuses ${what}`);
+  }
 });
 
 test("the paper sweep holds SPEC section 3's 14 configurations", async () => {

@@ -52,10 +52,14 @@ export const DatasetSchema = z.discriminatedUnion('kind', [
       .object({
         kind: z.literal(format),
         name: DatasetName.default(format),
-        /** Folder in the dataset's official layout (on every worker that extracts it). */
-        root: z.string().min(1),
-        /** Record unreadable or missing files in the results instead of failing. */
-        skipInvalid: z.boolean().default(false),
+        root: z
+          .string()
+          .min(1)
+          .describe("Folder in the dataset's official layout, on every worker that extracts it."),
+        skipInvalid: z
+          .boolean()
+          .default(false)
+          .describe('Record unreadable or missing files in the results instead of failing.'),
       })
       .strict(),
   ),
@@ -67,10 +71,25 @@ export const DatasetSchema = z.discriminatedUnion('kind', [
  */
 export const BackboneSchema = z
   .object({
-    name: z.string().min(1),
-    file: z.string().min(1).optional(),
-    preset: z.enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]]).optional(),
-    provider: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
+    name: z
+      .string()
+      .min(1)
+      .describe("A bundled backbone ('nsfwjs-mobilenet-v2'), or the name of an ONNX one."),
+    file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('An ONNX export cut at the last feature map (infra/export_backbones.py).'),
+    preset: z
+      .enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]])
+      .optional()
+      .describe("The torchvision evaluation transform the ONNX backbone's images are prepared with."),
+    provider: z
+      .enum(['auto', 'cpu', 'webgpu', 'cuda'])
+      .default('auto')
+      .describe(
+        "onnxruntime's execution provider; auto: cuda where installed, then a hardware WebGPU, then cpu.",
+      ),
   })
   .strict()
   .superRefine((backbone, ctx) => {
@@ -106,7 +125,10 @@ export const ExplainSettingsSchema = z
 /** How extracted features are stored: 'float16' halves the store and its reads (part of the cache key). */
 export const FeaturesSchema = z
   .object({
-    dtype: z.enum(FEATURE_DTYPES).default('float32'),
+    dtype: z
+      .enum(FEATURE_DTYPES)
+      .default('float32')
+      .describe('float16 halves the store and its reads (part of the cache key).'),
     /** Images per backbone call; default: 64 on a GPU execution provider, 16 on the CPU. Not part of the cache key. */
     batchSize: PositiveInt.optional(),
   })
@@ -153,7 +175,12 @@ export const ConfigurationSchema = z
       .optional(),
     /** Set by the `seeds` expansion: the configuration this run repeats. */
     repeatOf: LowercaseName.optional(),
-    backend: z.enum(['auto', ...BACKENDS]).default('auto'),
+    backend: z
+      .enum(['auto', ...BACKENDS])
+      .default('auto')
+      .describe(
+        'tfjs backend the heads train on; auto: webgpu on a hardware adapter, tensorflow, wasm, cpu.',
+      ),
     dataset: DatasetSchema,
     backbone: BackboneSchema,
     features: FeaturesSchema.default({ dtype: 'float32' }),
@@ -181,6 +208,8 @@ function expandSeeds({ seeds, seed = 0, ...configuration }: ParsedConfiguration)
 
 export const SweepSchema = z
   .object({
+    /** An editor's JSON Schema for the file (experiments/sweep.schema.json); ignored by the pipeline. */
+    $schema: z.string().optional(),
     name: LowercaseName,
     description: z.string().optional(),
     configurations: z.array(ConfigurationSchema).min(1),
@@ -215,7 +244,7 @@ export const SweepSchema = z
       }
     });
   })
-  .transform(({ configurations, ...sweep }) => ({
+  .transform(({ configurations, $schema: _schema, ...sweep }) => ({
     ...sweep,
     configurations: configurations.flatMap(expandSeeds),
   }));
@@ -294,4 +323,19 @@ export async function loadSweepFile(file: string): Promise<Sweep> {
     throw new ConfigError(file, [`not valid JSON: ${(error as Error).message}`]);
   }
   return parseSweep(document, file);
+}
+
+/**
+ * The sweep file's JSON Schema (draft 2020-12), from the same zod schema that validates it: editors that
+ * read a file's "$schema" complete and check sweep files as they are typed. The cross-field checks (seeds,
+ * duplicate names, an ONNX backbone's preset) stay the CLI's own.
+ */
+export function sweepJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(SweepSchema, { io: 'input', target: 'draft-2020-12' });
+  return {
+    $schema: schema.$schema,
+    title: 'infodisent sweep',
+    description: 'A sweep of dataset x backbone configurations (infodisent config validate checks a file).',
+    ...schema,
+  };
 }
