@@ -2,6 +2,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Configuration } from '../core/config/experiment';
 import type { Split } from '../core/data/dataset';
 import type { HeadKind } from '../core/method/head';
+import { postNotification, sweepNotification } from '../core/pipeline/notify';
 import { type SweepResults, writeSweepResults } from '../core/pipeline/results';
 import {
   type StageArgs,
@@ -57,8 +58,15 @@ async function runStage<N extends StageName>(
   }
 }
 
+export interface ActivityOptions {
+  /** A webhook told when a sweep finishes (INFODISENT_NOTIFY_URL); none: nothing is posted. */
+  notifyUrl?: string | undefined;
+  threads?: StageThreadPool;
+}
+
 /** Thin adapters from Temporal to the pipeline's stages; every stage is idempotent and content-addressed. */
-export function createActivities(location: StageLocation, threads = new StageThreadPool()) {
+export function createActivities(location: StageLocation, options: ActivityOptions = {}) {
+  const threads = options.threads ?? new StageThreadPool();
   const stage = <N extends StageName>(name: N, ...args: StageArgs<N>) =>
     runStage(threads, location, name, ...args);
   return {
@@ -90,6 +98,13 @@ export function createActivities(location: StageLocation, threads = new StageThr
       } catch (error) {
         throw asTemporalFailure(error);
       }
+    },
+    /** Posts the finished sweep to this worker's webhook, where it has one. */
+    notifyFinished: async (results: SweepResults, reportKey: string): Promise<'sent' | 'no webhook'> => {
+      if (!options.notifyUrl) return 'no webhook';
+      const report = `${openStore(location.storeUrl).location}/${reportKey}`;
+      await postNotification(options.notifyUrl, sweepNotification(results, report));
+      return 'sent';
     },
   };
 }

@@ -100,6 +100,20 @@ export function addDataDirOption(command: Command): Command {
   );
 }
 
+export interface NotifyFlag {
+  notifyUrl?: string;
+}
+
+/** The webhook a finished sweep is posted to (Slack, Mattermost or any JSON endpoint): workers and `run`. */
+export function addNotifyOption(command: Command): Command {
+  return command.addOption(
+    new Option(
+      '--notify-url <url>',
+      'webhook that a finished sweep is posted to as JSON (Slack-compatible "text"); on CPU workers (prefer the variable: it holds a token)',
+    ).env('INFODISENT_NOTIFY_URL'),
+  );
+}
+
 /** Task queues: where a sweep's work is sent (sweep start, schedules) or taken from (workers). */
 export function addQueueOptions(command: Command): Command {
   return command

@@ -13,6 +13,7 @@ import { registerStoreCommands } from './commands/store';
 import { registerSweepCommands } from './commands/sweep';
 import { validateCommand } from './commands/validate';
 import { registerWorkerCommand } from './commands/worker';
+import { addNotifyOption } from './connection';
 import { CliError, printLine, redact } from './output';
 import { addOnlyOption } from './sweep-file';
 
@@ -30,18 +31,20 @@ const program = new Command()
   )
   .showHelpAfterError();
 
-addOnlyOption(
-  program
-    .command('run')
-    .description(
-      'run a sweep on the embedded default: a local Temporal dev server, an in-process worker, a local store',
-    )
-    .argument('<sweep-file>', 'sweep configuration (JSON), e.g. experiments/smoke.json')
-    .option(
-      '--home <dir>',
-      'local state folder (default: .infodisent in the repository, or $INFODISENT_HOME)',
-    )
-    .option('--parallelism <n>', 'configurations run at once', '2'),
+addNotifyOption(
+  addOnlyOption(
+    program
+      .command('run')
+      .description(
+        'run a sweep on the embedded default: a local Temporal dev server, an in-process worker, a local store',
+      )
+      .argument('<sweep-file>', 'sweep configuration (JSON), e.g. experiments/smoke.json')
+      .option(
+        '--home <dir>',
+        'local state folder (default: .infodisent in the repository, or $INFODISENT_HOME)',
+      )
+      .option('--parallelism <n>', 'configurations run at once', '2'),
+  ),
 ).action(runCommand);
 
 const config = program.command('config').description('work with sweep configuration files');

@@ -2,15 +2,23 @@ import { InvalidArgumentError } from 'commander';
 import type { SweepResults } from '../core/pipeline/results';
 import { resultsTable } from '../core/pipeline/results';
 
-/** Variables that hold secrets: the Temporal API key and the AWS chain's secret parts. */
-const SECRET_VARIABLES = ['TEMPORAL_API_KEY', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'];
+/** Variables that hold secrets: the Temporal API key, the AWS chain's secret parts, a webhook (its token). */
+const SECRET_VARIABLES = [
+  'TEMPORAL_API_KEY',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'INFODISENT_NOTIFY_URL',
+];
+const SECRET_FLAGS = ['--api-key', '--notify-url'];
 
 function secretValues(): string[] {
   const argv = process.argv;
   const values = SECRET_VARIABLES.map((name) => process.env[name]);
   argv.forEach((arg, i) => {
-    if (arg === '--api-key') values.push(argv[i + 1]);
-    else if (arg.startsWith('--api-key=')) values.push(arg.slice('--api-key='.length));
+    for (const flag of SECRET_FLAGS) {
+      if (arg === flag) values.push(argv[i + 1]);
+      else if (arg.startsWith(`${flag}=`)) values.push(arg.slice(flag.length + 1));
+    }
   });
   // Very short values would blank out ordinary text; no real key is that short.
   return values.filter((value): value is string => value !== undefined && value.length >= 6);

@@ -48,7 +48,7 @@ const STORE = ['--store', '--s3-endpoint', '--create-bucket'];
 
 /** Every command the CLI has, with the options its help must list. */
 const COMMANDS: Record<string, string[]> = {
-  run: ['--home', '--parallelism', '--only'],
+  run: ['--home', '--parallelism', '--only', '--notify-url'],
   plan: ['--only', '--json', '--store', '--s3-endpoint', '--data-dir'],
   explain: [
     '--config',
@@ -97,6 +97,7 @@ const COMMANDS: Record<string, string[]> = {
     '--backend',
     '--gpu-concurrency',
     '--cpu-concurrency',
+    '--notify-url',
     ...QUEUES,
     ...CONNECTION,
     ...STORE,
@@ -234,13 +235,14 @@ test("progress shows a stage's rate and time left once it has moved for a few se
 test('redact hides the secrets this process was given', () => {
   const argv = process.argv;
   const previous = process.env['AWS_SECRET_ACCESS_KEY'];
-  process.argv = [...argv, '--api-key', 'key-from-flag-123'];
+  process.argv = [...argv, '--api-key', 'key-from-flag-123', '--notify-url=https://hooks.example/T0/B1/tok'];
   process.env['AWS_SECRET_ACCESS_KEY'] = 'aws-secret-456';
   try {
     assert.equal(
       redact('bearer key-from-flag-123 and aws-secret-456 and aws-secret-456'),
       'bearer *** and *** and ***',
     );
+    assert.equal(redact('posting to https://hooks.example/T0/B1/tok'), 'posting to ***');
     assert.equal(redact('nothing secret'), 'nothing secret');
   } finally {
     process.argv = argv;

@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { keysInHistory } from '../client/running-work';
 import { loadSweepFile, type Sweep } from '../core/config/experiment';
 import { decodeTensors } from '../core/method/tensor-io';
+import type { SweepNotification } from '../core/pipeline/notify';
 import { outcomeKeys } from '../core/pipeline/results';
 import type { TrainedHeadRef } from '../core/pipeline/stages';
 import { trainHeadStage } from '../core/pipeline/stages';
@@ -19,12 +20,14 @@ import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
 import { configurationWorkflowId, sweepWorkflow } from '../workflows/sweep';
 import { runCli } from './support/cli';
 import { writeFeatureSet } from './support/prune-fixture';
+import { startWebhookServer, type WebhookServer } from './support/webhook';
 
 // Real worker processes against a real Temporal dev server: a worker killed in the middle of InfoDisent
 // training, and a schedule that fires a re-evaluation of the same sweep.
 let home: string;
 let temporal: LocalTemporal;
 let sweep: Sweep;
+let webhook: WebhookServer;
 const workers: ChildProcess[] = [];
 
 function startWorker(): ChildProcess {
@@ -44,7 +47,11 @@ function startWorker(): ChildProcess {
       '--queues',
       'gpu,cpu',
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      // The CPU queue's worker posts each finished sweep to the test's webhook.
+      env: { ...process.env, INFODISENT_NOTIFY_URL: `${webhook.url}/hooks/sweeps-token` },
+    },
   );
   workers.push(child);
   return child;
@@ -68,6 +75,7 @@ async function findCheckpoint(): Promise<string | undefined> {
 
 before(async () => {
   installRuntime();
+  webhook = await startWebhookServer();
   home = await mkdtemp(path.join(os.tmpdir(), 'infodisent-resume-'));
   temporal = await startLocalTemporal({ stateDir: home, persistent: false });
   sweep = await loadSweepFile(path.join(repoRoot(), 'experiments', 'tiny.json'));
@@ -76,6 +84,7 @@ before(async () => {
 after(async () => {
   for (const worker of workers) worker.kill('SIGKILL');
   await temporal?.stop();
+  await webhook?.close();
   await rm(home, { recursive: true, force: true });
 });
 
@@ -119,6 +128,16 @@ test('a worker killed during training: a new worker resumes from the checkpoint,
   startWorker();
   const output = await handle.result();
   assert.deepEqual(output.results.failed, []);
+  // The finished sweep was posted to the webhook, once, with its heads' figures and where its report is.
+  assert.equal(webhook.posts.length, 1);
+  const posted = webhook.posts[0]!.body as SweepNotification;
+  assert.equal(webhook.posts[0]!.path, '/hooks/sweeps-token');
+  assert.equal(posted.sweep, sweep.name);
+  assert.equal(posted.report, `file://${path.join(home, 'store')}/${output.reportKey}`);
+  assert.deepEqual(
+    posted.completed[0]!.heads.map((head) => head.top1),
+    output.results.completed[0]!.heads.map((head) => head.evaluation.top1),
+  );
   // The sweep's own history names everything its finished configuration read.
   assert.deepEqual(
     new Set(keysInHistory((await handle.fetchHistory()).events ?? [])),
@@ -192,5 +211,12 @@ test('a schedule fires a re-evaluation, which a worker runs from the cached feat
   const outcome = output.results.completed[0]!;
   assert.equal(outcome.features.reused, true);
   assert.ok(outcome.heads.every((head) => head.reusedHead));
+  // The re-evaluation was posted too, after the first sweep's.
+  assert.ok(
+    webhook.posts
+      .slice(1)
+      .some((post) => (post.body as SweepNotification).finishedAt === output.results.finishedAt),
+    'the re-evaluation was posted',
+  );
   await schedule.delete();
 });

@@ -16,11 +16,13 @@ export interface WorkerOptions {
   /** Activities at once on the GPU queue: tensor work shares one device, so 1 by default. */
   gpuConcurrency?: number;
   cpuConcurrency?: number;
+  /** A webhook the CPU queue's worker tells when a sweep finishes. */
+  notifyUrl?: string | undefined;
 }
 
 /** Creates one worker per served queue. Workflows run on the CPU queue; every worker has every activity. */
 export async function createWorkers(options: WorkerOptions): Promise<Worker[]> {
-  const activities = createActivities(options.location);
+  const activities = createActivities(options.location, { notifyUrl: options.notifyUrl });
   return Promise.all(
     options.roles.map((role) =>
       Worker.create({

@@ -33,6 +33,8 @@ export interface SweepOutput {
 
 /** Marks histories in which configurations sharing features run in one lane (see sweepWorkflow). */
 const SHARED_FEATURES_PATCH = 'lanes-by-shared-features';
+/** Marks histories in which a finished sweep tells the CPU worker's webhook. */
+const NOTIFY_PATCH = 'notify-when-finished';
 
 export function configurationWorkflowId(sweepWorkflowId: string, configuration: string): string {
   return `${sweepWorkflowId}/${configuration}`;
@@ -141,5 +143,15 @@ export async function sweepWorkflow({
     summaryKeys: completed.map((outcome) => outcome.summaryKey),
     evaluationKeys: completed.map(evaluationKeys),
   });
+  // Histories from before the notification replay as they ran.
+  if (patched(NOTIFY_PATCH)) {
+    const { notifyFinished } = proxyActivities<Activities>({
+      taskQueue: queues.cpu,
+      startToCloseTimeout: '1m',
+      retry: { maximumAttempts: 3, initialInterval: '2s' },
+    });
+    // A webhook that fails does not fail the sweep: its failure stays in the history and the worker's log.
+    await notifyFinished(results, reportKey).catch(() => undefined);
+  }
   return { results, resultKeys, reportKey, tableKeys };
 }

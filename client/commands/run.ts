@@ -15,6 +15,7 @@ import { installRuntime } from '../../worker/runtime';
 import { createWorkers, runWorkersUntil } from '../../worker/worker';
 import { DEFAULT_TASK_QUEUES } from '../../workflows/progress';
 import { sweepWorkflow } from '../../workflows/sweep';
+import type { NotifyFlag } from '../connection';
 import { followSweep } from '../progress-view';
 import { loadSweep, type OnlyFlag } from '../sweep-file';
 import { startedWith } from '../sweep-history';
@@ -25,6 +26,8 @@ export interface EmbeddedRunOptions {
   parallelism?: number;
   /** Keep the Temporal history in a database file (default true). */
   persistent?: boolean;
+  /** A webhook the finished sweep is posted to. */
+  notifyUrl?: string | undefined;
   log?: (line: string) => void;
 }
 
@@ -110,6 +113,7 @@ export async function runEmbedded(
       queues: DEFAULT_TASK_QUEUES,
       roles: ['gpu', 'cpu'],
       location: { storeUrl: store.root, dataDir: path.join(home, 'datasets') },
+      notifyUrl: options.notifyUrl,
     });
     const workflowId = sweepWorkflowId(sweep);
     const input = { sweep, queues: DEFAULT_TASK_QUEUES, parallelism: options.parallelism ?? 2 };
@@ -135,13 +139,14 @@ export async function runEmbedded(
 
 export async function runCommand(
   file: string,
-  options: { home?: string; parallelism?: string } & OnlyFlag,
+  options: { home?: string; parallelism?: string } & OnlyFlag & NotifyFlag,
 ): Promise<void> {
   const sweep = await loadSweep(file, options);
   const started = Date.now();
   const { results, resultFiles } = await runEmbedded(sweep, {
     ...(options.home ? { home: options.home } : {}),
     ...(options.parallelism ? { parallelism: Number(options.parallelism) } : {}),
+    notifyUrl: options.notifyUrl,
   });
   process.stdout.write(`\n${resultsTable(results)}\n\n`);
   for (const failure of results.failed)

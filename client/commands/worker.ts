@@ -1,14 +1,17 @@
 import path from 'node:path';
 import { type Command, Option } from 'commander';
+import { webhookOrigin } from '../../core/pipeline/notify';
 import { BACKENDS, type BackendChoice, selectBackend, webgpuAdapterStatus } from '../../core/tf/backend';
 import { createWorkers, type QueueRole } from '../../worker/worker';
 import {
   addConnectionOptions,
   addDataDirOption,
+  addNotifyOption,
   addQueueOptions,
   addStoreOptions,
   type ConnectionFlags,
   connectNative,
+  type NotifyFlag,
   openCheckedStore,
   type QueueFlags,
   queuesFrom,
@@ -16,7 +19,7 @@ import {
 } from '../connection';
 import { commaSeparated, positiveInt } from '../output';
 
-interface WorkerFlags extends ConnectionFlags, StoreFlags, QueueFlags {
+interface WorkerFlags extends ConnectionFlags, StoreFlags, QueueFlags, NotifyFlag {
   queues: QueueRole[];
   backend: BackendChoice;
   gpuConcurrency: number;
@@ -46,12 +49,15 @@ async function runWorker(flags: WorkerFlags): Promise<void> {
       location: { storeUrl: url, dataDir: path.resolve(flags.dataDir), backend },
       gpuConcurrency: flags.gpuConcurrency,
       cpuConcurrency: flags.cpuConcurrency,
+      notifyUrl: flags.notifyUrl,
     });
     const served = flags.queues.map((role) => `${role} queue '${queues[role]}'`).join(' and ');
     log(
       `serving ${served} of ${flags.address} (namespace ${flags.namespace}); artifacts in ${store.location}. ` +
         'SIGINT/SIGTERM stops it: running activities get a few seconds, then are retried elsewhere.',
     );
+    if (flags.notifyUrl && flags.queues.includes('cpu'))
+      log(`a finished sweep is posted to the webhook at ${webhookOrigin(flags.notifyUrl)}`);
     // The SDK's runtime shuts the workers down on these signals; a second one kills the process at once.
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       process.once(signal, () => log(`${signal}: shutting down (again to stop at once) …`));
@@ -82,6 +88,7 @@ export function registerWorkerCommand(program: Command): void {
     )
     .option('--gpu-concurrency <n>', 'activities at once on the GPU queue (one device: 1)', positiveInt, 1)
     .option('--cpu-concurrency <n>', 'activities at once on the CPU queue', positiveInt, 2);
+  addNotifyOption(command);
   addQueueOptions(command);
   addConnectionOptions(command);
   addStoreOptions(command);
