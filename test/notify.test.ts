@@ -37,7 +37,7 @@ test('a finished sweep is posted as JSON, with a text Slack shows', async () => 
   assert.equal(
     notification.text,
     [
-      "Sweep 'paper' finished: 1 configurations completed, 1 failed.",
+      "Sweep 'paper' finished: 1 configuration completed, 1 failed.",
       '• cub-resnet50: baseline 83.1%, infodisent 83.0%',
       '• FAILED imagenet-vit-b16: extractFeatures: /data/imagenet/val missing',
       'Report: s3://team/runs/reports/paper/index.html',

@@ -10,6 +10,7 @@ import {
 } from '../../core/diagnostics/checks';
 import { openStore } from '../../core/store/open-store';
 import { BACKENDS, type BackendChoice } from '../../core/tf/backend';
+import { plural } from '../../core/util/plural';
 import { resolveTool } from '../../infra/tools';
 import {
   addConnectionOptions,
@@ -172,7 +173,6 @@ async function doctorCommand(flags: DoctorFlags, command: Command): Promise<void
   const failures = count('fail');
   if (flags.json) printJson({ checks });
   else {
-    const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
     printLine(`\n${count('ok')} ok, ${plural(count('warn'), 'warning')}, ${plural(failures, 'failure')}`);
   }
   if (failures > 0) process.exitCode = 1;

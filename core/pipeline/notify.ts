@@ -1,4 +1,5 @@
 import type { HeadKind } from '../method/head';
+import { plural } from '../util/plural';
 import type { SweepResults } from './results';
 
 /**
@@ -19,7 +20,7 @@ const percent = (value: number) => `${(100 * value).toFixed(1)}%`;
 
 export function sweepNotification(results: SweepResults, report: string): SweepNotification {
   const lines = [
-    `Sweep '${results.sweep}' finished: ${results.completed.length} configurations completed, ${results.failed.length} failed.`,
+    `Sweep '${results.sweep}' finished: ${plural(results.completed.length, 'configuration')} completed, ${results.failed.length} failed.`,
     ...results.completed.map(
       (outcome) =>
         `• ${outcome.configuration}: ${outcome.heads.map((head) => `${head.kind} ${percent(head.evaluation.top1)}`).join(', ')}`,

@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ExplainedPrototype, ModelExplanations } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
+import { plural } from '../util/plural';
 import { classTable } from './classes';
 import {
   boxedPrototypes,
@@ -361,7 +362,7 @@ async function writeConfiguration(
       if (drawable) progress();
       sections.push(
         `<section id="channel-${channel}"><h3>Channel ${channel}</h3>` +
-          `<p>${prototypes.length} prototype${prototypes.length === 1 ? '' : 's'}` +
+          `<p>${plural(prototypes.length, 'prototype')}` +
           (p ? `; purity ${p.purity.toFixed(2)}${p.part ? ` on part <code>${h(p.part)}</code>` : ''}` : '') +
           (classes.length > 0
             ? `; key channel of ${classes.map((name) => `<strong>${h(name)}</strong>`).join(', ')}`

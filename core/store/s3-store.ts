@@ -13,6 +13,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { sha256 } from '../util/hash';
+import { plural } from '../util/plural';
 import { type ArtifactStore, assertValidKey } from './artifact-store';
 
 const MiB = 1024 * 1024;
@@ -319,7 +320,7 @@ export class S3ArtifactStore implements ArtifactStore {
     const message = error instanceof Error ? error.message || code : String(error);
     return new Error(
       `S3 ${what} in ${this.location} at ${this.endpointLabel} failed` +
-        `${attempts ? ` after ${attempts} attempt${attempts === 1 ? '' : 's'}` : ''}: ${message}`,
+        `${attempts ? ` after ${plural(attempts, 'attempt')}` : ''}: ${message}`,
       { cause: error },
     );
   }
