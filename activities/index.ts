@@ -2,8 +2,9 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Configuration } from '../core/config/experiment';
 import type { Split } from '../core/data/dataset';
 import type { HeadKind } from '../core/method/head';
+import { sincePreviousRun } from '../core/pipeline/compare';
 import { postNotification, sweepNotification } from '../core/pipeline/notify';
-import { type SweepResults, writeSweepResults } from '../core/pipeline/results';
+import { type SweepResults, sweepRuns, writeSweepResults } from '../core/pipeline/results';
 import {
   type StageArgs,
   type StageLocation,
@@ -102,8 +103,10 @@ export function createActivities(location: StageLocation, options: ActivityOptio
     /** Posts the finished sweep to this worker's webhook, where it has one. */
     notifyFinished: async (results: SweepResults, reportKey: string): Promise<'sent' | 'no webhook'> => {
       if (!options.notifyUrl) return 'no webhook';
-      const report = `${openStore(location.storeUrl).location}/${reportKey}`;
-      await postNotification(options.notifyUrl, sweepNotification(results, report));
+      const store = openStore(location.storeUrl);
+      const previous = await sincePreviousRun(store, await sweepRuns(store, results.sweep), results);
+      const report = `${store.location}/${reportKey}`;
+      await postNotification(options.notifyUrl, sweepNotification(results, report, previous ?? undefined));
       return 'sent';
     },
   };

@@ -6,8 +6,10 @@ import { after, before, test } from 'node:test';
 import { mcnemarExact } from '../core/analysis/significance';
 import type { Evaluation } from '../core/method/evaluate';
 import type { HeadKind } from '../core/method/head';
-import { compareRuns } from '../core/pipeline/compare';
+import { compareRuns, sincePreviousRun } from '../core/pipeline/compare';
+import { sweepNotification } from '../core/pipeline/notify';
 import { type ConfigurationOutcome, type SweepResults, writeSweepResults } from '../core/pipeline/results';
+import { comparisonTable, headChanged } from '../core/report/comparison';
 import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { SeededRandom } from '../core/util/random';
@@ -160,6 +162,61 @@ test('two runs of a sweep: the change image by image, McNemar p, and why a head 
   assert.match(older!.unpaired!, /from before predictions were kept/);
   assert.deepEqual(same!.paired, { images: IMAGES, onlyFirst: 0, onlySecond: 0, difference: 0, p: 1 });
   assert.deepEqual([comparison.onlyInFirst, comparison.onlyInSecond], [[], []]);
+});
+
+test("a run against the sweep's previous one: the heads that changed, as the report and notifications show them", async () => {
+  const runsOfPaper = [runs.first, runs.second];
+  assert.equal(
+    await sincePreviousRun(store, runsOfPaper, runs.first),
+    null,
+    'the first run has none before it',
+  );
+  const since = (await sincePreviousRun(store, runsOfPaper, runs.second))!;
+  assert.deepEqual(since, await compareRuns(store, runs.first, runs.second));
+  assert.deepEqual(
+    since.heads.map((head) => [head.configuration, head.head, headChanged(head)]),
+    [
+      ['cub', 'baseline', true],
+      ['cub', 'infodisent', true], // no predictions to tell: counted as changed, with its reason
+      ['cars', 'baseline', false],
+    ],
+  );
+  const table = comparisonTable(since, ['Previous run', 'This run'], since.heads.filter(headChanged));
+  assert.deepEqual(
+    table.columns.map((c) => c.label),
+    [
+      'Configuration',
+      'Head',
+      'Previous run',
+      'This run',
+      'Change',
+      'Only previous run',
+      'Only this run',
+      'p',
+    ],
+  );
+  assert.equal(table.rows.length, 2);
+  assert.equal(table.rows[0]!['p'], since.heads[0]!.paired!.p);
+  assert.equal(table.rows[1]!['p'], null);
+  const notification = sweepNotification(runs.second, 'report', since);
+  assert.deepEqual(
+    notification.sincePrevious?.changed.map((c) => [c.configuration, c.head, c.p]),
+    [
+      ['cub', 'baseline', since.heads[0]!.paired!.p],
+      ['cub', 'infodisent', null],
+    ],
+  );
+  assert.match(
+    notification.text,
+    new RegExp(
+      `Since the previous run \\(2026-11-01T08:00:00\\.000Z\\):\\n• cub baseline: [\\d.]+% → [\\d.]+% \\(McNemar p = ${since.heads[0]!.paired!.p.toPrecision(2)}\\)\\n• cub infodisent: 100\\.0% → 100\\.0%\\n`,
+    ),
+  );
+  const unchanged = await compareRuns(store, runs.fp16, runs.fp16);
+  assert.match(
+    sweepNotification(runs.fp16, 'report', unchanged).text,
+    /\nNo head's predictions changed since the previous run \(2026-11-21T08:00:00\.000Z\)\.\n/,
+  );
 });
 
 test('two sweeps: heads evaluated on other test images are not paired; configurations only one has are listed', async () => {

@@ -211,12 +211,13 @@ test('a schedule fires a re-evaluation, which a worker runs from the cached feat
   const outcome = output.results.completed[0]!;
   assert.equal(outcome.features.reused, true);
   assert.ok(outcome.heads.every((head) => head.reusedHead));
-  // The re-evaluation was posted too, after the first sweep's.
-  assert.ok(
-    webhook.posts
-      .slice(1)
-      .some((post) => (post.body as SweepNotification).finishedAt === output.results.finishedAt),
-    'the re-evaluation was posted',
-  );
+  // The re-evaluation was posted too, after the first sweep's: from the same heads, so nothing changed since
+  // the run before it.
+  const reevaluation = webhook.posts
+    .map((post) => post.body as SweepNotification)
+    .find((posted) => posted.finishedAt === output.results.finishedAt);
+  assert.ok(reevaluation, 'the re-evaluation was posted');
+  assert.deepEqual(reevaluation.sincePrevious?.changed, []);
+  assert.match(reevaluation.text, /\nNo head's predictions changed since the previous run \(/);
   await schedule.delete();
 });

@@ -260,6 +260,11 @@ test('a second run, now with published figures, reuses the cached features and h
   const index = readFileSync(path.join(home, 'store', 'reports', sweep.name, 'index.html'), 'utf8');
   const historyHtml = /<table id="table-history">[\s\S]*?<\/table>/.exec(index)?.[0] ?? '';
   assert.equal(historyHtml.match(/<tr><td>/g)?.length, 4, "the report's history: two heads of two seeds");
+  // Everything was reused: no head's predictions changed since the previous run, as the report says.
+  assert.match(
+    index,
+    /<p id="since-previous">No head's predictions changed since the previous run \(finished [^)]+\)\.<\/p>/,
+  );
   // A prune of the embedded default (no --address, no --store) with no Temporal up reads the history the runs
   // kept in their home, where a run cut off now still runs; everything in the store is the sweep's.
   await startStaleRun();

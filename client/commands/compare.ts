@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { compareRuns, comparisonTable } from '../../core/pipeline/compare';
+import { compareRuns } from '../../core/pipeline/compare';
+import { comparisonTable } from '../../core/report/comparison';
 import { tableText } from '../../core/report/table-formats';
 import { addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
 import { type JsonFlag, printJson, printLine, table } from '../output';

@@ -2,7 +2,6 @@ import { isDeepStrictEqual } from 'node:util';
 import { type PairedComparison, pairedComparison } from '../analysis/significance';
 import type { Evaluation } from '../method/evaluate';
 import type { HeadKind } from '../method/head';
-import type { Table } from '../report/tables';
 import { type ArtifactStore, getJson } from '../store/artifact-store';
 import type { SweepResults } from './results';
 import type { EvaluationSummary } from './stages';
@@ -93,33 +92,15 @@ export async function compareRuns(
   };
 }
 
-/** The comparison as a table: top-1 % in each run, the change, the images only one gets right, and p. */
-export function comparisonTable(comparison: RunComparison): Table {
-  return {
-    id: 'comparison',
-    title: 'Top-1 accuracy (%) in two runs',
-    caption:
-      'First and second: the two runs compared. Only first / only second: test images one run classifies ' +
-      "correctly and the other does not; p: McNemar's exact two-sided test of the change.",
-    columns: [
-      { key: 'configuration', label: 'Configuration', kind: 'text' },
-      { key: 'head', label: 'Head', kind: 'text' },
-      { key: 'first_top1', label: 'First', kind: 'number', digits: 1 },
-      { key: 'second_top1', label: 'Second', kind: 'number', digits: 1 },
-      { key: 'change', label: 'Change', kind: 'number', digits: 1 },
-      { key: 'only_first', label: 'Only first', kind: 'number', digits: 0 },
-      { key: 'only_second', label: 'Only second', kind: 'number', digits: 0 },
-      { key: 'p', label: 'p', kind: 'number', digits: 4 },
-    ],
-    rows: comparison.heads.map(({ configuration, head, top1, paired }) => ({
-      configuration,
-      head,
-      first_top1: 100 * top1[0],
-      second_top1: 100 * top1[1],
-      change: 100 * (top1[1] - top1[0]),
-      only_first: paired?.onlyFirst ?? null,
-      only_second: paired?.onlySecond ?? null,
-      p: paired?.p ?? null,
-    })),
-  };
+/**
+ * A run against the one before it, where the sweep has one: `runs` as sweepRuns gives them (oldest first),
+ * `current` one of them.
+ */
+export async function sincePreviousRun(
+  store: ArtifactStore,
+  runs: readonly SweepResults[],
+  current: Pick<SweepResults, 'finishedAt'>,
+): Promise<RunComparison | null> {
+  const index = runs.findIndex((run) => run.finishedAt === current.finishedAt);
+  return index > 0 ? compareRuns(store, runs[index - 1]!, runs[index]!) : null;
 }

@@ -1,5 +1,7 @@
 import type { HeadKind } from '../method/head';
+import { headChanged } from '../report/comparison';
 import { plural } from '../util/plural';
+import type { RunComparison } from './compare';
 import type { SweepResults } from './results';
 
 /**
@@ -14,11 +16,26 @@ export interface SweepNotification {
   report: string;
   completed: { configuration: string; heads: { kind: HeadKind; top1: number; top5: number }[] }[];
   failed: { configuration: string; error: string }[];
+  /** Against the sweep's previous run: the heads whose predictions changed (a re-evaluation's news). */
+  sincePrevious?: {
+    finishedAt: string;
+    changed: { configuration: string; head: HeadKind; top1: [number, number]; p: number | null }[];
+  };
 }
 
 const percent = (value: number) => `${(100 * value).toFixed(1)}%`;
 
-export function sweepNotification(results: SweepResults, report: string): SweepNotification {
+export function sweepNotification(
+  results: SweepResults,
+  report: string,
+  previous?: RunComparison,
+): SweepNotification {
+  const changed = previous?.heads.filter(headChanged).map(({ configuration, head, top1, paired }) => ({
+    configuration,
+    head,
+    top1,
+    p: paired?.p ?? null,
+  }));
   const lines = [
     `Sweep '${results.sweep}' finished: ${plural(results.completed.length, 'configuration')} completed, ${results.failed.length} failed.`,
     ...results.completed.map(
@@ -26,6 +43,18 @@ export function sweepNotification(results: SweepResults, report: string): SweepN
         `• ${outcome.configuration}: ${outcome.heads.map((head) => `${head.kind} ${percent(head.evaluation.top1)}`).join(', ')}`,
     ),
     ...results.failed.map((failure) => `• FAILED ${failure.configuration}: ${failure.error}`),
+    ...(previous && changed
+      ? changed.length === 0
+        ? [`No head's predictions changed since the previous run (${previous.first.finishedAt}).`]
+        : [
+            `Since the previous run (${previous.first.finishedAt}):`,
+            ...changed.map(
+              ({ configuration, head, top1, p }) =>
+                `• ${configuration} ${head}: ${percent(top1[0])} → ${percent(top1[1])}` +
+                (p === null ? '' : ` (McNemar p = ${p.toPrecision(2)})`),
+            ),
+          ]
+      : []),
     `Report: ${report}`,
   ];
   return {
@@ -42,6 +71,7 @@ export function sweepNotification(results: SweepResults, report: string): SweepN
       })),
     })),
     failed: results.failed,
+    ...(previous && changed ? { sincePrevious: { finishedAt: previous.first.finishedAt, changed } } : {}),
   };
 }
 

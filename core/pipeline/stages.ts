@@ -50,6 +50,7 @@ import {
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
 import { type BackendChoice, type BackendName, selectBackend } from '../tf/backend';
 import { contentKey } from '../util/hash';
+import { sincePreviousRun } from './compare';
 import { readConfigurationSummaries, reportPrefix, sweepRuns } from './results';
 
 /** What every stage needs: where artifacts go, where local data lives, and a progress sink. */
@@ -573,8 +574,15 @@ export async function reportStage(
     const { summaryKeys: _keys, evaluationKeys: _evaluations, ...rest } = report;
     // The report writes the paper's tables into its tables/ folder: those are the store's tables.
     // Its results are written by now: the history includes this run.
-    const history = resultsHistory((await sweepRuns(context.store, report.sweep)).slice(-HISTORY_RUNS));
-    const { tables } = await writeHtmlReport(folder, { ...rest, configurations, history });
+    const runs = await sweepRuns(context.store, report.sweep);
+    const history = resultsHistory(runs.slice(-HISTORY_RUNS));
+    const sincePrevious = await sincePreviousRun(context.store, runs, { finishedAt: report.generatedAt });
+    const { tables } = await writeHtmlReport(folder, {
+      ...rest,
+      configurations,
+      history,
+      ...(sincePrevious ? { sincePrevious } : {}),
+    });
     const prefix = reportPrefix(report.sweep);
     const files = await readdir(folder, { recursive: true, withFileTypes: true });
     for (const file of files.filter((f) => f.isFile())) {

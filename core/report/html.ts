@@ -2,8 +2,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ExplainedPrototype, ModelExplanations } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
+import type { RunComparison } from '../pipeline/compare';
 import { plural } from '../util/plural';
 import { classTable } from './classes';
+import { comparisonTable, headChanged } from './comparison';
 import {
   boxedPrototypes,
   explanationFigurePng,
@@ -258,6 +260,7 @@ function indexPage(
     ...(report.history && report.history.runs.length > 1
       ? ['<h2 id="history">History</h2>', tableHtml(historyTable(report.history))]
       : []),
+    ...(report.sincePrevious ? sincePreviousHtml(report.sincePrevious) : []),
     '<h2 id="plots">Plots</h2>',
     hasRv
       ? figure(
@@ -275,6 +278,25 @@ function indexPage(
     ),
   ];
   return page(`Sweep ${report.sweep}`, '', [{ href: 'index.html', label: 'Sweep index' }], body.join('\n'));
+}
+
+/** The heads whose predictions changed since the sweep's previous run, with McNemar's p; or that none did. */
+function sincePreviousHtml(comparison: RunComparison): string[] {
+  const changed = comparison.heads.filter(headChanged);
+  const previous = `the previous run (finished ${h(comparison.first.finishedAt)})`;
+  if (changed.length === 0)
+    return [`<p id="since-previous">No head's predictions changed since ${previous}.</p>`];
+  const table = comparisonTable(comparison, ['Previous run', 'This run'], changed);
+  return [
+    `<h3 id="since-previous">Since ${previous}</h3>`,
+    tableHtml({ ...table, id: 'since-previous' }),
+    ...changed
+      .filter((head) => head.unpaired)
+      .map(
+        (head) =>
+          `<p class="note">No p for ${h(head.configuration)} ${h(head.head)}: ${h(head.unpaired!)}.</p>`,
+      ),
+  ];
 }
 
 type Writer = (relative: string, content: string | Buffer) => Promise<void>;

@@ -5,6 +5,7 @@ import type { Reported } from '../config/experiment';
 import type { PreprocessPreset } from '../data/preprocess';
 import type { ModelExplanations } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
+import type { RunComparison } from '../pipeline/compare';
 import type { ConfigurationOutcome } from '../pipeline/results';
 import type { ClassBreakdown } from './classes';
 import type { ResultsHistory } from './history';
@@ -61,6 +62,8 @@ export interface SweepReport {
   annotations?: SweepAnnotations;
   /** Each head's top-1 over the sweep's latest runs, where it has run before. */
   history?: ResultsHistory;
+  /** This run against the sweep's previous one, head by head, where there is one. */
+  sincePrevious?: RunComparison;
 }
 
 /** What the sweep file says of a configuration that the tables print but no stage computes. */
