@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { mcnemarExact, pairedComparison, wilsonInterval } from '../core/analysis/significance';
+import { tableCsv, tableHtml, tableLatex, tableMarkdown } from '../core/report/table-formats';
+import type { Table } from '../core/report/tables';
 import { SeededRandom } from '../core/util/random';
 import { runPythonReference } from './support/python';
 
@@ -83,4 +85,24 @@ test('Wilson intervals, McNemar p-values and paired counts equal SciPy and NumPy
 test('a paired comparison refuses predictions that do not match the labels one to one', () => {
   assert.throws(() => pairedComparison([0, 1, 2], [0, 1, 2], [0, 1]), /3 labels, but 3 and 2 predictions/);
   assert.deepEqual(wilsonInterval(0, 0), [0, 1]);
+});
+
+test('a p-value too small for its digits prints as a bound, in every text format; CSV keeps the value', () => {
+  const table: Table = {
+    id: 'p',
+    title: 'P',
+    caption: 'c',
+    columns: [
+      { key: 'p', label: 'p', kind: 'number', digits: 4, boundSmall: true },
+      { key: 'plain', label: 'plain', kind: 'number', digits: 4 },
+    ],
+    rows: [
+      { p: mcnemarExact(0, 40), plain: 5e-9 },
+      { p: 0.03125, plain: 0 },
+    ],
+  };
+  assert.match(tableMarkdown(table), /\| \\< 0\.0001 \| 0\.0000 \|\n\| 0\.0313 \| 0\.0000 \|/);
+  assert.match(tableLatex(table), /\\textless\{\} 0\.0001 & 0\.0000 \\\\/);
+  assert.match(tableHtml(table), /<td class="num">&lt; 0\.0001<\/td><td class="num">0\.0000<\/td>/);
+  assert.match(tableCsv(table), new RegExp(`^${mcnemarExact(0, 40)},5e-9$`, 'm'));
 });

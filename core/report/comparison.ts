@@ -33,7 +33,7 @@ export function comparisonTable(
       { key: 'change', label: 'Change', kind: 'number', digits: 1 },
       { key: 'only_first', label: `Only ${first.toLowerCase()}`, kind: 'number', digits: 0 },
       { key: 'only_second', label: `Only ${second.toLowerCase()}`, kind: 'number', digits: 0 },
-      { key: 'p', label: 'p', kind: 'number', digits: 4 },
+      { key: 'p', label: 'p', kind: 'number', digits: 4, boundSmall: true },
     ],
     rows: heads.map(({ configuration, head, top1, paired }) => ({
       configuration,

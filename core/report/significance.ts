@@ -58,7 +58,7 @@ export function significanceTable(configurations: readonly ConfigurationSummary[
       { key: 'baseline_only', label: 'Baseline only', kind: 'number', digits: 0 },
       { key: 'infodisent_only', label: 'InfoDisent only', kind: 'number', digits: 0 },
       { key: 'difference', label: 'Difference', kind: 'number', digits: 1 },
-      { key: 'mcnemar_p', label: 'McNemar p', kind: 'number', digits: 4 },
+      { key: 'mcnemar_p', label: 'McNemar p', kind: 'number', digits: 4, boundSmall: true },
     ],
     rows,
   };

@@ -10,7 +10,10 @@ import type { Cell, PaperTables, Table, TableColumn } from './tables';
 const visible = (table: Table) => table.columns.filter((column) => !column.hidden);
 
 function formatNumber(value: number, column: TableColumn): string {
-  return column.digits === undefined ? String(value) : value.toFixed(column.digits);
+  if (column.digits === undefined) return String(value);
+  const smallest = 10 ** -column.digits;
+  if (column.boundSmall && value > 0 && value < smallest / 2) return `< ${smallest.toFixed(column.digits)}`;
+  return value.toFixed(column.digits);
 }
 
 /** How Markdown, LaTeX or HTML print a cell: a missing value, text, and a number with its digits. */

@@ -13,6 +13,8 @@ export interface TableColumn {
   digits?: number;
   /** Only in the machine-readable exports (CSV, JSON), not in Markdown, LaTeX or HTML. */
   hidden?: boolean;
+  /** A positive value too small for `digits` is printed as "< 0.0001", not 0.0000 (p-values). */
+  boundSmall?: boolean;
   /**
    * Over a configuration's seeds, also the sample standard deviation: in the hidden column `<key>_sd`,
    * printed as "mean ± sd" in Markdown, LaTeX and HTML.
