@@ -247,9 +247,14 @@ test('the CLI names runs as SWEEP, SWEEP@N and SWEEP@TIME, and says which refere
   assert.match(shown.stdout, /^second: 'paper' \(finished 2026-11-20T08:00:00\.000Z\)$/m);
   const b = onlyRight(predictions.old, predictions.better);
   const c = onlyRight(predictions.better, predictions.old);
+  const p = mcnemarExact(b, c);
+  const printedP = p < 0.00005 ? '< 0.0001' : p.toFixed(4);
   assert.match(
     shown.stdout,
-    new RegExp(`^cub +baseline +[\\d.]+ +[\\d.]+ +[\\d.]+ +${b} +${c} +0\\.0\\d{3}$`, 'm'),
+    new RegExp(
+      `^cub +baseline +[\\d.]+ +[\\d.]+ +[\\d.]+ +${b} +${c} +${printedP.replace('.', '\\.')}$`,
+      'm',
+    ),
   );
   assert.match(shown.stdout, /^no p for cub infodisent: an evaluation from before predictions were kept/m);
   const json = await runCli(['compare', 'paper@2026-11-0', 'paper-fp16', '--store', dir, '--json']);
