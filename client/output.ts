@@ -1,6 +1,7 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import type { SweepResults } from '../core/pipeline/results';
 import { resultsTable } from '../core/pipeline/results';
+import { TABLE_FORMATS, type TableFormat } from '../core/report/table-formats';
 
 /** Variables that hold secrets: the Temporal API key, the AWS chain's secret parts, a webhook (its token). */
 const SECRET_VARIABLES = [
@@ -118,4 +119,11 @@ export function binarySize(bytes: number): string {
     unit++;
   }
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** --format for commands that write tables: md, csv, tex and json by default. */
+export function tableFormatOption(): Option {
+  return new Option('--format <list>', `table formats, comma-separated: ${TABLE_FORMATS.join(', ')}`)
+    .default([...TABLE_FORMATS], TABLE_FORMATS.join(','))
+    .argParser(commaSeparated<TableFormat>(TABLE_FORMATS));
 }

@@ -86,7 +86,7 @@ const COMMANDS: Record<string, string[]> = {
   'schedule delete': CONNECTION,
   'schedule trigger': CONNECTION,
   export: ['--out', '--sweep', '--format', '--figures', '--html', '--json', '--store', '--s3-endpoint'],
-  compare: ['--json', '--store', '--s3-endpoint'],
+  compare: ['--out', '--format', '--json', '--store', '--s3-endpoint'],
   'store ls': ['--json', '--store', '--s3-endpoint'],
   'store forget': ['--yes', '--json', '--store', '--s3-endpoint'],
   'store history': ['--last', '--json', '--store', '--s3-endpoint'],

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -257,10 +257,26 @@ test('the CLI names runs as SWEEP, SWEEP@N and SWEEP@TIME, and says which refere
     ),
   );
   assert.match(shown.stdout, /^no p for cub infodisent: an evaluation from before predictions were kept/m);
-  const json = await runCli(['compare', 'paper@2026-11-0', 'paper-fp16', '--store', dir, '--json']);
-  const parsed = JSON.parse(json.stdout) as { first: { finishedAt: string }; onlyInSecond: string[] };
+  const out = path.join(dir, 'supplement');
+  const json = await runCli([
+    ...['compare', 'paper@2026-11-0', 'paper-fp16', '--store', dir, '--json'],
+    ...['--out', out, '--format', 'csv,tex'],
+  ]);
+  const parsed = JSON.parse(json.stdout) as {
+    first: { finishedAt: string };
+    onlyInSecond: string[];
+    files: string[];
+  };
   assert.equal(parsed.first.finishedAt, '2026-11-01T08:00:00.000Z');
   assert.deepEqual(parsed.onlyInSecond, ['dogs']);
+  // The table for a paper's supplement, in the formats asked.
+  assert.deepEqual(parsed.files, [path.join(out, 'comparison.csv'), path.join(out, 'comparison.tex')]);
+  const csv = await readFile(path.join(out, 'comparison.csv'), 'utf8');
+  assert.match(
+    csv,
+    /^configuration,head,first_top1,second_top1,change,only_first,only_second,p\r\ncub,baseline,/,
+  );
+  assert.match(await readFile(path.join(out, 'comparison.tex'), 'utf8'), /\\begin\{tabular\}/);
   const ambiguous = await runCli(['compare', 'paper@2026-11', 'paper', '--store', dir]);
   assert.equal(ambiguous.code, 1);
   assert.match(

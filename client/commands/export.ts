@@ -1,10 +1,10 @@
 import path from 'node:path';
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { type ExportedFiles, exportSweep } from '../../core/pipeline/export';
-import { TABLE_FORMATS, type TableFormat } from '../../core/report/table-formats';
+import type { TableFormat } from '../../core/report/table-formats';
 import { InputError } from '../../core/util/errors';
 import { addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
-import { CliError, commaSeparated, type JsonFlag, printJson, printLine, shortTime } from '../output';
+import { CliError, type JsonFlag, printJson, printLine, shortTime, tableFormatOption } from '../output';
 import { findStoredSweep } from '../stored-sweeps';
 
 interface ExportFlags extends StoreFlags, JsonFlag {
@@ -65,11 +65,7 @@ export function registerExportCommand(program: Command): void {
     )
     .requiredOption('--out <dir>', 'folder to write into (tables/, figures/, html/)')
     .option('--sweep <name>', 'sweep name, as in results/<name>/ of the store (default: the latest finished)')
-    .addOption(
-      new Option('--format <list>', `table formats, comma-separated: ${TABLE_FORMATS.join(', ')}`)
-        .default([...TABLE_FORMATS], TABLE_FORMATS.join(','))
-        .argParser(commaSeparated(TABLE_FORMATS)),
-    )
+    .addOption(tableFormatOption())
     .option(
       '--figures',
       "copy the report's figures (SVG charts, PNG prototypes and explanations) to figures/",

@@ -196,6 +196,23 @@ export async function writePaperTables(
   return files;
 }
 
+/** Writes one table as <id>.<format> for each of `formats` (JSON: the table itself); returns the files. */
+export async function writeTable(
+  dir: string,
+  table: Table,
+  formats: readonly TableFormat[] = TABLE_FORMATS,
+): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const files: string[] = [];
+  for (const format of formats) {
+    const file = path.join(dir, `${table.id}.${format}`);
+    const content = format === 'json' ? `${JSON.stringify(table, null, 2)}\n` : PER_TABLE[format](table);
+    await writeFile(file, content, 'utf8');
+    files.push(file);
+  }
+  return files;
+}
+
 /**
  * Tables beside the paper's (the per-class table, the significance table): <id>.csv and <id>.json for the
  * formats asked among those (Markdown and LaTeX of thousands of per-class rows would help nobody); returns
@@ -206,19 +223,8 @@ export async function writeSupplementaryTables(
   tables: readonly (Table | null)[],
   formats: readonly TableFormat[] = TABLE_FORMATS,
 ): Promise<string[]> {
+  const kept = formats.filter((format) => format === 'csv' || format === 'json');
   const files: string[] = [];
-  for (const table of tables) {
-    if (!table) continue;
-    await mkdir(dir, { recursive: true });
-    for (const [format, content] of [
-      ['csv', () => tableCsv(table)],
-      ['json', () => `${JSON.stringify(table, null, 2)}\n`],
-    ] as const) {
-      if (!formats.includes(format)) continue;
-      const file = path.join(dir, `${table.id}.${format}`);
-      await writeFile(file, content(), 'utf8');
-      files.push(file);
-    }
-  }
+  for (const table of tables) if (table) files.push(...(await writeTable(dir, table, kept)));
   return files;
 }
