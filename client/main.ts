@@ -57,7 +57,7 @@ config
 config
   .command('schema')
   .description(
-    'print the JSON Schema of sweep files (experiments/sweep.schema.json), for editors that complete and check a ' +
+    'print the JSON Schema of sweep files (experiments/schema/sweep.schema.json), for editors that complete and check a ' +
       'file whose "$schema" names it',
   )
   .action(() => printLine(JSON.stringify(sweepJsonSchema(), null, 2)));

@@ -1,7 +1,8 @@
 import { InvalidArgumentError, Option } from 'commander';
 import type { SweepResults } from '../core/pipeline/results';
 import { resultsTable } from '../core/pipeline/results';
-import { TABLE_FORMATS, type TableFormat } from '../core/report/table-formats';
+import { TABLE_FORMATS, type TableFormat, tableText } from '../core/report/table-formats';
+import type { Table } from '../core/report/tables';
 
 /** Variables that hold secrets: the Temporal API key, the AWS chain's secret parts, a webhook (its token). */
 const SECRET_VARIABLES = [
@@ -92,6 +93,13 @@ export function table(header: string[], rows: string[][]): string {
 }
 
 /** A fixed-width text bar, e.g. `[######--------------]`. */
+/** A report table on the terminal: its aligned columns, then its caption. */
+export function printTable(report: Table): void {
+  const { header, rows } = tableText(report);
+  printLine(table(header, rows));
+  printLine(report.caption);
+}
+
 export function bar(done: number, total: number, width = 20): string {
   const filled = Math.round((width * Math.min(done, total)) / Math.max(1, total));
   return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;

@@ -2,9 +2,9 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { compareRuns } from '../../core/pipeline/compare';
 import { comparisonTable } from '../../core/report/comparison';
-import { type TableFormat, tableText, writeTable } from '../../core/report/table-formats';
+import { type TableFormat, writeTable } from '../../core/report/table-formats';
 import { addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
-import { type JsonFlag, printJson, printLine, table, tableFormatOption } from '../output';
+import { type JsonFlag, printJson, printLine, printTable, tableFormatOption } from '../output';
 import { findStoredRun } from '../stored-sweeps';
 
 interface CompareFlags extends StoreFlags, JsonFlag {
@@ -28,9 +28,7 @@ async function compareCommand(first: string, second: string, flags: CompareFlags
   const run = ({ sweep, finishedAt }: { sweep: string; finishedAt: string }) =>
     `'${sweep}' (finished ${finishedAt})`;
   printLine(`first: ${run(comparison.first)}\nsecond: ${run(comparison.second)}\n`);
-  const { header, rows } = tableText(comparisonRows);
-  printLine(table(header, rows));
-  printLine(comparisonRows.caption);
+  printTable(comparisonRows);
   const unpaired = comparison.heads.filter((head) => head.unpaired);
   for (const head of unpaired) printLine(`no p for ${head.configuration} ${head.head}: ${head.unpaired}`);
   for (const [which, names] of [

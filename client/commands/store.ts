@@ -11,7 +11,6 @@ import {
 } from '../../core/pipeline/prune';
 import { forgetSweep, sweepRuns } from '../../core/pipeline/results';
 import { historyTable, resultsHistory } from '../../core/report/history';
-import { tableText } from '../../core/report/table-formats';
 import { stateDir } from '../../infra/paths';
 import {
   addConnectionOptions,
@@ -28,6 +27,7 @@ import {
   positiveInt,
   printJson,
   printLine,
+  printTable,
   shortTime,
   table,
 } from '../output';
@@ -242,10 +242,7 @@ async function historyCommand(sweep: string, flags: HistoryFlags): Promise<void>
     `sweep '${history.sweep}': ${runs.length} stored runs` +
       (runs.length > history.runs.length ? `, the last ${history.runs.length} shown (--last)` : ''),
   );
-  const historyRows = historyTable(history);
-  const { header, rows } = tableText(historyRows);
-  printLine(table(header, rows));
-  printLine(historyRows.caption);
+  printTable(historyTable(history));
 }
 
 export function registerStoreCommands(program: Command): void {

@@ -208,7 +208,7 @@ function expandSeeds({ seeds, seed = 0, ...configuration }: ParsedConfiguration)
 
 export const SweepSchema = z
   .object({
-    /** An editor's JSON Schema for the file (experiments/sweep.schema.json); ignored by the pipeline. */
+    /** An editor's JSON Schema for the file (experiments/schema/sweep.schema.json); ignored by the pipeline. */
     $schema: z.string().optional(),
     name: LowercaseName,
     description: z.string().optional(),

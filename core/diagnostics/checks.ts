@@ -123,17 +123,18 @@ function adapterCheck(status: WebgpuAdapterStatus, backend: string): Check {
  * against float64 and the orthogonality of a 512-channel rotation, with what Dawn found for webgpu.
  */
 export async function checkTfjs(choice: BackendChoice): Promise<Check[]> {
+  // What selecting the backend found, or (where it never tried webgpu) what Dawn finds.
+  const foundAdapter = async () => webgpuAdapterStatus() ?? (await findWebgpuAdapter()).status;
   let backend: string;
   try {
     backend = await selectBackend(choice);
   } catch (error) {
-    const adapter = webgpuAdapterStatus() ?? (await findWebgpuAdapter()).status;
     return [
       { name: 'tfjs', status: 'fail', summary: (error as Error).message },
-      adapterCheck(adapter, choice),
+      adapterCheck(await foundAdapter(), choice),
     ];
   }
-  const adapter = webgpuAdapterStatus() ?? (await findWebgpuAdapter()).status;
+  const adapter = await foundAdapter();
   const random = new SeededRandom(7);
   const product = await productDifference(random);
   const { orthogonality, ms } = await rotationProbe(random);

@@ -514,7 +514,7 @@ async function writeConfiguration(
       if (!head) return '';
       const interval = head.top1Interval
         ? `${fixed(head.top1Interval[0], 1, 100)}–${fixed(head.top1Interval[1], 1, 100)}`
-        : '–';
+        : fixed(undefined, 1);
       return (
         `<tr><td>${HEAD_LABEL[kind]}</td><td class="num">${fixed(head.top1, 1, 100)}</td><td class="num">${interval}</td>` +
         `<td class="num">${fixed(head.top5, 1, 100)}</td>` +

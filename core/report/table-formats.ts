@@ -180,19 +180,15 @@ export async function writePaperTables(
   tables: PaperTables,
   formats: readonly TableFormat[] = TABLE_FORMATS,
 ): Promise<string[]> {
-  await mkdir(dir, { recursive: true });
+  const perTable = formats.filter((format) => format !== 'json');
   const files: string[] = [];
-  const write = async (name: string, content: string) => {
-    const file = path.join(dir, name);
-    await writeFile(file, content, 'utf8');
+  for (const table of Object.values(tables)) files.push(...(await writeTable(dir, table, perTable)));
+  if (formats.includes('json')) {
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, 'tables.json');
+    await writeFile(file, tablesJson(tables), 'utf8');
     files.push(file);
-  };
-  for (const table of Object.values(tables)) {
-    for (const format of formats) {
-      if (format !== 'json') await write(`${table.id}.${format}`, PER_TABLE[format](table));
-    }
   }
-  if (formats.includes('json')) await write('tables.json', tablesJson(tables));
   return files;
 }
 
