@@ -9,6 +9,7 @@
  *   .gpu/bin/node dist/bench/gpu-extract.js /tmp/m/resnet50.onnx /tmp/m/resnet50-fp16.onnx \
  *     [--batch 64,128] [--images 1024] [--repeats 20] [--layouts NHWC,NCHW] [--validation basic,disabled]
  *     [--provider webgpu] [--out FILE]
+ *   .gpu/bin/node dist/bench/gpu-extract.js MODEL.onnx ... --sessions 1,2,4 [--batch 64] [--start-at MS]
  *
  * For each model and provider setting (the layout its convolutions run in, Dawn's validation): images/s
  * of the backbone alone on one repeated batch at each batch size, and the max abs difference of its
@@ -16,6 +17,10 @@
  * provider's default settings, the whole extraction as the extraction stage runs it (extractFeatures with
  * the backbone in its own thread: decode and preprocess on every core but two, the next batch prepared
  * and computed while the current one is stored, shards written to a local store).
+ * With `--sessions N,...`, only this instead: N sessions of each model, each in its own thread as the
+ * extraction stage opens one, running batches at once; whether the device has room for more than one
+ * run() at a time (one run uploads, computes and reads back in turn). One process's WebGPU sessions
+ * cannot run at once (below), so on a GPU start several processes with `--sessions 1 --start-at MS`.
  * With `--torch` (default when python3 imports torch and torchvision), PyTorch on the same GPU times the
  * same architecture in the same run (reference/extract_reference.py, task 'gpu'). Prints a table last;
  * writes all figures to --out (default gpu-extract.json).
@@ -25,6 +30,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Backbone } from '../core/backbones/backbone';
 import { openBackboneInThread } from '../core/backbones/backbone-thread';
 import {
   loadOnnxBackbone,
@@ -45,6 +51,11 @@ interface Options {
   provider: OnnxProvider;
   settings: OnnxWebGpuSettings[];
   torch: boolean;
+  /** Concurrent sessions to time instead of the settings sweep; empty: the sweep. */
+  sessions: number[];
+  /** With --sessions: the time (ms since the epoch) to start at once the sessions are warm, so that
+   * several processes started together run their batches at the same time. */
+  startAt?: number;
   out: string;
 }
 
@@ -59,6 +70,7 @@ function parseArgs(argv: string[]): Options {
     repeats: 20,
     provider: 'webgpu',
     torch: spawnSync('python3', ['-c', 'import torch, torchvision']).status === 0,
+    sessions: [],
     out: 'gpu-extract.json',
   };
   for (let i = 0; i < argv.length; i++) {
@@ -75,6 +87,8 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--layouts') layouts = list(value()) as typeof layouts;
     else if (arg === '--validation') validation = list(value()) as typeof validation;
     else if (arg === '--out') options.out = value();
+    else if (arg === '--sessions') options.sessions = list(value()).map(Number);
+    else if (arg === '--start-at') options.startAt = Number(value());
     else if (arg === '--torch') options.torch = true;
     else if (arg === '--no-torch') options.torch = false;
     else if (arg.startsWith('--')) throw new Error(`unknown option ${arg}`);
@@ -107,6 +121,76 @@ interface TorchTiming {
   device: string;
 }
 
+/**
+ * Images/s of `count` sessions of `model` at once, each in a thread of its own, each running `repeats`
+ * batches of `batch` images back to back.
+ */
+async function concurrentRate(
+  model: string,
+  provider: OnnxProvider,
+  count: number,
+  batch: number,
+  repeats: number,
+  startAt?: number,
+): Promise<number> {
+  const { preset } = sidecarOf(model);
+  // One process's sessions share onnxruntime's one WebGPU device, whose command encoding is not
+  // thread-safe: two running at once fail ("Command encoding already finished"), and two set up at once
+  // crash. So sessions beyond one are for the CPU provider; on a GPU, time processes (--start-at).
+  const backbones: Backbone[] = [];
+  for (let i = 0; i < count; i++)
+    backbones.push(
+      await openBackboneInThread({ name: `${path.basename(model)}#${i}`, file: model, preset, provider }),
+    );
+  try {
+    const side = backbones[0]!.inputSize;
+    const images = new Float32Array(batch * side * side * 3).map((_, i) => Math.sin(i * 0.001) * 2);
+    for (const b of backbones) await b.extract(images, batch); // shaders for this batch's shapes
+    if (startAt !== undefined) await new Promise((done) => setTimeout(done, startAt - Date.now()));
+    const start = performance.now();
+    await Promise.all(
+      backbones.map(async (b) => {
+        for (let r = 0; r < repeats; r++) await b.extract(images, batch);
+      }),
+    );
+    return (count * repeats * batch) / ((performance.now() - start) / 1000);
+  } finally {
+    for (const b of backbones) b.dispose();
+  }
+}
+
+async function timeSessions(options: Options, results: Record<string, unknown>[], table: string[][]) {
+  for (const model of options.models)
+    for (const batch of options.batches)
+      for (const count of options.sessions) {
+        const rate = await concurrentRate(
+          model,
+          options.provider,
+          count,
+          batch,
+          options.repeats,
+          options.startAt,
+        );
+        const measure = `backbone only, ${count} session${count > 1 ? 's' : ''} at once, batch ${batch}`;
+        results.push({
+          model: path.basename(model),
+          provider: options.provider,
+          batch,
+          sessions: count,
+          measure,
+          imagesPerSecond: rate,
+        });
+        table.push([
+          options.provider,
+          path.basename(model),
+          describeSettings({}),
+          measure,
+          rate.toFixed(0),
+          '-',
+        ]);
+      }
+}
+
 async function main(): Promise<void> {
   sizeLibuvPool();
   const options = parseArgs(process.argv.slice(2));
@@ -114,117 +198,132 @@ async function main(): Promise<void> {
   const results: Record<string, unknown>[] = [];
   const table: string[][] = [];
   try {
-    const first = sidecarOf(options.models[0]!);
-    const side = PRESETS[first.preset].cropSize;
-    const largest = Math.max(...options.batches);
-    const probe = new Float32Array(largest * side * side * 3);
-    for (let i = 0; i < probe.length; i++) probe[i] = Math.sin(i * 0.001) * 2;
-    const check = options.batches[0]!;
-    const cpu = await loadOnnxBackbone({ file: options.models[0]!, preset: first.preset, provider: 'cpu' });
-    const expected = await cpu.extract(probe.subarray(0, check * side * side * 3), check);
-    cpu.dispose();
-    let range = 0;
-    for (const v of expected) range = Math.max(range, Math.abs(v));
-
-    for (const model of options.models) {
-      const { preset } = sidecarOf(model);
-      for (const [index, webgpu] of options.settings.entries()) {
-        const backbone = await loadOnnxBackbone({ file: model, preset, provider: options.provider, webgpu });
-        const features = await backbone.extract(probe.subarray(0, check * side * side * 3), check);
-        let diff = 0;
-        for (let i = 0; i < features.length; i++)
-          diff = Math.max(diff, Math.abs(features[i]! - expected[i]!));
-        const setting = describeSettings(webgpu);
-        for (const batch of options.batches) {
-          const images = probe.subarray(0, batch * side * side * 3);
-          await backbone.extract(images, batch); // shaders for this batch's shapes
-          const t = performance.now();
-          for (let r = 0; r < options.repeats; r++) await backbone.extract(images, batch);
-          const rate = (options.repeats * batch) / ((performance.now() - t) / 1000);
-          results.push({
-            model: path.basename(model),
-            provider: backbone.provider,
-            providerFailures: backbone.providerFailures,
-            webgpu,
-            batch,
-            measure: 'backbone only',
-            imagesPerSecond: rate,
-            maxAbsDiffFromCpuFp32: diff,
-            featureRange: range,
-          });
-          table.push([
-            backbone.provider,
-            path.basename(model),
-            setting,
-            `backbone only, batch ${batch}`,
-            rate.toFixed(0),
-            `${diff.toPrecision(2)} / ${range.toPrecision(3)}`,
-          ]);
-        }
-        if (index === 0) {
-          const files = await writeImages(dir, Math.min(options.images, 256));
-          const cycled = Array.from({ length: options.images }, (_, i) => files[i % files.length]!);
-          const batch = backbone.batchSize ?? Math.max(...options.batches);
-          const threads = Math.max(1, os.availableParallelism() - 2);
-          // As the extraction stage runs it: the backbone in its own thread, with the provider's defaults.
-          const threaded = await openBackboneInThread({
-            name: path.basename(model),
-            file: model,
-            preset,
-            provider: options.provider,
-          });
-          const timing = await timeExtraction(threaded, cycled, dir, batch);
-          threaded.dispose();
-          const rate = timing.images / timing.total!;
-          results.push({
-            model: path.basename(model),
-            provider: backbone.provider,
-            batch,
-            measure: 'extractFeatures: decode + preprocess + backbone + shards',
-            imagesPerSecond: rate,
-            preprocessThreads: threads,
-          });
-          table.push([
-            backbone.provider,
-            path.basename(model),
-            describeSettings({}),
-            `extractFeatures (decoding in ${threads} thread${threads > 1 ? 's' : ''}), batch ${batch}`,
-            rate.toFixed(0),
-            '-',
-          ]);
-        }
-        backbone.dispose();
-      }
-    }
-
-    if (options.torch && first.arch) {
-      const script = path.join(repoRoot(), 'reference', 'extract_reference.py');
-      const input = JSON.stringify({
-        task: 'gpu',
-        arch: first.arch,
-        batches: options.batches,
-        side,
-        repeats: options.repeats,
-      });
-      const torch = JSON.parse(
-        execFileSync('python3', [script], { input, encoding: 'utf8' }),
-      ) as TorchTiming[];
-      for (const timing of torch) {
-        results.push({ reference: 'pytorch', ...timing });
-        table.push([
-          `torch ${timing.device}`,
-          `${timing.arch} ${timing.dtype}`,
-          '-',
-          `backbone only, batch ${timing.batch}`,
-          timing.images_per_second.toFixed(0),
-          '-',
-        ]);
-      }
-    }
+    if (options.sessions.length > 0) await timeSessions(options, results, table);
+    else await sweepSettings(options, dir, results, table);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
   await writeFile(options.out, `${JSON.stringify({ machine: machineDescription(), results }, null, 2)}\n`);
+  printTable(table, options.out);
+}
+
+/**
+ * Each model under each provider setting (backbone only, every batch size, features against the CPU's),
+ * the whole extraction with the provider's defaults, then PyTorch on the same card.
+ */
+async function sweepSettings(
+  options: Options,
+  dir: string,
+  results: Record<string, unknown>[],
+  table: string[][],
+): Promise<void> {
+  const first = sidecarOf(options.models[0]!);
+  const side = PRESETS[first.preset].cropSize;
+  const largest = Math.max(...options.batches);
+  const probe = new Float32Array(largest * side * side * 3);
+  for (let i = 0; i < probe.length; i++) probe[i] = Math.sin(i * 0.001) * 2;
+  const check = options.batches[0]!;
+  const cpu = await loadOnnxBackbone({ file: options.models[0]!, preset: first.preset, provider: 'cpu' });
+  const expected = await cpu.extract(probe.subarray(0, check * side * side * 3), check);
+  cpu.dispose();
+  let range = 0;
+  for (const v of expected) range = Math.max(range, Math.abs(v));
+
+  for (const model of options.models) {
+    const { preset } = sidecarOf(model);
+    for (const [index, webgpu] of options.settings.entries()) {
+      const backbone = await loadOnnxBackbone({ file: model, preset, provider: options.provider, webgpu });
+      const features = await backbone.extract(probe.subarray(0, check * side * side * 3), check);
+      let diff = 0;
+      for (let i = 0; i < features.length; i++) diff = Math.max(diff, Math.abs(features[i]! - expected[i]!));
+      const setting = describeSettings(webgpu);
+      for (const batch of options.batches) {
+        const images = probe.subarray(0, batch * side * side * 3);
+        await backbone.extract(images, batch); // shaders for this batch's shapes
+        const t = performance.now();
+        for (let r = 0; r < options.repeats; r++) await backbone.extract(images, batch);
+        const rate = (options.repeats * batch) / ((performance.now() - t) / 1000);
+        results.push({
+          model: path.basename(model),
+          provider: backbone.provider,
+          providerFailures: backbone.providerFailures,
+          webgpu,
+          batch,
+          measure: 'backbone only',
+          imagesPerSecond: rate,
+          maxAbsDiffFromCpuFp32: diff,
+          featureRange: range,
+        });
+        table.push([
+          backbone.provider,
+          path.basename(model),
+          setting,
+          `backbone only, batch ${batch}`,
+          rate.toFixed(0),
+          `${diff.toPrecision(2)} / ${range.toPrecision(3)}`,
+        ]);
+      }
+      if (index === 0) {
+        const files = await writeImages(dir, Math.min(options.images, 256));
+        const cycled = Array.from({ length: options.images }, (_, i) => files[i % files.length]!);
+        const batch = backbone.batchSize ?? Math.max(...options.batches);
+        const threads = Math.max(1, os.availableParallelism() - 2);
+        // As the extraction stage runs it: the backbone in its own thread, with the provider's defaults.
+        const threaded = await openBackboneInThread({
+          name: path.basename(model),
+          file: model,
+          preset,
+          provider: options.provider,
+        });
+        const timing = await timeExtraction(threaded, cycled, dir, batch);
+        threaded.dispose();
+        const rate = timing.images / timing.total!;
+        results.push({
+          model: path.basename(model),
+          provider: backbone.provider,
+          batch,
+          measure: 'extractFeatures: decode + preprocess + backbone + shards',
+          imagesPerSecond: rate,
+          preprocessThreads: threads,
+        });
+        table.push([
+          backbone.provider,
+          path.basename(model),
+          describeSettings({}),
+          `extractFeatures (decoding in ${threads} thread${threads > 1 ? 's' : ''}), batch ${batch}`,
+          rate.toFixed(0),
+          '-',
+        ]);
+      }
+      backbone.dispose();
+    }
+  }
+
+  if (options.torch && first.arch) {
+    const script = path.join(repoRoot(), 'reference', 'extract_reference.py');
+    const input = JSON.stringify({
+      task: 'gpu',
+      arch: first.arch,
+      batches: options.batches,
+      side,
+      repeats: options.repeats,
+    });
+    const torch = JSON.parse(execFileSync('python3', [script], { input, encoding: 'utf8' })) as TorchTiming[];
+    for (const timing of torch) {
+      results.push({ reference: 'pytorch', ...timing });
+      table.push([
+        `torch ${timing.device}`,
+        `${timing.arch} ${timing.dtype}`,
+        '-',
+        `backbone only, batch ${timing.batch}`,
+        timing.images_per_second.toFixed(0),
+        '-',
+      ]);
+    }
+  }
+}
+
+function printTable(table: string[][], out: string): void {
   const header = [
     'runtime',
     'model',
@@ -236,7 +335,7 @@ async function main(): Promise<void> {
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
   for (const line of [header, ...table])
     process.stdout.write(`${line.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`);
-  process.stdout.write(`machine: ${machineDescription()}; figures in ${options.out}\n`);
+  process.stdout.write(`machine: ${machineDescription()}; figures in ${out}\n`);
 }
 
 main().catch((error: unknown) => {

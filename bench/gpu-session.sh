@@ -1,42 +1,60 @@
 #!/usr/bin/env bash
-# One GPU session's measurements in one call (pack first with bench/gpu-pack.sh): backbone extraction
-# through onnxruntime's WebGPU provider against PyTorch on the same card (bench/gpu-extract.ts), the head's
-# large matrix products (npm run bench -- matmul), then the head step on tfjs' webgpu backend against
-# PyTorch CUDA (npm run bench -- head) with the tiled products, as it is, and at C = 512 and 2048 with the
-# tiled products, Dawn toggles and more dispatches per command-buffer submit. Each part has its own time limit
-# (DOCTOR_LIMIT, EXTRACT_LIMIT, MATMUL_LIMIT, HEAD_LIMIT, VARIANT_LIMIT seconds) so one hang cannot take the others'
-# time; logs and JSON figures go to $OUT (or ./gpu-out). Normally about six minutes; at most 590 s. First,
-# `infodisent doctor` on the card (DOCTOR_LIMIT).
+# One GPU session's measurements in one call (pack first with bench/gpu-pack.sh; then the device's `run`
+# with carry [".gpu", "dist", ".gl"] and this script). In order, each part under its own time limit
+# (seconds, overridable as NAME_LIMIT) so that one hang cannot take the others' time:
+#   doctor      `infodisent doctor` on the card: Dawn's adapter, tfjs webgpu's numbers, onnxruntime's providers
+#   extract     ResNet-50 (float32 and float16 exports) through onnxruntime's WebGPU provider in each layout
+#               and validation mode, the whole extraction stage, and PyTorch on the same card (gpu-extract.ts)
+#   head        the head step on tfjs' webgpu backend against PyTorch CUDA (npm run bench -- head), as it is,
+#   head-tiled  with the register-tiled products,
+#   head-lean   and at C = 512 and 2048 with the tiled products, Dawn's validation, robustness and workgroup
+#               zero-fill off, and 64 dispatches per command-buffer submit
+#   processes   PROCESSES processes extracting with the float16 export at once (one process's WebGPU sessions
+#               cannot run at the same time), against one
+#   matmul      the head's large products alone: tfjs' kernel, the tiled one, torch.mm
+# Logs and JSON go to $OUT/gpu-session.tar, written again after each part, since at most 8 files come back
+# and a part killed at its limit must not lose the others'. About six minutes; at most 590 s.
 set -uo pipefail
 out="${OUT:-gpu-out}"
-mkdir -p "$out"
+work=/tmp/gpu-session
+mkdir -p "$out" "$work"
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 source .gpu/unpack.sh
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-python3 -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)' \
-  | tee -a "$out/gpu.txt"
 
-# What the project itself sees of this machine: Dawn's adapter, tfjs webgpu's numbers, onnxruntime's providers.
-timeout "${DOCTOR_LIMIT:-30}" .gpu/bin/node dist/client/main.js doctor --skip temporal,store 2>&1 \
-  | grep -v '^Warning' | tee "$out/doctor.log"
+# part NAME LIMIT COMMAND...: runs COMMAND under LIMIT seconds, its output in $work/NAME.log, then tars $work.
+part() {
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS
+  echo "== $name (limit ${limit}s)"
+  timeout "$limit" "$@" 2>&1 | grep -v '^Warning' | tee "$work/$name.log"
+  echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start))s" | tee -a "$work/parts.txt"
+  tar -cf "$out/gpu-session.tar" -C "$work" .
+}
 
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  python3 -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
+} 2>&1 | tee "$work/gpu.txt"
+node=.gpu/bin/node
 models=/tmp/gpu-models
-python3 infra/export_backbones.py resnet50 --weights none --out "$models" >"$out/export.log" 2>&1
-python3 infra/export_backbones.py resnet50 --weights none --fp16 --out "$models" >>"$out/export.log" 2>&1
-timeout "${EXTRACT_LIMIT:-160}" .gpu/bin/node dist/bench/gpu-extract.js "$models/resnet50.onnx" \
-  "$models/resnet50-fp16.onnx" --out "$out/gpu-extract.json" 2>&1 | grep -v '^Warning' | tee "$out/extract.log"
-
-# The head's large products alone: tfjs' kernel, the tiled one (core/method/matmul-webgpu.ts), torch.mm.
-timeout "${MATMUL_LIMIT:-50}" .gpu/bin/node dist/bench/main.js --out "$out" matmul --backend webgpu 2>&1 \
-  | grep -v '^Warning' | tee "$out/matmul.log"
-timeout "${HEAD_LIMIT:-140}" .gpu/bin/node dist/bench/main.js --out "$out/tiled" head --backend webgpu \
-  --tf-flags INFODISENT_WEBGPU_TILED_MATMUL=true 2>&1 | grep -v '^Warning' | tee "$out/head-tiled.log"
-timeout "${HEAD_LIMIT:-140}" .gpu/bin/node dist/bench/main.js --out "$out" head --backend webgpu 2>&1 \
-  | grep -v '^Warning' | tee "$out/head.log"
-# Everything that may cut per-dispatch cost at once: Dawn without validation, index clamping or workgroup
-# zero-fill, and more dispatches per submit (a later session bisects if it helps).
+part doctor "${DOCTOR_LIMIT:-30}" $node dist/client/main.js doctor --skip temporal,store
+part export "${EXPORT_LIMIT:-60}" bash -c "python3 infra/export_backbones.py resnet50 --weights none --out $models \
+  && python3 infra/export_backbones.py resnet50 --weights none --fp16 --out $models"
+part extract "${EXTRACT_LIMIT:-150}" $node dist/bench/gpu-extract.js "$models/resnet50.onnx" \
+  "$models/resnet50-fp16.onnx" --batch 64,256 --repeats 6 --out "$work/gpu-extract.json"
+part head "${HEAD_LIMIT:-110}" $node dist/bench/main.js --out "$work" head --backend webgpu
+mkdir -p "$work/tiled" "$work/lean"
+part head-tiled "${HEAD_LIMIT:-110}" $node dist/bench/main.js --out "$work/tiled" head --backend webgpu \
+  --tf-flags INFODISENT_WEBGPU_TILED_MATMUL=true
 INFODISENT_DAWN_TOGGLES=skip_validation,disable_robustness,disable_workgroup_init \
-  timeout "${VARIANT_LIMIT:-70}" .gpu/bin/node dist/bench/main.js --out "$out/lean" head --backend webgpu \
-  --channels 512,2048 --tf-flags INFODISENT_WEBGPU_TILED_MATMUL=true,WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=64 2>&1 \
-  | grep -v '^Warning' | tee "$out/head-lean.log"
+  part head-lean "${LEAN_LIMIT:-50}" $node dist/bench/main.js --out "$work/lean" head --backend webgpu \
+  --channels 512,2048 --tf-flags INFODISENT_WEBGPU_TILED_MATMUL=true,WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=64
+start_at=$(($(date +%s%3N) + 25000))
+part processes "${PROCESSES_LIMIT:-50}" bash -c "for i in \$(seq ${PROCESSES:-3}); do
+    $node dist/bench/gpu-extract.js $models/resnet50-fp16.onnx --sessions 1 --batch 64 --repeats 20 \
+      --start-at $start_at --out $work/process-\$i.json &
+  done; wait"
+part matmul "${MATMUL_LIMIT:-40}" $node dist/bench/main.js --out "$work" matmul --backend webgpu
+cat "$work/parts.txt"
