@@ -17,7 +17,8 @@ export type BackboneThreadReply = BackboneInfo | Float32Array;
  * The backbone of `spec`, opened and run in a thread of its own. onnxruntime's run() blocks the thread
  * that calls it until the batch is done, on a GPU too; from here the caller's thread stays free, so what
  * it does with one batch's features (checks, copies, hashing and writing shards) overlaps the next batch
- * on the device. Each batch's images are copied to the thread; its features come back without a copy.
+ * on the device. Each batch's images are copied to the thread (shared memory, as PreprocessPool's
+ * batches are, is shared instead); its features come back without a copy.
  */
 export async function openBackboneInThread(spec: BackboneSpec): Promise<Backbone> {
   const client = new WorkerClient<BackboneThreadRequest, BackboneThreadReply>(
@@ -34,8 +35,10 @@ export async function openBackboneInThread(spec: BackboneSpec): Promise<Backbone
   return {
     ...info,
     extract(images: Float32Array, n: number): Promise<Float32Array> {
-      // A view is cloned with its whole buffer: send only its own values.
-      const whole = images.byteOffset === 0 && images.byteLength === images.buffer.byteLength;
+      // A view is cloned with its whole buffer: send only its own values. Shared memory is not copied.
+      const whole =
+        images.buffer instanceof SharedArrayBuffer ||
+        (images.byteOffset === 0 && images.byteLength === images.buffer.byteLength);
       return client.request({
         kind: 'extract',
         images: whole ? images : images.slice(),

@@ -44,7 +44,10 @@ export interface OnnxBackboneOptions {
    * the float16 ViT-B/16 at 'all', and float16 runs on the CPU through casts anyway.
    */
   graphOptimizationLevel?: OnnxOptimization;
-  /** Settings of the WebGPU provider: the layout its convolutions run in and Dawn's validation. */
+  /**
+   * Settings of the WebGPU provider: the layout its convolutions run in (default NHWC here) and Dawn's
+   * validation (default onnxruntime's, 'basic').
+   */
   webgpu?: OnnxWebGpuSettings;
 }
 
@@ -121,13 +124,23 @@ interface SessionSettings extends Pick<OnnxBackboneOptions, 'intraOpNumThreads' 
   folder: string;
 }
 
+/**
+ * The layout onnxruntime's WebGPU provider runs convolutions in unless told otherwise. Its own default is
+ * NCHW; NHWC ran ResNet-50 1.37x (float32) and 1.53x (float16) faster on an H200, with the same features
+ * (bench/NOTES.md, extract).
+ */
+const WEBGPU_LAYOUT = 'NHWC';
+
 function createSession(
   model: Uint8Array,
   provider: OnnxProvider,
   settings: SessionSettings,
 ): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: provider === 'webgpu' ? [{ name: 'webgpu', ...settings.webgpu }] : [provider],
+    executionProviders:
+      provider === 'webgpu'
+        ? [{ name: 'webgpu', preferredLayout: WEBGPU_LAYOUT, ...settings.webgpu }]
+        : [provider],
     graphOptimizationLevel: settings.graphOptimizationLevel,
     logSeverityLevel: 3,
     // onnxruntime_session_options_config_keys.h; the Node binding takes string values only.
@@ -336,7 +349,9 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
   const itemOutput =
     outputLayout === 'tokens' ? (shape.height * shape.width + 1) * shape.channels : itemValues;
   const run = async (images: Float32Array, n: number): Promise<Float32Array> => {
-    const tensor = new ort.Tensor('float32', images, [n, side, side, 3]);
+    // onnxruntime-node refuses an array over shared memory ("Invalid argument"): such batches are copied.
+    const input = images.buffer instanceof SharedArrayBuffer ? images.slice() : images;
+    const tensor = new ort.Tensor('float32', input, [n, side, side, 3]);
     const result = await session.run({ [feed]: tensor }, [fetch]);
     tensor.dispose();
     const out = result[fetch]!;

@@ -1,11 +1,15 @@
-/** Worker side of PreprocessPool (preprocess-pool.ts): one batch per request, answered in one NHWC buffer. */
+/** Worker side of PreprocessPool (preprocess-pool.ts): writes a request's images into the batch's shared buffer. */
 import { serveRequests } from '../util/worker-client';
 import { ImageDecodeError, PRESETS, preprocessImage } from './preprocess';
 import type { PreprocessReply, PreprocessRequest } from './preprocess-pool';
 
-serveRequests<PreprocessRequest, PreprocessReply>(async ({ files, preset }) => {
+serveRequests<PreprocessRequest, PreprocessReply>(async ({ files, preset, batch, first }) => {
   const pixels = PRESETS[preset].cropSize ** 2 * 3;
-  const data = new Float32Array(files.length * pixels);
+  const data = new Float32Array(
+    batch,
+    first * pixels * Float32Array.BYTES_PER_ELEMENT,
+    files.length * pixels,
+  );
   try {
     // Decodes run together in libuv's pool; each resize runs here as its decode completes.
     await Promise.all(
@@ -16,5 +20,5 @@ serveRequests<PreprocessRequest, PreprocessReply>(async ({ files, preset }) => {
       return { reply: { decodeError: { file: error.file, reason: error.reason } } };
     throw error;
   }
-  return { reply: { data }, transfer: [data.buffer] };
+  return { reply: { done: true } };
 });

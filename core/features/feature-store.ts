@@ -1,8 +1,9 @@
+import { createHash, type Hash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { Backbone } from '../backbones/backbone';
-import type { DatasetManifest, Split } from '../data/dataset';
+import type { DatasetItem, DatasetManifest, Split } from '../data/dataset';
 import { itemsOfSplit } from '../data/dataset';
 import { PRESETS } from '../data/preprocess';
 import { PreprocessPool } from '../data/preprocess-pool';
@@ -124,11 +125,14 @@ function batchPreparer(backbone: Backbone, threads: number) {
   };
 }
 
+/** Batches being prepared while the backbone runs one: two, so the preprocessing threads never wait for a batch to be taken. */
+const PREPARED_AHEAD = 2;
+
 /**
  * Features [count, H, W, C] of `files`, batch by batch (`start` is the batch's first file). The next
- * batch is prepared while the backbone runs the current one, and given to the backbone before the
- * current one is handed out: a backbone in its own thread (openBackboneInThread) computes it while the
- * caller stores this one. A non-finite feature names its file.
+ * batches are prepared while the backbone runs the current one, and the next is given to the backbone
+ * before the current one is handed out: a backbone in its own thread (openBackboneInThread) computes it
+ * while the caller stores this one. A non-finite feature names its file.
  */
 async function* featureBatches(
   backbone: Backbone,
@@ -146,17 +150,32 @@ async function* featureBatches(
       );
     return { start: batch.start, features };
   };
-  let next = prepare(files.slice(0, batchSize), 0);
+  const prepared: Promise<Float32Array>[] = [];
+  let toPrepare = 0;
+  const prepareNext = () => {
+    if (toPrepare >= files.length) return;
+    const batch = prepare(files.slice(toPrepare, toPrepare + batchSize), toPrepare);
+    // Awaited in its turn; a failure before then must not count as unhandled.
+    batch.catch(() => undefined);
+    prepared.push(batch);
+    toPrepare += batchSize;
+  };
+  for (let i = 0; i < PREPARED_AHEAD; i++) prepareNext();
   let running: { start: number; features: Promise<Float32Array> } | undefined;
   for (let start = 0; start < files.length; start += batchSize) {
-    const images = await next;
-    const count = Math.min(batchSize, files.length - start);
-    if (start + batchSize < files.length) {
-      next = prepare(files.slice(start + batchSize, start + 2 * batchSize), start + batchSize);
-      // Awaited next iteration; a failure before then must not count as unhandled.
-      next.catch(() => undefined);
+    let images: Float32Array;
+    try {
+      images = await prepared.shift()!;
+    } catch (error) {
+      // The batch already computed is handed out first, so its shard can be stored before the failure.
+      if (running) yield await checked(running);
+      throw error;
     }
-    const submitted = { start, features: backbone.extract(images, count) };
+    prepareNext();
+    const submitted = {
+      start,
+      features: backbone.extract(images, Math.min(batchSize, files.length - start)),
+    };
     submitted.features.catch(() => undefined); // likewise, awaited once the batch before is out
     if (running) yield await checked(running);
     running = submitted;
@@ -204,13 +223,20 @@ export interface ExtractionResult {
   reusedShards: number;
 }
 
-/** A shard's bytes as stored: float32 values as they are, float16 rounded to nearest even. */
-function encodeShard(
+/**
+ * Features as a shard stores them, written into `out` (their byte length): float32 values as they are,
+ * float16 rounded to nearest even. `describe` names the item of a value, for a value float16 cannot hold.
+ */
+function encodeFeatures(
   features: Float32Array,
   dtype: FeatureDtype,
+  out: Uint8Array,
   describe: (index: number) => string,
-): Buffer {
-  if (dtype === 'float32') return Buffer.from(features.buffer, features.byteOffset, features.byteLength);
+): void {
+  if (dtype === 'float32') {
+    out.set(new Uint8Array(features.buffer, features.byteOffset, features.byteLength));
+    return;
+  }
   let tooLarge = -1;
   // A loop, not findIndex: a callback per value costs ~10x (see firstNonFinite).
   for (let i = 0; i < features.length && tooLarge < 0; i++)
@@ -219,8 +245,7 @@ function encodeShard(
     throw new InputError(
       `feature value ${features[tooLarge]} of ${describe(tooLarge)} exceeds the float16 range (${FLOAT16_MAX}): extract with features.dtype 'float32'`,
     );
-  const bits = toFloat16Bits(features);
-  return Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength);
+  toFloat16Bits(features, new Uint16Array(out.buffer, out.byteOffset, features.length));
 }
 
 /** The float32 values of a stored shard. */
@@ -245,10 +270,22 @@ interface ExtractionOptions {
   onProgress?: (progress: ExtractionProgress) => void | Promise<void>;
 }
 
+/** A shard being computed: its bytes are filled batch by batch, and hashed as they come. */
+interface ShardInProgress {
+  index: number;
+  key: string;
+  items: DatasetItem[];
+  bytes: Buffer;
+  hash: Hash;
+  filled: number;
+}
+
 /**
  * Extracts one split's features into the store, shard by shard. Each shard is written whole, so an
- * interrupted extraction resumes at the first missing shard; the manifest is written last, which is
- * what publishes the set to the cache.
+ * interrupted extraction resumes with the shards missing; the manifest is written last, which is what
+ * publishes the set to the cache. The missing shards' images run as one stream of batches, and each
+ * shard is hashed as its batches come and stored while the next ones run: at a GPU's rate, a pause at
+ * each shard's end to hash and write ~100 MB would leave the device idle.
  */
 export async function extractFeatures(options: ExtractionOptions): Promise<ExtractionResult> {
   const { store, dataset, split, backbone } = options;
@@ -265,32 +302,67 @@ export async function extractFeatures(options: ExtractionOptions): Promise<Extra
   const suffix = SHARD_SUFFIX[dtype];
   const size = itemSize(backbone.featureShape);
   const shards: FeatureManifest['shards'] = [];
-  let reusedShards = 0;
-  let done = 0;
+  const missing: Omit<ShardInProgress, 'bytes' | 'hash' | 'filled'>[] = [];
+  for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
+    const shardItems = items.slice(start, start + shardSize);
+    const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.${suffix}`;
+    const data = await store.get(shardKey);
+    if (data && data.length === shardItems.length * size * bytes)
+      shards[index] = { key: shardKey, count: shardItems.length, sha256: sha256(data) };
+    else missing.push({ index, key: shardKey, items: shardItems });
+  }
+  const reusedShards = shards.filter(Boolean).length;
+  let done = items.length - missing.reduce((sum, shard) => sum + shard.items.length, 0);
+  await options.onProgress?.({ done, total: items.length, reusedShards });
+
+  const files = missing.flatMap((shard) => shard.items.map((item) => path.join(dataset.root, item.path)));
+  let filling: ShardInProgress | undefined;
+  let next = 0;
+  // One shard stored at a time, while the batches of the next run.
+  let storing: Promise<void> = Promise.resolve();
   const preparer = batchPreparer(backbone, options.preprocessThreads ?? DEFAULT_PREPROCESS_THREADS);
   try {
-    for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
-      const shardItems = items.slice(start, start + shardSize);
-      const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.${suffix}`;
-      let data = await store.get(shardKey);
-      if (data && data.length === shardItems.length * size * bytes) {
-        reusedShards += 1;
-      } else {
-        const features = new Float32Array(shardItems.length * size);
-        const files = shardItems.map((item) => path.join(dataset.root, item.path));
-        for await (const batch of featureBatches(backbone, files, batchSize, preparer.prepare)) {
-          features.set(batch.features, batch.start * size);
-          const shardDone = batch.start + batch.features.length / size;
-          await options.onProgress?.({ done: done + shardDone, total: items.length, reusedShards });
+    for await (const batch of featureBatches(backbone, files, batchSize, preparer.prepare)) {
+      const count = batch.features.length / size;
+      for (let taken = 0; taken < count; ) {
+        if (!filling) {
+          const shard = missing[next++]!;
+          const length = shard.items.length * size * bytes;
+          filling = { ...shard, bytes: Buffer.allocUnsafe(length), hash: createHash('sha256'), filled: 0 };
         }
-        data = encodeShard(features, dtype, (i) => shardItems[Math.floor(i / size)]!.path);
-        await store.put(shardKey, data);
+        const shard = filling;
+        const take = Math.min(count - taken, shard.items.length - shard.filled);
+        const out = shard.bytes.subarray(shard.filled * size * bytes, (shard.filled + take) * size * bytes);
+        const first = shard.filled;
+        encodeFeatures(
+          batch.features.subarray(taken * size, (taken + take) * size),
+          dtype,
+          out,
+          (i) => shard.items[first + Math.floor(i / size)]!.path,
+        );
+        shard.hash.update(out);
+        shard.filled += take;
+        taken += take;
+        if (shard.filled === shard.items.length) {
+          filling = undefined;
+          await storing;
+          storing = store.put(shard.key, shard.bytes).then(() => {
+            shards[shard.index] = {
+              key: shard.key,
+              count: shard.items.length,
+              sha256: shard.hash.digest('hex'),
+            };
+          });
+          storing.catch(() => undefined); // awaited before the next shard is stored, and at the end
+        }
       }
-      shards.push({ key: shardKey, count: shardItems.length, sha256: sha256(data) });
-      done += shardItems.length;
+      done += count;
       await options.onProgress?.({ done, total: items.length, reusedShards });
     }
+    await storing;
   } finally {
+    // A failure keeps the shards already complete: the shard being stored is written whole first.
+    await storing.catch(() => undefined);
     await preparer.close();
   }
   const manifest: FeatureManifest = {

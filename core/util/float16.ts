@@ -32,8 +32,11 @@ function halfBitsOf(f: number): number {
   return sign | rounded;
 }
 
-/** Float16 bit patterns of `values`, rounded to nearest even. */
-export function toFloat16Bits(values: Float32Array, out = new Uint16Array(values.length)): Uint16Array {
+/** Float16 bit patterns of `values`, rounded to nearest even (into `out` when given). */
+export function toFloat16Bits<Out extends Uint16Array<ArrayBufferLike> = Uint16Array>(
+  values: Float32Array,
+  out: Out = new Uint16Array(values.length) as Out,
+): Out {
   const words = new Uint32Array(values.buffer, values.byteOffset, values.length);
   for (let i = 0; i < words.length; i++) out[i] = halfBitsOf(words[i]!);
   return out;
