@@ -8,9 +8,12 @@ cd "$(git rev-parse --show-toplevel)"
 npx tsc -p tsconfig.json
 node ../shared/gpu/pack.mjs webgpu onnxruntime-node @tensorflow/tfjs @tensorflow/tfjs-backend-webgpu \
   @tensorflow/tfjs-backend-wasm commander sharp pure-rand long seedrandom zod
-# sharp's native halves hide their package.json behind "exports", so pack.mjs cannot resolve them.
+# sharp's native halves hide their package.json behind "exports", so pack.mjs cannot resolve them. Of nsfwjs
+# (the doctor's bundled backbone), only the CommonJS build and MobileNetV2: its other models would not fit.
 xz -dc .gpu/modules.tar.xz > .gpu/modules.tar
-tar -rf .gpu/modules.tar node_modules/@img/sharp-linux-x64 node_modules/@img/sharp-libvips-linux-x64
+tar -rf .gpu/modules.tar node_modules/@img/sharp-linux-x64 node_modules/@img/sharp-libvips-linux-x64 \
+  node_modules/nsfwjs/package.json node_modules/nsfwjs/dist/cjs node_modules/nsfwjs/dist/models/package.json \
+  node_modules/nsfwjs/dist/models/mobilenet_v2
 xz -T2 -6 -c .gpu/modules.tar > .gpu/modules.tar.xz && rm .gpu/modules.tar
 mkdir -p .gl
 grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo '/.gl/' >> "$(git rev-parse --git-common-dir)/info/exclude"

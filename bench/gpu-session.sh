@@ -2,7 +2,7 @@
 # One GPU session's measurements in one call (pack first with bench/gpu-pack.sh; then the device's `run`
 # with carry [".gpu", "dist", ".gl"] and this script). In order, each part under its own time limit
 # (seconds, overridable as NAME_LIMIT) so that one hang cannot take the others' time:
-#   doctor      `infodisent doctor` on the card: Dawn's adapter, tfjs webgpu's numbers, onnxruntime's providers
+#   doctor      the doctor's device checks on the card (bench/gpu-doctor.ts): Dawn's adapter, tfjs webgpu's numbers, onnxruntime's providers
 #   extract     ResNet-50 (float32 and float16 exports) through onnxruntime's WebGPU provider in each layout
 #               and validation mode, the whole extraction stage, and PyTorch on the same card (gpu-extract.ts)
 #   head        the head step on tfjs' webgpu backend against PyTorch CUDA (npm run bench -- head), as it is,
@@ -39,7 +39,7 @@ part() {
 } 2>&1 | tee "$work/gpu.txt"
 node=.gpu/bin/node
 models=/tmp/gpu-models
-part doctor "${DOCTOR_LIMIT:-30}" $node dist/client/main.js doctor --skip temporal,store
+part doctor "${DOCTOR_LIMIT:-30}" $node dist/bench/gpu-doctor.js webgpu
 part export "${EXPORT_LIMIT:-60}" bash -c "python3 infra/export_backbones.py resnet50 --weights none --out $models \
   && python3 infra/export_backbones.py resnet50 --weights none --fp16 --out $models"
 part extract "${EXTRACT_LIMIT:-150}" $node dist/bench/gpu-extract.js "$models/resnet50.onnx" \

@@ -3,6 +3,7 @@ import { temporal } from '@temporalio/proto';
 import { type Command, Option } from 'commander';
 import {
   type Check,
+  checkLine,
   checkMachine,
   checkOnnxProviders,
   checkStore,
@@ -146,13 +147,6 @@ async function temporalChecks(flags: DoctorFlags, command: Command): Promise<Che
   } finally {
     await client.connection.close();
   }
-}
-
-const STATUS_WIDTH = 5;
-const NAME_WIDTH = 12;
-
-function checkLine(check: Check): string {
-  return `${check.status.padEnd(STATUS_WIDTH)} ${check.name.padEnd(NAME_WIDTH)} ${check.summary}`;
 }
 
 async function doctorCommand(flags: DoctorFlags, command: Command): Promise<void> {

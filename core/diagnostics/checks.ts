@@ -23,6 +23,14 @@ export interface Check {
   summary: string;
 }
 
+const STATUS_WIDTH = 5;
+const NAME_WIDTH = 12;
+
+/** One check as the doctor prints it: status, name, summary, in columns. */
+export function checkLine(check: Check): string {
+  return `${check.status.padEnd(STATUS_WIDTH)} ${check.name.padEnd(NAME_WIDTH)} ${check.summary}`;
+}
+
 /** Largest |x - reference| over largest |reference|. */
 export function relativeDifference(values: ArrayLike<number>, reference: ArrayLike<number>): number {
   let worst = 0;

@@ -9,7 +9,8 @@ export type BackendChoice = BackendName | 'auto';
 
 /**
  * The project's own tfjs flag: on webgpu, the head's large products go to the register-tiled kernel
- * (core/method/matmul-webgpu.ts). Off until timed against tfjs' kernel on a GPU (bench/gpu-session.sh).
+ * (core/method/matmul-webgpu.ts). Off: on an H200 the kernel ran the products 1.1-2.2x faster than tfjs',
+ * but the step no faster (bench/NOTES.md, head, session 8).
  */
 export const TILED_MATMUL_FLAG = 'INFODISENT_WEBGPU_TILED_MATMUL';
 tf.env().registerFlag(TILED_MATMUL_FLAG, () => false);
@@ -52,7 +53,7 @@ function webgpuIsSoftware(): boolean {
 /**
  * Dawn toggles to enable, from INFODISENT_DAWN_TOGGLES (comma-separated), e.g. skip_validation (less CPU
  * work per dispatch), disable_robustness (no index clamping in shaders) or disable_workgroup_init; none by
- * default. Dawn's list: src/dawn/native/Toggles.cpp.
+ * default (those three made the head's step no faster on an H200). Dawn's list: src/dawn/native/Toggles.cpp.
  */
 function dawnToggles(): string[] {
   const value = process.env.INFODISENT_DAWN_TOGGLES ?? '';
