@@ -7,8 +7,10 @@ import sharp from 'sharp';
 import type { Backbone } from '../core/backbones/backbone';
 import { loadNsfwjsMobileNetV2 } from '../core/backbones/nsfwjs-mobilenet';
 import { loadOnnxBackbone } from '../core/backbones/onnx-backbone';
+import type { BackboneSpec } from '../core/backbones/registry';
 import type { DatasetManifest } from '../core/data/dataset';
 import { PRESETS, type PreprocessPreset, type PresetName } from '../core/data/preprocess';
+import { extractFeaturesInProcesses } from '../core/features/extract-processes';
 import { extractFeatures } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { repoRoot } from '../infra/paths';
@@ -89,6 +91,19 @@ function bestOf(rounds: Timing[]): { total: number | null; model: number | null;
   return { total: best((t) => t.total), model: best((t) => t.model), rest: best((t) => t.rest)! };
 }
 
+/** A one-class dataset of `files` (all in `root`) and a fresh store under `root` for one timed extraction. */
+async function extractionTarget(files: string[], root: string, name: string) {
+  const dataset: DatasetManifest = {
+    name: 'bench-extract',
+    root,
+    classes: ['a'],
+    items: files.map((file) => ({ path: path.basename(file), label: 0, split: 'train' })),
+  };
+  // A fresh store each round, or the next round would find the features cached.
+  const store = new LocalArtifactStore(await mkdtemp(path.join(root, `store-${name}-`)));
+  return { dataset, store, split: 'train' as const };
+}
+
 /** Wall time of a full extraction (decode + preprocess + backbone) and of the backbone calls within it. */
 export async function timeExtraction(
   backbone: Backbone,
@@ -106,19 +121,27 @@ export async function timeExtraction(
       return out;
     },
   };
-  const dataset: DatasetManifest = {
-    name: 'bench-extract',
-    root,
-    classes: ['a'],
-    items: files.map((file) => ({ path: path.basename(file), label: 0, split: 'train' })),
-  };
-  // A fresh store each round, or the next round would find the features cached.
-  const store = new LocalArtifactStore(await mkdtemp(path.join(root, `store-${backbone.name}-`)));
+  const target = await extractionTarget(files, root, backbone.name);
   const start = performance.now();
-  await extractFeatures({ store, dataset, split: 'train', backbone: timed, batchSize });
+  await extractFeatures({ ...target, backbone: timed, batchSize });
   const total = (performance.now() - start) / 1000;
-  await rm(store.root, { recursive: true, force: true });
+  await rm(target.store.root, { recursive: true, force: true });
   return { images: files.length, total, model, rest: total - model };
+}
+
+/** Seconds of a full extraction by `processes` processes (extractFeaturesInProcesses), their start included. */
+export async function timeProcessExtraction(
+  backbone: BackboneSpec,
+  files: string[],
+  root: string,
+  processes: number,
+): Promise<number> {
+  const target = await extractionTarget(files, root, backbone.name);
+  const start = performance.now();
+  await extractFeaturesInProcesses({ ...target, storeUrl: target.store.root, backbone, processes });
+  const seconds = (performance.now() - start) / 1000;
+  await rm(target.store.root, { recursive: true, force: true });
+  return seconds;
 }
 
 /** A loaded backbone, warmed up with one batch as the reference is. */

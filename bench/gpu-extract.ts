@@ -8,7 +8,7 @@
  *   python3 infra/export_backbones.py resnet50 --weights none --fp16 --out /tmp/m
  *   .gpu/bin/node dist/bench/gpu-extract.js /tmp/m/resnet50.onnx /tmp/m/resnet50-fp16.onnx \
  *     [--batch 64,128] [--images 1024] [--repeats 20] [--layouts NHWC,NCHW] [--validation basic,disabled]
- *     [--provider webgpu] [--out FILE]
+ *     [--provider webgpu] [--processes 3] [--out FILE]
  *   .gpu/bin/node dist/bench/gpu-extract.js MODEL.onnx ... --sessions 1,2,4 [--batch 64] [--start-at MS]
  *
  * For each model and provider setting (the layout its convolutions run in, Dawn's validation): images/s
@@ -16,7 +16,8 @@
  * features from the CPU provider running the first model (pass the float32 one first). Then, with the
  * provider's default settings, the whole extraction as the extraction stage runs it (extractFeatures with
  * the backbone in its own thread: decode and preprocess on every core but two, the next batch prepared
- * and computed while the current one is stored, shards written to a local store).
+ * and computed while the current one is stored, shards written to a local store), and again in
+ * `--processes` processes (features.processes).
  * With `--sessions N,...`, only this instead: N sessions of each model, each in its own thread as the
  * extraction stage opens one, running batches at once; whether the device has room for more than one
  * run() at a time (one run uploads, computes and reads back in turn). One process's WebGPU sessions
@@ -38,9 +39,10 @@ import {
   type OnnxWebGpuSettings,
 } from '../core/backbones/onnx-backbone';
 import { PRESETS, type PresetName } from '../core/data/preprocess';
+import { plural } from '../core/util/plural';
 import { sizeLibuvPool } from '../infra/libuv-pool';
 import { repoRoot } from '../infra/paths';
-import { timeExtraction, writeImages } from './extract';
+import { timeExtraction, timeProcessExtraction, writeImages } from './extract';
 import { machineDescription } from './machine';
 
 interface Options {
@@ -51,6 +53,8 @@ interface Options {
   provider: OnnxProvider;
   settings: OnnxWebGpuSettings[];
   torch: boolean;
+  /** Process counts to time the whole extraction in (extractFeaturesInProcesses) after one process's. */
+  processes: number[];
   /** Concurrent sessions to time instead of the settings sweep; empty: the sweep. */
   sessions: number[];
   /** With --sessions: the time (ms since the epoch) to start at once the sessions are warm, so that
@@ -71,6 +75,7 @@ function parseArgs(argv: string[]): Options {
     provider: 'webgpu',
     torch: spawnSync('python3', ['-c', 'import torch, torchvision']).status === 0,
     sessions: [],
+    processes: [3],
     out: 'gpu-extract.json',
   };
   for (let i = 0; i < argv.length; i++) {
@@ -89,6 +94,7 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--out') options.out = value();
     else if (arg === '--sessions') options.sessions = list(value()).map(Number);
     else if (arg === '--start-at') options.startAt = Number(value());
+    else if (arg === '--processes') options.processes = list(value()).map(Number);
     else if (arg === '--torch') options.torch = true;
     else if (arg === '--no-torch') options.torch = false;
     else if (arg.startsWith('--')) throw new Error(`unknown option ${arg}`);
@@ -290,10 +296,32 @@ async function sweepSettings(
           backbone.provider,
           path.basename(model),
           describeSettings({}),
-          `extractFeatures (decoding in ${threads} thread${threads > 1 ? 's' : ''}), batch ${batch}`,
+          `extractFeatures (decoding in ${plural(threads, 'thread')}), batch ${batch}`,
           rate.toFixed(0),
           '-',
         ]);
+        // The same in several processes (features.processes), each process's start included.
+        for (const processes of options.processes) {
+          const spec = { name: path.basename(model), file: model, preset, provider: options.provider };
+          const seconds = await timeProcessExtraction(spec, cycled, dir, processes);
+          const measure = `extractFeaturesInProcesses (${processes} processes, their start included)`;
+          const processRate = (options.images / seconds).toFixed(0);
+          results.push({
+            model: path.basename(model),
+            provider: backbone.provider,
+            measure,
+            processes,
+            imagesPerSecond: options.images / seconds,
+          });
+          table.push([
+            backbone.provider,
+            path.basename(model),
+            describeSettings({}),
+            measure,
+            processRate,
+            '-',
+          ]);
+        }
       }
       backbone.dispose();
     }

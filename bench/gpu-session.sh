@@ -4,7 +4,8 @@
 # (seconds, overridable as NAME_LIMIT) so that one hang cannot take the others' time:
 #   doctor      the doctor's device checks on the card (bench/gpu-doctor.ts): Dawn's adapter, tfjs webgpu's numbers, onnxruntime's providers
 #   extract     ResNet-50 (float32 and float16 exports) through onnxruntime's WebGPU provider in each layout
-#               and validation mode, the whole extraction stage, and PyTorch on the same card (gpu-extract.ts)
+#               and validation mode, the whole extraction stage in one process and in three
+#               (features.processes), and PyTorch on the same card (gpu-extract.ts)
 #   head        the head step on tfjs' webgpu backend against PyTorch CUDA (npm run bench -- head), as it is,
 #   head-tiled  with the register-tiled products,
 #   head-lean   and at C = 512 and 2048 with the tiled products, Dawn's validation, robustness and workgroup

@@ -12,10 +12,8 @@ import type { BenchRow } from './rows';
 /** Every stage of every configuration, called in this process in the workflow's order, nothing cached. */
 async function runDirect(file: string, home: string): Promise<void> {
   const sweep = await loadSweepFile(file);
-  const context: stages.StageContext = {
-    store: new LocalArtifactStore(path.join(home, 'store')),
-    dataDir: path.join(home, 'datasets'),
-  };
+  const store = new LocalArtifactStore(path.join(home, 'store'));
+  const context: stages.StageContext = { store, storeUrl: store.root, dataDir: path.join(home, 'datasets') };
   const summaryKeys: string[] = [];
   for (const configuration of sweep.configurations) {
     const dataset = await stages.prepareDataset(context, configuration);

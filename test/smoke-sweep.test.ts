@@ -28,11 +28,16 @@ let sweep: Sweep;
 
 before(async () => {
   home = await mkdtemp(path.join(os.tmpdir(), 'infodisent-smoke-'));
-  // The tiny sweep with two seeds: two configurations that read the same features.
+  // The tiny sweep with two seeds: two configurations that read the same features, extracted by two
+  // processes (features.processes, not part of the cache key).
   const file = path.join(repoRoot(), 'experiments', 'tiny.json');
   const document = JSON.parse(readFileSync(file, 'utf8')) as { configurations: Record<string, unknown>[] };
   const { seed, ...configuration } = document.configurations[0]!;
-  sweep = parseSweep({ ...document, configurations: [{ ...configuration, seeds: [seed, 4] }] }, file);
+  const features = { ...(configuration.features as object), processes: 2 };
+  sweep = parseSweep(
+    { ...document, configurations: [{ ...configuration, features, seeds: [seed, 4] }] },
+    file,
+  );
 });
 
 const RUNS = ['parts-mobilenetv2-tiny-seed3', 'parts-mobilenetv2-tiny-seed4'];

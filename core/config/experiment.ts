@@ -131,6 +131,13 @@ export const FeaturesSchema = z
       .describe('float16 halves the store and its reads (part of the cache key).'),
     /** Images per backbone call; default: 64 on a GPU execution provider, 16 on the CPU. Not part of the cache key. */
     batchSize: PositiveInt.optional(),
+    processes: PositiveInt.max(16)
+      .default(1)
+      .describe(
+        'Processes extracting at once, each with its own backbone and a share of the shards and preprocessing ' +
+          "threads. onnxruntime's WebGPU provider runs one batch at a time per process: 2-3 keep a GPU busier. " +
+          'Not part of the cache key.',
+      ),
   })
   .strict();
 
@@ -183,7 +190,7 @@ export const ConfigurationSchema = z
       ),
     dataset: DatasetSchema,
     backbone: BackboneSchema,
-    features: FeaturesSchema.default({ dtype: 'float32' }),
+    features: FeaturesSchema.default({ dtype: 'float32', processes: 1 }),
     heads: z.object({ baseline: BaselineHeadSchema, infodisent: InfoDisentHeadSchema }).strict(),
     explain: ExplainSettingsSchema.prefault({}),
     reported: ReportedSchema.optional(),

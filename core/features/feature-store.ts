@@ -71,7 +71,7 @@ export function featureCacheKey(
  * One thread per core beyond the two the backbone is expected to keep busy. sharp decodes in libuv's
  * pool, which the entry points size to the machine (infra/libuv-pool.ts); the resize runs in the thread.
  */
-const DEFAULT_PREPROCESS_THREADS = Math.max(1, os.availableParallelism() - 2);
+export const DEFAULT_PREPROCESS_THREADS = Math.max(1, os.availableParallelism() - 2);
 
 /** Images per backbone call unless the backbone or the configuration says otherwise. */
 const DEFAULT_BATCH_SIZE = 16;
@@ -255,67 +255,122 @@ function decodeShard(data: Buffer, dtype: FeatureDtype): Float32Array {
   return dtype === 'float16' ? fromFloat16Bits(new Uint16Array(bytes)) : new Float32Array(bytes);
 }
 
-interface ExtractionOptions {
+/** What of a backbone an extraction's cache key and manifest need: known without loading it (see BackboneInfo). */
+export type BackboneIdentity = Pick<
+  Backbone,
+  'name' | 'fingerprint' | 'preprocessing' | 'preset' | 'featureShape' | 'batchSize'
+>;
+
+interface ExtractionTarget {
   store: ArtifactStore;
   dataset: DatasetManifest;
   split: Split;
-  backbone: Backbone;
   /** Storage type of the shards. Default 'float32'. */
   dtype?: FeatureDtype;
   shardSize?: number;
+}
+
+interface BatchOptions {
   /** Images per backbone call. Default: the backbone's own (`Backbone.batchSize`), else 16. */
   batchSize?: number;
   /** Threads preparing images of preset backbones. Default DEFAULT_PREPROCESS_THREADS. */
   preprocessThreads?: number;
+}
+
+interface ExtractionOptions extends ExtractionTarget, BatchOptions {
+  backbone: Backbone;
   onProgress?: (progress: ExtractionProgress) => void | Promise<void>;
 }
 
-/** A shard being computed: its bytes are filled batch by batch, and hashed as they come. */
-interface ShardInProgress {
+/** A shard no stored copy of which was found whole: its index, key and items. */
+export interface ShardToCompute {
   index: number;
   key: string;
   items: DatasetItem[];
+}
+
+export type ShardEntry = FeatureManifest['shards'][number];
+
+/** What an extraction finds in the store before it computes anything. */
+export type ExtractionPlan =
+  | { manifest: FeatureManifest }
+  | {
+      key: string;
+      items: DatasetItem[];
+      /** The entries of the shards stored whole, by index; holes where one is missing. */
+      shards: ShardEntry[];
+      missing: ShardToCompute[];
+      reusedShards: number;
+      /** Items of the stored shards. */
+      done: number;
+    };
+
+/** The published manifest of this extraction, else the shards stored whole (hashed) and those missing. */
+export async function planExtraction(
+  target: ExtractionTarget,
+  backbone: BackboneIdentity,
+): Promise<ExtractionPlan> {
+  const { store, dataset, split } = target;
+  const dtype = target.dtype ?? 'float32';
+  const key = featureCacheKey(dataset, split, backbone, dtype);
+  const existing = await getJson<FeatureManifest>(store, `${key}/manifest.json`);
+  if (existing) return { manifest: existing };
+
+  const items = itemsOfSplit(dataset, split);
+  if (items.length === 0) throw new Error(`dataset '${dataset.name}' has no ${split} items`);
+  const shardSize = target.shardSize ?? 256;
+  const length = itemSize(backbone.featureShape) * FEATURE_DTYPE_BYTES[dtype];
+  const shards: ShardEntry[] = [];
+  const missing: ShardToCompute[] = [];
+  for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
+    const shardItems = items.slice(start, start + shardSize);
+    const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.${SHARD_SUFFIX[dtype]}`;
+    const data = await store.get(shardKey);
+    if (data && data.length === shardItems.length * length)
+      shards[index] = { key: shardKey, count: shardItems.length, sha256: sha256(data) };
+    else missing.push({ index, key: shardKey, items: shardItems });
+  }
+  const computing = missing.reduce((sum, shard) => sum + shard.items.length, 0);
+  return {
+    key,
+    items,
+    shards,
+    missing,
+    reusedShards: shards.filter(Boolean).length,
+    done: items.length - computing,
+  };
+}
+
+/** A shard being computed: its bytes are filled batch by batch, and hashed as they come. */
+interface ShardInProgress extends ShardToCompute {
   bytes: Buffer;
   hash: Hash;
   filled: number;
 }
 
 /**
- * Extracts one split's features into the store, shard by shard. Each shard is written whole, so an
- * interrupted extraction resumes with the shards missing; the manifest is written last, which is what
- * publishes the set to the cache. The missing shards' images run as one stream of batches, and each
- * shard is hashed as its batches come and stored while the next ones run: at a GPU's rate, a pause at
- * each shard's end to hash and write ~100 MB would leave the device idle.
+ * Computes `shards` and stores each whole. Their images run as one stream of batches, and each shard is
+ * hashed as its batches come and stored while the next ones run: at a GPU's rate, a pause at each shard's
+ * end to hash and write ~100 MB would leave the device idle. `onBatch` hears of each batch's item count,
+ * `onShard` of each shard stored (a failure keeps those: the shard being stored is written whole first).
  */
-export async function extractFeatures(options: ExtractionOptions): Promise<ExtractionResult> {
-  const { store, dataset, split, backbone } = options;
+export async function computeShards(
+  options: BatchOptions & {
+    store: ArtifactStore;
+    dataset: DatasetManifest;
+    backbone: Backbone;
+    dtype?: FeatureDtype;
+    shards: readonly ShardToCompute[];
+    onBatch?: (count: number) => void | Promise<void>;
+    onShard?: (index: number, entry: ShardEntry) => void;
+  },
+): Promise<void> {
+  const { store, dataset, backbone, shards } = options;
   const dtype = options.dtype ?? 'float32';
-  const key = featureCacheKey(dataset, split, backbone, dtype);
-  const existing = await getJson<FeatureManifest>(store, `${key}/manifest.json`);
-  if (existing) return { manifest: existing, reused: true, reusedShards: existing.shards.length };
-
-  const items = itemsOfSplit(dataset, split);
-  if (items.length === 0) throw new Error(`dataset '${dataset.name}' has no ${split} items`);
-  const shardSize = options.shardSize ?? 256;
   const batchSize = options.batchSize ?? backbone.batchSize ?? DEFAULT_BATCH_SIZE;
   const bytes = FEATURE_DTYPE_BYTES[dtype];
-  const suffix = SHARD_SUFFIX[dtype];
   const size = itemSize(backbone.featureShape);
-  const shards: FeatureManifest['shards'] = [];
-  const missing: Omit<ShardInProgress, 'bytes' | 'hash' | 'filled'>[] = [];
-  for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
-    const shardItems = items.slice(start, start + shardSize);
-    const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.${suffix}`;
-    const data = await store.get(shardKey);
-    if (data && data.length === shardItems.length * size * bytes)
-      shards[index] = { key: shardKey, count: shardItems.length, sha256: sha256(data) };
-    else missing.push({ index, key: shardKey, items: shardItems });
-  }
-  const reusedShards = shards.filter(Boolean).length;
-  let done = items.length - missing.reduce((sum, shard) => sum + shard.items.length, 0);
-  await options.onProgress?.({ done, total: items.length, reusedShards });
-
-  const files = missing.flatMap((shard) => shard.items.map((item) => path.join(dataset.root, item.path)));
+  const files = shards.flatMap((shard) => shard.items.map((item) => path.join(dataset.root, item.path)));
   let filling: ShardInProgress | undefined;
   let next = 0;
   // One shard stored at a time, while the batches of the next run.
@@ -326,7 +381,7 @@ export async function extractFeatures(options: ExtractionOptions): Promise<Extra
       const count = batch.features.length / size;
       for (let taken = 0; taken < count; ) {
         if (!filling) {
-          const shard = missing[next++]!;
+          const shard = shards[next++]!;
           const length = shard.items.length * size * bytes;
           filling = { ...shard, bytes: Buffer.allocUnsafe(length), hash: createHash('sha256'), filled: 0 };
         }
@@ -346,41 +401,77 @@ export async function extractFeatures(options: ExtractionOptions): Promise<Extra
         if (shard.filled === shard.items.length) {
           filling = undefined;
           await storing;
-          storing = store.put(shard.key, shard.bytes).then(() => {
-            shards[shard.index] = {
+          storing = store.put(shard.key, shard.bytes).then(() =>
+            options.onShard?.(shard.index, {
               key: shard.key,
               count: shard.items.length,
               sha256: shard.hash.digest('hex'),
-            };
-          });
+            }),
+          );
           storing.catch(() => undefined); // awaited before the next shard is stored, and at the end
         }
       }
-      done += count;
-      await options.onProgress?.({ done, total: items.length, reusedShards });
+      await options.onBatch?.(count);
     }
     await storing;
   } finally {
-    // A failure keeps the shards already complete: the shard being stored is written whole first.
     await storing.catch(() => undefined);
     await preparer.close();
   }
+}
+
+/** Writes the manifest of a split whose shards are all stored, which publishes the set to the cache. */
+export async function publishFeatures(
+  target: ExtractionTarget,
+  backbone: BackboneIdentity,
+  key: string,
+  items: readonly DatasetItem[],
+  shards: ShardEntry[],
+): Promise<FeatureManifest> {
   const manifest: FeatureManifest = {
     version: 1,
     key,
-    dataset: dataset.name,
-    split,
+    dataset: target.dataset.name,
+    split: target.split,
     backbone: backbone.name,
     backboneFingerprint: backbone.fingerprint,
     shape: backbone.featureShape,
-    classCount: dataset.classes.length,
+    classCount: target.dataset.classes.length,
     count: items.length,
     labels: items.map((item) => item.label),
     items: items.map((item) => item.path),
     shards,
-    dtype,
+    dtype: target.dtype ?? 'float32',
   };
-  await putJson(store, `${key}/manifest.json`, manifest);
+  await putJson(target.store, `${key}/manifest.json`, manifest);
+  return manifest;
+}
+
+/**
+ * Extracts one split's features into the store, shard by shard. Each shard is written whole, so an
+ * interrupted extraction resumes with the shards missing; the manifest is written last, which is what
+ * publishes the set to the cache.
+ */
+export async function extractFeatures(options: ExtractionOptions): Promise<ExtractionResult> {
+  const plan = await planExtraction(options, options.backbone);
+  if ('manifest' in plan)
+    return { manifest: plan.manifest, reused: true, reusedShards: plan.manifest.shards.length };
+  const total = plan.items.length;
+  const { reusedShards } = plan;
+  let done = plan.done;
+  await options.onProgress?.({ done, total, reusedShards });
+  await computeShards({
+    ...options,
+    shards: plan.missing,
+    onBatch: async (count) => {
+      done += count;
+      await options.onProgress?.({ done, total, reusedShards });
+    },
+    onShard: (index, entry) => {
+      plan.shards[index] = entry;
+    },
+  });
+  const manifest = await publishFeatures(options, options.backbone, plan.key, plan.items, plan.shards);
   return { manifest, reused: false, reusedShards };
 }
 

@@ -33,6 +33,7 @@ const post = (message: StageThreadMessage) => parentPort!.postMessage(message);
 async function runStage({ name, args, location }: StageRequest): Promise<void> {
   const context: StageContext = {
     store: storeAt(location.storeUrl),
+    storeUrl: location.storeUrl,
     dataDir: location.dataDir,
     ...(location.backend ? { backend: location.backend } : {}),
     progress: (stage, done, total, detail) =>

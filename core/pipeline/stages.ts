@@ -29,9 +29,16 @@ import {
   infoDisentModel,
   stabilityImages,
 } from '../explain';
+import { extractFeaturesInProcesses } from '../features/extract-processes';
 import type { FeatureShape } from '../features/feature-set';
 import { itemSize } from '../features/feature-set';
-import { extractFeatures, imageFileFeatures, StoredFeatureSet } from '../features/feature-store';
+import {
+  type ExtractionProgress,
+  type ExtractionResult,
+  extractFeatures,
+  imageFileFeatures,
+  StoredFeatureSet,
+} from '../features/feature-store';
 import { checkSetFitsHead, describeShape, FeatureInputError } from '../features/feature-validation';
 import type { ParameterGroup } from '../method/adam';
 import { BaselineHead } from '../method/baseline-head';
@@ -56,6 +63,8 @@ import { readConfigurationSummaries, reportPrefix, sweepRuns } from './results';
 /** What every stage needs: where artifacts go, where local data lives, and a progress sink. */
 export interface StageContext {
   store: ArtifactStore;
+  /** The store's URL, for processes a stage starts (features.processes) to open it again. */
+  storeUrl?: string;
   /** The worker's backend: used where a configuration leaves its backend on 'auto'. */
   backend?: BackendChoice;
   /** Local folder for generated datasets. */
@@ -167,29 +176,49 @@ export async function extractSplit(
 ): Promise<FeaturesRef> {
   await useBackend(context, configuration);
   const manifest = await localDatasetManifest(context, configuration, dataset);
-  // In its own thread: this one stores each batch while the backbone computes the next.
-  const backbone = await openBackboneInThread(configuration.backbone);
-  try {
-    const result = await extractFeatures({
+  const { dtype, batchSize, processes } = configuration.features;
+  const onProgress = ({ done, total }: ExtractionProgress) =>
+    context.progress?.(`extract ${split}`, done, total);
+  let result: ExtractionResult;
+  if (processes > 1) {
+    if (!context.storeUrl)
+      throw new Error(`features.processes = ${processes}: this stage was given no store URL to share`);
+    result = await extractFeaturesInProcesses({
       store: context.store,
+      storeUrl: context.storeUrl,
       dataset: manifest,
       split,
-      backbone,
-      dtype: configuration.features.dtype,
-      batchSize: configuration.features.batchSize,
-      onProgress: ({ done, total }) => context.progress?.(`extract ${split}`, done, total),
+      backbone: configuration.backbone,
+      dtype,
+      batchSize,
+      processes,
+      onProgress,
     });
-    return {
-      key: result.manifest.key,
-      split,
-      count: result.manifest.count,
-      reused: result.reused,
-      reusedShards: result.reusedShards,
-      shape: result.manifest.shape,
-    };
-  } finally {
-    backbone.dispose();
+  } else {
+    // In its own thread: this one stores each batch while the backbone computes the next.
+    const backbone = await openBackboneInThread(configuration.backbone);
+    try {
+      result = await extractFeatures({
+        store: context.store,
+        dataset: manifest,
+        split,
+        backbone,
+        dtype,
+        batchSize,
+        onProgress,
+      });
+    } finally {
+      backbone.dispose();
+    }
   }
+  return {
+    key: result.manifest.key,
+    split,
+    count: result.manifest.count,
+    reused: result.reused,
+    reusedShards: result.reusedShards,
+    shape: result.manifest.shape,
+  };
 }
 
 function createHead(kind: HeadKind, set: StoredFeatureSet, configuration: Configuration): Head {

@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { copyFile, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import type { BackboneSpec } from '../core/backbones/registry';
+import { openBackbone } from '../core/backbones/registry';
+import type { DatasetManifest } from '../core/data/dataset';
+import { extractFeaturesInProcesses } from '../core/features/extract-processes';
+import type { ExtractionProgress } from '../core/features/feature-store';
+import { extractFeatures, featureCacheKey } from '../core/features/feature-store';
+import { LocalArtifactStore } from '../core/store/local-store';
+import { InputError } from '../core/util/errors';
+import { writeNoiseDataset } from './support/extraction';
+import { convStackModel } from './support/onnx-graph';
+
+let dir: string;
+let dataset: DatasetManifest;
+let spec: BackboneSpec;
+
+before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'extract-processes-'));
+  const { model } = convStackModel({
+    side: 224,
+    stages: [{ channels: 16, stride: 32 }],
+    seed: 5,
+    output: 'nchw',
+  });
+  const file = path.join(dir, 'conv.onnx');
+  await writeFile(file, model);
+  spec = { name: 'conv', file, preset: 'resnet50', provider: 'cpu' };
+  dataset = await writeNoiseDataset(
+    path.join(dir, 'images'),
+    Array.from({ length: 11 }, (_, i) => [200 + 17 * i, 180 + 23 * (i % 4)] as [number, number]),
+  );
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+/** Options shared by the runs below: shards of 2, batches of 3 (so batches straddle shards). */
+function options(store: LocalArtifactStore, processes: number) {
+  return {
+    store,
+    storeUrl: store.root,
+    dataset,
+    split: 'train' as const,
+    backbone: spec,
+    shardSize: 2,
+    batchSize: 3,
+    processes,
+    preprocessThreads: 2,
+  };
+}
+
+test('three processes store the shards and manifest that one process stores, and report progress', async () => {
+  const single = new LocalArtifactStore(path.join(dir, 'single'));
+  const backbone = await openBackbone(spec);
+  const alone = await extractFeatures({ ...options(single, 1), backbone });
+  backbone.dispose();
+
+  const shared = new LocalArtifactStore(path.join(dir, 'shared'));
+  const progress: ExtractionProgress[] = [];
+  const result = await extractFeaturesInProcesses({
+    ...options(shared, 3),
+    onProgress: (p) => void progress.push(p),
+  });
+  assert.equal(result.reused, false);
+  assert.deepEqual(result.manifest, alone.manifest);
+  for (const shard of alone.manifest.shards)
+    assert.deepEqual(await shared.get(shard.key), await single.get(shard.key), shard.key);
+  const count = alone.manifest.count;
+  assert.deepEqual(progress.at(-1), { done: count, total: count, reusedShards: 0 });
+  assert.ok(progress.length > 3, `${progress.length} progress reports`);
+
+  const again = await extractFeaturesInProcesses(options(shared, 2));
+  assert.equal(again.reused, true);
+});
+
+test('a bad image fails it naming the file; the shards stored stay, and a rerun computes only the others', async () => {
+  const store = new LocalArtifactStore(path.join(dir, 'failed'));
+  const bad = path.join(dataset.root, dataset.items[9]!.path);
+  await copyFile(bad, `${bad}.good`);
+  await writeFile(bad, 'not an image');
+  try {
+    await assert.rejects(extractFeaturesInProcesses(options(store, 2)), (error: Error) => {
+      // Still an InputError here, so the orchestration does not retry it.
+      assert.ok(error instanceof InputError, `${error.name}: ${error.message}`);
+      assert.ok(error.message.includes(bad), error.message);
+      return true;
+    });
+  } finally {
+    await rename(`${bad}.good`, bad);
+  }
+  const backbone = await openBackbone(spec);
+  const key = featureCacheKey(dataset, 'train', backbone);
+  backbone.dispose();
+  const stored = await store.list(`${key}/`);
+  assert.ok(!stored.some((k) => k.endsWith('manifest.json')), 'nothing published');
+  // Shard 4 (items 8, 9) cannot have been stored.
+  assert.ok(!stored.includes(`${key}/shard-00004.f32`));
+
+  const resumed = await extractFeaturesInProcesses(options(store, 2));
+  assert.equal(resumed.reusedShards, stored.length);
+  assert.equal(resumed.manifest.shards.length, 6);
+});
