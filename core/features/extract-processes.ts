@@ -10,8 +10,7 @@ import {
   DEFAULT_PREPROCESS_THREADS,
   type ExtractionProgress,
   type ExtractionResult,
-  planExtraction,
-  publishFeatures,
+  runExtraction,
   type ShardEntry,
   type ShardToCompute,
 } from './feature-store';
@@ -141,29 +140,18 @@ export async function extractFeaturesInProcesses(
         return process.receive('open');
       }),
     );
-    const { info } = infos[0]!;
-    const plan = await planExtraction(options, info);
-    if ('manifest' in plan)
-      return { manifest: plan.manifest, reused: true, reusedShards: plan.manifest.shards.length };
-    const total = plan.items.length;
-    const { reusedShards } = plan;
-    let done = plan.done;
-    await options.onProgress?.({ done, total, reusedShards });
     // Shards dealt out in turn, so each process starts near the front and a resumed run fills in order.
-    await Promise.all(
-      processes.map(async (process, p) => {
-        process.send({ kind: 'compute', shards: plan.missing.filter((_, i) => i % processes.length === p) });
-        await process.receive('done', (message) => {
-          if (message.kind === 'shard') plan.shards[message.index] = message.entry;
-          else if (message.kind === 'batch') {
-            done += message.count;
-            void options.onProgress?.({ done, total, reusedShards });
-          }
-        });
-      }),
+    return await runExtraction(options, infos[0]!.info, (missing, reports) =>
+      Promise.all(
+        processes.map((process, p) => {
+          process.send({ kind: 'compute', shards: missing.filter((_, i) => i % processes.length === p) });
+          return process.receive('done', (message) => {
+            if (message.kind === 'shard') reports.shard(message.index, message.entry);
+            else if (message.kind === 'batch') void reports.batch(message.count);
+          });
+        }),
+      ),
     );
-    const manifest = await publishFeatures(options, info, plan.key, plan.items, plan.shards);
-    return { manifest, reused: false, reusedShards };
   } finally {
     for (const process of processes) process.kill();
   }

@@ -292,7 +292,7 @@ export interface ShardToCompute {
 export type ShardEntry = FeatureManifest['shards'][number];
 
 /** What an extraction finds in the store before it computes anything. */
-export type ExtractionPlan =
+type ExtractionPlan =
   | { manifest: FeatureManifest }
   | {
       key: string;
@@ -306,10 +306,7 @@ export type ExtractionPlan =
     };
 
 /** The published manifest of this extraction, else the shards stored whole (hashed) and those missing. */
-export async function planExtraction(
-  target: ExtractionTarget,
-  backbone: BackboneIdentity,
-): Promise<ExtractionPlan> {
+async function planExtraction(target: ExtractionTarget, backbone: BackboneIdentity): Promise<ExtractionPlan> {
   const { store, dataset, split } = target;
   const dtype = target.dtype ?? 'float32';
   const key = featureCacheKey(dataset, split, backbone, dtype);
@@ -421,7 +418,7 @@ export async function computeShards(
 }
 
 /** Writes the manifest of a split whose shards are all stored, which publishes the set to the cache. */
-export async function publishFeatures(
+async function publishFeatures(
   target: ExtractionTarget,
   backbone: BackboneIdentity,
   key: string,
@@ -447,32 +444,50 @@ export async function publishFeatures(
   return manifest;
 }
 
+/** How the shards computed are heard of: each batch's item count, each shard stored with its entry. */
+export interface ShardReports {
+  batch(count: number): Promise<void>;
+  shard(index: number, entry: ShardEntry): void;
+}
+
 /**
- * Extracts one split's features into the store, shard by shard. Each shard is written whole, so an
- * interrupted extraction resumes with the shards missing; the manifest is written last, which is what
- * publishes the set to the cache.
+ * An extraction around `compute`, which stores the missing shards: plans it, reports progress, and
+ * publishes the manifest once every shard is stored; or the manifest already published.
  */
-export async function extractFeatures(options: ExtractionOptions): Promise<ExtractionResult> {
-  const plan = await planExtraction(options, options.backbone);
+export async function runExtraction(
+  target: ExtractionTarget & { onProgress?: ExtractionOptions['onProgress'] },
+  backbone: BackboneIdentity,
+  compute: (missing: ShardToCompute[], reports: ShardReports) => Promise<unknown>,
+): Promise<ExtractionResult> {
+  const plan = await planExtraction(target, backbone);
   if ('manifest' in plan)
     return { manifest: plan.manifest, reused: true, reusedShards: plan.manifest.shards.length };
   const total = plan.items.length;
   const { reusedShards } = plan;
   let done = plan.done;
-  await options.onProgress?.({ done, total, reusedShards });
-  await computeShards({
-    ...options,
-    shards: plan.missing,
-    onBatch: async (count) => {
+  await target.onProgress?.({ done, total, reusedShards });
+  await compute(plan.missing, {
+    async batch(count) {
       done += count;
-      await options.onProgress?.({ done, total, reusedShards });
+      await target.onProgress?.({ done, total, reusedShards });
     },
-    onShard: (index, entry) => {
+    shard(index, entry) {
       plan.shards[index] = entry;
     },
   });
-  const manifest = await publishFeatures(options, options.backbone, plan.key, plan.items, plan.shards);
+  const manifest = await publishFeatures(target, backbone, plan.key, plan.items, plan.shards);
   return { manifest, reused: false, reusedShards };
+}
+
+/**
+ * Extracts one split's features into the store, shard by shard. Each shard is written whole, so an
+ * interrupted extraction resumes with the shards missing; the manifest is written last, which is what
+ * publishes the set to the cache.
+ */
+export function extractFeatures(options: ExtractionOptions): Promise<ExtractionResult> {
+  return runExtraction(options, options.backbone, (missing, reports) =>
+    computeShards({ ...options, shards: missing, onBatch: reports.batch, onShard: reports.shard }),
+  );
 }
 
 /**
