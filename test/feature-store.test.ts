@@ -180,6 +180,17 @@ describe('float16 feature shards', () => {
     );
   });
 
+  test('features.processes defaults to 1, takes up to 16, and names the field when wrong', () => {
+    assert.equal(parseSweep(sweep()).configurations[0]!.features.processes, 1);
+    assert.equal(parseSweep(sweep({ processes: 3 })).configurations[0]!.features.processes, 3);
+    for (const processes of [0, 2.5, 17])
+      assert.throws(
+        () => parseSweep(sweep({ processes }), 'x.json'),
+        /configurations\[0\]\.features\.processes/,
+        String(processes),
+      );
+  });
+
   test('a float16 configuration addresses other features than a float32 one', () => {
     const keyFor = (features?: unknown) =>
       featureCacheKey(
