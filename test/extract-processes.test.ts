@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { copyFile, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import type { BackboneSpec } from '../core/backbones/registry';
 import { openBackbone } from '../core/backbones/registry';
 import type { DatasetManifest } from '../core/data/dataset';
@@ -101,4 +103,32 @@ test('a bad image fails it naming the file; the shards stored stay, and a rerun 
   const resumed = await extractFeaturesInProcesses(options(store, 2));
   assert.equal(resumed.reusedShards, stored.length);
   assert.equal(resumed.manifest.shards.length, 6);
+});
+
+/** This process's children running `script` that have not exited (zombies, not yet reaped, excepted). */
+function liveChildren(script: string): string[] {
+  const ps = execFileSync('ps', ['--ppid', String(process.pid), '-o', 'pid=,stat=,args='], {
+    encoding: 'utf8',
+  });
+  return ps.split('\n').filter((line) => line.includes(script) && !/^\s*\d+\s+Z/.test(line));
+}
+
+test('the processes stop when the thread that started them ends midway, as a cancelled stage thread does', async () => {
+  const store = new LocalArtifactStore(path.join(dir, 'cancelled'));
+  const { store: _store, ...rest } = options(store, 2);
+  const thread = new Worker(path.join(__dirname, 'support', 'extract-processes-thread.js'), {
+    workerData: { ...rest, batchSize: 1 },
+  });
+  await new Promise<void>((resolve, reject) => {
+    thread.on('message', (progress: ExtractionProgress) => {
+      if (progress.done > 0) resolve();
+    });
+    thread.on('error', reject);
+  });
+  assert.equal(liveChildren('extract-process.js').length, 2);
+  await thread.terminate();
+  const deadline = Date.now() + 10_000;
+  while (liveChildren('extract-process.js').length > 0 && Date.now() < deadline)
+    await new Promise((done) => setTimeout(done, 100));
+  assert.deepEqual(liveChildren('extract-process.js'), []);
 });

@@ -44,6 +44,9 @@ async function handle(request: ExtractionProcessRequest): Promise<void> {
   finish({ kind: 'done' }, 0);
 }
 
+// The parent is gone (its stage thread ended, failed or was cancelled): stop, as the parent would.
+process.on('disconnect', () => process.exit(1));
+
 process.on('message', (request: ExtractionProcessRequest) => {
   handle(request).catch((error: unknown) => finish({ kind: 'error', error: toErrorMessage(error) }, 1));
 });
