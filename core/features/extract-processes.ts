@@ -119,7 +119,7 @@ class ExtractionProcess {
 export async function extractFeaturesInProcesses(
   options: ProcessExtractionOptions,
 ): Promise<ExtractionResult> {
-  const processes = Array.from({ length: options.processes }, () => new ExtractionProcess());
+  const extractors = Array.from({ length: options.processes }, () => new ExtractionProcess());
   try {
     const dtype = options.dtype ?? 'float32';
     const threads = Math.max(
@@ -127,8 +127,8 @@ export async function extractFeaturesInProcesses(
       Math.floor((options.preprocessThreads ?? DEFAULT_PREPROCESS_THREADS) / options.processes),
     );
     const infos = await Promise.all(
-      processes.map((process) => {
-        process.send({
+      extractors.map((extractor) => {
+        extractor.send({
           kind: 'open',
           storeUrl: options.storeUrl,
           dataset: options.dataset,
@@ -137,15 +137,15 @@ export async function extractFeaturesInProcesses(
           ...(options.batchSize ? { batchSize: options.batchSize } : {}),
           preprocessThreads: threads,
         });
-        return process.receive('open');
+        return extractor.receive('open');
       }),
     );
     // Shards dealt out in turn, so each process starts near the front and a resumed run fills in order.
     return await runExtraction(options, infos[0]!.info, (missing, reports) =>
       Promise.all(
-        processes.map((process, p) => {
-          process.send({ kind: 'compute', shards: missing.filter((_, i) => i % processes.length === p) });
-          return process.receive('done', (message) => {
+        extractors.map((extractor, p) => {
+          extractor.send({ kind: 'compute', shards: missing.filter((_, i) => i % extractors.length === p) });
+          return extractor.receive('done', (message) => {
             if (message.kind === 'shard') reports.shard(message.index, message.entry);
             else if (message.kind === 'batch') void reports.batch(message.count);
           });
@@ -153,6 +153,6 @@ export async function extractFeaturesInProcesses(
       ),
     );
   } finally {
-    for (const process of processes) process.kill();
+    for (const extractor of extractors) extractor.kill();
   }
 }
