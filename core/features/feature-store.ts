@@ -258,7 +258,7 @@ function decodeShard(data: Buffer, dtype: FeatureDtype): Float32Array {
 /** What of a backbone an extraction's cache key and manifest need: known without loading it (see BackboneInfo). */
 export type BackboneIdentity = Pick<
   Backbone,
-  'name' | 'fingerprint' | 'preprocessing' | 'preset' | 'featureShape' | 'batchSize'
+  'name' | 'fingerprint' | 'preprocessing' | 'preset' | 'featureShape'
 >;
 
 interface ExtractionTarget {
