@@ -150,13 +150,17 @@ async function concurrentRate(
     );
   try {
     const side = backbones[0]!.inputSize;
+    // What extraction sends: the crops' pixels where the backbone takes them.
+    const pixels = Uint8Array.from({ length: batch * side * side * 3 }, (_, i) => (i * 7) % 256);
     const images = new Float32Array(batch * side * side * 3).map((_, i) => Math.sin(i * 0.001) * 2);
-    for (const b of backbones) await b.extract(images, batch); // shaders for this batch's shapes
+    const run = (b: Backbone) =>
+      b.extractPixels ? b.extractPixels(pixels, batch) : b.extract(images, batch);
+    for (const b of backbones) await run(b); // shaders for this batch's shapes
     if (startAt !== undefined) await new Promise((done) => setTimeout(done, startAt - Date.now()));
     const start = performance.now();
     await Promise.all(
       backbones.map(async (b) => {
-        for (let r = 0; r < repeats; r++) await b.extract(images, batch);
+        for (let r = 0; r < repeats; r++) await run(b);
       }),
     );
     return (count * repeats * batch) / ((performance.now() - start) / 1000);
@@ -228,6 +232,7 @@ async function sweepSettings(
   const largest = Math.max(...options.batches);
   const probe = new Float32Array(largest * side * side * 3);
   for (let i = 0; i < probe.length; i++) probe[i] = Math.sin(i * 0.001) * 2;
+  const pixels = Uint8Array.from(probe, (v) => Math.round((v + 2) * 63));
   const check = options.batches[0]!;
   const cpu = await loadOnnxBackbone({ file: options.models[0]!, preset: first.preset, provider: 'cpu' });
   const expected = await cpu.extract(probe.subarray(0, check * side * side * 3), check);
@@ -244,30 +249,38 @@ async function sweepSettings(
       for (let i = 0; i < features.length; i++) diff = Math.max(diff, Math.abs(features[i]! - expected[i]!));
       const setting = describeSettings(webgpu);
       for (const batch of options.batches) {
-        const images = probe.subarray(0, batch * side * side * 3);
-        await backbone.extract(images, batch); // shaders for this batch's shapes
-        const t = performance.now();
-        for (let r = 0; r < options.repeats; r++) await backbone.extract(images, batch);
-        const rate = (options.repeats * batch) / ((performance.now() - t) / 1000);
-        results.push({
-          model: path.basename(model),
-          provider: backbone.provider,
-          providerFailures: backbone.providerFailures,
-          webgpu,
-          batch,
-          measure: 'backbone only',
-          imagesPerSecond: rate,
-          maxAbsDiffFromCpuFp32: diff,
-          featureRange: range,
-        });
-        table.push([
-          backbone.provider,
-          path.basename(model),
-          setting,
-          `backbone only, batch ${batch}`,
-          rate.toFixed(0),
-          `${diff.toPrecision(2)} / ${range.toPrecision(3)}`,
-        ]);
+        // The float input (normalised values) and the pixel input (uint8 crops, extraction's path).
+        const values = batch * side * side * 3;
+        const inputs = [
+          { input: 'normalised float32', run: () => backbone.extract(probe.subarray(0, values), batch) },
+          { input: 'uint8 pixels', run: () => backbone.extractPixels!(pixels.subarray(0, values), batch) },
+        ];
+        for (const { input, run } of inputs) {
+          await run(); // shaders for this batch's shapes
+          const t = performance.now();
+          for (let r = 0; r < options.repeats; r++) await run();
+          const rate = (options.repeats * batch) / ((performance.now() - t) / 1000);
+          results.push({
+            model: path.basename(model),
+            provider: backbone.provider,
+            providerFailures: backbone.providerFailures,
+            webgpu,
+            batch,
+            input,
+            measure: 'backbone only',
+            imagesPerSecond: rate,
+            maxAbsDiffFromCpuFp32: diff,
+            featureRange: range,
+          });
+          table.push([
+            backbone.provider,
+            path.basename(model),
+            setting,
+            `backbone only, ${input}, batch ${batch}`,
+            rate.toFixed(0),
+            `${diff.toPrecision(2)} / ${range.toPrecision(3)}`,
+          ]);
+        }
       }
       if (index === 0) {
         const files = await writeImages(dir, Math.min(options.images, 256));

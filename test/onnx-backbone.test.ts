@@ -8,10 +8,17 @@ import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { loadOnnxBackbone, type OnnxBackbone } from '../core/backbones/onnx-backbone';
 import { cutOnnxModel, withChannelsLast } from '../core/backbones/onnx-graph-edit';
-import { preprocessImage } from '../core/data/preprocess';
+import {
+  normalisationTable,
+  PRESETS,
+  type PreprocessPreset,
+  type PresetName,
+  preprocessImage,
+} from '../core/data/preprocess';
 import { extractFeatures, featureCacheKey, StoredFeatureSet } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { findWebgpuAdapter } from '../core/tf/webgpu-adapter';
+import { SeededRandom } from '../core/util/random';
 import { repoRoot } from '../infra/paths';
 import { conv3x3ReluReference } from './support/conv-reference';
 import { writeNoiseDataset } from './support/extraction';
@@ -262,6 +269,64 @@ describe('loadOnnxBackbone on the CPU provider', () => {
     }
     if (backbone.provider === 'cpu')
       assert.ok(backbone.providerFailures.some((f) => f.startsWith('webgpu:')));
+  });
+});
+
+describe('pixel input (extractPixels): the graph normalises the crops itself', () => {
+  /** Crops of `n` images as uint8, and the same normalised as preprocessRgb does (the preset's table). */
+  function crops(n: number, preset: PreprocessPreset) {
+    const random = new SeededRandom(11);
+    const pixels = Uint8Array.from({ length: n * SIDE * SIDE * 3 }, () => Math.floor(random.next() * 256));
+    const table = normalisationTable(preset);
+    const normalised = Float32Array.from(pixels, (v, i) => table[(i % 3) * 256 + v]!);
+    return { pixels, normalised };
+  }
+
+  const cases: { output: TestModelOutput; stride: number; preset: PresetName; batch?: number }[] = [
+    { output: 'nchw', stride: 32, preset: 'resnet50' },
+    { output: 'nhwc', stride: 32, preset: 'convnext_tiny' },
+    { output: 'tokens', stride: 16, preset: 'vit_b_16' },
+    { output: 'nchw', stride: 32, preset: 'resnet50', batch: 2 },
+  ];
+  for (const { output, stride, preset, batch } of cases)
+    test(`${output}${batch ? `, fixed batch ${batch}` : ''}: the same features as the normalised values, bit for bit`, async () => {
+      const built = convStackModel({
+        side: SIDE,
+        stages: [{ channels: CHANNELS, stride }],
+        seed: SEED,
+        output,
+        ...(batch ? { batch } : {}),
+      });
+      const file = path.join(dir, `pixels-${output}-${batch ?? 'any'}.onnx`);
+      await writeFile(file, built.model);
+      const backbone = await open({ file, preset });
+      assert.ok(backbone.extractPixels);
+      // Three images: with a fixed batch of 2, the last run is padded.
+      const { pixels, normalised } = crops(3, PRESETS[preset]);
+      const expected = await backbone.extract(normalised, 3);
+      assert.deepEqual(await backbone.extractPixels(pixels, 3), expected);
+      assertClose(expected, convReluReference(normalised, 3, built.weights[0]!, built.biases[0]!, stride));
+    });
+
+  test('on WebGPU where Dawn finds an adapter (lavapipe in CI): the CPU features, within float32 rounding', async (t) => {
+    const { status } = await findWebgpuAdapter();
+    if (!status.found) {
+      t.skip(`no WebGPU adapter: ${status.reason}`);
+      return;
+    }
+    const built = convStackModel({
+      side: SIDE,
+      stages: [{ channels: CHANNELS, stride: 32 }],
+      seed: SEED,
+      output: 'nchw',
+    });
+    const file = path.join(dir, 'pixels-webgpu.onnx');
+    await writeFile(file, built.model);
+    const gpu = await open({ file, preset: 'resnet50', provider: 'webgpu' });
+    const cpu = await open({ file, preset: 'resnet50', provider: 'cpu' });
+    assert.equal(gpu.provider, 'webgpu');
+    const { pixels } = crops(2, PRESETS.resnet50);
+    assertClose(await gpu.extractPixels!(pixels, 2), await cpu.extractPixels!(pixels, 2));
   });
 });
 

@@ -1,7 +1,7 @@
 /** Thread side of openBackboneInThread (backbone-thread.ts): opens the backbone, then runs one batch per request. */
 import { serveRequests } from '../util/worker-client';
 import type { Backbone } from './backbone';
-import type { BackboneThreadReply, BackboneThreadRequest } from './backbone-thread';
+import { type BackboneThreadReply, type BackboneThreadRequest, backboneInfo } from './backbone-thread';
 import { openBackbone } from './registry';
 
 let backbone: Backbone | undefined;
@@ -9,11 +9,14 @@ let backbone: Backbone | undefined;
 serveRequests<BackboneThreadRequest, BackboneThreadReply>(async (request) => {
   if (request.kind === 'open') {
     backbone = await openBackbone(request.spec);
-    const { extract: _extract, dispose: _dispose, ...info } = backbone;
-    return { reply: info };
+    return { reply: backboneInfo(backbone) };
   }
   if (!backbone) throw new Error('a batch was sent before the backbone was open');
-  const features = await backbone.extract(request.images, request.n);
+  const { images, n } = request;
+  const features =
+    images instanceof Uint8Array
+      ? await backbone.extractPixels!(images, n)
+      : await backbone.extract(images, n);
   // The features are this thread's own (a fresh array per batch): they move, not copied.
   return { reply: features, transfer: [features.buffer as ArrayBuffer] };
 });

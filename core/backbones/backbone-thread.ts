@@ -4,12 +4,19 @@ import { WorkerClient } from '../util/worker-client';
 import type { Backbone } from './backbone';
 import type { BackboneSpec } from './registry';
 
-/** What the thread says of its backbone once open: everything but the methods. */
-export type BackboneInfo = Omit<Backbone, 'extract' | 'dispose'>;
+/** What the thread says of its backbone once open: everything but the methods, and whether it takes pixels. */
+export type BackboneInfo = Omit<Backbone, 'extract' | 'extractPixels' | 'dispose'> & { takesPixels: boolean };
+
+/** A backbone's description, as it crosses a thread or process boundary. */
+export function backboneInfo(backbone: Backbone): BackboneInfo {
+  const { extract: _extract, extractPixels, dispose: _dispose, ...info } = backbone;
+  return { ...info, takesPixels: extractPixels !== undefined };
+}
 
 export type BackboneThreadRequest =
   | { kind: 'open'; spec: BackboneSpec }
-  | { kind: 'extract'; images: Float32Array; n: number };
+  /** A batch of normalised values, or (a Uint8Array) of pixels for `extractPixels`. */
+  | { kind: 'extract'; images: Float32Array | Uint8Array; n: number };
 
 export type BackboneThreadReply = BackboneInfo | Float32Array;
 
@@ -32,19 +39,22 @@ export async function openBackboneInThread(spec: BackboneSpec): Promise<Backbone
     client.close(error as Error);
     throw error;
   }
+  const extract = (images: Float32Array | Uint8Array, n: number): Promise<Float32Array> => {
+    // A view is cloned with its whole buffer: send only its own values. Shared memory is not copied.
+    const whole =
+      images.buffer instanceof SharedArrayBuffer ||
+      (images.byteOffset === 0 && images.byteLength === images.buffer.byteLength);
+    return client.request({
+      kind: 'extract',
+      images: whole ? images : images.slice(),
+      n,
+    }) as Promise<Float32Array>;
+  };
+  const { takesPixels, ...described } = info;
   return {
-    ...info,
-    extract(images: Float32Array, n: number): Promise<Float32Array> {
-      // A view is cloned with its whole buffer: send only its own values. Shared memory is not copied.
-      const whole =
-        images.buffer instanceof SharedArrayBuffer ||
-        (images.byteOffset === 0 && images.byteLength === images.buffer.byteLength);
-      return client.request({
-        kind: 'extract',
-        images: whole ? images : images.slice(),
-        n,
-      }) as Promise<Float32Array>;
-    },
+    ...described,
+    extract,
+    ...(takesPixels ? { extractPixels: extract } : {}),
     dispose() {
       client.close(new Error('backbone thread disposed'));
     },

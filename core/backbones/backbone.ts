@@ -24,5 +24,11 @@ export interface Backbone {
   readonly batchSize?: number;
   /** Maps a batch [n, inputSize, inputSize, 3] (preprocessed) to features [n, H, W, C]. */
   extract(images: Float32Array, n: number): Promise<Float32Array>;
+  /**
+   * Like `extract`, from the preset's crops before normalisation: uint8 [n, inputSize, inputSize, 3]
+   * (`cropPixels`). A backbone that normalises in its own graph (an ONNX one) has it: extraction then
+   * prepares, copies and sends to the device a quarter of the bytes.
+   */
+  extractPixels?(pixels: Uint8Array, n: number): Promise<Float32Array>;
   dispose(): void;
 }

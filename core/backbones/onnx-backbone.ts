@@ -3,12 +3,12 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { PRESETS, type PresetName } from '../data/preprocess';
+import { normalisationTable, PRESETS, type PresetName } from '../data/preprocess';
 import type { FeatureShape } from '../features/feature-set';
 import { findWebgpuAdapter } from '../tf/webgpu-adapter';
 import { contentKey } from '../util/hash';
 import type { Backbone } from './backbone';
-import { cutOnnxModel, scanInitializers, withChannelsLast } from './onnx-graph-edit';
+import { cutOnnxModel, scanInitializers, withChannelsLast, withPixelInput } from './onnx-graph-edit';
 
 export type OnnxProvider = 'cpu' | 'webgpu' | 'cuda';
 export type OnnxLayout = 'NCHW' | 'NHWC';
@@ -309,8 +309,18 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
           outputLayout === 'NCHW' ? { name: outputName, shape: inspected.outputShape } : undefined,
         )
       : { model: inspected.model, input: inputName, output: undefined };
-  const feed = channelsLast.input;
   const fetch = channelsLast.output ?? outputName;
+  const shapeIn = inspected.inputShape;
+  // The same graph fed the crops' pixels (uint8), normalised inside by the preset's table: extraction's path.
+  const pixelModel = withPixelInput(
+    channelsLast.model,
+    file,
+    {
+      name: channelsLast.input,
+      shape: inspected.layout === 'NCHW' ? [shapeIn[0]!, shapeIn[2]!, shapeIn[3]!, shapeIn[1]!] : shapeIn,
+    },
+    normalisationTable(preset),
+  );
 
   const providers: OnnxProvider[] =
     inspected.provider === 'auto'
@@ -332,7 +342,7 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
       }
     }
     try {
-      session = await createSession(channelsLast.model, candidate, {
+      session = await createSession(pixelModel.model, candidate, {
         ...inspected,
         graphOptimizationLevel: levelFor(candidate),
       });
@@ -348,11 +358,24 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
   const itemValues = shape.height * shape.width * shape.channels;
   const itemOutput =
     outputLayout === 'tokens' ? (shape.height * shape.width + 1) * shape.channels : itemValues;
-  const run = async (images: Float32Array, n: number): Promise<Float32Array> => {
+  const itemInput = side * side * 3;
+  const pixelSession = session;
+  const chosen = provider;
+  // The float input's session, made when a caller first sends normalised values (explanations' noised
+  // copies, benches): extraction sends pixels and never needs it.
+  let floatSession: Promise<ort.InferenceSession> | undefined;
+  const run = async (batch: Float32Array | Uint8Array, n: number): Promise<Float32Array> => {
+    const pixels = batch instanceof Uint8Array;
+    if (!pixels)
+      floatSession ??= createSession(channelsLast.model, chosen, {
+        ...inspected,
+        graphOptimizationLevel: levelFor(chosen),
+      });
+    const runner = pixels ? pixelSession : await floatSession!;
     // onnxruntime-node refuses an array over shared memory ("Invalid argument"): such batches are copied.
-    const input = images.buffer instanceof SharedArrayBuffer ? images.slice() : images;
-    const tensor = new ort.Tensor('float32', input, [n, side, side, 3]);
-    const result = await session.run({ [feed]: tensor }, [fetch]);
+    const input = batch.buffer instanceof SharedArrayBuffer ? batch.slice() : batch;
+    const tensor = new ort.Tensor(pixels ? 'uint8' : 'float32', input, [n, side, side, 3]);
+    const result = await runner.run({ [pixels ? pixelModel.input : channelsLast.input]: tensor }, [fetch]);
     tensor.dispose();
     const out = result[fetch]!;
     if (out.type !== 'float32')
@@ -362,6 +385,27 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
         `${file}: output '${outputName}' came out ${formatDims(out.dims)}, expected ${n} items of ${itemOutput} values`,
       );
     return out.data as Float32Array;
+  };
+  /** Features [n, H, W, C] of a batch, run in the model's fixed batches where it has one. */
+  const extract = async (batch: Float32Array | Uint8Array, n: number): Promise<Float32Array> => {
+    if (batch.length !== n * itemInput)
+      throw new Error(`${file}: expected ${n} images of ${side}x${side}x3, got ${batch.length} values`);
+    const step = fixedBatch ?? n;
+    // One run whose output is already [n, H, W, C]: the provider's array is the result, not copied again.
+    if (step === n && outputLayout !== 'tokens') return run(batch, n);
+    const features = new Float32Array(n * itemValues);
+    for (let start = 0; start < n; start += step) {
+      const count = Math.min(step, n - start);
+      let chunk = batch.subarray(start * itemInput, (start + count) * itemInput);
+      if (count < step) {
+        const padded =
+          batch instanceof Uint8Array ? new Uint8Array(step * itemInput) : new Float32Array(step * itemInput);
+        padded.set(chunk);
+        chunk = padded;
+      }
+      toHwc(await run(chunk, step), count, shape, outputLayout, features.subarray(start * itemValues));
+    }
+    return features;
   };
 
   return {
@@ -382,28 +426,11 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
     inputName,
     outputName,
     outputLayout,
-    async extract(images: Float32Array, n: number): Promise<Float32Array> {
-      const itemInput = side * side * 3;
-      if (images.length !== n * itemInput)
-        throw new Error(`${file}: expected ${n} images of ${side}x${side}x3, got ${images.length} values`);
-      const step = fixedBatch ?? n;
-      // One run whose output is already [n, H, W, C]: the provider's array is the result, not copied again.
-      if (step === n && outputLayout !== 'tokens') return run(images, n);
-      const features = new Float32Array(n * itemValues);
-      for (let start = 0; start < n; start += step) {
-        const count = Math.min(step, n - start);
-        let chunk = images.subarray(start * itemInput, (start + count) * itemInput);
-        if (count < step) {
-          const padded = new Float32Array(step * itemInput);
-          padded.set(chunk);
-          chunk = padded;
-        }
-        toHwc(await run(chunk, step), count, shape, outputLayout, features.subarray(start * itemValues));
-      }
-      return features;
-    },
+    extract: (images: Float32Array, n: number) => extract(images, n),
+    extractPixels: (pixels: Uint8Array, n: number) => extract(pixels, n),
     dispose() {
-      void session.release();
+      void pixelSession.release();
+      void floatSession?.then((float) => float.release());
     },
   };
 }

@@ -1,8 +1,8 @@
 /**
  * Writes ONNX models (ModelProto, protobuf wire format) from a plain description: for models built in
  * code (core/backbones/keras-onnx.ts) and for tests and the CPU bench, which get real model files without
- * PyTorch. Only what those models use is encoded: float32, float16 and int64 initializers as raw_data,
- * INT/INTS/FLOAT attributes, typed graph inputs and outputs.
+ * PyTorch. Only what those models use is encoded: float32, float16, int32 and int64 initializers as
+ * raw_data, INT/INTS/FLOAT attributes, float and uint8 graph inputs and outputs.
  */
 
 export interface OnnxNode {
@@ -16,13 +16,14 @@ export interface OnnxInitializer {
   name: string;
   dims: number[];
   /** A Uint16Array holds float16 bit patterns. */
-  data: Float32Array | BigInt64Array | Uint16Array;
+  data: Float32Array | BigInt64Array | Int32Array | Uint16Array;
 }
 
-/** A graph input or output; a string dimension is symbolic (e.g. 'batch'). */
+/** A graph input or output; a string dimension is symbolic (e.g. 'batch'). Float unless `type` says. */
 export interface OnnxValue {
   name: string;
   shape: (number | string)[];
+  type?: 'float' | 'uint8';
 }
 
 export interface OnnxGraph {
@@ -34,8 +35,8 @@ export interface OnnxGraph {
 }
 
 /** TensorProto.DataType values. */
-export const ONNX_TYPE = { float: 1, int64: 7, float16: 10 } as const;
-const { float: FLOAT, int64: INT64, float16: FLOAT16 } = ONNX_TYPE;
+export const ONNX_TYPE = { float: 1, uint8: 2, int32: 6, int64: 7, float16: 10 } as const;
+const { float: FLOAT, int32: INT32, int64: INT64, float16: FLOAT16 } = ONNX_TYPE;
 const ATTRIBUTE_FLOAT = 1;
 const ATTRIBUTE_INT = 2;
 const ATTRIBUTE_INTS = 7;
@@ -97,7 +98,7 @@ function valueInfo(value: OnnxValue): ProtoWriter {
       typeof dim === 'number' ? new ProtoWriter().int(1, dim) : new ProtoWriter().string(2, dim),
     );
   }
-  const tensorType = new ProtoWriter().int(1, FLOAT).message(2, shape);
+  const tensorType = new ProtoWriter().int(1, ONNX_TYPE[value.type ?? 'float']).message(2, shape);
   return new ProtoWriter().string(1, value.name).message(2, new ProtoWriter().message(1, tensorType));
 }
 
@@ -148,6 +149,39 @@ export function encodeOnnxModelWithExternalData(
   return { model, data: Buffer.concat(external.chunks) };
 }
 
+function tensorTypeOf(data: OnnxInitializer['data']): number {
+  if (data instanceof Float32Array) return FLOAT;
+  if (data instanceof Uint16Array) return FLOAT16;
+  return data instanceof Int32Array ? INT32 : INT64;
+}
+
+/** A TensorProto, its bytes as raw_data or, with `external`, appended to the external data file. */
+function initializer(
+  init: OnnxInitializer,
+  external?: { location: string; chunks: Uint8Array[]; offset: number },
+): ProtoWriter {
+  const t = new ProtoWriter();
+  for (const d of init.dims) t.int(1, d);
+  t.int(2, tensorTypeOf(init.data)).string(8, init.name);
+  const bytes = new Uint8Array(init.data.buffer, init.data.byteOffset, init.data.byteLength);
+  if (!external) return t.bytes(9, bytes);
+  // TensorProto.external_data (StringStringEntryProto key/value) and data_location EXTERNAL.
+  const entry = (key: string, value: string | number) =>
+    t.message(13, new ProtoWriter().string(1, key).string(2, String(value)));
+  entry('location', external.location);
+  entry('offset', external.offset);
+  entry('length', bytes.length);
+  t.int(14, 1);
+  external.chunks.push(bytes);
+  external.offset += bytes.length;
+  return t;
+}
+
+/** One TensorProto with its data inline, for edits of existing models (core/backbones/onnx-graph-edit.ts). */
+export function encodeInitializer(init: OnnxInitializer): Uint8Array {
+  return initializer(init).finish();
+}
+
 function encodeModel(
   graph: OnnxGraph,
   producer: string,
@@ -158,27 +192,7 @@ function encodeModel(
     g.message(1, node(entry, `${entry.op.toLowerCase()}_${index}`));
   });
   g.string(2, 'graph');
-  for (const init of graph.initializers) {
-    const t = new ProtoWriter();
-    for (const d of init.dims) t.int(1, d);
-    const type =
-      init.data instanceof Float32Array ? FLOAT : init.data instanceof Uint16Array ? FLOAT16 : INT64;
-    t.int(2, type).string(8, init.name);
-    const bytes = new Uint8Array(init.data.buffer, init.data.byteOffset, init.data.byteLength);
-    if (!external) t.bytes(9, bytes);
-    else {
-      // TensorProto.external_data (StringStringEntryProto key/value) and data_location EXTERNAL.
-      const entry = (key: string, value: string | number) =>
-        t.message(13, new ProtoWriter().string(1, key).string(2, String(value)));
-      entry('location', external.location);
-      entry('offset', external.offset);
-      entry('length', bytes.length);
-      t.int(14, 1);
-      external.chunks.push(bytes);
-      external.offset += bytes.length;
-    }
-    g.message(5, t);
-  }
+  for (const init of graph.initializers) g.message(5, initializer(init, external));
   for (const input of graph.inputs) g.message(11, valueInfo(input));
   for (const output of graph.outputs) g.message(12, valueInfo(output));
   return new ProtoWriter()

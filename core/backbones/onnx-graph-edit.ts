@@ -3,7 +3,15 @@
  * graph at an intermediate value, giving it channels-last boundaries, and scanning its initializers. Every
  * field an edit does not touch is copied byte for byte, so weights are never decoded.
  */
-import { encodeNode, encodeValueInfo, type OnnxValue } from './onnx-encode';
+import {
+  encodeInitializer,
+  encodeNode,
+  encodeValueInfo,
+  ONNX_TYPE,
+  type OnnxInitializer,
+  type OnnxNode,
+  type OnnxValue,
+} from './onnx-encode';
 
 interface WireField {
   field: number;
@@ -217,6 +225,50 @@ export interface ChannelsLastModel {
   output?: string;
 }
 
+/** A model's graph fields, ready for an edit: fresh value names, graph inputs and outputs by name. */
+function graphEdit(buf: Uint8Array, file: string) {
+  const graph = graphOf(buf, file);
+  const fields = readFields(buf, graph.value, graph.end);
+  const taken = graphNames(buf, fields);
+  const firstNode = fields.findIndex((f) => f.field === GRAPH_NODE && f.wire === 2);
+  if (firstNode < 0) throw new Error(`${file} has no nodes`);
+  return {
+    /** `name` with `suffix`, numbered until it is no value's name in the graph yet. */
+    fresh(name: string, suffix: string): string {
+      let candidate = `${name}_${suffix}`;
+      for (let i = 2; taken.has(candidate); i++) candidate = `${name}_${suffix}${i}`;
+      taken.add(candidate);
+      return candidate;
+    },
+    /** The graph input or output (`field`) named `name`; an error names the file if there is none. */
+    named(field: typeof GRAPH_INPUT | typeof GRAPH_OUTPUT, name: string): WireField {
+      const found = fields.find(
+        (f) => f.field === field && f.wire === 2 && strings(buf, f, VALUE_INFO_NAME)[0] === name,
+      );
+      if (!found)
+        throw new Error(`${file} has no graph ${field === GRAPH_INPUT ? 'input' : 'output'} '${name}'`);
+      return found;
+    },
+    /**
+     * The model with `before` (nodes, initializers) in front of the graph's first node, `after` behind its
+     * last, and the fields of `swap` replaced; every other field is copied byte for byte.
+     */
+    splice(before: Uint8Array[], after: Uint8Array[], swap: Map<WireField, Uint8Array>): Uint8Array {
+      const lastNode = fields.findLastIndex((f) => f.field === GRAPH_NODE && f.wire === 2);
+      const kept: Uint8Array[] = [];
+      fields.forEach((f, i) => {
+        if (i === firstNode) kept.push(...before);
+        kept.push(swap.get(f) ?? buf.subarray(f.start, f.end));
+        if (i === lastNode) kept.push(...after);
+      });
+      const newGraph = lengthDelimited(MODEL_GRAPH, Buffer.concat(kept));
+      return Buffer.concat([buf.subarray(0, graph.start), newGraph, buf.subarray(graph.end)]);
+    },
+  };
+}
+
+const graphNode = (spec: OnnxNode, name: string) => lengthDelimited(GRAPH_NODE, encodeNode(spec, name));
+
 /**
  * The model `buf` (read from `file`) with channels-last boundaries: its NCHW image input is fed as NHWC
  * through a Transpose, and with `output` its NCHW feature map leaves as NHWC through another. onnxruntime
@@ -230,55 +282,72 @@ export function withChannelsLast(
   input: OnnxValue,
   output?: OnnxValue,
 ): ChannelsLastModel {
-  const graph = graphOf(buf, file);
-  const fields = readFields(buf, graph.value, graph.end);
-  const taken = graphNames(buf, fields);
-  const fresh = (name: string) => {
-    let candidate = `${name}_nhwc`;
-    for (let i = 2; taken.has(candidate); i++) candidate = `${name}_nhwc${i}`;
-    taken.add(candidate);
-    return candidate;
-  };
-  const named = (field: number, name: string) =>
-    fields.find((f) => f.field === field && f.wire === 2 && strings(buf, f, VALUE_INFO_NAME)[0] === name);
-  const inputField = named(GRAPH_INPUT, input.name);
-  if (!inputField) throw new Error(`${file} has no graph input '${input.name}'`);
-  const outputField = output ? named(GRAPH_OUTPUT, output.name) : undefined;
-  if (output && !outputField) throw new Error(`${file} has no graph output '${output.name}'`);
-
+  const edit = graphEdit(buf, file);
   const toNhwc = (dims: OnnxValue['shape']) => [dims[0]!, dims[2]!, dims[3]!, dims[1]!];
   const transpose = (from: string, to: string, perm: number[]) =>
-    lengthDelimited(
-      GRAPH_NODE,
-      encodeNode({ op: 'Transpose', inputs: [from], outputs: [to], attributes: { perm } }, `${to}_transpose`),
-    );
-  const inputName = fresh(input.name);
-  const inputNode = transpose(inputName, input.name, [0, 3, 1, 2]);
-  const inputInfo = lengthDelimited(
-    GRAPH_INPUT,
-    encodeValueInfo({ name: inputName, shape: toNhwc(input.shape) }),
+    graphNode({ op: 'Transpose', inputs: [from], outputs: [to], attributes: { perm } }, `${to}_transpose`);
+  const swap = new Map<WireField, Uint8Array>();
+  const inputName = edit.fresh(input.name, 'nhwc');
+  swap.set(
+    edit.named(GRAPH_INPUT, input.name),
+    lengthDelimited(GRAPH_INPUT, encodeValueInfo({ name: inputName, shape: toNhwc(input.shape) })),
   );
-  const outputName = output ? fresh(output.name) : undefined;
-  const outputNode = output && transpose(output.name, outputName!, [0, 2, 3, 1]);
-  const outputInfo =
-    output &&
-    lengthDelimited(GRAPH_OUTPUT, encodeValueInfo({ name: outputName!, shape: toNhwc(output.shape) }));
-
-  const lastNode = fields.findLastIndex((f) => f.field === GRAPH_NODE && f.wire === 2);
-  const firstNode = fields.findIndex((f) => f.field === GRAPH_NODE && f.wire === 2);
-  if (firstNode < 0) throw new Error(`${file} has no nodes`);
-  const kept: Uint8Array[] = [];
-  fields.forEach((f, i) => {
-    if (i === firstNode) kept.push(inputNode);
-    if (f === inputField) kept.push(inputInfo);
-    else if (f === outputField) kept.push(outputInfo!);
-    else kept.push(buf.subarray(f.start, f.end));
-    if (i === lastNode && outputNode) kept.push(outputNode);
-  });
-  const newGraph = lengthDelimited(MODEL_GRAPH, Buffer.concat(kept));
+  const after: Uint8Array[] = [];
+  let outputName: string | undefined;
+  if (output) {
+    outputName = edit.fresh(output.name, 'nhwc');
+    swap.set(
+      edit.named(GRAPH_OUTPUT, output.name),
+      lengthDelimited(GRAPH_OUTPUT, encodeValueInfo({ name: outputName, shape: toNhwc(output.shape) })),
+    );
+    after.push(transpose(output.name, outputName, [0, 2, 3, 1]));
+  }
   return {
-    model: Buffer.concat([buf.subarray(0, graph.start), newGraph, buf.subarray(graph.end)]),
+    model: edit.splice([transpose(inputName, input.name, [0, 3, 1, 2])], after, swap),
     input: inputName,
-    output: outputName,
+    ...(outputName ? { output: outputName } : {}),
   };
+}
+
+/**
+ * The model `buf` (read from `file`) fed with an image's pixels, uint8 NHWC, in place of its float NHWC
+ * input `input`: the graph normalises them itself, looking each channel's value up in `table` (3 x 256,
+ * channel-major, as core/data/preprocess.ts normalises), so the values it computes with are those of the
+ * float input exactly. A GPU provider is then sent a quarter of the bytes. Returns the model and the new
+ * input's name.
+ */
+export function withPixelInput(
+  buf: Uint8Array,
+  file: string,
+  input: OnnxValue,
+  table: Float32Array,
+): { model: Uint8Array; input: string } {
+  if (table.length !== 3 * 256) throw new Error(`a pixel table has 768 values, not ${table.length}`);
+  const edit = graphEdit(buf, file);
+  const pixels = edit.fresh(input.name, 'pixels');
+  const [values, channels, tableName, offsets] = ['values', 'channels', 'table', 'offsets'].map((suffix) =>
+    edit.fresh(input.name, suffix),
+  ) as [string, string, string, string];
+  const initializer = (init: OnnxInitializer) => lengthDelimited(GRAPH_INITIALIZER, encodeInitializer(init));
+  const before = [
+    initializer({ name: tableName, dims: [768], data: table }),
+    initializer({ name: offsets, dims: [3], data: Int32Array.from([0, 256, 512]) }),
+    graphNode(
+      { op: 'Cast', inputs: [pixels], outputs: [values], attributes: { to: ONNX_TYPE.int32 } },
+      `${values}_cast`,
+    ),
+    // Each value's index in the table: its channel's 256 entries start at 256 c.
+    graphNode({ op: 'Add', inputs: [values, offsets], outputs: [channels] }, `${channels}_add`),
+    graphNode(
+      { op: 'Gather', inputs: [tableName, channels], outputs: [input.name], attributes: { axis: 0 } },
+      `${input.name}_lookup`,
+    ),
+  ];
+  const swap = new Map([
+    [
+      edit.named(GRAPH_INPUT, input.name),
+      lengthDelimited(GRAPH_INPUT, encodeValueInfo({ name: pixels, shape: input.shape, type: 'uint8' })),
+    ],
+  ]);
+  return { model: edit.splice(before, [], swap), input: pixels };
 }

@@ -3,9 +3,13 @@ import { Worker } from 'node:worker_threads';
 import { WorkerClient } from '../util/worker-client';
 import { ImageDecodeError, PRESETS, type PresetName } from './preprocess';
 
+/** What a batch holds: normalised float32 values, or the crops' uint8 pixels before normalisation. */
+export type BatchFormat = 'float32' | 'pixels';
+
 export interface PreprocessRequest {
   files: readonly string[];
   preset: PresetName;
+  format: BatchFormat;
   /** The batch's buffer, NHWC, shared with the pool: the thread writes its images there from `first` on. */
   batch: SharedArrayBuffer;
   first: number;
@@ -38,15 +42,28 @@ export class PreprocessPool {
    * The batch is split over the threads, which write straight into one shared buffer: at a GPU's rate
    * (a 64-image batch every ~30 ms) a copy of each part here would hold this thread for milliseconds.
    */
-  async prepare(files: readonly string[], preset: PresetName): Promise<Float32Array> {
-    const pixels = PRESETS[preset].cropSize ** 2 * 3;
-    const batch = new SharedArrayBuffer(files.length * pixels * Float32Array.BYTES_PER_ELEMENT);
+  prepare(files: readonly string[], preset: PresetName): Promise<Float32Array> {
+    return this.fill(files, preset, 'float32').then((batch) => new Float32Array(batch));
+  }
+
+  /** The crops of `files` before normalisation, uint8 NHWC in one buffer (`cropPixels`), as `prepare` splits them. */
+  preparePixels(files: readonly string[], preset: PresetName): Promise<Uint8Array> {
+    return this.fill(files, preset, 'pixels').then((batch) => new Uint8Array(batch));
+  }
+
+  private async fill(
+    files: readonly string[],
+    preset: PresetName,
+    format: BatchFormat,
+  ): Promise<SharedArrayBuffer> {
+    const values = files.length * PRESETS[preset].cropSize ** 2 * 3;
+    const batch = new SharedArrayBuffer(values * (format === 'pixels' ? 1 : Float32Array.BYTES_PER_ELEMENT));
     const chunk = Math.ceil(files.length / this.threads.length);
     const parts: Promise<void>[] = [];
     for (let first = 0; first < files.length; first += chunk)
-      parts.push(this.request({ files: files.slice(first, first + chunk), preset, batch, first }));
+      parts.push(this.request({ files: files.slice(first, first + chunk), preset, format, batch, first }));
     await Promise.all(parts);
-    return new Float32Array(batch);
+    return batch;
   }
 
   /** Sends one request to the least busy thread. */

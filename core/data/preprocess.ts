@@ -176,13 +176,17 @@ export function cropGeometry(width: number, height: number, preset: PreprocessPr
   };
 }
 
+/** The preset's resize and centre crop of an image: its pixels, uint8 HWC, before normalisation. */
+export function cropPixels(image: RgbImage, preset: PreprocessPreset): Uint8ClampedArray {
+  return resizeAndCrop(image, cropGeometry(image.width, image.height, preset), FILTERS[preset.interpolation]);
+}
+
 export function preprocessRgb(
   image: RgbImage,
   presetOrName: PreprocessPreset | PresetName,
 ): PreprocessedImage {
   const preset = typeof presetOrName === 'string' ? PRESETS[presetOrName] : presetOrName;
-  const geometry = cropGeometry(image.width, image.height, preset);
-  const pixels = resizeAndCrop(image, geometry, FILTERS[preset.interpolation]);
+  const pixels = cropPixels(image, preset);
   const lut = normalisationTable(preset);
   const data = new Float32Array(pixels.length);
   for (let i = 0; i < pixels.length; i += 3) {
@@ -190,14 +194,15 @@ export function preprocessRgb(
     data[i + 1] = lut[256 + pixels[i + 1]!]!;
     data[i + 2] = lut[512 + pixels[i + 2]!]!;
   }
+  const geometry = cropGeometry(image.width, image.height, preset);
   return { data, height: preset.cropSize, width: preset.cropSize, channels: 3, geometry };
 }
 
 /**
  * ToTensor then Normalize, both in float32 as torch computes them: ((v / 255) - mean) / std with each
- * operation rounded to float32, tabulated per channel and byte value.
+ * operation rounded to float32, tabulated per channel and byte value (channel-major, 3 x 256).
  */
-function normalisationTable(preset: PreprocessPreset): Float32Array {
+export function normalisationTable(preset: PreprocessPreset): Float32Array {
   const table = new Float32Array(3 * 256);
   for (let c = 0; c < 3; c++) {
     const mean = Math.fround(preset.mean[c]!);

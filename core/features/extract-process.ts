@@ -3,7 +3,7 @@
  * own, reports what it is, then computes the shards it is given into the store and ends.
  */
 import type { Backbone } from '../backbones/backbone';
-import { openBackboneInThread } from '../backbones/backbone-thread';
+import { backboneInfo, openBackboneInThread } from '../backbones/backbone-thread';
 import { openStore } from '../store/open-store';
 import { toErrorMessage } from '../util/errors';
 import type { ExtractionProcessMessage, ExtractionProcessRequest } from './extract-processes';
@@ -23,8 +23,7 @@ async function handle(request: ExtractionProcessRequest): Promise<void> {
   if (request.kind === 'open') {
     const backbone = await openBackboneInThread(request.backbone);
     opened = { request, backbone };
-    const { extract: _extract, dispose: _dispose, ...info } = backbone;
-    send({ kind: 'open', info });
+    send({ kind: 'open', info: backboneInfo(backbone) });
     return;
   }
   if (!opened) throw new Error('shards were sent before the backbone was open');

@@ -109,17 +109,23 @@ function batchPreparer(backbone: Backbone, threads: number) {
     );
   const pixels = backbone.inputSize * backbone.inputSize * 3;
   let pool: PreprocessPool | undefined;
+  const started = () => {
+    pool ??= PreprocessPool.start(threads);
+    return pool;
+  };
   return {
     async prepare(files: readonly string[]): Promise<Float32Array> {
-      if (preset) {
-        pool ??= PreprocessPool.start(threads);
-        return pool.prepare(files, preset);
-      }
+      if (preset) return started().prepare(files, preset);
       const images = new Float32Array(files.length * pixels);
       await Promise.all(
         files.map(async (file, i) => images.set(await loadImage(file, backbone.inputSize), i * pixels)),
       );
       return images;
+    },
+    /** The crops' pixels, for a backbone with a preset that takes them (`extractPixels`); else `prepare`. */
+    prepareForExtraction(files: readonly string[]): Promise<Float32Array | Uint8Array> {
+      if (preset && backbone.extractPixels) return started().preparePixels(files, preset);
+      return this.prepare(files);
     },
     close: async () => pool?.close(),
   };
@@ -138,7 +144,7 @@ async function* featureBatches(
   backbone: Backbone,
   files: readonly string[],
   batchSize: number,
-  prepare: (files: readonly string[], first: number) => Promise<Float32Array>,
+  prepare: (files: readonly string[], first: number) => Promise<Float32Array | Uint8Array>,
 ): AsyncGenerator<{ start: number; features: Float32Array }> {
   const size = itemSize(backbone.featureShape);
   const checked = async (batch: { start: number; features: Promise<Float32Array> }) => {
@@ -150,7 +156,7 @@ async function* featureBatches(
       );
     return { start: batch.start, features };
   };
-  const prepared: Promise<Float32Array>[] = [];
+  const prepared: Promise<Float32Array | Uint8Array>[] = [];
   let toPrepare = 0;
   const prepareNext = () => {
     if (toPrepare >= files.length) return;
@@ -163,7 +169,7 @@ async function* featureBatches(
   for (let i = 0; i < PREPARED_AHEAD; i++) prepareNext();
   let running: { start: number; features: Promise<Float32Array> } | undefined;
   for (let start = 0; start < files.length; start += batchSize) {
-    let images: Float32Array;
+    let images: Float32Array | Uint8Array;
     try {
       images = await prepared.shift()!;
     } catch (error) {
@@ -172,9 +178,14 @@ async function* featureBatches(
       throw error;
     }
     prepareNext();
+    const count = Math.min(batchSize, files.length - start);
     const submitted = {
       start,
-      features: backbone.extract(images, Math.min(batchSize, files.length - start)),
+      // Pixels come only for a backbone that takes them (batchPreparer.prepareForExtraction).
+      features:
+        images instanceof Uint8Array
+          ? backbone.extractPixels!(images, count)
+          : backbone.extract(images, count),
     };
     submitted.features.catch(() => undefined); // likewise, awaited once the batch before is out
     if (running) yield await checked(running);
@@ -374,7 +385,9 @@ export async function computeShards(
   let storing: Promise<void> = Promise.resolve();
   const preparer = batchPreparer(backbone, options.preprocessThreads ?? DEFAULT_PREPROCESS_THREADS);
   try {
-    for await (const batch of featureBatches(backbone, files, batchSize, preparer.prepare)) {
+    for await (const batch of featureBatches(backbone, files, batchSize, (batch) =>
+      preparer.prepareForExtraction(batch),
+    )) {
       const count = batch.features.length / size;
       for (let taken = 0; taken < count; ) {
         if (!filling) {

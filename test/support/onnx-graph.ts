@@ -47,8 +47,11 @@ export function convStackModel(options: {
   float16?: boolean;
   /** Store the weights in this file beside the model (returned as `data`), as exporters do past 2 GB. */
   externalData?: string;
+  /** A fixed batch size, as some exports have, instead of a symbolic one. */
+  batch?: number;
 }): { model: Uint8Array; data?: Uint8Array; weights: Float32Array[]; biases: Float32Array[] } {
   const { side, stages, seed, output, float16 = false } = options;
+  const batch = options.batch ?? 'batch';
   const nodes: OnnxNode[] = [];
   const initializers: OnnxInitializer[] = [];
   const weights: Float32Array[] = [];
@@ -101,7 +104,7 @@ export function convStackModel(options: {
   const cells = size * size;
   let graphOutput: OnnxValue;
   if (output === 'nchw') {
-    graphOutput = { name: 'features', shape: ['batch', channels, size, size] };
+    graphOutput = { name: 'features', shape: [batch, channels, size, size] };
   } else if (output === 'nhwc') {
     nodes.push({
       op: 'Transpose',
@@ -109,7 +112,7 @@ export function convStackModel(options: {
       outputs: ['features_nhwc'],
       attributes: { perm: [0, 2, 3, 1] },
     });
-    graphOutput = { name: 'features_nhwc', shape: ['batch', size, size, channels] };
+    graphOutput = { name: 'features_nhwc', shape: [batch, size, size, channels] };
   } else if (output === 'tokens') {
     initializers.push(
       { name: 'token_shape', dims: [3], data: BigInt64Array.from([0n, BigInt(channels), -1n]) },
@@ -121,20 +124,18 @@ export function convStackModel(options: {
       { op: 'Transpose', inputs: ['flat'], outputs: ['patches'], attributes: { perm: [0, 2, 1] } },
       { op: 'Pad', inputs: ['patches', 'class_pad', 'class_value'], outputs: ['tokens'] },
     );
-    graphOutput = { name: 'tokens', shape: ['batch', 1 + cells, channels] };
+    graphOutput = { name: 'tokens', shape: [batch, 1 + cells, channels] };
   } else {
     nodes.push(
       { op: 'GlobalAveragePool', inputs: ['features'], outputs: ['pooled'] },
       { op: 'Flatten', inputs: ['pooled'], outputs: ['logits'], attributes: { axis: 1 } },
     );
-    graphOutput = { name: 'logits', shape: ['batch', channels] };
+    graphOutput = { name: 'logits', shape: [batch, channels] };
   }
   const graph = {
     nodes,
     initializers,
-    inputs: [
-      { name: 'image', shape: output === 'nhwc' ? ['batch', side, side, 3] : ['batch', 3, side, side] },
-    ],
+    inputs: [{ name: 'image', shape: output === 'nhwc' ? [batch, side, side, 3] : [batch, 3, side, side] }],
     outputs: [graphOutput],
   };
   if (options.externalData)
