@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import type { ArtifactStore } from './artifact-store';
 import { LocalArtifactStore } from './local-store';
-import { S3ArtifactStore, type S3StoreOptions } from './s3-store';
+import type { S3ArtifactStore, S3StoreOptions } from './s3-store';
 
 /** Settings for s3:// stores; ignored for local ones. Explicit options win over the URL, which wins over the environment. */
 export type OpenStoreOptions = Omit<S3StoreOptions, 'bucket' | 'prefix'>;
@@ -36,7 +36,10 @@ function openS3Store(url: string, options: OpenStoreOptions): S3ArtifactStore {
     options.region ??
     param('region') ??
     (endpoint !== undefined && !env['AWS_REGION'] && !env['AWS_DEFAULT_REGION'] ? 'us-east-1' : undefined);
-  return new S3ArtifactStore({
+  // Loaded only for an s3:// URL: processes on local stores (a GPU machine's extraction processes, packed
+  // without the AWS SDK by bench/gpu-pack.sh) need not load it.
+  const { S3ArtifactStore: Store } = require('./s3-store') as typeof import('./s3-store');
+  return new Store({
     ...options,
     bucket,
     prefix: decodeURIComponent(parsed.pathname),
