@@ -3,9 +3,10 @@
 # with carry [".gpu", "dist", ".gl"] and this script). In order, each part under its own time limit
 # (seconds, overridable as NAME_LIMIT) so that one hang cannot take the others' time:
 #   doctor      the doctor's device checks on the card (bench/gpu-doctor.ts): Dawn's adapter, tfjs webgpu's numbers, onnxruntime's providers
-#   extract     ResNet-50 (float32 and float16 exports) through onnxruntime's WebGPU provider in each layout
-#               and validation mode, the whole extraction stage in one process and in three
-#               (features.processes), and PyTorch on the same card (gpu-extract.ts)
+#   extract     ResNet-50 (float32 and float16 exports) through onnxruntime's WebGPU provider in each layout,
+#               fed normalised floats and uint8 pixels, the whole extraction stage in one process and in
+#               three (features.processes), and PyTorch on the same card (gpu-extract.ts); batch 256 and
+#               Dawn's validation off were no faster on an H200 (bench/NOTES.md)
 #   head        the head step on tfjs' webgpu backend against PyTorch CUDA (npm run bench -- head), as it is,
 #   head-tiled  with the register-tiled products,
 #   head-lean   and at C = 512 and 2048 with the tiled products, Dawn's validation, robustness and workgroup
@@ -44,7 +45,7 @@ part doctor "${DOCTOR_LIMIT:-30}" $node dist/bench/gpu-doctor.js webgpu
 part export "${EXPORT_LIMIT:-60}" bash -c "python3 infra/export_backbones.py resnet50 --weights none --out $models \
   && python3 infra/export_backbones.py resnet50 --weights none --fp16 --out $models"
 part extract "${EXTRACT_LIMIT:-150}" $node dist/bench/gpu-extract.js "$models/resnet50.onnx" \
-  "$models/resnet50-fp16.onnx" --batch 64,256 --repeats 6 --out "$work/gpu-extract.json"
+  "$models/resnet50-fp16.onnx" --batch 64 --validation basic --repeats 10 --out "$work/gpu-extract.json"
 part head "${HEAD_LIMIT:-110}" $node dist/bench/main.js --out "$work" head --backend webgpu
 mkdir -p "$work/tiled" "$work/lean"
 part head-tiled "${HEAD_LIMIT:-110}" $node dist/bench/main.js --out "$work/tiled" head --backend webgpu \
