@@ -181,7 +181,7 @@ async function timeSessions(options: Options, results: Record<string, unknown>[]
           options.repeats,
           options.startAt,
         );
-        const measure = `backbone only, ${count} session${count > 1 ? 's' : ''} at once, batch ${batch}`;
+        const measure = `backbone only, ${plural(count, 'session')} at once, batch ${batch}`;
         results.push({
           model: path.basename(model),
           provider: options.provider,

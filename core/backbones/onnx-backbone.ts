@@ -308,17 +308,13 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
           { name: inputName, shape: inspected.inputShape },
           outputLayout === 'NCHW' ? { name: outputName, shape: inspected.outputShape } : undefined,
         )
-      : { model: inspected.model, input: inputName, output: undefined };
+      : { model: inspected.model, input: inputName, inputShape: inspected.inputShape, output: undefined };
   const fetch = channelsLast.output ?? outputName;
-  const shapeIn = inspected.inputShape;
   // The same graph fed the crops' pixels (uint8), normalised inside by the preset's table: extraction's path.
   const pixelModel = withPixelInput(
     channelsLast.model,
     file,
-    {
-      name: channelsLast.input,
-      shape: inspected.layout === 'NCHW' ? [shapeIn[0]!, shapeIn[2]!, shapeIn[3]!, shapeIn[1]!] : shapeIn,
-    },
+    { name: channelsLast.input, shape: channelsLast.inputShape },
     normalisationTable(preset),
   );
 
@@ -329,6 +325,8 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
   const providerFailures: string[] = [];
   const levelFor = (provider: OnnxProvider): OnnxOptimization =>
     inspected.graphOptimizationLevel ?? (inspected.float16 && provider === 'cpu' ? 'extended' : 'all');
+  const sessionOf = (model: Uint8Array, provider: OnnxProvider) =>
+    createSession(model, provider, { ...inspected, graphOptimizationLevel: levelFor(provider) });
   let session: ort.InferenceSession | undefined;
   let provider: OnnxProvider | undefined;
   for (const candidate of providers) {
@@ -342,10 +340,7 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
       }
     }
     try {
-      session = await createSession(pixelModel.model, candidate, {
-        ...inspected,
-        graphOptimizationLevel: levelFor(candidate),
-      });
+      session = await sessionOf(pixelModel.model, candidate);
       provider = candidate;
       break;
     } catch (error) {
@@ -366,11 +361,7 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
   let floatSession: Promise<ort.InferenceSession> | undefined;
   const run = async (batch: Float32Array | Uint8Array, n: number): Promise<Float32Array> => {
     const pixels = batch instanceof Uint8Array;
-    if (!pixels)
-      floatSession ??= createSession(channelsLast.model, chosen, {
-        ...inspected,
-        graphOptimizationLevel: levelFor(chosen),
-      });
+    if (!pixels) floatSession ??= sessionOf(channelsLast.model, chosen);
     const runner = pixels ? pixelSession : await floatSession!;
     // onnxruntime-node refuses an array over shared memory ("Invalid argument"): such batches are copied.
     const input = batch.buffer instanceof SharedArrayBuffer ? batch.slice() : batch;

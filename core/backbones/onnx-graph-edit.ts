@@ -221,6 +221,8 @@ function graphNames(buf: Uint8Array, fields: WireField[]): Set<string> {
 export interface ChannelsLastModel {
   model: Uint8Array;
   input: string;
+  /** The input's NHWC dimensions. */
+  inputShape: OnnxValue['shape'];
   /** The NHWC output, when one was asked for. */
   output?: string;
 }
@@ -288,9 +290,10 @@ export function withChannelsLast(
     graphNode({ op: 'Transpose', inputs: [from], outputs: [to], attributes: { perm } }, `${to}_transpose`);
   const swap = new Map<WireField, Uint8Array>();
   const inputName = edit.fresh(input.name, 'nhwc');
+  const inputShape = toNhwc(input.shape);
   swap.set(
     edit.named(GRAPH_INPUT, input.name),
-    lengthDelimited(GRAPH_INPUT, encodeValueInfo({ name: inputName, shape: toNhwc(input.shape) })),
+    lengthDelimited(GRAPH_INPUT, encodeValueInfo({ name: inputName, shape: inputShape })),
   );
   const after: Uint8Array[] = [];
   let outputName: string | undefined;
@@ -305,6 +308,7 @@ export function withChannelsLast(
   return {
     model: edit.splice([transpose(inputName, input.name, [0, 3, 1, 2])], after, swap),
     input: inputName,
+    inputShape,
     ...(outputName ? { output: outputName } : {}),
   };
 }

@@ -186,7 +186,8 @@ export function preprocessRgb(
   presetOrName: PreprocessPreset | PresetName,
 ): PreprocessedImage {
   const preset = typeof presetOrName === 'string' ? PRESETS[presetOrName] : presetOrName;
-  const pixels = cropPixels(image, preset);
+  const geometry = cropGeometry(image.width, image.height, preset);
+  const pixels = resizeAndCrop(image, geometry, FILTERS[preset.interpolation]);
   const lut = normalisationTable(preset);
   const data = new Float32Array(pixels.length);
   for (let i = 0; i < pixels.length; i += 3) {
@@ -194,7 +195,6 @@ export function preprocessRgb(
     data[i + 1] = lut[256 + pixels[i + 1]!]!;
     data[i + 2] = lut[512 + pixels[i + 2]!]!;
   }
-  const geometry = cropGeometry(image.width, image.height, preset);
   return { data, height: preset.cropSize, width: preset.cropSize, channels: 3, geometry };
 }
 
