@@ -1,11 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import type { FeatureManifest } from '../core/features/feature-store';
 import { StoredFeatureSet } from '../core/features/feature-store';
 import { Adam } from '../core/method/adam';
 import { InfoDisentHead } from '../core/method/infodisent-head';
 import { optimiserStep, trainHead } from '../core/method/train';
+import { countDispatches } from '../core/method/webgpu-program';
 import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { applyTfFlags, type BackendChoice, selectBackend } from '../core/tf/backend';
@@ -61,10 +63,16 @@ async function tfjsStepMs(
     (await optimiserStep(head, adam, { maps, labels }, HEAD_GROUPS, step)).dispose();
   await head.classWeights().data();
   const pipelined = (performance.now() - start) / steps;
+  const dispatches =
+    tf.getBackend() === 'webgpu'
+      ? await countDispatches(async () => {
+          (await optimiserStep(head, adam, { maps, labels }, HEAD_GROUPS, 2 * steps + 2)).dispose();
+        })
+      : undefined;
   head.dispose();
   adam.dispose();
   times.sort((a, b) => a - b);
-  return { median: times[Math.floor(times.length / 2)]!, pipelined };
+  return { median: times[Math.floor(times.length / 2)]!, pipelined, dispatches };
 }
 
 /** Peak RSS while training one epoch from a stored feature set of `items` items (shards of `batch`). */
@@ -188,7 +196,19 @@ export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRo
       ['folded rotation (default)', 1],
       ['exact expm(A - A^T) each step', 0],
     ] as const) {
-      const { median, pipelined } = await tfjsStepMs(c, batch, classes, steps, foldEvery);
+      const { median, pipelined, dispatches } = await tfjsStepMs(c, batch, classes, steps, foldEvery);
+      if (dispatches !== undefined)
+        rows.push({
+          case: `C=${c} B=${batch} 7x7 K=${classes}, ${mode}`,
+          metric: 'webgpu dispatches a step',
+          unit: 'count',
+          value: dispatches,
+          reference: 'none: what bounds the step on a GPU (each costs ~0.25 ms of CPU on an H200 host)',
+          reference_value: null,
+          ratio: null,
+          backend: label,
+          machine,
+        });
       for (const [metric, value, referenceValue] of [
         ['step time', median, torch?.step_ms],
         ['step time, steps back to back', pipelined, torch?.pipelined_step_ms],

@@ -2,12 +2,15 @@ import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { Adam, type ParameterGroup } from '../core/method/adam';
+import { classLogitsWebgpu, classWeightGradientWebgpu } from '../core/method/class-layer-webgpu';
 import { crossEntropyClassMajor } from '../core/method/cross-entropy';
-import { sparsePoolGradientWebgpu, sparsePoolWebgpu } from '../core/method/pooling-webgpu';
-import { denseRotationGradient } from '../core/method/rotation-gradient';
+import { InfoDisentHead } from '../core/method/infodisent-head';
+import { extremeRowsGradientWebgpu, sparsePoolWebgpu } from '../core/method/pooling-webgpu';
+import { optimiserStep } from '../core/method/train';
+import { countDispatches } from '../core/method/webgpu-program';
 import { type BackendName, selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
-import { agreementWithWasm } from './support/backend-agreement';
+import { agreementWithWasm, HEAD_GROUPS } from './support/backend-agreement';
 import { gaussian, relativeError } from './support/numeric';
 import { runPythonReference } from './support/python';
 
@@ -94,12 +97,13 @@ for (const backend of ['wasm', 'webgpu'] as const) {
       for (const name of Object.keys(shapes)) {
         const checks: [string, tf.Tensor, number[]][] = [
           ['param', params[name]!, expected.params[name]!],
-          ['m', adam.firstMoments[name]!, expected.m[name]!],
-          ['v', adam.secondMoments[name]!, expected.v[name]!],
+          ['m', adam.moment(name, 'm')!, expected.m[name]!],
+          ['v', adam.moment(name, 'v')!, expected.v[name]!],
         ];
         for (const [what, tensor, want] of checks) {
           // Float32 state against float64: relative 1e-6 of each quantity's scale.
           const error = relativeError(await read(tensor), want);
+          if (what !== 'param') tensor.dispose();
           worst = Math.max(worst, error);
           assert.ok(error < 1e-6, `step ${step + 1} ${name}.${what}: ${error}`);
         }
@@ -142,7 +146,8 @@ async function trajectory(): Promise<Record<string, Float32Array>> {
         return [name, tf.tensor(g, shape)];
       }),
     );
-    const next = adam.update(params, gradients, GROUPS, 0.5 + 0.5 * Math.cos(step));
+    // The class weights projected onto x >= 0, as the InfoDisent head asks.
+    const next = adam.update(params, gradients, GROUPS, 0.5 + 0.5 * Math.cos(step), ['weight']);
     tf.dispose([...Object.values(params), ...Object.values(gradients)]);
     params = next;
     // No tensor is left behind: from step 2 on, the same number are alive after every update.
@@ -152,8 +157,11 @@ async function trajectory(): Promise<Record<string, Float32Array>> {
   const out: Record<string, Float32Array> = {};
   for (const name of Object.keys(SHAPES)) {
     out[`${name}`] = await read(params[name]!);
-    out[`m.${name}`] = await read(adam.firstMoments[name]!);
-    out[`v.${name}`] = await read(adam.secondMoments[name]!);
+    for (const which of ['m', 'v'] as const) {
+      const moment = adam.moment(name, which)!;
+      out[`${which}.${name}`] = await read(moment);
+      moment.dispose();
+    }
   }
   tf.dispose(Object.values(params));
   adam.dispose();
@@ -179,12 +187,12 @@ test('the fused webgpu AdamW kernel agrees with the op-by-op update on wasm over
   const opKernels = await kernelsPerUpdate();
   if (!(await useBackend(t, 'webgpu'))) return;
   const fused = await trajectory();
-  // The fused path runs no tfjs kernel at all, only its own three dispatches per parameter.
+  // The fused path runs no tfjs kernel at all, only its own two dispatches per parameter.
   const fusedKernels = await kernelsPerUpdate();
   await selectBackend('wasm');
   assert.equal(fusedKernels, 0);
   console.log(
-    `one update of 3 parameters: ${opKernels} tfjs kernels op by op, ${3 * Object.keys(SHAPES).length} fused dispatches`,
+    `one update of 3 parameters: ${opKernels} tfjs kernels op by op, ${2 * Object.keys(SHAPES).length} fused dispatches`,
   );
   /*
    * The kernel runs the same float32 operations in the same order; WGSL allows sqrt and division a few ulp
@@ -195,6 +203,9 @@ test('the fused webgpu AdamW kernel agrees with the op-by-op update on wasm over
     Object.keys(ops).map((name) => [name, relativeError(fused[name]!, ops[name]!)] as const),
   );
   for (const [name, error] of Object.entries(errors)) assert.ok(error < 1e-6, `${name}: ${error}`);
+  // Gaussian initial weights and gradients of either sign: the projection holds some of them at 0.
+  for (const weight of [ops.weight!, fused.weight!])
+    assert.ok(weight.every((value) => value >= 0) && weight.includes(0));
   console.log(
     `fused webgpu vs op-by-op wasm AdamW after ${STEPS} steps, relative: ${Object.entries(errors)
       .map(([name, e]) => `${name} ${e.toExponential(2)}`)
@@ -216,46 +227,119 @@ test('three InfoDisent training steps on webgpu (fused pooling, gradient and Ada
   }
 });
 
-test('the fused webgpu pooling and its gradient equal the op-by-op pooling and one-hot gradient', async (t) => {
+test('a folded InfoDisent step on webgpu takes at most 25 dispatches, the expm included', async (t) => {
+  if (!(await useBackend(t, 'webgpu'))) return;
+  const [c, n, classes] = [64, 8, 10];
+  const random = new SeededRandom(3);
+  const maps = gaussian(random, n * 49 * c);
+  const labels = Int32Array.from({ length: n }, () => random.int(0, classes - 1));
+  const head = new InfoDisentHead({ height: 7, width: 7, channels: c }, classes, { seed: 1, foldEvery: 1 });
+  const adam = new Adam();
+  const step = async (index: number) =>
+    (await optimiserStep(head, adam, { maps, labels }, HEAD_GROUPS, index)).dispose();
+  await step(1);
+  const dispatches = await countDispatches(() => step(2));
+  head.dispose();
+  adam.dispose();
+  await selectBackend('wasm');
+  // 9 for the forward and backward passes, 6 for AdamW, the rest the fold (its expm plan varies with ||S||);
+  // a step took 37 at the end of session 8, on an H200 about 0.25 ms each.
+  console.log(`one folded InfoDisent step on webgpu: ${dispatches} dispatches`);
+  assert.ok(dispatches <= 25, `${dispatches} dispatches`);
+});
+
+/**
+ * The head's webgpu step kernels against a float64 reference written out here: the packed sparse pooling
+ * (values and surviving extremes, ties to the first pixel), the class layer's logits and dL/dW read from it in
+ * place, and dL/dU as the sparse sum over the extremes' rows with dL/dp = W^T dL/dlogits.
+ */
+test('the fused webgpu pooling, class layer and sparse rotation gradient equal a float64 reference', async (t) => {
   if (!(await useBackend(t, 'webgpu'))) return;
   const random = new SeededRandom(5);
-  const [c, n, hw] = [48, 6, 49];
-  const values = gaussian(random, c * n * hw);
-  // A channel and image whose pixels are all positive (no min branch), one all negative (no max branch),
-  // and one with a tie for the max (the first pixel wins).
+  // C above one workgroup's 256 columns and n above its chunk of 64 images, so both wrap.
+  const [c, n, hw, classes] = [300, 70, 49, 11];
+  const values = gaussian(random, n * hw * c);
+  const at = (b: number, q: number, channel: number) => (b * hw + q) * c + channel;
+  // Channel 0 of image 0 all positive (no min branch), channel 1 all negative (no max branch), channel 2 a
+  // tie for the max (the first pixel wins).
   for (let q = 0; q < hw; q++) {
-    values[q] = Math.abs(values[q]!) + 0.1;
-    values[hw + q] = -Math.abs(values[hw + q]!) - 0.1;
+    values[at(0, q, 0)] = Math.abs(values[at(0, q, 0)]!) + 0.1;
+    values[at(0, q, 1)] = -Math.abs(values[at(0, q, 1)]!) - 0.1;
   }
-  values[2 * hw + 3] = values[2 * hw + 7] = 9;
-  const zT = tf.tensor2d(values, [c, n * hw]);
-  const gradPooled = tf.tensor2d(gaussian(random, c * n), [c, n]);
-  const fusedPool = await read(sparsePoolWebgpu(zT, n, hw));
-  const fusedGrad = await read(sparsePoolGradientWebgpu(zT, gradPooled, hw));
-  const byImage = zT.reshape([c, n, hw]);
-  const maxima = tf.max(byImage, 2);
-  const minima = tf.min(byImage, 2);
-  const pooled = await read(tf.add(tf.relu(maxima), tf.minimum(minima, 0)));
-  const extremes = {
-    argmax: tf.argMax(byImage, 2) as tf.Tensor2D,
-    argmin: tf.argMin(byImage, 2) as tf.Tensor2D,
-    gradMax: tf.mul(gradPooled, tf.greater(maxima, 0).toFloat()) as tf.Tensor2D,
-    gradMin: tf.mul(gradPooled, tf.less(minima, 0).toFloat()) as tf.Tensor2D,
-  };
-  // dL/dZ^T of the one-hot path: its product with the identity.
-  const gradZT = await read(denseRotationGradient(extremes, tf.eye(n * hw) as tf.Tensor2D));
-  assert.deepEqual(fusedPool, pooled);
-  // tfjs' webgpu argMax breaks the tie otherwise: compare the rest, then the tied cell by hand.
-  const tied = [2 * hw, 3 * hw] as const;
-  assert.deepEqual(
-    [...fusedGrad.subarray(0, tied[0]), ...fusedGrad.subarray(tied[1])],
-    [...gradZT.subarray(0, tied[0]), ...gradZT.subarray(tied[1])],
+  values[at(0, 3, 2)] = values[at(0, 7, 2)] = 9;
+  const weight = Float32Array.from(gaussian(random, classes * c), Math.abs);
+  const bias = gaussian(random, classes);
+  const gradLogits = gaussian(random, classes * n);
+  const rows = gaussian(random, n * hw * c);
+
+  const z = tf.tensor2d(values, [n * hw, c]);
+  const pooling = sparsePoolWebgpu(z, n, hw);
+  const packed = await read(pooling);
+  const logits = await read(
+    classLogitsWebgpu(tf.tensor2d(weight, [classes, c]), pooling, tf.tensor2d(bias, [classes, 1])),
   );
-  const cell = values.subarray(2 * hw, 3 * hw);
-  const g = (await read(gradPooled))[2]!;
-  const lowest = cell.indexOf(Math.min(...cell));
-  const expectedTied = Float32Array.from(cell, (_, q) => (q === 3 ? g : q === lowest ? g : 0));
-  assert.deepEqual(fusedGrad.subarray(...tied), expectedTied);
+  const gradWeight = await read(classWeightGradientWebgpu(tf.tensor2d(gradLogits, [classes, n]), pooling));
+  const gradU = await read(
+    extremeRowsGradientWebgpu(
+      pooling,
+      tf.tensor2d(weight, [classes, c]),
+      tf.tensor2d(gradLogits, [classes, n]),
+      tf.tensor2d(rows, [n * hw, c]),
+      hw,
+    ),
+  );
+  await selectBackend('wasm');
+
+  const pooled = new Float64Array(c * n);
+  const high = new Int32Array(c * n);
+  const low = new Int32Array(c * n);
+  for (let channel = 0; channel < c; channel++)
+    for (let b = 0; b < n; b++) {
+      let [hi, lo] = [0, 0];
+      for (let q = 1; q < hw; q++) {
+        if (values[at(b, q, channel)]! > values[at(b, hi, channel)]!) hi = q;
+        if (values[at(b, q, channel)]! < values[at(b, lo, channel)]!) lo = q;
+      }
+      const [max, min] = [values[at(b, hi, channel)]!, values[at(b, lo, channel)]!];
+      pooled[channel * n + b] = Math.fround(Math.max(max, 0) + Math.min(min, 0));
+      high[channel * n + b] = max > 0 ? hi : -1;
+      low[channel * n + b] = min < 0 ? lo : -1;
+    }
+  assert.deepEqual(Array.from(packed.subarray(0, c * n)), Array.from(pooled));
+  assert.deepEqual(Array.from(packed.subarray(c * n, 2 * c * n)), Array.from(high));
+  assert.deepEqual(Array.from(packed.subarray(2 * c * n)), Array.from(low));
+  // The cells above: no min branch, no max branch, and the first of the tied pixels.
+  assert.deepEqual([low[0], high[n], high[2 * n]], [-1, -1, 3]);
+
+  const expectedLogits = new Float64Array(classes * n);
+  const expectedGradWeight = new Float64Array(classes * c);
+  const gradPooled = new Float64Array(c * n);
+  for (let k = 0; k < classes; k++)
+    for (let channel = 0; channel < c; channel++)
+      for (let b = 0; b < n; b++) {
+        expectedLogits[k * n + b]! += weight[k * c + channel]! * pooled[channel * n + b]!;
+        expectedGradWeight[k * c + channel]! += gradLogits[k * n + b]! * pooled[channel * n + b]!;
+        gradPooled[channel * n + b]! += weight[k * c + channel]! * gradLogits[k * n + b]!;
+      }
+  for (let k = 0; k < classes; k++) for (let b = 0; b < n; b++) expectedLogits[k * n + b]! += bias[k]!;
+  const expectedGradU = new Float64Array(c * c);
+  for (let channel = 0; channel < c; channel++)
+    for (let b = 0; b < n; b++)
+      for (const pixel of [high[channel * n + b]!, low[channel * n + b]!]) {
+        if (pixel < 0) continue;
+        for (let j = 0; j < c; j++)
+          expectedGradU[channel * c + j]! += gradPooled[channel * n + b]! * rows[at(b, pixel, j)]!;
+      }
+  // float32 sums of C (logits), n (dL/dW) and K then 2n (dL/dU) products, in order: well inside 1e-5 of the
+  // largest entry.
+  for (const [name, actual, expected] of [
+    ['logits', logits, expectedLogits],
+    ['dL/dW', gradWeight, expectedGradWeight],
+    ['dL/dU', gradU, expectedGradU],
+  ] as const) {
+    const error = relativeError(actual, expected);
+    assert.ok(error < 1e-5, `${name}: ${error}`);
+  }
 });
 
 test('the fused webgpu cross-entropy equals the op-by-op one on wasm', async (t) => {

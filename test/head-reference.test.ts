@@ -7,7 +7,13 @@ import { BaselineHead } from '../core/method/baseline-head';
 import { evaluateHead } from '../core/method/evaluate';
 import type { Head } from '../core/method/head';
 import { InfoDisentHead } from '../core/method/infodisent-head';
-import { type CheckpointSink, type TrainOptions, trainHead, validationMask } from '../core/method/train';
+import {
+  type CheckpointSink,
+  optimiserStep,
+  type TrainOptions,
+  trainHead,
+  validationMask,
+} from '../core/method/train';
 import { selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
 import { gaussian, maxAbs, maxAbsDiff, relativeError } from './support/numeric';
@@ -170,12 +176,7 @@ function infoDisentHead(test: HeadCase, foldEvery: number): InfoDisentHead {
 /** One optimiser step exactly as trainHead takes it (step 1, learning-rate scale 1). */
 async function adamStep(head: Head, maps: Float32Array, labels: Int32Array): Promise<void> {
   const adam = new Adam();
-  const { loss, gradients } = await head.lossAndGradients(maps, labels);
-  loss.dispose();
-  const updated = adam.update(head.trainable(), gradients, GROUPS);
-  tf.dispose(Object.values(gradients));
-  head.setTrainable(updated);
-  await head.afterStep(1);
+  (await optimiserStep(head, adam, { maps, labels }, GROUPS, 1)).dispose();
   adam.dispose();
 }
 

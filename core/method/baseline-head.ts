@@ -7,6 +7,7 @@ import { batchCount, type Head, type LossAndGradients } from './head';
 /** The default head of SPEC section 1: average pooling, then an unconstrained linear layer. */
 export class BaselineHead implements Head {
   readonly kind = 'baseline' as const;
+  readonly nonNegative = [];
   private weight: tf.Tensor2D;
   private bias: tf.Tensor2D;
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { PerOutputProgram, runProgram } from './webgpu-program';
+import { PerOutputProgram, ReductionProgram, runProgram } from './webgpu-program';
 
 /** WGSL: the max and the sum of exp(l - max) of sample `b`'s logits L[0 .. K) (class-major, stride n). */
 const LOG_PARTITION = `
@@ -10,65 +10,69 @@ const LOG_PARTITION = `
 `;
 
 /**
- * One output of the softmax cross-entropy of class-major logits L [K, n] with labels Y [n]: the gradient
- * dL/dlogits [K, n] (softmax minus one-hot, over n) or each sample's loss [n]. Each thread recomputes its
- * sample's log-partition over the K logits: a few hundred flops, against the ~15 dispatches of the op-by-op
- * version.
+ * The gradient of the mean softmax cross-entropy of class-major logits L [K, n] with labels Y [n]:
+ * dL/dlogits [K, n] (softmax minus one-hot, over n). Each thread recomputes its sample's log-partition over
+ * the K logits: a few hundred flops, against the ~15 dispatches of the op-by-op version.
  */
-class CrossEntropyProgram extends PerOutputProgram {
+class CrossEntropyGradientProgram extends PerOutputProgram {
   variableNames = ['L', 'Y'];
   uniforms = 'classes : i32, samples : i32,';
-  shaderKey: string;
-
-  constructor(
-    classes: number,
-    samples: number,
-    private readonly output: 'gradient' | 'loss',
-  ) {
-    super(output === 'gradient' ? [classes, samples] : [samples]);
-    this.shaderKey = `cross_entropy_${output}`;
-  }
+  shaderKey = 'cross_entropy_gradient';
 
   getUserCode(): string {
-    const body =
-      this.output === 'gradient'
-        ? `
+    return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
           let b = index % uniforms.samples;
           let k = index / uniforms.samples;
           ${LOG_PARTITION}
           var label = 0.0;
           if (Y[b] == k) { label = 1.0; }
-          setOutputAtIndex(index, (exp(L[index] - high) / total - label) / f32(uniforms.samples));`
-        : `
-          let b = index;
-          ${LOG_PARTITION}
-          setOutputAtIndex(index, high + log(total) - L[Y[b] * uniforms.samples + b]);`;
-    return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {${body}
+          setOutputAtIndex(index, (exp(L[index] - high) / total - label) / f32(uniforms.samples));
         }
       }
     `;
   }
 }
 
-/** Mean softmax cross-entropy of logits [K, n] and its gradient, in three dispatches on webgpu. */
+/** The mean loss over the n samples, [1]: each sample's log-partition minus its label's logit. */
+class CrossEntropyLossProgram extends ReductionProgram {
+  variableNames = ['L', 'Y'];
+  uniforms = 'classes : i32, samples : i32, terms : i32,';
+  shaderKey = 'cross_entropy_mean_loss';
+
+  protected termCode(): string {
+    return `
+      let b = i;
+      ${LOG_PARTITION}
+      term = high + log(total) - L[Y[b] * uniforms.samples + b];
+    `;
+  }
+
+  protected resultCode(): string {
+    return 'total / f32(uniforms.terms)';
+  }
+}
+
+/** Mean softmax cross-entropy of logits [K, n] and its gradient, in two dispatches on webgpu. */
 export function crossEntropyWebgpu(
   logitsT: tf.Tensor2D,
   labels: tf.Tensor1D,
 ): { loss: tf.Scalar; gradLogitsT: tf.Tensor2D } {
   const [classes, samples] = logitsT.shape;
-  const run = (output: 'gradient' | 'loss') =>
-    runProgram(
-      new CrossEntropyProgram(classes, samples, output),
+  const shape = [classes, samples].map((value) => ({ type: 'int32' as const, data: [value] }));
+  const loss = runProgram(
+    new CrossEntropyLossProgram(),
+    [logitsT, labels],
+    [...shape, { type: 'int32', data: [samples] }],
+  );
+  return {
+    // A reshape is a view on webgpu: no dispatch.
+    loss: tf.reshape(loss, []) as tf.Scalar,
+    gradLogitsT: runProgram(
+      new CrossEntropyGradientProgram([classes, samples]),
       [logitsT, labels],
-      [
-        { type: 'int32', data: [classes] },
-        { type: 'int32', data: [samples] },
-      ],
-    );
-  const perSample = run('loss');
-  const loss = tf.mean(perSample) as tf.Scalar;
-  perSample.dispose();
-  return { loss, gradLogitsT: run('gradient') as tf.Tensor2D };
+      shape,
+    ) as tf.Tensor2D,
+  };
 }

@@ -1,10 +1,10 @@
 import type * as tf from '@tensorflow/tfjs';
-import { PerOutputProgram, runProgram } from './webgpu-program';
+import { PerOutputProgram, ReductionProgram, runProgram } from './webgpu-program';
 
 /**
  * The expm's elementwise steps as single webgpu dispatches, where a step is bound by its number of
- * dispatches: X - X^T (a transpose and a subtraction op by op), and the Paterson-Stockmeyer blocks
- * c_0 I + sum_i c_i T_i (a multiply and an add per term).
+ * dispatches: X - X^T (a transpose and a subtraction op by op), the Paterson-Stockmeyer blocks
+ * c_0 I + sum_i c_i T_i (a multiply and an add per term), and the sum of squares of the norm bound.
  */
 
 /** S[i, j] = X[i, j] - X[j, i]: exactly what tf.sub(x, tf.transpose(x)) rounds to. */
@@ -74,4 +74,24 @@ export function linearCombinationWebgpu(
     { type: 'float32', data: [identity] },
     ...coefficients.map((value) => ({ type: 'float32' as const, data: [value] })),
   ]) as tf.Tensor2D;
+}
+
+/** sum_i X_i^2, [1]. */
+class SumOfSquaresProgram extends ReductionProgram {
+  variableNames = ['X'];
+  uniforms = 'terms : i32,';
+  shaderKey = 'infodisent_sum_of_squares';
+
+  protected termCode(): string {
+    return 'let x = X[i]; term = x * x;';
+  }
+
+  protected resultCode(): string {
+    return 'total';
+  }
+}
+
+/** The sum of the squares of a matrix's entries, [1], in one dispatch (tfjs: a multiply and a sum). */
+export function sumOfSquaresWebgpu(x: tf.Tensor): tf.Tensor1D {
+  return runProgram(new SumOfSquaresProgram(), [x], [{ type: 'int32', data: [x.size] }]) as tf.Tensor1D;
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { linearCombinationWebgpu, skewPartWebgpu } from './expm-webgpu';
-import { matMul } from './matmul';
+import { linearCombinationWebgpu, skewPartWebgpu, sumOfSquaresWebgpu } from './expm-webgpu';
+import { matMul, matMulAdd } from './matmul';
 
 /**
  * Matrix exponential of a skew-symmetric matrix by scaling and squaring of a Taylor polynomial,
@@ -121,7 +121,8 @@ export interface SkewNorm {
  */
 export async function skewSquareNormBound(s: tf.Tensor2D): Promise<SkewNorm> {
   const square = matMul(s, s);
-  const sumOfSquares = tf.tidy(() => tf.sum(tf.mul(square, square)));
+  const sumOfSquares =
+    tf.getBackend() === 'webgpu' ? sumOfSquaresWebgpu(square) : tf.tidy(() => tf.sum(tf.mul(square, square)));
   const [value] = await sumOfSquares.data();
   sumOfSquares.dispose();
   return { bound: Math.sqrt(Math.sqrt(value!)), square };
@@ -267,8 +268,7 @@ export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan, square?: tf.Tensor
     const top = power(p);
     let e = blocks.pop()!;
     if (lastIsScalar) e = linearCombination([e, top], [1, 1 / (factorial * degree)], 0, eye);
-    for (let block = blocks.pop(); block; block = blocks.pop())
-      e = tf.add(block, matMul(top, e)) as tf.Tensor2D;
+    for (let block = blocks.pop(); block; block = blocks.pop()) e = matMulAdd(top, e, block);
     for (let i = 0; i < plan.squarings; i++) e = matMul(e, e);
     return e;
   });

@@ -20,7 +20,9 @@ export interface Head {
   readonly classCount: number;
   /** Trainable parameters by name; their names are the optimiser's parameter-group keys. */
   trainable(): Record<string, tf.Tensor>;
-  /** Replaces the trainable parameters (the head disposes the old ones and applies its constraints). */
+  /** Trainable parameters constrained to x >= 0: the optimiser projects them as it updates them. */
+  readonly nonNegative: readonly string[];
+  /** Replaces the trainable parameters (the head disposes the old ones). */
   setTrainable(parameters: Record<string, tf.Tensor>): void;
   /** Every tensor needed to restore the head exactly (trainable parameters and buffers). */
   state(): Record<string, tf.Tensor>;

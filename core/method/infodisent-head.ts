@@ -3,6 +3,7 @@ import { type FeatureShape, pixelsOf } from '../features/feature-set';
 import { SeededRandom } from '../util/random';
 import { shareForward, shareGradient } from './batch-share';
 import { BatchShareThread } from './batch-share-thread';
+import { classLogitsWebgpu, classWeightGradientWebgpu } from './class-layer-webgpu';
 import { crossEntropyClassMajor } from './cross-entropy';
 import {
   disposeTape,
@@ -17,7 +18,7 @@ import {
 } from './expm';
 import { batchCount, type Head, type LossAndGradients } from './head';
 import { matMul } from './matmul';
-import { sparsePoolGradientWebgpu, sparsePoolWebgpu } from './pooling-webgpu';
+import { extremeRowsGradientWebgpu, sparsePoolWebgpu } from './pooling-webgpu';
 import {
   defaultRotationGradientPath,
   denseRotationGradient,
@@ -63,7 +64,7 @@ interface Forward {
   logitsT: tf.Tensor2D;
   /**
    * Index of the highest and lowest pixel per channel and image, [C, n], and whether each branch
-   * survived (max > 0, min < 0). Absent from the fused webgpu pass, whose gradient kernel finds them again.
+   * survived (max > 0, min < 0); only where asked for.
    */
   extremes?: { argmax: tf.Tensor2D; argmin: tf.Tensor2D; positive: tf.Tensor2D; negative: tf.Tensor2D };
 }
@@ -71,11 +72,12 @@ interface Forward {
 /**
  * SPEC section 1: U = expm(A - A^T) rotates every pixel's C-vector, sparse pooling keeps the highest
  * positive and lowest negative pixel per channel, and a non-negative linear layer scores classes.
- * Non-negativity is kept by projection: W <- max(W, 0) after every optimiser step (`setTrainable`).
+ * Non-negativity is kept by projection: W <- max(W, 0) as part of every optimiser step (`nonNegative`).
  * All products are plain matmuls in layouts chosen so that no transpose flag is ever needed.
  */
 export class InfoDisentHead implements Head {
   readonly kind = 'infodisent' as const;
+  readonly nonNegative = ['weight'];
   private generator: tf.Tensor2D;
   private base: tf.Tensor2D;
   /** B^T, made when first needed after a fold (folding every step never needs it): see baseTransposed. */
@@ -109,8 +111,7 @@ export class InfoDisentHead implements Head {
     tf.dispose([this.generator, this.weight, this.bias]);
     this.generator = rotation!;
     this.generatorIsZero = false;
-    this.weight = tf.tidy(() => tf.relu(weight!));
-    weight!.dispose();
+    this.weight = weight!;
     this.bias = bias!;
   }
 
@@ -172,44 +173,63 @@ export class InfoDisentHead implements Head {
     return { ...expanded, value, isBase };
   }
 
+  /** X [nHW, C] of `n` maps [n, H, W, C]. */
+  private mapsMatrix(maps: Float32Array, n: number): tf.Tensor2D {
+    return tf.tensor2d(maps, [n * pixelsOf(this.shape), this.shape.channels]);
+  }
+
   private layout(maps: Float32Array): BatchLayout {
     const n = batchCount(maps, this.shape);
-    const x = tf.tensor2d(maps, [n * pixelsOf(this.shape), this.shape.channels]);
+    const x = this.mapsMatrix(maps, n);
     return { n, maps, x, xT: tf.tidy(() => tf.transpose(x) as tf.Tensor2D) };
   }
 
-  /**
-   * Z^T = U X^T, viewed as [C, n, HW] for the pooling: it then reduces the innermost axis. With `fused`
-   * (webgpu training steps) the pooling is one kernel and the extremes are left to the gradient kernel.
-   */
-  private forward(batch: BatchLayout, rotation: tf.Tensor2D, fused = false): Forward {
+  /** Z^T = U X^T, viewed as [C, n, HW] for the pooling: it then reduces the innermost axis. */
+  private forward(batch: BatchLayout, rotation: tf.Tensor2D, withExtremes: boolean): Forward {
     const c = this.shape.channels;
     const hw = pixelsOf(this.shape);
     return tf.tidy(() => {
       const zT = matMul(rotation, batch.xT);
-      if (fused) {
-        const pooled = sparsePoolWebgpu(zT, batch.n, hw);
-        return { zT, pooled, logitsT: this.classLogits(pooled) } as unknown as tf.TensorContainer;
-      }
       const byImage = zT.reshape([c, batch.n, hw]) as tf.Tensor3D;
       const maxima = tf.max(byImage, 2) as tf.Tensor2D;
       const minima = tf.min(byImage, 2) as tf.Tensor2D;
       const pooled = tf.add(tf.relu(maxima), tf.minimum(minima, 0)) as tf.Tensor2D;
       const logitsT = this.classLogits(pooled);
-      const extremes = {
-        argmax: tf.argMax(byImage, 2) as tf.Tensor2D,
-        argmin: tf.argMin(byImage, 2) as tf.Tensor2D,
-        positive: tf.greater(maxima, 0).toFloat() as tf.Tensor2D,
-        negative: tf.less(minima, 0).toFloat() as tf.Tensor2D,
-      };
+      const extremes = withExtremes
+        ? {
+            argmax: tf.argMax(byImage, 2) as tf.Tensor2D,
+            argmin: tf.argMin(byImage, 2) as tf.Tensor2D,
+            positive: tf.greater(maxima, 0).toFloat() as tf.Tensor2D,
+            negative: tf.less(minima, 0).toFloat() as tf.Tensor2D,
+          }
+        : undefined;
       return { zT, pooled, logitsT, extremes } as unknown as tf.TensorContainer;
     }) as unknown as Forward;
   }
 
+  /**
+   * The forward pass on webgpu, from the maps X [nHW, C] as they came: Z = X U^T [nHW, C], the packed sparse
+   * pooling [3, C, n] (pooled values and surviving extremes, pooling-webgpu.ts) and the logits W p + b
+   * [K, n], in three dispatches.
+   */
+  private fusedForward(x: tf.Tensor2D, n: number, rotation: tf.Tensor2D) {
+    const z = matMul(x, rotation, false, true);
+    const pooling = sparsePoolWebgpu(z, n, pixelsOf(this.shape));
+    return { z, pooling, logitsT: classLogitsWebgpu(this.weight, pooling, this.bias) };
+  }
+
   async logits(maps: Float32Array): Promise<tf.Tensor2D> {
-    const batch = this.layout(maps);
     const rotation = await this.rotation();
-    const forward = this.forward(batch, rotation);
+    if (tf.getBackend() === 'webgpu') {
+      const n = batchCount(maps, this.shape);
+      const logits = tf.tidy(
+        () => tf.transpose(this.fusedForward(this.mapsMatrix(maps, n), n, rotation).logitsT) as tf.Tensor2D,
+      );
+      rotation.dispose();
+      return logits;
+    }
+    const batch = this.layout(maps);
+    const forward = this.forward(batch, rotation, false);
     const logits = tf.tidy(() => tf.transpose(forward.logitsT) as tf.Tensor2D);
     tf.dispose([batch.x, batch.xT, rotation, forward as unknown as tf.TensorContainer]);
     return logits;
@@ -219,7 +239,7 @@ export class InfoDisentHead implements Head {
   async pool(maps: Float32Array): Promise<{ pooled: tf.Tensor2D; argmax: tf.Tensor2D; argmin: tf.Tensor2D }> {
     const batch = this.layout(maps);
     const rotation = await this.rotation();
-    const forward = this.forward(batch, rotation);
+    const forward = this.forward(batch, rotation, true);
     const out = tf.tidy(() => ({
       pooled: tf.transpose(forward.pooled) as tf.Tensor2D,
       argmax: tf.transpose(forward.extremes!.argmax) as tf.Tensor2D,
@@ -264,29 +284,51 @@ export class InfoDisentHead implements Head {
 
   /** Loss, class-layer gradients and dL/dE of the batch in this thread. */
   private wholeStep(maps: Float32Array, labels: Int32Array, rotation: tf.Tensor2D, isBase: boolean) {
+    if (tf.getBackend() === 'webgpu') return this.fusedStep(maps, labels, rotation, isBase);
     const batch = this.layout(maps);
-    const fused = tf.getBackend() === 'webgpu';
-    const forward = this.forward(batch, rotation, fused);
+    const forward = this.forward(batch, rotation, true);
     const { loss, gradLogitsT } = crossEntropyClassMajor(forward.logitsT, labels);
     const grads = this.classGradients(forward.pooled, gradLogitsT);
+    const extremes = forward.extremes!;
     const gradE = tf.tidy(() =>
-      forward.extremes
-        ? this.expmGradient(
-            // Only the surviving pixels carry gradient: the argmax where positive, the argmin where negative.
-            {
-              argmax: forward.extremes.argmax,
-              argmin: forward.extremes.argmin,
-              gradMax: tf.mul(grads.pooled, forward.extremes.positive) as tf.Tensor2D,
-              gradMin: tf.mul(grads.pooled, forward.extremes.negative) as tf.Tensor2D,
-            },
-            batch,
-            forward.zT,
-            isBase,
-          )
-        : this.fusedExpmGradient(grads.pooled, batch, forward.zT, isBase),
+      this.expmGradient(
+        // Only the surviving pixels carry gradient: the argmax where positive, the argmin where negative.
+        {
+          argmax: extremes.argmax,
+          argmin: extremes.argmin,
+          gradMax: tf.mul(grads.pooled, extremes.positive) as tf.Tensor2D,
+          gradMin: tf.mul(grads.pooled, extremes.negative) as tf.Tensor2D,
+        },
+        batch,
+        forward.zT,
+        isBase,
+      ),
     );
     tf.dispose([batch.x, batch.xT, gradLogitsT, grads.pooled, forward as unknown as tf.TensorContainer]);
     return { loss, weight: grads.weight, bias: grads.bias, gradE };
+  }
+
+  /**
+   * The step on webgpu, where it is bound by its number of dispatches: the fused forward (three), the
+   * cross-entropy (two), dL/dW and dL/db (two), and dL/dE in one sparse kernel over the extremes' rows, which
+   * also computes dL/dp (pooling-webgpu.ts). Right after a fold (U = B) the rows are Z's, X B^T, and give
+   * dL/dE at once; else X's give dL/dU, and dL/dE = dL/dU B^T with B read transposed in place.
+   */
+  private fusedStep(maps: Float32Array, labels: Int32Array, rotation: tf.Tensor2D, isBase: boolean) {
+    const n = batchCount(maps, this.shape);
+    const hw = pixelsOf(this.shape);
+    return tf.tidy(() => {
+      const x = this.mapsMatrix(maps, n);
+      const { z, pooling, logitsT } = this.fusedForward(x, n, rotation);
+      const { loss, gradLogitsT } = crossEntropyClassMajor(logitsT, labels);
+      const rows = extremeRowsGradientWebgpu(pooling, this.weight, gradLogitsT, isBase ? z : x, hw);
+      return {
+        loss,
+        weight: classWeightGradientWebgpu(gradLogitsT, pooling),
+        bias: tf.sum(gradLogitsT, 1, true) as tf.Tensor2D,
+        gradE: isBase ? rows : matMul(rows, this.base, false, true),
+      };
+    });
   }
 
   private splitsBatch(maps: Float32Array): boolean {
@@ -356,21 +398,6 @@ export class InfoDisentHead implements Head {
     // of Z = X U^T, which the forward pass already computed, in place of a [C, C] matmul.
     if (isBase) return sparseRotationGradient(extremes, tf.transpose(zT).dataSync<'float32'>());
     return matMul(sparseRotationGradient(extremes, batch.maps), this.baseTransposed());
-  }
-
-  /**
-   * dL/dE on webgpu: dL/dZ^T from the fused gradient kernel, then dL/dU B^T = dL/dZ^T X B^T. Right after a
-   * fold (U = B) X B^T is Z itself, so one product with Z^T transposed replaces both matmuls.
-   */
-  private fusedExpmGradient(
-    gradPooled: tf.Tensor2D,
-    batch: BatchLayout,
-    zT: tf.Tensor2D,
-    isBase: boolean,
-  ): tf.Tensor2D {
-    const gradZT = sparsePoolGradientWebgpu(zT, gradPooled, pixelsOf(this.shape));
-    if (isBase) return matMul(gradZT, zT, false, true);
-    return matMul(matMul(gradZT, batch.x), this.baseTransposed());
   }
 
   async afterStep(step: number): Promise<void> {

@@ -37,3 +37,10 @@ export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, trans
   }
   return tf.matMul(a, b, transposeA, transposeB);
 }
+
+/** A B + C: on webgpu one dispatch (tfjs' product adds C as it writes, a "bias" of the output's shape). */
+export function matMulAdd(a: tf.Tensor2D, b: tf.Tensor2D, c: tf.Tensor2D): tf.Tensor2D {
+  if (tf.getBackend() === 'webgpu' && !tf.env().getBool(TILED_MATMUL_FLAG))
+    return tf.fused.matMul({ a, b, bias: c }) as tf.Tensor2D;
+  return tf.tidy(() => tf.add(matMul(a, b), c) as tf.Tensor2D);
+}

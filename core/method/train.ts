@@ -84,7 +84,7 @@ export async function optimiserStep(
   learningRateScale = 1,
 ): Promise<tf.Scalar> {
   const { loss, gradients } = await head.lossAndGradients(batch.maps, batch.labels);
-  head.setTrainable(adam.update(head.trainable(), gradients, groups, learningRateScale));
+  head.setTrainable(adam.update(head.trainable(), gradients, groups, learningRateScale, head.nonNegative));
   tf.dispose(Object.values(gradients));
   await head.afterStep(step);
   return loss;
@@ -205,8 +205,13 @@ export async function trainHead(
     const tensors: Record<string, tf.Tensor> = {};
     for (const [name, tensor] of Object.entries(head.state())) tensors[`head.${name}`] = tensor;
     for (const [name, tensor] of Object.entries(best ?? {})) tensors[`best.${name}`] = tensor;
-    Object.assign(tensors, adam.moments());
-    await hooks.checkpoint.save(await encodeTensors(tensors, meta));
+    const moments = adam.checkpointTensors();
+    Object.assign(tensors, moments);
+    try {
+      await hooks.checkpoint.save(await encodeTensors(tensors, meta));
+    } finally {
+      tf.dispose(Object.values(moments));
+    }
   };
 
   const lossReadEvery = options.lossReadEvery ?? DEFAULT_LOSS_READ_EVERY;
