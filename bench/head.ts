@@ -230,7 +230,7 @@ export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRo
   if (backend !== 'wasm') {
     const relative = await agreementWithWasm(backend);
     rows.push({
-      case: 'weights and U after 3 steps (C=256, B=32, K=20) vs the wasm backend',
+      case: 'weights, U and logits of the batch after 3 steps (C=256, B=32, K=20) vs the wasm backend',
       metric: 'max relative difference',
       unit: '',
       value: relative,

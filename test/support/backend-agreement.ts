@@ -13,13 +13,16 @@ export const HEAD_GROUPS = {
   bias: { learningRate: 1e-2, weightDecay: 0 },
 };
 
-/** Weights and rotation of an InfoDisent head after 3 training steps from fixed inputs, on the current backend. */
+/**
+ * Weights and rotation of an InfoDisent head after 3 training steps from fixed inputs, on the current backend,
+ * and the logits it then gives the batch (the evaluation's forward pass).
+ */
 async function trainedState(
   channels: number,
   batch: number,
   classes: number,
   foldEvery: number,
-): Promise<Float32Array> {
+): Promise<{ state: Float32Array; logits: Float32Array }> {
   const random = new SeededRandom(7);
   const maps = gaussian(random, batch * 49 * channels);
   const labels = Int32Array.from({ length: batch }, () => random.int(0, classes - 1));
@@ -29,17 +32,19 @@ async function trainedState(
     (await optimiserStep(head, adam, { maps, labels }, HEAD_GROUPS, step)).dispose();
   }
   const rotation = await head.rotation();
-  const out = new Float32Array([...(await head.classWeights().data()), ...(await rotation.data())]);
-  tf.dispose([rotation]);
+  const state = new Float32Array([...(await head.classWeights().data()), ...(await rotation.data())]);
+  const logits = await head.logits(maps);
+  const out = { state, logits: (await logits.data()) as Float32Array };
+  tf.dispose([rotation, logits]);
   head.dispose();
   adam.dispose();
   return out;
 }
 
 /**
- * Largest difference between `backend`'s and wasm's head state after 3 steps (C x 7x7 maps), relative to
- * the largest entry; by default folding every step (steps start at the base, U = B), with `foldEvery` 2
- * also from a rotated base. Leaves `backend` selected.
+ * Largest difference between `backend`'s and wasm's head state after 3 steps (C x 7x7 maps), and between the
+ * logits each then gives the batch, each relative to its largest entry; by default folding every step (steps
+ * start at the base, U = B), with `foldEvery` 2 also from a rotated base. Leaves `backend` selected.
  */
 export async function agreementWithWasm(
   backend: BackendName,
@@ -50,5 +55,5 @@ export async function agreementWithWasm(
   await selectBackend('wasm');
   const wasm = await trainedState(channels, batch, classes, foldEvery);
   await selectBackend(backend);
-  return relativeError(here, wasm);
+  return Math.max(relativeError(here.state, wasm.state), relativeError(here.logits, wasm.logits));
 }
