@@ -87,6 +87,33 @@ test('tiled webgpu matMul equals a float64 product: both tiles, all transposes, 
   }
 });
 
+test('the tiled product with an epilogue adds identity I + sum_i c_i T_i as it writes (a Horner step), equal to float64', async (t) => {
+  const unavailable = await webgpuAvailable();
+  if (unavailable) return t.skip(unavailable);
+  const random = new SeededRandom(8);
+  for (const n of [70, 130]) {
+    const [a, b, t0, t1] = [0, 1, 2, 3].map(() => gaussian(random, n * n));
+    const product = referenceProduct(a!, [n, n], b!, [n, n], false, false);
+    const expected = product.map((value, at) => {
+      const diagonal = Math.floor(at / n) === at % n ? 0.5 : 0;
+      return value + diagonal + 2 * t0![at]! - 3 * t1![at]!;
+    });
+    const tensors = [a, b, t0, t1].map((values) => tf.tensor2d(values!, [n, n]));
+    const [aTensor, bTensor, ...terms] = tensors as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+    for (const tile of TILES) {
+      const out = tiledMatMulWebgpu(aTensor, bTensor, false, false, tile, {
+        identity: 0.5,
+        terms,
+        coefficients: [2, -3],
+      });
+      const error = relativeError(await out.data(), expected);
+      out.dispose();
+      assert.ok(error < 1e-6 * Math.sqrt(n), `${n}x${n}, tile ${tile.side}: ${error}`);
+    }
+    tf.dispose(tensors);
+  }
+});
+
 test('matMul takes the tiled kernel on webgpu only with its flag, and only for products that fill the device', async (t) => {
   const unavailable = await webgpuAvailable();
   if (unavailable) return t.skip(unavailable);

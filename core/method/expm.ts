@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { linearCombinationWebgpu, skewPartWebgpu, sumOfSquaresWebgpu } from './expm-webgpu';
-import { matMul, matMulAdd } from './matmul';
+import { matMul, matMulWithEpilogueWebgpu } from './matmul';
+import type { Epilogue } from './matmul-webgpu';
 
 /**
  * Matrix exponential of a skew-symmetric matrix by scaling and squaring of a Taylor polynomial,
@@ -188,12 +189,7 @@ export function skewPart(x: tf.Tensor2D): tf.Tensor2D {
  * identity I + sum_i coefficients[i] terms[i]: one dispatch on webgpu, else term by term in order, with
  * I from `eye` (made once by the caller, and only where needed).
  */
-function linearCombination(
-  terms: tf.Tensor2D[],
-  coefficients: number[],
-  identity: number,
-  eye: () => tf.Tensor2D,
-): tf.Tensor2D {
+function linearCombination({ terms, coefficients, identity }: Epilogue, eye: () => tf.Tensor2D): tf.Tensor2D {
   if (tf.getBackend() === 'webgpu' && terms.length > 0)
     return linearCombinationWebgpu(terms, coefficients, identity);
   let sum = identity === 0 ? undefined : (tf.mul(eye(), identity) as tf.Tensor2D);
@@ -202,6 +198,12 @@ function linearCombination(
     sum = sum ? (tf.add(sum, scaled) as tf.Tensor2D) : scaled;
   });
   return sum!;
+}
+
+/** One Horner step top e + block: on webgpu one dispatch, the block added by the product as it writes. */
+function hornerStep(top: tf.Tensor2D, e: tf.Tensor2D, block: Epilogue, eye: () => tf.Tensor2D): tf.Tensor2D {
+  if (tf.getBackend() === 'webgpu') return matMulWithEpilogueWebgpu(top, e, block);
+  return tf.add(linearCombination(block, eye), matMul(top, e)) as tf.Tensor2D;
 }
 
 /**
@@ -249,26 +251,29 @@ export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan, square?: tf.Tensor
     const lastIsScalar = degree % p === 0;
     const blockedDegree = lastIsScalar ? degree - 1 : degree;
     let factorial = 1; // k! of the coefficient being added
-    const blocks: tf.Tensor2D[] = [];
+    const blocks: Epilogue[] = [];
     for (let first = 0; first <= blockedDegree; first += p) {
       // B_j = I / (jp)! + sum_{0<i<p} X^i / (jp + i)!
-      const terms: tf.Tensor2D[] = [];
-      const coefficients: number[] = [];
-      let identity = 0;
+      const block: Epilogue = { terms: [], coefficients: [], identity: 0 };
       for (let k = first; k <= Math.min(first + p - 1, blockedDegree); k++) {
         if (k > 1) factorial *= k;
-        if (k === first) identity = 1 / factorial;
+        if (k === first) block.identity = 1 / factorial;
         else {
-          terms.push(power(k - first));
-          coefficients.push(1 / factorial);
+          block.terms.push(power(k - first));
+          block.coefficients.push(1 / factorial);
         }
       }
-      blocks.push(linearCombination(terms, coefficients, identity, eye));
+      blocks.push(block);
     }
     const top = power(p);
-    let e = blocks.pop()!;
-    if (lastIsScalar) e = linearCombination([e, top], [1, 1 / (factorial * degree)], 0, eye);
-    for (let block = blocks.pop(); block; block = blocks.pop()) e = matMulAdd(top, e, block);
+    const last = blocks.pop()!;
+    // Where p divides the degree, the last term X^m / m! = X^p / m! joins the last block's sum.
+    if (lastIsScalar) {
+      last.terms.push(top);
+      last.coefficients.push(1 / (factorial * degree));
+    }
+    let e = linearCombination(last, eye);
+    for (let block = blocks.pop(); block; block = blocks.pop()) e = hornerStep(top, e, block, eye);
     for (let i = 0; i < plan.squarings; i++) e = matMul(e, e);
     return e;
   });

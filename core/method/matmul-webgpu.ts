@@ -15,6 +15,16 @@ import { runProgram } from './webgpu-program';
 /** Side of a workgroup's output tile and the K-slice staged per step (8 KiB of workgroup memory). */
 export type MatMulTile = { side: 128; depth: 8 } | { side: 64; depth: 16 };
 
+/**
+ * What a square product adds as it writes its output: identity I + sum_i coefficients[i] terms[i], the terms
+ * of the output's shape. A Horner step of the expm's polynomial, Q B + block, is then one dispatch.
+ */
+export interface Epilogue {
+  identity: number;
+  terms: tf.Tensor2D[];
+  coefficients: number[];
+}
+
 const THREADS_PER_SIDE = 16;
 const THREADS = THREADS_PER_SIDE * THREADS_PER_SIDE;
 
@@ -33,10 +43,24 @@ class TiledMatMulProgram implements WebGPUProgram {
     private readonly tile: MatMulTile,
     private readonly transposeA: boolean,
     private readonly transposeB: boolean,
+    /** Terms the epilogue adds besides its identity; -1: no epilogue. */
+    private readonly epilogueTerms = -1,
   ) {
     this.outputShape = [m, n];
     this.dispatch = [Math.ceil(n / tile.side), Math.ceil(m / tile.side), 1];
-    this.shaderKey = `infodisent_tiled_matmul_${tile.side}_${tile.depth}_${transposeA}_${transposeB}`;
+    this.shaderKey = `infodisent_tiled_matmul_${tile.side}_${tile.depth}_${transposeA}_${transposeB}_${epilogueTerms}`;
+    if (epilogueTerms >= 0) {
+      const terms = Array.from({ length: epilogueTerms }, (_, i) => i);
+      this.variableNames = ['A', 'B', ...terms.map((i) => `T${i}`)];
+      this.uniforms += ` identity : f32, ${terms.map((i) => `c${i} : f32,`).join(' ')}`;
+    }
+  }
+
+  /** WGSL of what the epilogue adds at output (row, col), flat index `at`. */
+  private epilogue(): string {
+    if (this.epilogueTerms < 0) return '';
+    const terms = Array.from({ length: this.epilogueTerms }, (_, i) => ` + uniforms.c${i} * T${i}[at]`);
+    return ` + select(0.0, uniforms.identity, row == col + c)${terms.join('')}`;
   }
 
   getUserCode(): string {
@@ -102,7 +126,8 @@ class TiledMatMulProgram implements WebGPUProgram {
             let col = n0 + 4 * (tx + ${h * THREADS_PER_SIDE});
             if (row < uniforms.m) {
               for (var c = 0; c < 4; c = c + 1) {
-                if (col + c < uniforms.n) { setOutputAtIndex(row * uniforms.n + col + c, ${acc}[c]); }
+                let at = row * uniforms.n + col + c;
+                if (col + c < uniforms.n) { setOutputAtIndex(at, ${acc}[c]${this.epilogue()}); }
               }
             }
           }`);
@@ -148,7 +173,7 @@ class TiledMatMulProgram implements WebGPUProgram {
 
 /**
  * op(A) op(B) on the webgpu backend, op transposing where asked: A is [m, k] (or [k, m] transposed),
- * B is [k, n] (or [n, k] transposed).
+ * B is [k, n] (or [n, k] transposed); plus the epilogue's sum where one is given.
  */
 export function tiledMatMulWebgpu(
   a: tf.Tensor2D,
@@ -156,15 +181,22 @@ export function tiledMatMulWebgpu(
   transposeA: boolean,
   transposeB: boolean,
   tile: MatMulTile,
+  epilogue?: Epilogue,
 ): tf.Tensor2D {
   const [m, k] = transposeA ? [a.shape[1], a.shape[0]] : a.shape;
   const [kB, n] = transposeB ? [b.shape[1], b.shape[0]] : b.shape;
   if (k !== kB) throw new Error(`matMul: inner dimensions ${k} and ${kB} differ`);
   // One entry a uniform: tfjs aligns a three-value entry as a vec3, which the i32 fields would not match.
   const uniforms = [m, n, k].map((value) => ({ type: 'int32' as const, data: [value] }));
+  const added = epilogue
+    ? [epilogue.identity, ...epilogue.coefficients].map((value) => ({
+        type: 'float32' as const,
+        data: [value],
+      }))
+    : [];
   return runProgram(
-    new TiledMatMulProgram(m, n, tile, transposeA, transposeB),
-    [a, b],
-    uniforms,
+    new TiledMatMulProgram(m, n, tile, transposeA, transposeB, epilogue?.terms.length),
+    [a, b, ...(epilogue?.terms ?? [])],
+    [...uniforms, ...added],
   ) as tf.Tensor2D;
 }

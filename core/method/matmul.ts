@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { TILED_MATMUL_FLAG } from '../tf/backend';
-import { type MatMulTile, tiledMatMulWebgpu } from './matmul-webgpu';
+import { type Epilogue, type MatMulTile, tiledMatMulWebgpu } from './matmul-webgpu';
 
 /**
  * The head's matrix products. On webgpu with TILED_MATMUL_FLAG set, those large enough to fill the device
@@ -38,9 +38,12 @@ export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, trans
   return tf.matMul(a, b, transposeA, transposeB);
 }
 
-/** A B + C: on webgpu one dispatch (tfjs' product adds C as it writes, a "bias" of the output's shape). */
-export function matMulAdd(a: tf.Tensor2D, b: tf.Tensor2D, c: tf.Tensor2D): tf.Tensor2D {
-  if (tf.getBackend() === 'webgpu' && !tf.env().getBool(TILED_MATMUL_FLAG))
-    return tf.fused.matMul({ a, b, bias: c }) as tf.Tensor2D;
-  return tf.tidy(() => tf.add(matMul(a, b), c) as tf.Tensor2D);
+/**
+ * A B plus the epilogue's identity I + sum_i c_i T_i, on webgpu in one dispatch whatever TILED_MATMUL_FLAG
+ * says (tfjs takes one for the sum and one for the product): the tiled kernel, on its smaller tile where the
+ * larger would leave too few workgroups.
+ */
+export function matMulWithEpilogueWebgpu(a: tf.Tensor2D, b: tf.Tensor2D, epilogue: Epilogue): tf.Tensor2D {
+  const tile = tileFor(a.shape[0], b.shape[1]) ?? TILES[TILES.length - 1]!;
+  return tiledMatMulWebgpu(a, b, false, false, tile, epilogue);
 }
