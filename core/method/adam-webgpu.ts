@@ -17,42 +17,67 @@ export interface AdamCoefficients {
 }
 
 /**
- * One AdamW update of a parameter from its moments stacked as [2, ...shape] (first, then second): the new
- * moments, stacked the same way, and the new value.
+ * Where a parameter's moments sit in the optimiser's one moments tensor, [2 * total]: the first moments of
+ * every parameter, then the second moments, each parameter's at its offset within either half.
  */
-export type AdamUpdate = (
-  parameter: tf.Tensor,
-  gradient: tf.Tensor,
-  moments: tf.Tensor,
-  c: AdamCoefficients,
-) => [tf.Tensor, tf.Tensor];
-
-const UNIFORMS =
-  'count : i32, beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32, sqrtCorrection2 : f32, epsilon : f32, decay : f32, stepSize : f32,';
+export interface MomentSlot {
+  name: string;
+  offset: number;
+  size: number;
+  shape: number[];
+}
 
 // The same operations in the same order as the op-by-op update in adam.ts.
-const FIRST_MOMENT = 'MV[index] * uniforms.beta1 + G[index] * uniforms.oneMinusBeta1';
-const SECOND_MOMENT =
-  'MV[uniforms.count + index] * uniforms.beta2 + (G[index] * G[index]) * uniforms.oneMinusBeta2';
+const firstMoment = (old: string, g: string) => `${old} * uniforms.beta1 + ${g} * uniforms.oneMinusBeta1`;
+const secondMoment = (old: string, g: string) =>
+  `${old} * uniforms.beta2 + (${g} * ${g}) * uniforms.oneMinusBeta2`;
+
+const BETAS = 'beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32,';
+
+function float32(value: number) {
+  return { type: 'float32' as const, data: [value] };
+}
+
+function int32(value: number) {
+  return { type: 'int32' as const, data: [value] };
+}
 
 /**
- * The new moments, [2, ...shape]: one thread per value, the first half m, the second v. A tfjs WebGPU
- * program has one output; stacking the moments makes their update one dispatch instead of two.
+ * The new moments of every parameter, [2 * total], one thread per value. A tfjs WebGPU program has one
+ * output; with all moments in one tensor their update is one dispatch instead of two a parameter.
  */
 class AdamMomentsProgram extends PerOutputProgram {
-  variableNames = ['G', 'MV'];
-  uniforms = UNIFORMS;
-  shaderKey = 'adamw_moments';
+  variableNames: string[];
+  uniforms: string;
+  shaderKey: string;
+
+  constructor(
+    total: number,
+    private readonly parameters: number,
+  ) {
+    super([2 * total]);
+    const indices = Array.from({ length: parameters }, (_, i) => i);
+    this.variableNames = [...indices.map((i) => `G${i}`), 'MV'];
+    this.uniforms = `total : i32, ${indices.map((i) => `start${i} : i32,`).join(' ')} ${BETAS}`;
+    this.shaderKey = `adamw_moments_${parameters}`;
+  }
 
   getUserCode(): string {
+    // The gradient of value `index`: from the last parameter whose slot starts at or before it.
+    const gradient = Array.from({ length: this.parameters }, (_, i) => i)
+      .reverse()
+      .map((i) => `if (index >= uniforms.start${i}) { g = G${i}[index - uniforms.start${i}]; }`)
+      .join(' else ');
     return `
       fn main(thread : i32) {
         if (thread < uniforms.size) {
-          let index = thread % uniforms.count;
-          if (thread < uniforms.count) {
-            setOutputAtIndex(thread, ${FIRST_MOMENT});
+          let index = thread % uniforms.total;
+          var g = 0.0;
+          ${gradient}
+          if (thread < uniforms.total) {
+            setOutputAtIndex(thread, ${firstMoment('MV[thread]', 'g')});
           } else {
-            setOutputAtIndex(thread, ${SECOND_MOMENT});
+            setOutputAtIndex(thread, ${secondMoment('MV[thread]', 'g')});
           }
         }
       }
@@ -60,10 +85,10 @@ class AdamMomentsProgram extends PerOutputProgram {
   }
 }
 
-/** The new parameter, from the old moments (recomputing the new ones costs a few flops, not a dispatch). */
+/** A parameter's new value, from the old moments (recomputing the new ones costs a few flops, not a dispatch). */
 class AdamParameterProgram extends PerOutputProgram {
   variableNames = ['P', 'G', 'MV'];
-  uniforms = UNIFORMS;
+  uniforms = `start : i32, total : i32, ${BETAS} sqrtCorrection2 : f32, epsilon : f32, decay : f32, stepSize : f32,`;
   shaderKey: string;
 
   constructor(
@@ -75,7 +100,9 @@ class AdamParameterProgram extends PerOutputProgram {
   }
 
   getUserCode(): string {
-    const value = `P[index] * uniforms.decay - ((${FIRST_MOMENT}) / (sqrt(${SECOND_MOMENT}) / uniforms.sqrtCorrection2 + uniforms.epsilon)) * uniforms.stepSize`;
+    const m = firstMoment('MV[uniforms.start + index]', 'G[index]');
+    const v = secondMoment('MV[uniforms.total + uniforms.start + index]', 'G[index]');
+    const value = `P[index] * uniforms.decay - ((${m}) / (sqrt(${v}) / uniforms.sqrtCorrection2 + uniforms.epsilon)) * uniforms.stepSize`;
     return `
       fn main(index : i32) {
         if (index < uniforms.size) {
@@ -87,20 +114,39 @@ class AdamParameterProgram extends PerOutputProgram {
   }
 }
 
-/** AdamW of one parameter on the webgpu backend in two dispatches: the new moments, then the parameter. */
-export const adamWebgpu: AdamUpdate = (parameter, gradient, moments, c) => {
-  const uniforms = [
-    { type: 'int32' as const, data: [parameter.size] },
-    ...[c.beta1, 1 - c.beta1, c.beta2, 1 - c.beta2, c.sqrtCorrection2, c.epsilon, c.decay, c.stepSize].map(
-      (value) => ({ type: 'float32' as const, data: [value] }),
-    ),
-  ];
-  return [
-    runProgram(new AdamMomentsProgram(moments.shape), [gradient, moments], uniforms),
-    runProgram(
-      new AdamParameterProgram(parameter.shape, c.nonNegative),
-      [parameter, gradient, moments],
-      uniforms,
-    ),
-  ];
-};
+function betas(c: AdamCoefficients) {
+  return [c.beta1, 1 - c.beta1, c.beta2, 1 - c.beta2].map(float32);
+}
+
+/**
+ * AdamW of every parameter on the webgpu backend in one dispatch for all the moments and one a parameter:
+ * the new moments [2 * total] and the parameters' new values, in `slots` order.
+ */
+export function adamWebgpu(
+  parameters: tf.Tensor[],
+  gradients: tf.Tensor[],
+  moments: tf.Tensor1D,
+  slots: MomentSlot[],
+  coefficients: AdamCoefficients[],
+): { moments: tf.Tensor1D; values: tf.Tensor[] } {
+  const total = moments.size / 2;
+  const next = runProgram(
+    new AdamMomentsProgram(total, slots.length),
+    [...gradients, moments],
+    [int32(total), ...slots.map((slot) => int32(slot.offset)), ...betas(coefficients[0]!)],
+  ) as tf.Tensor1D;
+  const values = slots.map((slot, i) => {
+    const c = coefficients[i]!;
+    return runProgram(
+      new AdamParameterProgram(slot.shape, c.nonNegative),
+      [parameters[i]!, gradients[i]!, moments],
+      [
+        int32(slot.offset),
+        int32(total),
+        ...betas(c),
+        ...[c.sqrtCorrection2, c.epsilon, c.decay, c.stepSize].map(float32),
+      ],
+    );
+  });
+  return { moments: next, values };
+}
