@@ -157,15 +157,14 @@ export interface ExpmResult {
 
 /** expm(S) for skew-symmetric S, keeping what its reverse pass needs. The caller disposes the result. */
 export function expmSkew(s: tf.Tensor2D, plan: ExpmPlan): ExpmResult {
-  const n = s.shape[0];
+  const eye = identityOf(s.shape[0]);
   return tf.tidy(() => {
-    const eye = tf.eye(n) as tf.Tensor2D;
     const scaled = (plan.squarings === 0 ? tf.clone(s) : tf.mul(s, 1 / 2 ** plan.squarings)) as tf.Tensor2D;
     const horner: tf.Tensor2D[] = new Array(plan.degree);
-    let q: tf.Tensor2D = tf.add(eye, tf.mul(scaled, 1 / plan.degree));
+    let q = linearCombination({ identity: 1, terms: [scaled], coefficients: [1 / plan.degree] }, eye);
     horner[plan.degree - 1] = q;
     for (let k = plan.degree - 1; k >= 1; k--) {
-      q = tf.add(eye, tf.mul(matMul(scaled, q), 1 / k));
+      q = productPlus(scaled, q, { scale: 1 / k, identity: 1, terms: [], coefficients: [] }, eye);
       horner[k - 1] = q;
     }
     const squares: tf.Tensor2D[] = [];
@@ -185,14 +184,23 @@ export function skewPart(x: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => tf.sub(x, tf.transpose(x)) as tf.Tensor2D);
 }
 
+/** I of size n, made on first use (the webgpu paths never need it) and then reused. */
+function identityOf(n: number): () => tf.Tensor2D {
+  let identity: tf.Tensor2D | undefined;
+  return () => {
+    identity ??= tf.eye(n) as tf.Tensor2D;
+    return identity;
+  };
+}
+
 /**
  * identity I + sum_i coefficients[i] terms[i]: one dispatch on webgpu, else term by term in order, with
- * I from `eye` (made once by the caller, and only where needed).
+ * I from `eye`.
  */
 function linearCombination({ terms, coefficients, identity }: Epilogue, eye: () => tf.Tensor2D): tf.Tensor2D {
   if (tf.getBackend() === 'webgpu' && terms.length > 0)
     return linearCombinationWebgpu(terms, coefficients, identity);
-  let sum = identity === 0 ? undefined : (tf.mul(eye(), identity) as tf.Tensor2D);
+  let sum = identity === 0 ? undefined : identity === 1 ? eye() : (tf.mul(eye(), identity) as tf.Tensor2D);
   terms.forEach((term, i) => {
     const scaled = coefficients[i] === 1 ? term : (tf.mul(term, coefficients[i]!) as tf.Tensor2D);
     sum = sum ? (tf.add(sum, scaled) as tf.Tensor2D) : scaled;
@@ -200,10 +208,23 @@ function linearCombination({ terms, coefficients, identity }: Epilogue, eye: () 
   return sum!;
 }
 
-/** One Horner step top e + block: on webgpu one dispatch, the block added by the product as it writes. */
-function hornerStep(top: tf.Tensor2D, e: tf.Tensor2D, block: Epilogue, eye: () => tf.Tensor2D): tf.Tensor2D {
-  if (tf.getBackend() === 'webgpu') return matMulWithEpilogueWebgpu(top, e, block);
-  return tf.add(linearCombination(block, eye), matMul(top, e)) as tf.Tensor2D;
+/**
+ * scale op(A) op(B) + identity I + sum_i c_i T_i: on webgpu one dispatch, the product scaled and the sum
+ * added as it is written (the tiled kernel's epilogue); elsewhere the product, scaled, added to the sum.
+ */
+function productPlus(
+  a: tf.Tensor2D,
+  b: tf.Tensor2D,
+  epilogue: Epilogue,
+  eye: () => tf.Tensor2D,
+  transposeA = false,
+  transposeB = false,
+): tf.Tensor2D {
+  if (tf.getBackend() === 'webgpu') return matMulWithEpilogueWebgpu(a, b, epilogue, transposeA, transposeB);
+  const product = matMul(a, b, transposeA, transposeB);
+  const scaled = (epilogue.scale ?? 1) === 1 ? product : (tf.mul(product, epilogue.scale!) as tf.Tensor2D);
+  if (epilogue.identity === 0 && epilogue.terms.length === 0) return scaled;
+  return tf.add(linearCombination(epilogue, eye), scaled) as tf.Tensor2D;
 }
 
 /**
@@ -235,11 +256,7 @@ export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan, square?: tf.Tensor
   return tf.tidy(() => {
     const scale = 1 / 2 ** plan.squarings;
     const scaled = (plan.squarings === 0 ? s : tf.mul(s, scale)) as tf.Tensor2D;
-    let identityMatrix: tf.Tensor2D | undefined;
-    const eye = () => {
-      identityMatrix ??= tf.eye(n) as tf.Tensor2D;
-      return identityMatrix;
-    };
+    const eye = identityOf(n);
     // X^1 .. X^p; X^0 = I is made only where a backend needs it (each block adds its identity term).
     const powers: tf.Tensor2D[] = [scaled];
     const power = (k: number) => powers[k - 1]!;
@@ -273,7 +290,7 @@ export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan, square?: tf.Tensor
       last.coefficients.push(1 / (factorial * degree));
     }
     let e = linearCombination(last, eye);
-    for (let block = blocks.pop(); block; block = blocks.pop()) e = hornerStep(top, e, block, eye);
+    for (let block = blocks.pop(); block; block = blocks.pop()) e = productPlus(top, e, block, eye);
     for (let i = 0; i < plan.squarings; i++) e = matMul(e, e);
     return e;
   });
@@ -281,29 +298,32 @@ export function expmSkewValue(s: tf.Tensor2D, plan: ExpmPlan, square?: tf.Tensor
 
 /**
  * Reverse pass: given dL/dE for E = expm(S), returns dL/dS (the exact gradient of the computed polynomial).
- * Uses S^T = -S and (Q)^T through explicit transposes so that every product stays non-transposed.
+ * Uses S^T = -S; the transposes of the tape's matrices are read in place (materialised first on wasm).
  */
 export function expmSkewBackward(tape: ExpmTape, gradE: tf.Tensor2D): tf.Tensor2D {
+  const eye = identityOf(gradE.shape[0]);
   return tf.tidy(() => {
     let g = gradE;
     for (let i = tape.squares.length - 1; i >= 0; i--) {
-      const et = tf.transpose(tape.squares[i]!) as tf.Tensor2D;
-      g = tf.add(matMul(g, et), matMul(et, g));
+      const square = tape.squares[i]!;
+      // G E^T + E^T G
+      const right = matMul(g, square, false, true);
+      g = productPlus(square, g, { identity: 0, terms: [right], coefficients: [1] }, eye, true);
     }
     const { degree } = tape.plan;
     // Terms summed as they come (no zero start: a step right after a fold has degree 1, one term).
     let gradScaled: tf.Tensor2D | undefined;
-    const accumulate = (term: tf.Tensor2D) => {
-      gradScaled = gradScaled ? (tf.add(gradScaled, term) as tf.Tensor2D) : term;
-    };
     let gq = g; // gradient with respect to Q_1
     for (let k = 1; k < degree; k++) {
-      const next = tf.transpose(tape.horner[k]!) as tf.Tensor2D; // Q_{k+1}^T
-      accumulate(tf.mul(matMul(gq, next), 1 / k));
-      gq = tf.mul(matMul(tape.scaled, gq), -1 / k); // S^T G / k = -S G / k
+      // + G Q_{k+1}^T / k
+      const sum = gradScaled ? { terms: [gradScaled], coefficients: [1] } : { terms: [], coefficients: [] };
+      gradScaled = productPlus(gq, tape.horner[k]!, { scale: 1 / k, identity: 0, ...sum }, eye, false, true);
+      // S^T G / k = -S G / k
+      gq = productPlus(tape.scaled, gq, { scale: -1 / k, identity: 0, terms: [], coefficients: [] }, eye);
     }
-    accumulate(degree === 1 ? gq : tf.mul(gq, 1 / degree));
-    return tape.plan.squarings === 0 ? gradScaled! : tf.mul(gradScaled!, 1 / 2 ** tape.plan.squarings);
+    const last = degree === 1 ? gq : (tf.mul(gq, 1 / degree) as tf.Tensor2D);
+    gradScaled = gradScaled ? (tf.add(gradScaled, last) as tf.Tensor2D) : last;
+    return tape.plan.squarings === 0 ? gradScaled : tf.mul(gradScaled, 1 / 2 ** tape.plan.squarings);
   });
 }
 

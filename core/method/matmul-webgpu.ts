@@ -16,10 +16,12 @@ import { runProgram } from './webgpu-program';
 export type MatMulTile = { side: 128; depth: 8 } | { side: 64; depth: 16 };
 
 /**
- * What a square product adds as it writes its output: identity I + sum_i coefficients[i] terms[i], the terms
- * of the output's shape. A Horner step of the expm's polynomial, Q B + block, is then one dispatch.
+ * What a square product does as it writes its output: scales it by `scale` (default 1) and adds identity I +
+ * sum_i coefficients[i] terms[i], the terms of the output's shape. A Horner step of the expm's polynomial,
+ * Q B + block, or a term of its reverse pass, is then one dispatch.
  */
 export interface Epilogue {
+  scale?: number;
   identity: number;
   terms: tf.Tensor2D[];
   coefficients: number[];
@@ -52,15 +54,15 @@ class TiledMatMulProgram implements WebGPUProgram {
     if (epilogueTerms >= 0) {
       const terms = Array.from({ length: epilogueTerms }, (_, i) => i);
       this.variableNames = ['A', 'B', ...terms.map((i) => `T${i}`)];
-      this.uniforms += ` identity : f32, ${terms.map((i) => `c${i} : f32,`).join(' ')}`;
+      this.uniforms += ` scale : f32, identity : f32, ${terms.map((i) => `c${i} : f32,`).join(' ')}`;
     }
   }
 
-  /** WGSL of what the epilogue adds at output (row, col), flat index `at`. */
-  private epilogue(): string {
-    if (this.epilogueTerms < 0) return '';
+  /** WGSL of the output at (row, col), flat index `at`, from the product's value `value`. */
+  private epilogue(value: string): string {
+    if (this.epilogueTerms < 0) return value;
     const terms = Array.from({ length: this.epilogueTerms }, (_, i) => ` + uniforms.c${i} * T${i}[at]`);
-    return ` + select(0.0, uniforms.identity, row == col + c)${terms.join('')}`;
+    return `${value} * uniforms.scale + select(0.0, uniforms.identity, row == col + c)${terms.join('')}`;
   }
 
   getUserCode(): string {
@@ -127,7 +129,7 @@ class TiledMatMulProgram implements WebGPUProgram {
             if (row < uniforms.m) {
               for (var c = 0; c < 4; c = c + 1) {
                 let at = row * uniforms.n + col + c;
-                if (col + c < uniforms.n) { setOutputAtIndex(at, ${acc}[c]${this.epilogue()}); }
+                if (col + c < uniforms.n) { setOutputAtIndex(at, ${this.epilogue(`${acc}[c]`)}); }
               }
             }
           }`);
@@ -189,7 +191,7 @@ export function tiledMatMulWebgpu(
   // One entry a uniform: tfjs aligns a three-value entry as a vec3, which the i32 fields would not match.
   const uniforms = [m, n, k].map((value) => ({ type: 'int32' as const, data: [value] }));
   const added = epilogue
-    ? [epilogue.identity, ...epilogue.coefficients].map((value) => ({
+    ? [epilogue.scale ?? 1, epilogue.identity, ...epilogue.coefficients].map((value) => ({
         type: 'float32' as const,
         data: [value],
       }))

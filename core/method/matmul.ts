@@ -39,11 +39,18 @@ export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, trans
 }
 
 /**
- * A B plus the epilogue's identity I + sum_i c_i T_i, on webgpu in one dispatch whatever TILED_MATMUL_FLAG
- * says (tfjs takes one for the sum and one for the product): the tiled kernel, on its smaller tile where the
- * larger would leave too few workgroups.
+ * scale op(A) op(B) + identity I + sum_i c_i T_i (an Epilogue) on webgpu in one dispatch whatever
+ * TILED_MATMUL_FLAG says (tfjs takes one for the product and one or more for the rest): the tiled kernel, on
+ * its smaller tile where the larger would leave too few workgroups.
  */
-export function matMulWithEpilogueWebgpu(a: tf.Tensor2D, b: tf.Tensor2D, epilogue: Epilogue): tf.Tensor2D {
-  const tile = tileFor(a.shape[0], b.shape[1]) ?? TILES[TILES.length - 1]!;
-  return tiledMatMulWebgpu(a, b, false, false, tile, epilogue);
+export function matMulWithEpilogueWebgpu(
+  a: tf.Tensor2D,
+  b: tf.Tensor2D,
+  epilogue: Epilogue,
+  transposeA = false,
+  transposeB = false,
+): tf.Tensor2D {
+  const m = transposeA ? a.shape[1] : a.shape[0];
+  const n = transposeB ? b.shape[0] : b.shape[1];
+  return tiledMatMulWebgpu(a, b, transposeA, transposeB, tileFor(m, n) ?? TILES[TILES.length - 1]!, epilogue);
 }
