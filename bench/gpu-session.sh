@@ -8,11 +8,10 @@
 #               three (features.processes), and PyTorch on the same card (gpu-extract.ts); batch 256 and
 #               Dawn's validation off were no faster on an H200 (bench/NOTES.md)
 #   head        the head step on tfjs' webgpu backend against PyTorch CUDA (npm run bench -- head), as it is,
-#   head-tiled  with the register-tiled products,
-#   head-lean   and at C = 512 and 2048 with the tiled products, Dawn's validation, robustness and workgroup
-#               zero-fill off, and 64 dispatches per command-buffer submit
-#   processes   PROCESSES processes extracting with the float16 export at once (one process's WebGPU sessions
-#               cannot run at the same time), against one
+#   head-tiled  and with the register-tiled products (Dawn toggles and 64 dispatches a submit gained nothing
+#               on an H200, bench/NOTES.md)
+#   processes   3, then 4 processes (PROCESSES) extracting with the float16 export at once (one process's
+#               WebGPU sessions cannot run at the same time), against one
 #   matmul      the head's large products alone: tfjs' kernel, the tiled one, torch.mm
 # Logs and JSON go to $OUT/gpu-session.tar, written again after each part, since at most 8 files come back
 # and a part killed at its limit must not lose the others'. About six minutes; at most 590 s.
@@ -47,16 +46,15 @@ part export "${EXPORT_LIMIT:-60}" bash -c "python3 infra/export_backbones.py res
 part extract "${EXTRACT_LIMIT:-150}" $node dist/bench/gpu-extract.js "$models/resnet50.onnx" \
   "$models/resnet50-fp16.onnx" --batch 64 --validation basic --repeats 10 --out "$work/gpu-extract.json"
 part head "${HEAD_LIMIT:-110}" $node dist/bench/main.js --out "$work" head --backend webgpu
-mkdir -p "$work/tiled" "$work/lean"
+mkdir -p "$work/tiled"
 part head-tiled "${HEAD_LIMIT:-110}" $node dist/bench/main.js --out "$work/tiled" head --backend webgpu \
   --tf-flags INFODISENT_WEBGPU_TILED_MATMUL=true
-INFODISENT_DAWN_TOGGLES=skip_validation,disable_robustness,disable_workgroup_init \
-  part head-lean "${LEAN_LIMIT:-50}" $node dist/bench/main.js --out "$work/lean" head --backend webgpu \
-  --channels 512,2048 --tf-flags INFODISENT_WEBGPU_TILED_MATMUL=true,WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=64
-start_at=$(($(date +%s%3N) + 25000))
-part processes "${PROCESSES_LIMIT:-50}" bash -c "for i in \$(seq ${PROCESSES:-3}); do
-    $node dist/bench/gpu-extract.js $models/resnet50-fp16.onnx --sessions 1 --batch 64 --repeats 20 \
-      --start-at $start_at --out $work/process-\$i.json &
-  done; wait"
+for count in ${PROCESSES:-3 4}; do
+  start_at=$(($(date +%s%3N) + 25000))
+  part "processes-$count" "${PROCESSES_LIMIT:-50}" bash -c "for i in \$(seq $count); do
+      $node dist/bench/gpu-extract.js $models/resnet50-fp16.onnx --sessions 1 --batch 64 --repeats 20 \
+        --start-at $start_at --out $work/processes-$count-\$i.json &
+    done; wait"
+done
 part matmul "${MATMUL_LIMIT:-40}" $node dist/bench/main.js --out "$work" matmul --backend webgpu
 cat "$work/parts.txt"
