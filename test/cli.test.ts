@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -938,9 +939,17 @@ describe('store prune', () => {
     assert.match(refused.stderr, /cannot connect to Temporal at 127\.0\.0\.1:\d+/);
     assert.match(refused.stderr, /if no sweep runs against this store, pass --offline/);
 
+    // A put stopped midway two hours ago left its temporary file in a set the prune deletes.
+    const leftover = path.join(storeDir, 'features', 'bb', 'old', 'shard-9.bin.tmp-00112233aabb');
+    await writeFile(leftover, new Uint8Array(16));
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    await utimes(leftover, twoHoursAgo, twoHoursAgo);
+
     const dry = await cli([...store, '--offline']);
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stdout, /^running sweeps: not checked \(--offline\)$/m);
+    assert.match(dry.stdout, /^to delete: 1 unfinished write, 16 B, left by writers stopped midway$/m);
+    assert.match(dry.stdout, /^features\/bb\/old\/shard-9\.bin +16 B +\d{4}-\d\d-\d\dT/m);
     assert.match(dry.stdout, /^to delete: 3 artifacts, 768 B of features$/m);
     assert.match(dry.stdout, /^features\/bb\/old +parts train, 6 images, 2x2x8 float32 +768 B$/m);
     assert.match(dry.stdout, /^features\/bb\/cut +incomplete: a cut-off run continues it/m);
@@ -952,8 +961,15 @@ describe('store prune', () => {
       runningWorkflows: null;
       remove: { key: string }[];
       deletedFiles: number;
+      abandonedWrites: { key: string; bytes: number }[];
     }>(await cli([...store, '--offline', '--yes', '--incomplete', '--json']));
     assert.equal(done.deleted, true);
+    assert.deepEqual(
+      done.abandonedWrites.map(({ key, bytes }) => ({ key, bytes })),
+      [{ key: 'features/bb/old/shard-9.bin', bytes: 16 }],
+    );
+    // The temporary file went too, so the deleted set's folder is gone.
+    assert.equal(existsSync(path.dirname(leftover)), false);
     assert.equal(done.runningWorkflows, null);
     assert.deepEqual(
       done.remove.map((a) => a.key).sort(),

@@ -4,10 +4,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  CreateMultipartUploadCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
 import { checkStore } from '../core/diagnostics/checks';
 import { storeInventory } from '../core/pipeline/inventory';
-import { planPrune, removeArtifacts } from '../core/pipeline/prune';
+import { planPrune, removeArtifacts, staleAbandonedWrites } from '../core/pipeline/prune';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { openStore } from '../core/store/open-store';
 import {
@@ -150,6 +156,35 @@ test('a prune plans and deletes the same on S3 as in a folder', async () => {
   } finally {
     await rm(path.dirname(local.root), { recursive: true, force: true });
   }
+});
+
+test('an upload a stopped writer never completed is an abandoned write, listed with its bytes, and discarded', async () => {
+  const store = storeFor({ prefix: 'abandoned' });
+  await store.put('features/set/shard-0.f32', randomBytes(1000));
+  // What a writer killed midway leaves: a multipart upload with a part stored, never completed.
+  const { UploadId } = await store.client.send(
+    new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'abandoned/features/set/shard-1.f32' }),
+  );
+  await store.client.send(
+    new UploadPartCommand({
+      Bucket: BUCKET,
+      Key: 'abandoned/features/set/shard-1.f32',
+      UploadId,
+      PartNumber: 1,
+      Body: randomBytes(3000),
+    }),
+  );
+  // Started just now: not stale to a prune, yet listed when asked about everything before a minute from now.
+  assert.deepEqual(await staleAbandonedWrites(store), []);
+  const writes = await store.abandonedWrites(new Date(Date.now() + 60_000));
+  assert.deepEqual(
+    writes.map(({ key, id, bytes }) => ({ key, id, bytes })),
+    [{ key: 'features/set/shard-1.f32', id: UploadId, bytes: 3000 }],
+  );
+  assert.deepEqual(await store.list('features/'), ['features/set/shard-0.f32']);
+  await store.discardAbandonedWrite(writes[0]!);
+  assert.deepEqual(await store.abandonedWrites(new Date(Date.now() + 60_000)), []);
+  assert.deepEqual(await store.list('features/'), ['features/set/shard-0.f32']);
 });
 
 test('openStore maps s3:// URLs to a prefix in the bucket and other URLs to local folders', async () => {

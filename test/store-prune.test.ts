@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { storeInventory } from '../core/pipeline/inventory';
-import { planPrune, removeArtifacts } from '../core/pipeline/prune';
+import { planPrune, removeArtifacts, staleAbandonedWrites } from '../core/pipeline/prune';
 import type { ArtifactStore } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { PRUNE_FIXTURE, writePruneFixture } from './support/prune-fixture';
@@ -78,6 +78,8 @@ function recordingDeletes(store: ArtifactStore): { store: ArtifactStore; deleted
         deleted.push(key);
         await store.delete(key);
       },
+      abandonedWrites: (before) => store.abandonedWrites(before),
+      discardAbandonedWrite: (write) => store.discardAbandonedWrite(write),
     },
   };
 }
@@ -116,4 +118,40 @@ test('removing deletes each artifact whole, its completion marker first, and lea
   assert.ok(
     [...inventory.features, ...inventory.heads, ...inventory.summaries].every((a) => a.usedBy.length > 0),
   );
+});
+
+test("a local store's unfinished writes: the temporary files a stopped put left, once an hour old", async () => {
+  const store = new LocalArtifactStore(path.join(dir, 'abandoned'));
+  await store.put('features/bb/set/shard-0.f32', new Uint8Array(8));
+  // A put stopped between writing and renaming leaves its temporary file: one two hours ago, one just now.
+  const folder = path.join(store.root, 'features', 'bb', 'set');
+  const stale = path.join(folder, 'shard-1.f32.tmp-0123456789ab');
+  const fresh = path.join(folder, 'shard-2.f32.tmp-ba9876543210');
+  await writeFile(stale, new Uint8Array(100));
+  await writeFile(fresh, new Uint8Array(50));
+  const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+  await utimes(stale, twoHoursAgo, twoHoursAgo);
+  const [write, ...others] = await staleAbandonedWrites(store);
+  assert.deepEqual(others, []);
+  assert.deepEqual(
+    { ...write!, lastActivity: write!.lastActivity.getTime() },
+    {
+      key: 'features/bb/set/shard-1.f32',
+      id: 'features/bb/set/shard-1.f32.tmp-0123456789ab',
+      bytes: 100,
+      lastActivity: twoHoursAgo.getTime(),
+    },
+  );
+  assert.equal((await store.abandonedWrites(new Date(Date.now() + 60_000))).length, 2);
+  assert.deepEqual(await store.list('features/'), ['features/bb/set/shard-0.f32']);
+  await store.discardAbandonedWrite(write!);
+  assert.deepEqual((await readdir(folder)).sort(), ['shard-0.f32', 'shard-2.f32.tmp-ba9876543210']);
+  await assert.rejects(
+    store.discardAbandonedWrite({ ...write!, id: 'features/bb/set/shard-0.f32' }),
+    /not a temporary file/,
+  );
+  // The last one gone, no empty folder stays behind.
+  await store.delete('features/bb/set/shard-0.f32');
+  await store.discardAbandonedWrite((await store.abandonedWrites(new Date(Date.now() + 60_000)))[0]!);
+  assert.deepEqual(await readdir(store.root), []);
 });

@@ -8,9 +8,11 @@ import {
   planPrune,
   type RunningWork,
   removeArtifacts,
+  staleAbandonedWrites,
 } from '../../core/pipeline/prune';
 import { forgetSweep, sweepRuns } from '../../core/pipeline/results';
 import { historyTable, resultsHistory } from '../../core/report/history';
+import { plural } from '../../core/util/plural';
 import { stateDir } from '../../infra/paths';
 import {
   addConnectionOptions,
@@ -149,6 +151,7 @@ async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> 
     running,
     incomplete: Boolean(flags.incomplete),
   });
+  const abandoned = await staleAbandonedWrites(store);
   const progress =
     flags.yes && !flags.json && process.stderr.isTTY && plan.remove.length > 0
       ? new cliProgress.SingleBar({ format: 'deleting {bar} {value}/{total}', stream: process.stderr })
@@ -158,7 +161,9 @@ async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> 
     ? await removeArtifacts(store, plan.remove, (done) => progress?.update(done))
     : 0;
   progress?.stop();
+  if (flags.yes) for (const write of abandoned) await store.discardAbandonedWrite(write);
   const bytes = totalBytes(plan.remove);
+  const abandonedBytes = abandoned.reduce((sum, write) => sum + write.bytes, 0);
   if (flags.json) {
     printJson({
       location: store.location,
@@ -169,6 +174,7 @@ async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> 
       keep: plan.keep,
       bytes,
       deletedFiles,
+      abandonedWrites: abandoned,
     });
     return;
   }
@@ -189,6 +195,17 @@ async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> 
       ),
     );
   }
+  if (abandoned.length > 0) {
+    printLine(
+      `\n${verb}: ${plural(abandoned.length, 'unfinished write')}, ${binarySize(abandonedBytes)}, left by writers stopped midway`,
+    );
+    printLine(
+      table(
+        ['artifact', 'size', 'last written'],
+        abandoned.map((write) => [write.key, binarySize(write.bytes), shortTime(write.lastActivity)]),
+      ),
+    );
+  }
   printLine(`\nkept: ${plan.keep.length} artifacts, ${binarySize(totalBytes(plan.keep))} of features`);
   if (plan.keep.length > 0)
     printLine(
@@ -197,7 +214,7 @@ async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> 
         plan.keep.map((a) => [a.key, a.reason]),
       ),
     );
-  if (!flags.yes && plan.remove.length > 0)
+  if (!flags.yes && (plan.remove.length > 0 || abandoned.length > 0))
     printLine('\nnothing deleted yet: run again with --yes to delete them');
 }
 
@@ -282,7 +299,7 @@ export function registerStoreCommands(program: Command): void {
       store
         .command('prune')
         .description(
-          'delete the feature sets, heads and explanation summaries that no stored sweep uses and no running sweep has resolved (lists them; --yes deletes)',
+          'delete the feature sets, heads and explanation summaries that no stored sweep uses and no running sweep has resolved, and writes left unfinished over an hour ago (lists them; --yes deletes)',
         )
         .option('--yes', 'delete them (without it, only list what would go)')
         .option(

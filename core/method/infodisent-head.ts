@@ -73,7 +73,8 @@ interface Forward {
  * SPEC section 1: U = expm(A - A^T) rotates every pixel's C-vector, sparse pooling keeps the highest
  * positive and lowest negative pixel per channel, and a non-negative linear layer scores classes.
  * Non-negativity is kept by projection: W <- max(W, 0) as part of every optimiser step (`nonNegative`).
- * All products are plain matmuls in layouts chosen so that no transpose flag is ever needed.
+ * The CPU path's products are plain matmuls in layouts chosen so that no transpose flag is needed (wasm
+ * leaves its fast path for one); the webgpu path reads transposes in place.
  */
 export class InfoDisentHead implements Head {
   readonly kind = 'infodisent' as const;

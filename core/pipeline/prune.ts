@@ -1,4 +1,4 @@
-import type { ArtifactStore } from '../store/artifact-store';
+import type { AbandonedWrite, ArtifactStore } from '../store/artifact-store';
 import type { StoreInventory } from './inventory';
 
 export type PrunableKind = 'features' | 'head' | 'summary';
@@ -112,4 +112,15 @@ export async function removeArtifacts(
     onProgress?.(index + 1, remove.length);
   }
   return files;
+}
+
+/**
+ * Unfinished writes this old are a stopped writer's leftovers, not a write under way (a shard takes seconds):
+ * a prune deletes them, whatever runs.
+ */
+export const ABANDONED_WRITE_AGE_MS = 60 * 60 * 1000;
+
+/** The store's unfinished writes last active at least ABANDONED_WRITE_AGE_MS before `now`. */
+export function staleAbandonedWrites(store: ArtifactStore, now = Date.now()): Promise<AbandonedWrite[]> {
+  return store.abandonedWrites(new Date(now - ABANDONED_WRITE_AGE_MS));
 }

@@ -11,6 +11,23 @@ export interface ArtifactStore {
   /** Keys under a prefix, sorted. */
   list(prefix: string): Promise<string[]>;
   delete(key: string): Promise<void>;
+  /** Unfinished writes last active before `before` (a writer killed midway left them), by key. */
+  abandonedWrites(before: Date): Promise<AbandonedWrite[]>;
+  discardAbandonedWrite(write: AbandonedWrite): Promise<void>;
+}
+
+/**
+ * A put that never finished: invisible to get and list, yet taking space. On a local store, a temporary file
+ * never renamed; on S3, a multipart upload never completed.
+ */
+export interface AbandonedWrite {
+  /** The artifact it was writing. */
+  key: string;
+  /** The store's handle on it: the temporary file's path in the store, the upload's id. */
+  id: string;
+  bytes: number;
+  /** Its last sign of progress: the temporary file's last change, the upload's start. */
+  lastActivity: Date;
 }
 
 export class ArtifactNotFoundError extends Error {

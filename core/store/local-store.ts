@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type ArtifactStore, assertValidKey } from './artifact-store';
+import { type AbandonedWrite, type ArtifactStore, assertValidKey } from './artifact-store';
 
 /** The embedded default: a folder on the local disk. Writes go to a temporary file, then an atomic rename. */
 export class LocalArtifactStore implements ArtifactStore {
@@ -30,7 +30,7 @@ export class LocalArtifactStore implements ArtifactStore {
   async put(key: string, data: Uint8Array): Promise<void> {
     const target = this.pathOf(key);
     await mkdir(path.dirname(target), { recursive: true });
-    const temporary = `${target}.tmp-${randomBytes(6).toString('hex')}`;
+    const temporary = `${target}${TEMPORARY}${randomBytes(6).toString('hex')}`;
     try {
       await writeFile(temporary, data).catch(async (error: NodeJS.ErrnoException) => {
         // A delete of the folder's last file may have removed the folder just now.
@@ -53,30 +53,58 @@ export class LocalArtifactStore implements ArtifactStore {
     }
   }
 
+  /** Calls `visit` with the store-relative path of every file under `folder` ('' for the whole store). */
+  private async walk(folder: string, visit: (relative: string) => Promise<void> | void): Promise<void> {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await readdir(folder ? path.join(this.root, ...folder.split('/')) : this.root, {
+        withFileTypes: true,
+      });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const relative = folder ? `${folder}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) await this.walk(relative, visit);
+      else if (entry.isFile()) await visit(relative);
+    }
+  }
+
   async list(prefix: string): Promise<string[]> {
     const keys: string[] = [];
-    const walk = async (dir: string, relative: string): Promise<void> => {
-      let entries: import('node:fs').Dirent[];
-      try {
-        entries = await readdir(dir, { withFileTypes: true });
-      } catch {
-        return;
-      }
-      for (const entry of entries) {
-        const key = relative ? `${relative}/${entry.name}` : entry.name;
-        if (entry.isDirectory()) await walk(path.join(dir, entry.name), key);
-        else if (entry.isFile() && !entry.name.includes('.tmp-') && key.startsWith(prefix)) keys.push(key);
-      }
-    };
     // Only the prefix's folder is walked: listing one feature set must not visit every other set's shards.
     const folder = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
-    await walk(folder ? path.join(this.root, ...folder.split('/')) : this.root, folder);
+    await this.walk(folder, (key) => {
+      if (!key.includes(TEMPORARY) && key.startsWith(prefix)) keys.push(key);
+    });
     return keys.sort();
   }
 
   /** Deletes the file and the folders it leaves empty, so a deleted artifact leaves no trace in the tree. */
   async delete(key: string): Promise<void> {
-    const file = this.pathOf(key);
+    await this.removeFile(this.pathOf(key));
+  }
+
+  /** Temporary files of puts that never renamed them, last changed before `before`. */
+  async abandonedWrites(before: Date): Promise<AbandonedWrite[]> {
+    const found: AbandonedWrite[] = [];
+    await this.walk('', async (relative) => {
+      const at = relative.lastIndexOf(TEMPORARY);
+      if (at < 0) return;
+      const { size, mtime } = await stat(this.pathOf(relative));
+      if (mtime < before)
+        found.push({ key: relative.slice(0, at), id: relative, bytes: size, lastActivity: mtime });
+    });
+    return found.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  async discardAbandonedWrite(write: AbandonedWrite): Promise<void> {
+    if (!write.id.includes(TEMPORARY))
+      throw new Error(`'${write.id}' is not a temporary file of ${this.location}`);
+    await this.removeFile(this.pathOf(write.id));
+  }
+
+  private async removeFile(file: string): Promise<void> {
     await rm(file, { force: true });
     for (let dir = path.dirname(file); dir.startsWith(`${this.root}${path.sep}`); dir = path.dirname(dir)) {
       try {
@@ -87,3 +115,6 @@ export class LocalArtifactStore implements ArtifactStore {
     }
   }
 }
+
+/** What a put's temporary file adds to its key's file name, before a random suffix. */
+const TEMPORARY = '.tmp-';

@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto';
 import {
+  AbortMultipartUploadCommand,
   type BucketLocationConstraint,
   CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListPartsCommand,
   PutObjectCommand,
   paginateListObjectsV2,
   S3Client,
@@ -14,7 +17,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { sha256 } from '../util/hash';
 import { plural } from '../util/plural';
-import { type ArtifactStore, assertValidKey } from './artifact-store';
+import { type AbandonedWrite, type ArtifactStore, assertValidKey } from './artifact-store';
 
 const MiB = 1024 * 1024;
 
@@ -80,7 +83,8 @@ export class ArtifactIntegrityError extends Error {
  *
  * Overwriting a key with the same bytes is harmless, so concurrent writers of content-addressed keys
  * need no coordination. Incomplete multipart uploads left by a crash are invisible but occupy space:
- * give the bucket an AbortIncompleteMultipartUpload lifecycle rule.
+ * `infodisent store prune` aborts those over an hour old (abandonedWrites), as would an
+ * AbortIncompleteMultipartUpload lifecycle rule on the bucket.
  */
 export class S3ArtifactStore implements ArtifactStore {
   readonly location: string;
@@ -227,6 +231,48 @@ export class S3ArtifactStore implements ArtifactStore {
     const Key = this.objectKey(key);
     await this.run('deleting', key, () =>
       this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })),
+    );
+  }
+
+  /** Multipart uploads under the prefix started before `before` and never completed, with their parts' bytes. */
+  async abandonedWrites(before: Date): Promise<AbandonedWrite[]> {
+    const base = this.prefix ? `${this.prefix}/` : '';
+    return this.run('listing unfinished uploads', base, async () => {
+      const found: AbandonedWrite[] = [];
+      let markers: { KeyMarker?: string; UploadIdMarker?: string } = {};
+      for (;;) {
+        const page = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: base, ...markers }),
+        );
+        for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
+          if (!Key?.startsWith(base) || !UploadId || !Initiated || Initiated >= before) continue;
+          const bytes = await this.uploadedBytes(Key, UploadId);
+          found.push({ key: Key.slice(base.length), id: UploadId, bytes, lastActivity: Initiated });
+        }
+        if (!page.IsTruncated) return found;
+        markers = { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker };
+      }
+    });
+  }
+
+  private async uploadedBytes(Key: string, UploadId: string): Promise<number> {
+    let bytes = 0;
+    let PartNumberMarker: string | undefined;
+    for (;;) {
+      const page = await this.client.send(
+        new ListPartsCommand({ Bucket: this.bucket, Key, UploadId, PartNumberMarker }),
+      );
+      for (const part of page.Parts ?? []) bytes += part.Size ?? 0;
+      if (!page.IsTruncated) return bytes;
+      PartNumberMarker = page.NextPartNumberMarker;
+    }
+  }
+
+  /** Aborts the upload: S3 then frees its parts. */
+  async discardAbandonedWrite(write: AbandonedWrite): Promise<void> {
+    const Key = this.objectKey(write.key);
+    await this.run('aborting the unfinished upload of', write.key, () =>
+      this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: write.id })),
     );
   }
 
