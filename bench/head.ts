@@ -203,7 +203,8 @@ export async function benchHead(options: BenchHeadOptions = {}): Promise<BenchRo
           metric: 'webgpu dispatches a step',
           unit: 'count',
           value: dispatches,
-          reference: 'none: what bounds the step on a GPU (each costs ~0.25 ms of CPU on an H200 host)',
+          reference:
+            'none: a count (on an H200 a step took ~0.25 ms a dispatch at C <= 1024, bench/NOTES.md)',
           reference_value: null,
           ratio: null,
           backend: label,
