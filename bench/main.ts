@@ -85,7 +85,7 @@ program
     "the head step's large matrix products: tf.matMul and, on webgpu, the tiled kernel, next to PyTorch",
   )
   .option('--backend <name>', 'tfjs backend: auto, webgpu, tensorflow, wasm, cpu', 'auto')
-  .option('--channels <list>', 'channel counts', '512,2048')
+  .option('--channels <list>', 'channel counts', '512,1024,2048')
   .option('--reps <n>', 'products timed back to back per case', '10')
   .action(async (options: { backend: string; channels: string; reps: string }) => {
     const { benchMatMul } = await import('./matmul.js');

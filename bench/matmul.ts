@@ -15,12 +15,15 @@ export interface BenchMatMulOptions {
   reps?: number;
 }
 
-/** The head step's three kinds of product at C channels: expm powers, the forward, the rotation gradient. */
+/**
+ * The webgpu step's two kinds of large product at C channels: the fold's (S^2, E B; its Horner steps are the
+ * tiled kernel whatever the flag) and the forward Z = X U^T. The rotation gradient is no product since
+ * session 9 (a sparse kernel).
+ */
 function productCases(channels: number, pixels: number) {
   return [
-    { name: 'expm power S Q', m: channels, k: channels, n: channels, transposeB: false },
-    { name: 'forward U X^T', m: channels, k: channels, n: pixels, transposeB: false },
-    { name: 'gradient dZ^T Z (B transposed)', m: channels, k: pixels, n: channels, transposeB: true },
+    { name: 'fold product S Q', m: channels, k: channels, n: channels, transposeB: false },
+    { name: 'forward X U^T (B transposed)', m: pixels, k: channels, n: channels, transposeB: true },
   ];
 }
 
@@ -44,7 +47,7 @@ async function productMs(a: tf.Tensor2D, b: tf.Tensor2D, transposeB: boolean, re
  */
 export async function benchMatMul(options: BenchMatMulOptions = {}): Promise<BenchRow[]> {
   const backend = await selectBackend(options.backend ?? 'auto');
-  const channels = options.channels ?? [512, 2048];
+  const channels = options.channels ?? [512, 1024, 2048];
   const pixels = (options.batch ?? 64) * 49;
   const reps = options.reps ?? 10;
   const device = backend === 'webgpu' ? 'cuda' : 'cpu';
