@@ -11,6 +11,7 @@ import {
   planExpmValue,
   skewNormBound,
   skewSquareNormBound,
+  TAYLOR_TOLERANCE,
 } from '../core/method/expm';
 import { selectBackend } from '../core/tf/backend';
 import { SeededRandom } from '../core/util/random';
@@ -192,9 +193,12 @@ test('planExpm: a valid remainder bound, no squarings for small norms, cost grow
   plans.forEach((plan, i) => {
     const x = grid[i]!;
     const scaled = x / 2 ** plan.squarings;
-    // Taylor remainder (||S||/2^s)^(m+1)/(m+1)! below 1e-8: under float32 rounding.
+    // Taylor remainder (||S||/2^s)^(m+1)/(m+1)! below float32's unit roundoff.
     const logRemainder = (plan.degree + 1) * Math.log(scaled) - logFactorial(plan.degree + 1);
-    assert.ok(logRemainder <= Math.log(1e-8) + 1e-9, `norm ${x}: remainder ${Math.exp(logRemainder)}`);
+    assert.ok(
+      logRemainder <= Math.log(TAYLOR_TOLERANCE) + 1e-9,
+      `norm ${x}: remainder ${Math.exp(logRemainder)}`,
+    );
     assert.ok(plan.degree >= 1 && plan.degree <= 18, `norm ${x}: degree ${plan.degree}`);
     const cost = plan.degree - 1 + plan.squarings;
     assert.ok(cost >= previousCost, `norm ${x}: matmul count fell from ${previousCost} to ${cost}`);
@@ -319,7 +323,10 @@ test('planExpmValue: a valid remainder bound at a Paterson-Stockmeyer cost never
       const plan = planExpmValue(x, withSquare);
       const logRemainder =
         (plan.degree + 1) * Math.log(x / 2 ** plan.squarings) - logFactorial(plan.degree + 1);
-      assert.ok(logRemainder <= Math.log(1e-8) + 1e-9, `norm ${x}: remainder ${Math.exp(logRemainder)}`);
+      assert.ok(
+        logRemainder <= Math.log(TAYLOR_TOLERANCE) + 1e-9,
+        `norm ${x}: remainder ${Math.exp(logRemainder)}`,
+      );
       const horner = planExpm(x);
       const label = `norm ${x}, S^2 given ${withSquare}: ${JSON.stringify(plan)} against ${JSON.stringify(horner)}`;
       assert.ok((await matmuls(plan, withSquare)) <= (await matmuls(horner, withSquare)), label);
