@@ -236,7 +236,7 @@ function productPlus(
  * Taylor polynomial blocks for Paterson-Stockmeyer: with p, sum_k X^k / k! = sum_j (X^p)^j B_j, where
  * B_j = sum_{i<p} X^i / (jp + i)! needs only X^2 .. X^p (p - 1 matmuls), and Horner's rule in X^p takes
  * floor(m/p) more, one fewer when the last block is the scalar 1/m! (p divides m). p = 1 is plain Horner
- * (m - 1 matmuls); the best p takes 2 for degree 4, 4 for 8, 7 for 18.
+ * (m - 1 matmuls); up to degree 18 the best p is 2 to 4 (2 for degrees 4-8).
  */
 function stockmeyerBlockSize(degree: number): number {
   let best = 1;

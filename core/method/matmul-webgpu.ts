@@ -28,6 +28,7 @@ export interface Epilogue {
 }
 
 const THREADS_PER_SIDE = 16;
+const MAX_EPILOGUE_TERMS = 5;
 const THREADS = THREADS_PER_SIDE * THREADS_PER_SIDE;
 
 class TiledMatMulProgram implements WebGPUProgram {
@@ -188,6 +189,11 @@ export function tiledMatMulWebgpu(
   const [m, k] = transposeA ? [a.shape[1], a.shape[0]] : a.shape;
   const [kB, n] = transposeB ? [b.shape[1], b.shape[0]] : b.shape;
   if (k !== kB) throw new Error(`matMul: inner dimensions ${k} and ${kB} differ`);
+  // WebGPU guarantees 8 storage buffers a shader stage: A, B, the output and at most 5 terms.
+  if ((epilogue?.terms.length ?? 0) > MAX_EPILOGUE_TERMS)
+    throw new Error(
+      `matMul: an epilogue takes at most ${MAX_EPILOGUE_TERMS} terms, not ${epilogue!.terms.length}`,
+    );
   // One entry a uniform: tfjs aligns a three-value entry as a vec3, which the i32 fields would not match.
   const uniforms = [m, n, k].map((value) => ({ type: 'int32' as const, data: [value] }));
   const added = epilogue
