@@ -945,6 +945,9 @@ describe('store prune', () => {
     const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
     await utimes(leftover, twoHoursAgo, twoHoursAgo);
 
+    const listing = await cli(['store', 'ls', '--store', storeDir]);
+    assert.match(listing.stdout, /^unfinished writes: 1, 16 B \(under way, or left by a stopped writer/m);
+
     const dry = await cli([...store, '--offline']);
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stdout, /^running sweeps: not checked \(--offline\)$/m);
@@ -981,7 +984,9 @@ describe('store prune', () => {
       features: { key: string }[];
       heads: { key: string }[];
       summaries: { key: string }[];
+      unfinishedWrites: unknown[];
     }>(await cli(['store', 'ls', '--store', storeDir, '--json']));
+    assert.deepEqual(left.unfinishedWrites, []);
     assert.deepEqual(
       [...left.features, ...left.heads, ...left.summaries].map((a) => a.key).sort(),
       [...PRUNE_FIXTURE.used].sort(),

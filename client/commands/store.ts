@@ -41,8 +41,10 @@ const usedBy = (sweeps: readonly string[]) => (sweeps.length > 0 ? sweeps.join('
 async function listCommand(flags: StoreFlags & JsonFlag): Promise<void> {
   const { store } = await openCheckedStore(flags);
   const inventory = await storeInventory(store);
+  // Every unfinished write, however recent: one under way shows here too.
+  const unfinished = await store.abandonedWrites(new Date());
   if (flags.json) {
-    printJson(inventory);
+    printJson({ ...inventory, unfinishedWrites: unfinished });
     return;
   }
   const complete = inventory.features.flatMap((f) => (f.complete ? [f.complete] : []));
@@ -104,6 +106,11 @@ async function listCommand(flags: StoreFlags & JsonFlag): Promise<void> {
     `\nexplanation summaries: ${inventory.summaries.length}` +
       (unused > 0 ? ` (${unused} used by no stored sweep: see store prune)` : ''),
   );
+  if (unfinished.length > 0)
+    printLine(
+      `\nunfinished writes: ${unfinished.length}, ${binarySize(unfinished.reduce((sum, w) => sum + w.bytes, 0))} ` +
+        '(under way, or left by a stopped writer: store prune deletes those over an hour old)',
+    );
 }
 
 interface PruneFlags extends StoreFlags, ConnectionFlags, JsonFlag {
