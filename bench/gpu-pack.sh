@@ -5,6 +5,9 @@
 #   carry: [".gpu", "dist", ".gl"]   command: bash bench/gpu-session.sh
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
+# pack.mjs adds .gpu/ to git's exclude file, which a checkout made without `git clone` may lack.
+exclude="$(git rev-parse --git-common-dir)/info/exclude"
+mkdir -p "$(dirname "$exclude")" && touch "$exclude"
 npx tsc -p tsconfig.json
 node ../shared/gpu/pack.mjs webgpu onnxruntime-node @tensorflow/tfjs @tensorflow/tfjs-backend-webgpu \
   @tensorflow/tfjs-backend-wasm commander sharp pure-rand long seedrandom zod
@@ -16,7 +19,7 @@ tar -rf .gpu/modules.tar node_modules/@img/sharp-linux-x64 node_modules/@img/sha
   node_modules/nsfwjs/dist/models/mobilenet_v2
 xz -T2 -6 -c .gpu/modules.tar > .gpu/modules.tar.xz && rm .gpu/modules.tar
 mkdir -p .gl
-grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo '/.gl/' >> "$(git rev-parse --git-common-dir)/info/exclude"
+grep -qx '/.gl/' "$exclude" || echo '/.gl/' >> "$exclude"
 (cd .gl && for p in libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2; do
   ls ${p}_*.deb >/dev/null 2>&1 || apt-get download "$p"
 done)
