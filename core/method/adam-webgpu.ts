@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { PerOutputProgram, runProgram } from './webgpu-program';
+import { float32, int32, PerOutputProgram, runProgram } from './webgpu-program';
 
 /** The constants of one AdamW update of one parameter, as both implementations take them. */
 export interface AdamCoefficients {
@@ -33,14 +33,6 @@ const secondMoment = (old: string, g: string) =>
   `${old} * uniforms.beta2 + (${g} * ${g}) * uniforms.oneMinusBeta2`;
 
 const BETAS = 'beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32,';
-
-function float32(value: number) {
-  return { type: 'float32' as const, data: [value] };
-}
-
-function int32(value: number) {
-  return { type: 'int32' as const, data: [value] };
-}
 
 /**
  * The new moments of every parameter, [2 * total], one thread per value. A tfjs WebGPU program has one

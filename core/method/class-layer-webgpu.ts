@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { PerOutputProgram, runProgram } from './webgpu-program';
+import { int32, PerOutputProgram, runProgram } from './webgpu-program';
 
 /**
  * The InfoDisent head's class layer on webgpu, reading the pooled values p [C, n] from the first block of
@@ -55,7 +55,7 @@ class ClassWeightGradientProgram extends PerOutputProgram {
 
 function shapeUniforms(pooling: tf.Tensor3D) {
   const [, channels, samples] = pooling.shape;
-  return [channels, samples].map((value) => ({ type: 'int32' as const, data: [value] }));
+  return [channels, samples].map(int32);
 }
 
 /** Class scores [K, n] of the packed pooling [3, C, n] with weights W [K, C] and bias [K, 1]. */

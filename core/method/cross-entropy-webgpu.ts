@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { PerOutputProgram, ReductionProgram, runProgram } from './webgpu-program';
+import { int32, PerOutputProgram, ReductionProgram, runProgram } from './webgpu-program';
 
 /** WGSL: the max and the sum of exp(l - max) of sample `b`'s logits L[0 .. K) (class-major, stride n). */
 const LOG_PARTITION = `
@@ -60,12 +60,8 @@ export function crossEntropyWebgpu(
   labels: tf.Tensor1D,
 ): { loss: tf.Scalar; gradLogitsT: tf.Tensor2D } {
   const [classes, samples] = logitsT.shape;
-  const shape = [classes, samples].map((value) => ({ type: 'int32' as const, data: [value] }));
-  const loss = runProgram(
-    new CrossEntropyLossProgram(),
-    [logitsT, labels],
-    [...shape, { type: 'int32', data: [samples] }],
-  );
+  const shape = [classes, samples].map(int32);
+  const loss = runProgram(new CrossEntropyLossProgram(), [logitsT, labels], [...shape, int32(samples)]);
   return {
     // A reshape is a view on webgpu: no dispatch.
     loss: tf.reshape(loss, []) as tf.Scalar,

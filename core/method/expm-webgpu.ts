@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { PerOutputProgram, ReductionProgram, runProgram } from './webgpu-program';
+import { float32, int32, PerOutputProgram, ReductionProgram, runProgram } from './webgpu-program';
 
 /**
  * The expm's elementwise steps as single webgpu dispatches, where a step is bound by its number of
@@ -27,11 +27,7 @@ class SkewPartProgram extends PerOutputProgram {
 }
 
 export function skewPartWebgpu(x: tf.Tensor2D): tf.Tensor2D {
-  return runProgram(
-    new SkewPartProgram(x.shape),
-    [x],
-    [{ type: 'int32', data: [x.shape[0]] }],
-  ) as tf.Tensor2D;
+  return runProgram(new SkewPartProgram(x.shape), [x], [int32(x.shape[0])]) as tf.Tensor2D;
 }
 
 /** identity I + sum_i coefficients_i T_i over square matrices T_i, one thread per entry. */
@@ -70,9 +66,9 @@ export function linearCombinationWebgpu(
 ): tf.Tensor2D {
   const n = terms[0]!.shape[0];
   return runProgram(new LinearCombinationProgram([n, n], terms.length), terms, [
-    { type: 'int32', data: [n] },
-    { type: 'float32', data: [identity] },
-    ...coefficients.map((value) => ({ type: 'float32' as const, data: [value] })),
+    int32(n),
+    float32(identity),
+    ...coefficients.map(float32),
   ]) as tf.Tensor2D;
 }
 
@@ -93,5 +89,5 @@ class SumOfSquaresProgram extends ReductionProgram {
 
 /** The sum of the squares of a matrix's entries, [1], in one dispatch (tfjs: a multiply and a sum). */
 export function sumOfSquaresWebgpu(x: tf.Tensor): tf.Tensor1D {
-  return runProgram(new SumOfSquaresProgram(), [x], [{ type: 'int32', data: [x.size] }]) as tf.Tensor1D;
+  return runProgram(new SumOfSquaresProgram(), [x], [int32(x.size)]) as tf.Tensor1D;
 }

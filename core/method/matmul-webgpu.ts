@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
-import { runProgram } from './webgpu-program';
+import { float32, int32, runProgram } from './webgpu-program';
 
 /**
  * A register-tiled matrix product for the webgpu backend. tfjs' own (MatMulPackedProgram) gives each
@@ -195,12 +195,9 @@ export function tiledMatMulWebgpu(
       `matMul: an epilogue takes at most ${MAX_EPILOGUE_TERMS} terms, not ${epilogue!.terms.length}`,
     );
   // One entry a uniform: tfjs aligns a three-value entry as a vec3, which the i32 fields would not match.
-  const uniforms = [m, n, k].map((value) => ({ type: 'int32' as const, data: [value] }));
+  const uniforms = [m, n, k].map(int32);
   const added = epilogue
-    ? [epilogue.scale ?? 1, epilogue.identity, ...epilogue.coefficients].map((value) => ({
-        type: 'float32' as const,
-        data: [value],
-      }))
+    ? [epilogue.scale ?? 1, epilogue.identity, ...epilogue.coefficients].map(float32)
     : [];
   return runProgram(
     new TiledMatMulProgram(m, n, tile, transposeA, transposeB, epilogue?.terms.length),

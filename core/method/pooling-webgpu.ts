@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
-import { PerOutputProgram, runProgram } from './webgpu-program';
+import { int32, PerOutputProgram, runProgram } from './webgpu-program';
 
 /**
  * The InfoDisent head's sparse pooling and its gradient as fused WGSL kernels for the webgpu backend, where
@@ -162,8 +162,4 @@ export function extremeRowsGradientWebgpu(
     [pooling, weight, gradLogitsT, rows],
     [hw, samples, channels, classes].map(int32),
   ) as tf.Tensor2D;
-}
-
-function int32(value: number) {
-  return { type: 'int32' as const, data: [value] };
 }

@@ -77,12 +77,19 @@ export abstract class ReductionProgram implements WebGPUProgram {
   }
 }
 
+/** A program's uniform value: one entry each (tfjs aligns a multi-value entry as a vector). */
+export type Uniform = { type: 'float32' | 'int32'; data: number[] };
+
+export function int32(value: number): Uniform {
+  return { type: 'int32', data: [value] };
+}
+
+export function float32(value: number): Uniform {
+  return { type: 'float32', data: [value] };
+}
+
 /** Runs `program` on the webgpu backend: a float32 tensor of its output shape. */
-export function runProgram(
-  program: WebGPUProgram,
-  inputs: tf.Tensor[],
-  uniforms: { type: 'float32' | 'int32'; data: number[] }[],
-): tf.Tensor {
+export function runProgram(program: WebGPUProgram, inputs: tf.Tensor[], uniforms: Uniform[]): tf.Tensor {
   const backend = tf.backend() as unknown as WebGPUBackend;
   return tf.engine().makeTensorFromTensorInfo(backend.runWebGPUProgram(program, inputs, 'float32', uniforms));
 }
