@@ -123,6 +123,11 @@ test('removing deletes each artifact whole, its completion marker first, and lea
 test("a local store's unfinished writes: the temporary files a stopped put left, once an hour old", async () => {
   const store = new LocalArtifactStore(path.join(dir, 'abandoned'));
   await store.put('features/bb/set/shard-0.f32', new Uint8Array(8));
+  // Only a file's own name marks it temporary: a folder named so holds ordinary artifacts.
+  await store.put('odd.tmp-folder/kept.json', new Uint8Array(4));
+  assert.deepEqual(await store.list('odd'), ['odd.tmp-folder/kept.json']);
+  assert.deepEqual(await store.abandonedWrites(new Date(Date.now() + 60_000)), []);
+  await store.delete('odd.tmp-folder/kept.json');
   // A put stopped between writing and renaming leaves its temporary file: one two hours ago, one just now.
   const folder = path.join(store.root, 'features', 'bb', 'set');
   const stale = path.join(folder, 'shard-1.f32.tmp-0123456789ab');

@@ -75,7 +75,7 @@ export class LocalArtifactStore implements ArtifactStore {
     // Only the prefix's folder is walked: listing one feature set must not visit every other set's shards.
     const folder = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
     await this.walk(folder, (key) => {
-      if (!key.includes(TEMPORARY) && key.startsWith(prefix)) keys.push(key);
+      if (temporaryAt(key) < 0 && key.startsWith(prefix)) keys.push(key);
     });
     return keys.sort();
   }
@@ -89,17 +89,26 @@ export class LocalArtifactStore implements ArtifactStore {
   async abandonedWrites(before: Date): Promise<AbandonedWrite[]> {
     const found: AbandonedWrite[] = [];
     await this.walk('', async (relative) => {
-      const at = relative.lastIndexOf(TEMPORARY);
+      const at = temporaryAt(relative);
       if (at < 0) return;
-      const { size, mtime } = await stat(this.pathOf(relative));
-      if (mtime < before)
-        found.push({ key: relative.slice(0, at), id: relative, bytes: size, lastActivity: mtime });
+      // A put under way may rename its file between the listing and here: then it is no abandoned write.
+      const stats = await stat(this.pathOf(relative)).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return undefined;
+        throw error;
+      });
+      if (stats && stats.mtime < before)
+        found.push({
+          key: relative.slice(0, at),
+          id: relative,
+          bytes: stats.size,
+          lastActivity: stats.mtime,
+        });
     });
     return found.sort((a, b) => a.id.localeCompare(b.id));
   }
 
   async discardAbandonedWrite(write: AbandonedWrite): Promise<void> {
-    if (!write.id.includes(TEMPORARY))
+    if (temporaryAt(write.id) < 0)
       throw new Error(`'${write.id}' is not a temporary file of ${this.location}`);
     await this.removeFile(this.pathOf(write.id));
   }
@@ -118,3 +127,9 @@ export class LocalArtifactStore implements ArtifactStore {
 
 /** What a put's temporary file adds to its key's file name, before a random suffix. */
 const TEMPORARY = '.tmp-';
+
+/** Where a path's file name (not its folders) marks it a temporary file; -1 where it does not. */
+function temporaryAt(relative: string): number {
+  const at = relative.lastIndexOf(TEMPORARY);
+  return at > relative.lastIndexOf('/') ? at : -1;
+}
