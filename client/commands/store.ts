@@ -4,7 +4,6 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { storeInventory } from '../../core/pipeline/inventory';
 import {
-  type PrunableArtifact,
   planPrune,
   type RunningWork,
   removeArtifacts,
@@ -37,6 +36,10 @@ import { embeddedRunningWork, runningWork } from '../running-work';
 import { findStoredSweep } from '../stored-sweeps';
 
 const usedBy = (sweeps: readonly string[]) => (sweeps.length > 0 ? sweeps.join(', ') : '(no stored sweep)');
+
+/** The bytes of artifacts or unfinished writes (an artifact without a known size counts none). */
+const totalBytes = (items: readonly { bytes?: number }[]) =>
+  items.reduce((sum, item) => sum + (item.bytes ?? 0), 0);
 
 async function listCommand(flags: StoreFlags & JsonFlag): Promise<void> {
   const { store } = await openCheckedStore(flags);
@@ -108,7 +111,7 @@ async function listCommand(flags: StoreFlags & JsonFlag): Promise<void> {
   );
   if (unfinished.length > 0)
     printLine(
-      `\nunfinished writes: ${unfinished.length}, ${binarySize(unfinished.reduce((sum, w) => sum + w.bytes, 0))} ` +
+      `\nunfinished writes: ${unfinished.length}, ${binarySize(totalBytes(unfinished))} ` +
         '(under way, or left by a stopped writer: store prune deletes those over an hour old)',
     );
 }
@@ -148,9 +151,6 @@ async function checkRunningWork(
   }
 }
 
-const totalBytes = (artifacts: readonly PrunableArtifact[]) =>
-  artifacts.reduce((sum, artifact) => sum + (artifact.bytes ?? 0), 0);
-
 async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> {
   const { store } = await openCheckedStore(flags);
   const { running, askedOf } = await checkRunningWork(flags, command);
@@ -170,7 +170,6 @@ async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> 
   progress?.stop();
   if (flags.yes) for (const write of abandoned) await store.discardAbandonedWrite(write);
   const bytes = totalBytes(plan.remove);
-  const abandonedBytes = abandoned.reduce((sum, write) => sum + write.bytes, 0);
   if (flags.json) {
     printJson({
       location: store.location,
@@ -204,7 +203,7 @@ async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> 
   }
   if (abandoned.length > 0) {
     printLine(
-      `\n${verb}: ${plural(abandoned.length, 'unfinished write')}, ${binarySize(abandonedBytes)}, left by writers stopped midway`,
+      `\n${verb}: ${plural(abandoned.length, 'unfinished write')}, ${binarySize(totalBytes(abandoned))}, left by writers stopped midway`,
     );
     printLine(
       table(
