@@ -9,6 +9,7 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListPartsCommand,
+  type ListPartsCommandOutput,
   PutObjectCommand,
   paginateListObjectsV2,
   S3Client,
@@ -247,7 +248,8 @@ export class S3ArtifactStore implements ArtifactStore {
         for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
           if (!Key?.startsWith(base) || !UploadId || !Initiated || Initiated >= before) continue;
           const bytes = await this.uploadedBytes(Key, UploadId);
-          found.push({ key: Key.slice(base.length), id: UploadId, bytes, lastActivity: Initiated });
+          if (bytes !== undefined)
+            found.push({ key: Key.slice(base.length), id: UploadId, bytes, lastActivity: Initiated });
         }
         if (!page.IsTruncated) return found;
         markers = { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker };
@@ -255,13 +257,20 @@ export class S3ArtifactStore implements ArtifactStore {
     });
   }
 
-  private async uploadedBytes(Key: string, UploadId: string): Promise<number> {
+  /** The bytes of an upload's parts; undefined where it completed or was aborted since it was listed. */
+  private async uploadedBytes(Key: string, UploadId: string): Promise<number | undefined> {
     let bytes = 0;
     let PartNumberMarker: string | undefined;
     for (;;) {
-      const page = await this.client.send(
-        new ListPartsCommand({ Bucket: this.bucket, Key, UploadId, PartNumberMarker }),
-      );
+      let page: ListPartsCommandOutput;
+      try {
+        page = await this.client.send(
+          new ListPartsCommand({ Bucket: this.bucket, Key, UploadId, PartNumberMarker }),
+        );
+      } catch (error) {
+        if (errorCode(error) === 'NoSuchUpload') return undefined;
+        throw error;
+      }
       for (const part of page.Parts ?? []) bytes += part.Size ?? 0;
       if (!page.IsTruncated) return bytes;
       PartNumberMarker = page.NextPartNumberMarker;
