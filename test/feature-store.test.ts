@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
 import { loadOnnxBackbone, type OnnxBackbone } from '../core/backbones/onnx-backbone';
+import { encodeOnnxModel } from '../core/backbones/onnx-encode';
 import { parseSweep } from '../core/config/experiment';
 import type { DatasetManifest } from '../core/data/dataset';
 import { extractFeatures, featureCacheKey, StoredFeatureSet } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
-import { fromFloat16Bits, toFloat16Bits } from '../core/util/float16';
+import { fromFloat16Bits, toFiniteFloat16Bits, toFloat16Bits } from '../core/util/float16';
 import { SeededRandom } from '../core/util/random';
 import { writeNoiseDataset } from './support/extraction';
 import { convStackModel } from './support/onnx-graph';
@@ -79,6 +81,18 @@ describe('float16 conversion', () => {
         Object.is(every[h], decoded[h]) || (Number.isNaN(every[h]) && Number.isNaN(decoded[h])),
         `half 0x${h.toString(16)}: ${every[h]}, numpy ${decoded[h]}`,
       );
+  });
+
+  test('the checked conversion stops at the first value float16 cannot hold, having written those before it', () => {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, -65505, 65519]) {
+      const out = new Uint16Array(5);
+      assert.equal(toFiniteFloat16Bits(Float32Array.from([1, -2, 65504, bad, 3]), out), 3, `${bad}`);
+      assert.deepEqual([...out], [0x3c00, 0xc000, 0x7bff, 0, 0]);
+    }
+    const values = normalRangeValues(1000, new SeededRandom(3));
+    const out = new Uint16Array(values.length);
+    assert.equal(toFiniteFloat16Bits(values, out), -1);
+    assert.deepEqual(out, toFloat16Bits(values));
   });
 
   test('random normal-range features survive a round trip within 2^-11 relative error', () => {
@@ -201,5 +215,78 @@ describe('float16 feature shards', () => {
       );
     assert.notEqual(keyFor({ dtype: 'float16' }), keyFor());
     assert.equal(keyFor({ dtype: 'float32' }), keyFor());
+  });
+});
+
+describe('features that cannot be stored', () => {
+  let dir: string;
+  let backbone: OnnxBackbone;
+  let dataset: DatasetManifest;
+  /** A plain colour, which the resnet50 preset normalises to the same value everywhere. */
+  const writeColour = (file: string, level: number) =>
+    sharp({ create: { width: 240, height: 240, channels: 3, background: { r: level, g: level, b: level } } })
+      .png()
+      .toFile(file);
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'feature-store-bad-'));
+    // sqrt(image) * 1e5, averaged over 32 px cells: NaN where the normalised image is negative (dark),
+    // beyond float16's range where it is bright, finite in float32.
+    const model = encodeOnnxModel({
+      nodes: [
+        { op: 'Sqrt', inputs: ['image'], outputs: ['root'] },
+        { op: 'Mul', inputs: ['root', 'scale'], outputs: ['scaled'] },
+        {
+          op: 'AveragePool',
+          inputs: ['scaled'],
+          outputs: ['features'],
+          attributes: { kernel_shape: [32, 32], strides: [32, 32] },
+        },
+      ],
+      initializers: [{ name: 'scale', dims: [], data: Float32Array.from([1e5]) }],
+      inputs: [{ name: 'image', shape: ['batch', 3, 224, 224] }],
+      outputs: [{ name: 'features', shape: ['batch', 3, 7, 7] }],
+    });
+    const file = path.join(dir, 'sqrt.onnx');
+    await writeFile(file, model);
+    backbone = await loadOnnxBackbone({ file, preset: 'resnet50', intraOpNumThreads: 1 });
+    const root = path.join(dir, 'images');
+    await mkdir(root);
+    const levels = [255, 250, 0, 255];
+    for (const [i, level] of levels.entries()) await writeColour(path.join(root, `image-${i}.png`), level);
+    dataset = {
+      name: 'colours',
+      root,
+      classes: ['a'],
+      items: levels.map((_, i) => ({ path: `image-${i}.png`, label: 0, split: 'train' as const })),
+    };
+  });
+  after(async () => {
+    backbone.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a NaN feature names its image; the shards before it stay and resume, nothing is published', async () => {
+    const store = new LocalArtifactStore(path.join(dir, 'nan'));
+    const options = { store, dataset, split: 'train' as const, backbone, shardSize: 1, batchSize: 3 };
+    await assert.rejects(extractFeatures(options), /non-finite feature for .*image-2\.png/);
+    const key = featureCacheKey(dataset, 'train', backbone);
+    assert.equal(await store.get(`${key}/manifest.json`), undefined);
+
+    await writeColour(path.join(dataset.root, 'image-2.png'), 255);
+    const resumed = await extractFeatures(options);
+    assert.equal(resumed.reusedShards, 2);
+    const features = await (await StoredFeatureSet.open(store, key)).readShard(3);
+    assert.ok(features.every((v) => v > 65504));
+    await writeColour(path.join(dataset.root, 'image-2.png'), 0);
+  });
+
+  test('a feature beyond float16 names its image and the dtype to use', async () => {
+    const store = new LocalArtifactStore(path.join(dir, 'half'));
+    await assert.rejects(
+      extractFeatures({ store, dataset, split: 'train', backbone, dtype: 'float16' }),
+      /feature value 1\d{5}(\.\d+)? of image-0\.png exceeds the float16 range \(65504\): extract with features.dtype 'float32'/,
+    );
+    assert.deepEqual(await store.list(''), []);
   });
 });

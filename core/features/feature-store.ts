@@ -10,7 +10,7 @@ import { PreprocessPool } from '../data/preprocess-pool';
 import { type ArtifactStore, getJson, getRequired, putJson } from '../store/artifact-store';
 import { InputError } from '../util/errors';
 import { firstNonFinite } from '../util/finite';
-import { fromFloat16Bits, toFloat16Bits } from '../util/float16';
+import { FLOAT16_MAX, fromFloat16Bits, toFiniteFloat16Bits } from '../util/float16';
 import { contentKey, sha256 } from '../util/hash';
 import {
   FEATURE_DTYPE_BYTES,
@@ -23,9 +23,6 @@ import {
 import { checkManifest, checkShardData } from './feature-validation';
 
 const SHARD_SUFFIX: Record<FeatureDtype, string> = { float32: 'f32', float16: 'f16' };
-
-/** Largest float16 magnitude: larger features would be stored as Infinity. */
-const FLOAT16_MAX = 65504;
 
 export interface FeatureManifest {
   version: 1;
@@ -135,10 +132,10 @@ function batchPreparer(backbone: Backbone, threads: number) {
 const PREPARED_AHEAD = 2;
 
 /**
- * Features [count, H, W, C] of `files`, batch by batch (`start` is the batch's first file). The next
- * batches are prepared while the backbone runs the current one, and the next is given to the backbone
- * before the current one is handed out: a backbone in its own thread (openBackboneInThread) computes it
- * while the caller stores this one. A non-finite feature names its file.
+ * Features [count, H, W, C] of `files`, batch by batch (`start` is the batch's first file), not yet checked
+ * (see nonFiniteFeatureError). The next batches are prepared while the backbone runs the current one, and
+ * the next is given to the backbone before the current one is handed out: a backbone in its own thread
+ * (openBackboneInThread) computes it while the caller stores this one.
  */
 async function* featureBatches(
   backbone: Backbone,
@@ -146,16 +143,10 @@ async function* featureBatches(
   batchSize: number,
   prepare: (files: readonly string[], first: number) => Promise<Float32Array | Uint8Array>,
 ): AsyncGenerator<{ start: number; features: Float32Array }> {
-  const size = itemSize(backbone.featureShape);
-  const checked = async (batch: { start: number; features: Promise<Float32Array> }) => {
-    const features = await batch.features;
-    const bad = firstNonFinite(features);
-    if (bad >= 0)
-      throw new Error(
-        `backbone produced a non-finite feature for ${files[batch.start + Math.floor(bad / size)]}`,
-      );
-    return { start: batch.start, features };
-  };
+  const computed = async (batch: { start: number; features: Promise<Float32Array> }) => ({
+    start: batch.start,
+    features: await batch.features,
+  });
   const prepared: Promise<Float32Array | Uint8Array>[] = [];
   let toPrepare = 0;
   const prepareNext = () => {
@@ -174,7 +165,7 @@ async function* featureBatches(
       images = await prepared.shift()!;
     } catch (error) {
       // The batch already computed is handed out first, so its shard can be stored before the failure.
-      if (running) yield await checked(running);
+      if (running) yield await computed(running);
       throw error;
     }
     prepareNext();
@@ -188,10 +179,15 @@ async function* featureBatches(
           : backbone.extract(images, count),
     };
     submitted.features.catch(() => undefined); // likewise, awaited once the batch before is out
-    if (running) yield await checked(running);
+    if (running) yield await computed(running);
     running = submitted;
   }
-  if (running) yield await checked(running);
+  if (running) yield await computed(running);
+}
+
+/** The error for a NaN or infinite feature, at value `index` of a batch of `size`-value maps from `files[start]` on. */
+function nonFiniteFeatureError(files: readonly string[], start: number, index: number, size: number): Error {
+  return new Error(`backbone produced a non-finite feature for ${files[start + Math.floor(index / size)]}`);
 }
 
 /**
@@ -206,15 +202,25 @@ export async function* imageFileFeatures(
 ): AsyncGenerator<{ start: number; features: Float32Array }> {
   const pixels = backbone.inputSize * backbone.inputSize * 3;
   const preparer = batchPreparer(backbone, 1);
-  try {
-    yield* featureBatches(backbone, files, backbone.batchSize ?? DEFAULT_BATCH_SIZE, async (batch, first) => {
+  const batches = featureBatches(
+    backbone,
+    files,
+    backbone.batchSize ?? DEFAULT_BATCH_SIZE,
+    async (batch, first) => {
       const images = await preparer.prepare(batch);
       if (perturb)
         batch.forEach((_, i) => {
           images.set(perturb(images.slice(i * pixels, (i + 1) * pixels), first + i), i * pixels);
         });
       return images;
-    });
+    },
+  );
+  try {
+    for await (const batch of batches) {
+      const bad = firstNonFinite(batch.features);
+      if (bad >= 0) throw nonFiniteFeatureError(files, batch.start, bad, itemSize(backbone.featureShape));
+      yield batch;
+    }
   } finally {
     await preparer.close();
   }
@@ -236,27 +242,15 @@ export interface ExtractionResult {
 
 /**
  * Features as a shard stores them, written into `out` (their byte length): float32 values as they are,
- * float16 rounded to nearest even. `describe` names the item of a value, for a value float16 cannot hold.
+ * float16 rounded to nearest even. Returns the index of the first value that cannot be stored (NaN or
+ * infinite; in float16, also beyond its range), else -1; in float16 this is the conversion's own pass.
  */
-function encodeFeatures(
-  features: Float32Array,
-  dtype: FeatureDtype,
-  out: Uint8Array,
-  describe: (index: number) => string,
-): void {
-  if (dtype === 'float32') {
-    out.set(new Uint8Array(features.buffer, features.byteOffset, features.byteLength));
-    return;
-  }
-  let tooLarge = -1;
-  // A loop, not findIndex: a callback per value costs ~10x (see firstNonFinite).
-  for (let i = 0; i < features.length && tooLarge < 0; i++)
-    if (Math.abs(features[i]!) > FLOAT16_MAX) tooLarge = i;
-  if (tooLarge >= 0)
-    throw new InputError(
-      `feature value ${features[tooLarge]} of ${describe(tooLarge)} exceeds the float16 range (${FLOAT16_MAX}): extract with features.dtype 'float32'`,
-    );
-  toFloat16Bits(features, new Uint16Array(out.buffer, out.byteOffset, features.length));
+function encodeFeatures(features: Float32Array, dtype: FeatureDtype, out: Uint8Array): number {
+  if (dtype === 'float16')
+    return toFiniteFloat16Bits(features, new Uint16Array(out.buffer, out.byteOffset, features.length));
+  const bad = firstNonFinite(features);
+  if (bad < 0) out.set(new Uint8Array(features.buffer, features.byteOffset, features.byteLength));
+  return bad;
 }
 
 /** The float32 values of a stored shard. */
@@ -398,13 +392,15 @@ export async function computeShards(
         const shard = filling;
         const take = Math.min(count - taken, shard.items.length - shard.filled);
         const out = shard.bytes.subarray(shard.filled * size * bytes, (shard.filled + take) * size * bytes);
-        const first = shard.filled;
-        encodeFeatures(
-          batch.features.subarray(taken * size, (taken + take) * size),
-          dtype,
-          out,
-          (i) => shard.items[first + Math.floor(i / size)]!.path,
-        );
+        const features = batch.features.subarray(taken * size, (taken + take) * size);
+        const bad = encodeFeatures(features, dtype, out);
+        if (bad >= 0) {
+          if (!Number.isFinite(features[bad]!))
+            throw nonFiniteFeatureError(files, batch.start + taken, bad, size);
+          throw new InputError(
+            `feature value ${features[bad]} of ${shard.items[shard.filled + Math.floor(bad / size)]!.path} exceeds the float16 range (${FLOAT16_MAX}): extract with features.dtype 'float32'`,
+          );
+        }
         shard.hash.update(out);
         shard.filled += take;
         taken += take;

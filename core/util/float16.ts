@@ -4,41 +4,60 @@
  * below half the smallest subnormal give +-0, NaN stays NaN. Float16 -> float32 is exact.
  */
 
-/** The float16 bit pattern nearest to the float32 bit pattern `f` (round half to even). */
-function halfBitsOf(f: number): number {
-  const sign = (f >>> 16) & 0x8000;
-  const exponent = (f >>> 23) & 0xff;
-  const mantissa = f & 0x7fffff;
-  // NaN keeps the top of its payload, made non-zero so it stays NaN (numpy's choice).
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? mantissa >>> 13 || 1 : 0);
-  // Unbiased exponent e: normal halves have -14 <= e <= 15.
-  const e = exponent - 127;
-  if (e > 15) return sign | 0x7c00;
-  if (e >= -14) {
-    // Drop 13 mantissa bits with round half to even; a carry into the exponent is the right result (up to Infinity).
-    const rest = mantissa & 0x1fff;
-    let half = ((e + 15) << 10) | (mantissa >>> 13);
-    if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half += 1;
-    return sign | half;
+/** Largest finite float16 magnitude. */
+export const FLOAT16_MAX = 65504;
+
+/** Bit patterns of |x| for float32 x: FLOAT16_MAX, the smallest normal half (2^-14) and float16's exponent bias moved to float32's. */
+const MAX_BITS = 0x477fe000;
+const MIN_NORMAL_BITS = 0x38800000;
+const REBIAS = (127 - 15) << 23;
+/** Adding and subtracting 2^52 rounds a float64 in [0, 2^52) to an integer, half to even. */
+const ROUND_TO_INTEGER = 2 ** 52;
+
+/**
+ * Float16 bit patterns of `values` written into `out`, rounded to nearest even, up to the first value that
+ * is NaN, infinite or beyond +-FLOAT16_MAX: returns its index (the values before it are written), or -1.
+ * One branch-free pass (~3 ns a value, a third of a check and then a conversion): it runs on every feature
+ * a float16 extraction stores, on the thread that keeps the device fed. Checked against the general
+ * conversion on every in-range float32 bit pattern.
+ */
+export function toFiniteFloat16Bits(values: Float32Array, out: Uint16Array<ArrayBufferLike>): number {
+  const words = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!;
+    const magnitude = word & 0x7fffffff;
+    if (magnitude > MAX_BITS) return i;
+    // A normal half drops 13 mantissa bits, rounding half to even (a carry into the exponent is right);
+    // a subnormal one is |value| in units of 2^-24, rounded the same way. The mask picks one without a branch.
+    const normal = (magnitude - REBIAS + 0xfff + ((magnitude >>> 13) & 1)) >>> 13;
+    const subnormal = Math.abs(values[i]!) * 2 ** 24 + ROUND_TO_INTEGER - ROUND_TO_INTEGER;
+    const isSubnormal = (magnitude - MIN_NORMAL_BITS) >> 31;
+    out[i] = (normal & ~isSubnormal) | (subnormal & isSubnormal) | ((word >>> 16) & 0x8000);
   }
-  // Subnormal half (or zero): the value is significand * 2^-24 with the implicit bit made explicit.
-  if (e < -25) return sign;
-  const significand = mantissa | 0x800000;
-  const shift = -e - 1; // 14..24 bits dropped: value / 2^-24 = significand / 2^(shift)
-  const kept = significand >>> shift;
-  const rest = significand - (kept << shift);
-  const halfway = 1 << (shift - 1);
-  const rounded = rest > halfway || (rest === halfway && kept & 1) ? kept + 1 : kept;
-  return sign | rounded;
+  return -1;
 }
 
-/** Float16 bit patterns of `values`, rounded to nearest even (into `out` when given). */
+/** The half of a float32 bit pattern that toFiniteFloat16Bits stops at: +-Infinity, or NaN with the top of its payload (numpy's choice). */
+function nonFiniteHalfBits(word: number): number {
+  const sign = (word >>> 16) & 0x8000;
+  const magnitude = word & 0x7fffffff;
+  if (magnitude > 0x7f800000) return sign | 0x7c00 | ((magnitude >>> 13) & 0x3ff || 1);
+  // Finite values beyond FLOAT16_MAX still round down to it below the midpoint to Infinity, 65520.
+  return sign | (magnitude < 0x477ff000 ? 0x7bff : 0x7c00);
+}
+
+/** Float16 bit patterns of `values`, rounded to nearest even (into `out` when given); too large gives +-Infinity. */
 export function toFloat16Bits<Out extends Uint16Array<ArrayBufferLike> = Uint16Array>(
   values: Float32Array,
   out: Out = new Uint16Array(values.length) as Out,
 ): Out {
   const words = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  for (let i = 0; i < words.length; i++) out[i] = halfBitsOf(words[i]!);
+  for (let from = 0; from < values.length; ) {
+    const stop = toFiniteFloat16Bits(values.subarray(from), out.subarray(from));
+    if (stop < 0) break;
+    out[from + stop] = nonFiniteHalfBits(words[from + stop]!);
+    from += stop + 1;
+  }
   return out;
 }
 
