@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -11,7 +11,8 @@ import type { BackboneSpec } from '../core/backbones/registry';
 import type { DatasetManifest } from '../core/data/dataset';
 import { PRESETS, type PreprocessPreset, type PresetName } from '../core/data/preprocess';
 import { extractFeaturesInProcesses } from '../core/features/extract-processes';
-import { extractFeatures } from '../core/features/feature-store';
+import type { FeatureDtype } from '../core/features/feature-set';
+import { DEFAULT_PREPROCESS_THREADS, extractFeatures } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { repoRoot } from '../infra/paths';
 import { convStackModel } from '../test/support/onnx-graph';
@@ -36,6 +37,8 @@ export interface BenchExtractOptions {
    * round of each side is the one least disturbed by it.
    */
   rounds?: number;
+  /** Images through the host-side case (an instant backbone; see instantResNet50Maps). Default 512. */
+  hostImages?: number;
 }
 
 interface ReferenceCase {
@@ -112,14 +115,26 @@ export async function timeExtraction(
   batchSize: number,
 ): Promise<Timing> {
   let model = 0;
+  let lastEnd = 0;
+  // Extraction hands the backbone its next batch before the current one is out, so calls overlap; the
+  // backbone runs them in turn, and a call is busy from its start or the previous call's end.
+  const time =
+    <Input>(run: (images: Input, n: number) => Promise<Float32Array>) =>
+    async (images: Input, n: number) => {
+      const start = performance.now();
+      const out = await run(images, n);
+      const end = performance.now();
+      model += (end - Math.max(start, lastEnd)) / 1000;
+      lastEnd = end;
+      return out;
+    };
+  // Both entry points: a backbone that takes pixels is only called through extractPixels.
   const timed: Backbone = {
     ...backbone,
-    async extract(images, n) {
-      const start = performance.now();
-      const out = await backbone.extract(images, n);
-      model += (performance.now() - start) / 1000;
-      return out;
-    },
+    extract: time((images, n) => backbone.extract(images, n)),
+    ...(backbone.extractPixels
+      ? { extractPixels: time((pixels: Uint8Array, n) => backbone.extractPixels!(pixels, n)) }
+      : {}),
   };
   const target = await extractionTarget(files, root, backbone.name);
   const start = performance.now();
@@ -142,6 +157,91 @@ export async function timeProcessExtraction(
   const seconds = (performance.now() - start) / 1000;
   await rm(target.store.root, { recursive: true, force: true });
   return seconds;
+}
+
+/**
+ * ResNet-50's feature maps (7x7x2048) at no cost, taking the resnet50 preset's crops in batches of 64 as
+ * a GPU provider does: an extraction with it runs at the rate its host side decodes, preprocesses, checks,
+ * encodes, hashes and stores, which no backbone on a GPU can be fed beyond. Its maps are half zeros, as
+ * after a ReLU, and the same values every batch (extraction never writes to a batch's features).
+ */
+export function instantResNet50Maps(): Backbone {
+  const featureShape = { height: 7, width: 7, channels: 2048 };
+  const size = featureShape.height * featureShape.width * featureShape.channels;
+  const batchSize = 64;
+  const maps = Float32Array.from({ length: batchSize * size }, (_, i) => (i % 2 ? 0 : (i % 97) / 7));
+  const extract = async (_images: Float32Array | Uint8Array, n: number) => maps.subarray(0, n * size);
+  return {
+    name: 'instant-resnet50-maps',
+    fingerprint: 'instant-resnet50-maps',
+    inputSize: 224,
+    featureShape,
+    preprocessing: { resize: 256, crop: 224, scale: 'imagenet' },
+    preset: 'resnet50',
+    batchSize,
+    extract,
+    extractPixels: extract,
+    dispose: () => undefined,
+  };
+}
+
+/** Images/s of a whole extraction of `files` with `backbone`, its features stored as `dtype`. */
+async function extractionRate(
+  backbone: Backbone,
+  files: string[],
+  root: string,
+  dtype: FeatureDtype,
+): Promise<number> {
+  const target = await extractionTarget(files, root, `${backbone.name}-${dtype}`);
+  const start = performance.now();
+  await extractFeatures({ ...target, backbone, dtype });
+  const seconds = (performance.now() - start) / 1000;
+  await rm(target.store.root, { recursive: true, force: true });
+  return files.length / seconds;
+}
+
+/**
+ * The host side's ceiling (instantResNet50Maps), storing float32 and float16, next to a PyTorch
+ * DataLoader with a worker per core (as extraction decodes on every core) delivering the same files
+ * (reference/extract_reference.py, task 'loader'); each side's best of `rounds`.
+ */
+async function hostSideRows(
+  files: string[],
+  root: string,
+  rounds: number,
+  python: string,
+): Promise<Omit<BenchRow, 'ratio' | 'machine'>[]> {
+  const backbone = instantResNet50Maps();
+  const rates: Record<FeatureDtype, number> = { float32: 0, float16: 0 };
+  for (let round = 0; round < rounds; round++)
+    for (const dtype of ['float32', 'float16'] as const)
+      rates[dtype] = Math.max(rates[dtype], await extractionRate(backbone, files, root, dtype));
+  const preset = PRESETS.resnet50;
+  const reference = JSON.parse(
+    execFileSync(python, [path.join(repoRoot(), 'reference', 'extract_reference.py')], {
+      input: JSON.stringify({
+        task: 'loader',
+        files,
+        preset: { ...preset, mean: [...preset.mean], std: [...preset.std] },
+        batch: backbone.batchSize,
+        workers: os.availableParallelism(),
+        rounds,
+      }),
+      encoding: 'utf8',
+    }),
+  ) as { engine: string; images_per_second: number; versions: Record<string, string> };
+  const versions = Object.entries(reference.versions)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  return (['float32', 'float16'] as const).map((dtype) => ({
+    case: `extract host side, ${files.length} images of 500x375, preset resnet50, 7x7x2048 maps stored as ${dtype}`,
+    metric: 'throughput with an instant backbone (decode, preprocess, check, encode, hash, store)',
+    unit: 'images/s',
+    value: rates[dtype],
+    reference: `${reference.engine}, batches of the same files, no backbone (reference/extract_reference.py task 'loader'; best of ${rounds}, ${versions})`,
+    reference_value: reference.images_per_second,
+    backend: `${DEFAULT_PREPROCESS_THREADS} preprocessing threads, decoding in libuv's pool, batches of ${backbone.batchSize}, shards of 256 in a local store`,
+  }));
 }
 
 /** A loaded backbone, warmed up with one batch as the reference is. */
@@ -255,6 +355,10 @@ export async function benchExtract(options: BenchExtractOptions = {}): Promise<B
     }
     mobilenet.dispose();
     onnx.dispose();
+    const hostDir = path.join(dir, 'host');
+    await mkdir(hostDir);
+    const hostFiles = await writeImages(hostDir, options.hostImages ?? 512);
+    const hostRows = await hostSideRows(hostFiles, hostDir, rounds, python);
 
     const machine = `${machineDescription()}, load ${os
       .loadavg()
@@ -323,6 +427,7 @@ export async function benchExtract(options: BenchExtractOptions = {}): Promise<B
         backend: preprocessing,
       });
     }
+    for (const row of hostRows) add(row);
     return rows;
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -16,8 +16,8 @@
  * features from the CPU provider running the first model (pass the float32 one first). Then, with the
  * provider's default settings, the whole extraction as the extraction stage runs it (extractFeatures with
  * the backbone in its own thread: decode and preprocess on every core but two, the next batch prepared
- * and computed while the current one is stored, shards written to a local store), and again in
- * `--processes` processes (features.processes).
+ * and computed while the current one is stored, shards written to a local store), the same with an
+ * instant backbone (the host side's ceiling), and again in `--processes` processes (features.processes).
  * With `--sessions N,...`, only this instead: N sessions of each model, each in its own thread as the
  * extraction stage opens one, running batches at once; whether the device has room for more than one
  * run() at a time (one run uploads, computes and reads back in turn). One process's WebGPU sessions
@@ -42,7 +42,7 @@ import { PRESETS, type PresetName } from '../core/data/preprocess';
 import { plural } from '../core/util/plural';
 import { sizeLibuvPool } from '../infra/libuv-pool';
 import { repoRoot } from '../infra/paths';
-import { timeExtraction, timeProcessExtraction, writeImages } from './extract';
+import { instantResNet50Maps, timeExtraction, timeProcessExtraction, writeImages } from './extract';
 import { machineDescription } from './machine';
 
 interface Options {
@@ -313,6 +313,18 @@ async function sweepSettings(
           rate.toFixed(0),
           '-',
         ]);
+        // The host side alone: what this machine's cores can feed any backbone.
+        const ceiling = await timeExtraction(instantResNet50Maps(), cycled, dir, batch);
+        const measure =
+          "extractFeatures with an instant backbone of ResNet-50's maps: the host side's ceiling";
+        results.push({
+          model: 'none',
+          provider: 'none',
+          batch,
+          measure,
+          imagesPerSecond: ceiling.images / ceiling.total!,
+        });
+        table.push(['none', 'none', '-', measure, (ceiling.images / ceiling.total!).toFixed(0), '-']);
         // The same in several processes (features.processes), each process's start included.
         for (const processes of options.processes) {
           const spec = { name: path.basename(model), file: model, preset, provider: options.provider };

@@ -100,7 +100,7 @@ program
 program
   .command('extract')
   .description(
-    'decode + preprocess + backbone throughput on the CPU (MobileNetV2, an ONNX model), next to PyTorch',
+    "decode + preprocess + backbone throughput on the CPU (MobileNetV2, an ONNX model), next to PyTorch; the host side's ceiling next to a DataLoader",
   )
   .option(
     '--onnx <file>',
@@ -108,10 +108,16 @@ program
   )
   .option('--rounds <n>', 'alternating rounds of the Node side and the reference; each keeps its best', '3')
   .option('--threads <n>', 'onnxruntime and PyTorch threads (default: the number of cores)')
-  .action(async (options: { onnx?: string; rounds: string; threads?: string }) => {
+  .option(
+    '--host-images <n>',
+    "images through the host side's ceiling (an instant backbone with ResNet-50's maps)",
+    '512',
+  )
+  .action(async (options: { onnx?: string; rounds: string; threads?: string; hostImages: string }) => {
     const { benchExtract } = await import('./extract.js');
     const rows = await benchExtract({
       rounds: Number(options.rounds),
+      hostImages: Number(options.hostImages),
       ...(options.threads ? { threads: Number(options.threads) } : {}),
       ...(options.onnx ? { onnxFile: options.onnx } : {}),
     });

@@ -18,6 +18,12 @@ stdout: {"versions": {...}, "cases": [{"name", "engine": "torch"|"onnxruntime"|"
 With {"task": "gpu", "arch", "batches", "side", "repeats"} (bench/gpu-extract.ts): the cut torchvision
 backbone alone on CUDA, channels-last, at each batch size, at float32 and under float16 and bfloat16
 autocast; stdout is a list of {"arch", "dtype", "batch", "device", "images_per_second"}.
+
+With {"task": "loader", "files", "preset", "batch", "workers", "rounds"} (bench/extract.ts, the host side's
+ceiling): how fast the data loading a PyTorch user feeds a GPU with delivers batches of the same files:
+torch.utils.data.DataLoader, `workers` worker processes, torchvision's transforms on its default loader;
+without torch, this module's transform in one thread. stdout: {"engine", "images_per_second" (best round,
+worker start included), "versions"}.
 """
 
 import contextlib
@@ -166,10 +172,69 @@ def gpu_timings(request):
     return out
 
 
+class _Files:
+    """The files as a map-style dataset of torchvision-transformed tensors (a picklable class for workers)."""
+
+    def __init__(self, files, preset):
+        from torchvision import transforms as T
+
+        interpolation = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
+        self.files = files
+        self.pipeline = T.Compose(
+            [
+                T.Resize(preset["resizeTo"], interpolation=interpolation[preset["interpolation"]]),
+                T.CenterCrop(preset["cropSize"]),
+                T.ToTensor(),
+                T.Normalize(preset["mean"], preset["std"]),
+            ]
+        )
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        from torchvision.datasets.folder import pil_loader
+
+        return self.pipeline(pil_loader(self.files[i]))
+
+
+def loader_timing(request):
+    files, preset, batch = request["files"], request["preset"], request["batch"]
+    if has("torch") and has("torchvision"):
+        import torch
+
+        torch.set_num_threads(1)
+        engine = f"torch DataLoader, {request['workers']} workers, torchvision transforms on PIL"
+
+        def one_round():
+            loader = torch.utils.data.DataLoader(
+                _Files(files, preset), batch_size=batch, num_workers=request["workers"]
+            )
+            for _ in loader:
+                pass
+
+    else:
+        engine = "Pillow + NumPy transform, one thread (no torch)"
+
+        def one_round():
+            for start in range(0, len(files), batch):
+                np.stack([prepare(f, preset) for f in files[start : start + batch]])
+
+    best = float("inf")
+    for _ in range(request["rounds"]):
+        start = time.perf_counter()
+        one_round()
+        best = min(best, time.perf_counter() - start)
+    return {"engine": engine, "images_per_second": len(files) / best, "versions": versions()}
+
+
 def main():
     request = json.load(sys.stdin)
     if request.get("task") == "gpu":
         json.dump(gpu_timings(request), sys.stdout)
+        return
+    if request.get("task") == "loader":
+        json.dump(loader_timing(request), sys.stdout)
         return
     cases = [run_case(c, request["files"], request["batch"], request["threads"]) for c in request["cases"]]
     json.dump({"versions": versions(), "cases": cases}, sys.stdout)
