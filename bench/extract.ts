@@ -387,7 +387,7 @@ export async function benchExtract(options: BenchExtractOptions = {}): Promise<B
         label: `${onnxLabel} preset ${preset}`,
         backend: `onnxruntime-node ${onnx.provider}, ${threads} threads`,
         preprocessing:
-          'sharp decode + core/data/preprocess.ts (Pillow-exact resize) in a worker thread, overlapped with the backbone',
+          'sharp decode + core/data/resample.ts (Pillow-exact resize, WebAssembly SIMD) in a worker thread, overlapped with the backbone',
         node: bestOf(timings.onnx),
         ref: bestOf(timings.reference[1]!),
         reason: reference!.cases[1]!.reason,

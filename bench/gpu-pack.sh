@@ -8,7 +8,7 @@ cd "$(git rev-parse --show-toplevel)"
 # pack.mjs adds .gpu/ to git's exclude file, which a checkout made without `git clone` may lack.
 exclude="$(git rev-parse --git-common-dir)/info/exclude"
 mkdir -p "$(dirname "$exclude")" && touch "$exclude"
-npx tsc -p tsconfig.json
+npm run build --silent
 node ../shared/gpu/pack.mjs webgpu onnxruntime-node @tensorflow/tfjs @tensorflow/tfjs-backend-webgpu \
   @tensorflow/tfjs-backend-wasm commander sharp pure-rand long seedrandom zod
 # sharp's native halves hide their package.json behind "exports", so pack.mjs cannot resolve them. Of nsfwjs

@@ -10,6 +10,7 @@ import {
   featureCellToImage,
   ImageDecodeError,
   PRESETS,
+  type PreprocessPreset,
   type PresetName,
   preprocessImage,
 } from '../core/data/preprocess';
@@ -194,6 +195,59 @@ describe('preprocessImage against torchvision on PIL (reference/preprocess_refer
     );
     await assertEqualToReference(t, jobs, reference);
   });
+});
+
+test("small crops, tiny images and upscales equal Pillow too (the SIMD passes' row tails)", async () => {
+  // Crops of 4 and 5 px have rows under 16 bytes; 6 and 17 px end in a partial 16-byte block.
+  const cases: { width: number; height: number; preset: PreprocessPreset }[] = [];
+  const sizes: [number, number][] = [
+    [7, 5],
+    [3, 40],
+    [61, 9],
+    [6, 6],
+    [130, 97],
+  ];
+  for (const [i, [width, height]] of sizes.entries())
+    for (const [cropSize, resizeTo] of [
+      [4, 5],
+      [5, 9],
+      [6, 6],
+      [17, 30],
+    ] as const)
+      cases.push({
+        width,
+        height,
+        preset: {
+          resize: i % 2 ? 'stretch' : 'shorter-side',
+          resizeTo,
+          cropSize,
+          interpolation: (i + cropSize) % 2 ? 'bicubic' : 'bilinear',
+          mean: [0.5, 0.4, 0.3],
+          std: [0.2, 0.25, 0.3],
+        },
+      });
+  const files = await Promise.all(
+    sizes.map(async ([width, height], i) => {
+      const file = path.join(dir, `small-${i}.png`);
+      await sharp(texture(width, height, 3, 40 + i), { raw: { width, height, channels: 3 } })
+        .png()
+        .toFile(file);
+      return file;
+    }),
+  );
+  const fileOf = (width: number, height: number) =>
+    files[sizes.findIndex(([w, h]) => w === width && h === height)]!;
+  const reference = runPythonReference<{ results: ReferenceResult[] }>('preprocess_reference.py', {
+    jobs: cases.map(({ width, height, preset }) => ({ path: fileOf(width, height), ...preset })),
+  });
+  for (const [j, { width, height, preset }] of cases.entries()) {
+    const ours = await preprocessImage(fileOf(width, height), preset);
+    assert.deepEqual(
+      [...ours.data],
+      [...decodeFloats(reference.results[j]!.data)],
+      `${width}x${height}, ${JSON.stringify(preset)}`,
+    );
+  }
 });
 
 describe('crop geometry', () => {
