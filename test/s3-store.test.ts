@@ -94,6 +94,20 @@ test('putting the same bytes under the same key again, even concurrently, is har
   assert.deepEqual(await store.list('same/'), ['same/key.bin']);
 });
 
+test("a put given the bytes' SHA-256 records it as is: the right one reads back, a wrong one is refused", async () => {
+  const store = storeFor();
+  const data = Buffer.from('features, hashed as they were written');
+  await store.put('given/right.bin', data, sha256(data));
+  assert.deepEqual(await store.get('given/right.bin'), data);
+  // As an extraction writes shards: in shared memory, multipart.
+  const shard = Buffer.from(new SharedArrayBuffer(20 * MiB));
+  randomBytes(20 * MiB).copy(shard);
+  await store.put('given/shard.bin', shard, sha256(shard));
+  assert.ok((await store.get('given/shard.bin'))!.equals(shard));
+  await assert.rejects(store.put('given/wrong.bin', data, sha256(Buffer.from('other bytes'))));
+  assert.equal(await store.exists('given/wrong.bin'), false);
+});
+
 test('list filters by prefix and follows pagination', async () => {
   const store = storeFor({ listPageSize: 3 });
   const keys = Array.from({ length: 10 }, (_, i) => `page/k${String(i).padStart(2, '0')}`);

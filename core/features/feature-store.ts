@@ -1,4 +1,3 @@
-import { createHash, type Hash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -12,6 +11,7 @@ import { InputError } from '../util/errors';
 import { firstNonFinite } from '../util/finite';
 import { FLOAT16_MAX, fromFloat16Bits, toFiniteFloat16Bits } from '../util/float16';
 import { contentKey, sha256 } from '../util/hash';
+import { Sha256Thread } from '../util/sha256-thread';
 import {
   FEATURE_DTYPE_BYTES,
   type FeatureDtype,
@@ -343,18 +343,18 @@ async function planExtraction(target: ExtractionTarget, backbone: BackboneIdenti
   };
 }
 
-/** A shard being computed: its bytes are filled batch by batch, and hashed as they come. */
+/** A shard being computed: its bytes, in memory the hashing thread reads, are filled batch by batch. */
 interface ShardInProgress extends ShardToCompute {
-  bytes: Buffer;
-  hash: Hash;
+  memory: SharedArrayBuffer;
   filled: number;
 }
 
 /**
  * Computes `shards` and stores each whole. Their images run as one stream of batches, and each shard is
- * hashed as its batches come and stored while the next ones run: at a GPU's rate, a pause at each shard's
- * end to hash and write ~100 MB would leave the device idle. `onBatch` hears of each batch's item count,
- * `onShard` of each shard stored (a failure keeps those: the shard being stored is written whole first).
+ * hashed as its batches come (in a thread of its own, Sha256Thread) and stored while the next ones run:
+ * at a GPU's rate, a pause at each shard's end to hash and write ~100 MB would leave the device idle.
+ * `onBatch` hears of each batch's item count, `onShard` of each shard stored (a failure keeps those: the
+ * shard being stored is written whole first).
  */
 export async function computeShards(
   options: BatchOptions & {
@@ -378,6 +378,14 @@ export async function computeShards(
   // One shard stored at a time, while the batches of the next run.
   let storing: Promise<void> = Promise.resolve();
   const preparer = batchPreparer(backbone, options.preprocessThreads ?? DEFAULT_PREPROCESS_THREADS);
+  const hasher = Sha256Thread.start();
+  // A stored shard's memory is filled again by a later shard: writing into fresh memory costs the first
+  // touch of its pages, 14 ms of main thread per 64 ResNet-50 maps against 2 ms (bench/NOTES.md).
+  const stored: SharedArrayBuffer[] = [];
+  const shardMemory = (length: number) => {
+    const reusable = stored.findIndex((memory) => memory.byteLength === length);
+    return reusable >= 0 ? stored.splice(reusable, 1)[0]! : new SharedArrayBuffer(length);
+  };
   try {
     for await (const batch of featureBatches(backbone, files, batchSize, (batch) =>
       preparer.prepareForExtraction(batch),
@@ -387,11 +395,12 @@ export async function computeShards(
         if (!filling) {
           const shard = shards[next++]!;
           const length = shard.items.length * size * bytes;
-          filling = { ...shard, bytes: Buffer.allocUnsafe(length), hash: createHash('sha256'), filled: 0 };
+          filling = { ...shard, memory: shardMemory(length), filled: 0 };
         }
         const shard = filling;
         const take = Math.min(count - taken, shard.items.length - shard.filled);
-        const out = shard.bytes.subarray(shard.filled * size * bytes, (shard.filled + take) * size * bytes);
+        const start = shard.filled * size * bytes;
+        const out = new Uint8Array(shard.memory, start, take * size * bytes);
         const features = batch.features.subarray(taken * size, (taken + take) * size);
         const bad = encodeFeatures(features, dtype, out);
         if (bad >= 0) {
@@ -401,19 +410,17 @@ export async function computeShards(
             `feature value ${features[bad]} of ${shard.items[shard.filled + Math.floor(bad / size)]!.path} exceeds the float16 range (${FLOAT16_MAX}): extract with features.dtype 'float32'`,
           );
         }
-        shard.hash.update(out);
+        hasher.update(shard.index, shard.memory, start, start + out.length);
         shard.filled += take;
         taken += take;
         if (shard.filled === shard.items.length) {
           filling = undefined;
           await storing;
-          storing = store.put(shard.key, shard.bytes).then(() =>
-            options.onShard?.(shard.index, {
-              key: shard.key,
-              count: shard.items.length,
-              sha256: shard.hash.digest('hex'),
-            }),
-          );
+          storing = hasher.digest(shard.index).then(async (sha256) => {
+            await store.put(shard.key, Buffer.from(shard.memory), sha256);
+            stored.push(shard.memory);
+            options.onShard?.(shard.index, { key: shard.key, count: shard.items.length, sha256 });
+          });
           storing.catch(() => undefined); // awaited before the next shard is stored, and at the end
         }
       }
@@ -423,6 +430,7 @@ export async function computeShards(
   } finally {
     await storing.catch(() => undefined);
     await preparer.close();
+    hasher.close();
   }
 }
 

@@ -6,7 +6,13 @@ export interface ArtifactStore {
   /** Human-readable location, for logs and results ("file:///…", "s3://bucket/prefix"). */
   readonly location: string;
   get(key: string): Promise<Buffer | undefined>;
-  put(key: string, data: Uint8Array): Promise<void>;
+  /**
+   * Stores `data` whole under `key`; once it settles the caller may write over `data` (an extraction
+   * fills the next shard into it), so a store keeps no reference to it. `sha256`: its hex SHA-256 when the
+   * caller has it already (an extraction hashes each shard as it fills it), so that a store which records
+   * or checks digests (S3) need not hash the bytes again.
+   */
+  put(key: string, data: Uint8Array, sha256?: string): Promise<void>;
   exists(key: string): Promise<boolean>;
   /** Keys under a prefix, sorted. */
   list(prefix: string): Promise<string[]>;

@@ -164,9 +164,10 @@ export class S3ArtifactStore implements ArtifactStore {
     return object.body;
   }
 
-  async put(key: string, data: Uint8Array): Promise<void> {
+  async put(key: string, data: Uint8Array, knownSha256?: string): Promise<void> {
     const Key = this.objectKey(key);
-    const digest = createHash('sha256').update(data).digest();
+    // A single PutObject carries the digest, which the server checks; a multipart one is checked on read.
+    const digest = knownSha256 ? Buffer.from(knownSha256, 'hex') : createHash('sha256').update(data).digest();
     const Metadata = { [SHA256_METADATA]: digest.toString('hex') };
     const total = data.byteLength;
     await this.run('writing', key, async () => {
