@@ -554,6 +554,12 @@ describe('doctor', () => {
       assert.ok(agreement && Number(agreement[1]) <= 1e-3, webgpu.summary);
     } else assert.equal(webgpu.status, 'skip', webgpu.summary);
     assert.equal(checks.get('extraction')?.summary, "ONNX backbones with provider 'auto' extract on cpu");
+    const images = checks.get('images')!;
+    assert.equal(images.status, 'ok');
+    assert.match(
+      images.summary,
+      /^[1-9]\d* images\/s decoded and cropped for ResNet-50 \(\d+ threads?\): the most this machine can feed a backbone$/,
+    );
   });
 
   test('a failing check is named and exits 1: an unreachable Temporal, a store it cannot write, a missing backend', async () => {
@@ -574,7 +580,7 @@ describe('doctor', () => {
       [...checks.values()].filter((c) => c.status === 'fail').map((c) => c.name),
       ['store', 'temporal', 'tfjs'],
     );
-    const text = await cli(['doctor', '--skip', 'onnx,tfjs,store', '--address', `127.0.0.1:${port}`]);
+    const text = await cli(['doctor', '--skip', 'onnx,tfjs,store,images', '--address', `127.0.0.1:${port}`]);
     assert.match(text.stdout, /^fail {2}temporal {5}cannot connect/m);
     assert.match(text.stdout, /\n1 ok, 0 warnings, 1 failure\n$/);
   });

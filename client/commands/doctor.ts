@@ -3,6 +3,7 @@ import { temporal } from '@temporalio/proto';
 import { type Command, Option } from 'commander';
 import {
   type Check,
+  checkImagePreparation,
   checkLine,
   checkMachine,
   checkOnnxProviders,
@@ -25,7 +26,7 @@ import {
 } from '../connection';
 import { commaSeparated, type JsonFlag, printJson, printLine } from '../output';
 
-const GROUPS = ['store', 'temporal', 'tfjs', 'onnx'] as const;
+const GROUPS = ['store', 'temporal', 'tfjs', 'onnx', 'images'] as const;
 type CheckGroup = (typeof GROUPS)[number];
 
 interface DoctorFlags extends ConnectionFlags, StoreFlags, QueueFlags, JsonFlag {
@@ -155,6 +156,7 @@ async function doctorCommand(flags: DoctorFlags, command: Command): Promise<void
     temporal: () => temporalChecks(flags, command),
     tfjs: () => checkTfjs(flags.backend),
     onnx: checkOnnxProviders,
+    images: checkImagePreparation,
   };
   const checks: Check[] = [];
   const report = (found: Check[]) => {
@@ -177,8 +179,9 @@ export function registerDoctorCommand(program: Command): void {
     .command('doctor')
     .description(
       "check this machine before giving it work: the tfjs backend (a product against float64, a rotation's " +
-        "orthogonality), the GPU Dawn finds, onnxruntime's providers on the bundled backbone, a store round " +
-        'trip, Temporal and the workers polling each task queue; exits 1 when a check fails',
+        "orthogonality), the GPU Dawn finds, onnxruntime's providers on the bundled backbone, the rate images " +
+        'are prepared at, a store round trip, Temporal and the workers polling each task queue; exits 1 when a ' +
+        'check fails',
     )
     .addOption(
       new Option('--backend <name>', 'tfjs backend to check, as a worker would start it')

@@ -1,13 +1,19 @@
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
 import type { Backbone } from '../backbones/backbone';
 import { loadNsfwjsMobileNetV2 } from '../backbones/nsfwjs-mobilenet';
 import { cudaInstalled, type OnnxProvider } from '../backbones/onnx-backbone';
+import { PreprocessPool } from '../data/preprocess-pool';
+import { DEFAULT_PREPROCESS_THREADS } from '../features/feature-store';
 import { expmSkewValue, planExpmValue, skewNorm, skewPart } from '../method/expm';
 import { matMul } from '../method/matmul';
 import type { ArtifactStore } from '../store/artifact-store';
 import { type BackendChoice, selectBackend, webgpuAdapterStatus } from '../tf/backend';
 import { findWebgpuAdapter, type WebgpuAdapterStatus } from '../tf/webgpu-adapter';
+import { plural } from '../util/plural';
 import { SeededRandom } from '../util/random';
 
 /**
@@ -248,6 +254,49 @@ export async function checkOnnxProviders(): Promise<Check[]> {
     summary: `ONNX backbones with provider 'auto' extract on ${auto}`,
   });
   return checks;
+}
+
+/** Generated 500x375 JPEGs (the typical size in CUB and ImageNet) the image check prepares: a batch of 32. */
+const PREPARATION_FILES = 32;
+
+/**
+ * Images decoded and prepared as extraction prepares them (PreprocessPool on extraction's default threads,
+ * ResNet-50's crops as bytes, two batches at a time as extraction keeps two ahead): the most images a
+ * second this machine can feed any backbone, a GPU's included. Fails when the preparation does (sharp's
+ * decoder, the resize's WebAssembly).
+ */
+export async function checkImagePreparation(): Promise<Check[]> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'infodisent-doctor-'));
+  const pool = PreprocessPool.start(DEFAULT_PREPROCESS_THREADS);
+  try {
+    const files = await Promise.all(
+      Array.from({ length: PREPARATION_FILES }, async (_, i) => {
+        const file = path.join(dir, `photo-${i}.jpg`);
+        const noise = { type: 'gaussian' as const, mean: 128, sigma: 24 + i };
+        await sharp({ create: { width: 500, height: 375, channels: 3, background: '#000', noise } })
+          .jpeg({ quality: 90 })
+          .toFile(file);
+        return file;
+      }),
+    );
+    const twoBatches = () => Promise.all([0, 1].map(() => pool.preparePixels(files, 'resnet50')));
+    await twoBatches();
+    const start = performance.now();
+    await twoBatches();
+    const rate = (2 * files.length) / (elapsedMs(start) / 1000);
+    return [
+      {
+        name: 'images',
+        status: 'ok',
+        summary: `${rate.toFixed(0)} images/s decoded and cropped for ResNet-50 (${plural(DEFAULT_PREPROCESS_THREADS, 'thread')}): the most this machine can feed a backbone`,
+      },
+    ];
+  } catch (error) {
+    return [{ name: 'images', status: 'fail', summary: (error as Error).message.split('\n')[0]! }];
+  } finally {
+    await pool.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** A round trip through the store: write, read back, list, delete, each step named when it fails. */
