@@ -493,7 +493,7 @@ describe('against a Temporal dev server', () => {
       const doctor = json<{ checks: DoctorCheck[] }>(
         await cli(
           [
-            ...['doctor', '--json', '--skip', 'tfjs,onnx', '--store', store],
+            ...['doctor', '--json', '--skip', 'tfjs,onnx,images', '--store', store],
             ...['--gpu-queue', 'cli-test-gpu', '--cpu-queue', 'cli-test-cpu-unserved'],
           ],
           env,
