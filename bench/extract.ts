@@ -14,6 +14,7 @@ import { extractFeaturesInProcesses } from '../core/features/extract-processes';
 import type { FeatureDtype } from '../core/features/feature-set';
 import { DEFAULT_PREPROCESS_THREADS, extractFeatures } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
+import { plural } from '../core/util/plural';
 import { repoRoot } from '../infra/paths';
 import { convStackModel } from '../test/support/onnx-graph';
 import { referencePython } from '../test/support/python';
@@ -107,12 +108,16 @@ async function extractionTarget(files: string[], root: string, name: string) {
   return { dataset, store, split: 'train' as const };
 }
 
-/** Wall time of a full extraction (decode + preprocess + backbone) and of the backbone calls within it. */
+/**
+ * Wall time of a full extraction (decode + preprocess + backbone), its features stored as `dtype`, and of
+ * the backbone calls within it.
+ */
 export async function timeExtraction(
   backbone: Backbone,
   files: string[],
   root: string,
   batchSize: number,
+  dtype: FeatureDtype = 'float32',
 ): Promise<Timing> {
   let model = 0;
   let lastEnd = 0;
@@ -138,7 +143,7 @@ export async function timeExtraction(
   };
   const target = await extractionTarget(files, root, backbone.name);
   const start = performance.now();
-  await extractFeatures({ ...target, backbone: timed, batchSize });
+  await extractFeatures({ ...target, backbone: timed, batchSize, dtype });
   const total = (performance.now() - start) / 1000;
   await rm(target.store.root, { recursive: true, force: true });
   return { images: files.length, total, model, rest: total - model };
@@ -157,6 +162,23 @@ export async function timeProcessExtraction(
   const seconds = (performance.now() - start) / 1000;
   await rm(target.store.root, { recursive: true, force: true });
   return seconds;
+}
+
+/** A preset as the reference script takes it (plain arrays). */
+const presetJson = (p: PreprocessPreset) => ({ ...p, mean: [...p.mean], std: [...p.std] });
+
+/** reference/extract_reference.py's reply to `request` (JSON on its stdin), with its package versions as one line. */
+function runExtractReference<Reply>(python: string, request: object): Reply & { versions: string } {
+  const reply = JSON.parse(
+    execFileSync(python, [path.join(repoRoot(), 'reference', 'extract_reference.py')], {
+      input: JSON.stringify(request),
+      encoding: 'utf8',
+    }),
+  ) as Reply & { versions: Record<string, string> };
+  const versions = Object.entries(reply.versions)
+    .map(([name, version]) => `${name} ${version}`)
+    .join(', ');
+  return { ...reply, versions };
 }
 
 /**
@@ -185,21 +207,6 @@ export function instantResNet50Maps(): Backbone {
   };
 }
 
-/** Images/s of a whole extraction of `files` with `backbone`, its features stored as `dtype`. */
-async function extractionRate(
-  backbone: Backbone,
-  files: string[],
-  root: string,
-  dtype: FeatureDtype,
-): Promise<number> {
-  const target = await extractionTarget(files, root, `${backbone.name}-${dtype}`);
-  const start = performance.now();
-  await extractFeatures({ ...target, backbone, dtype });
-  const seconds = (performance.now() - start) / 1000;
-  await rm(target.store.root, { recursive: true, force: true });
-  return files.length / seconds;
-}
-
 /**
  * The host side's ceiling (instantResNet50Maps), storing float32 and float16, next to a PyTorch
  * DataLoader with a worker per core (as extraction decodes on every core) delivering the same files
@@ -214,33 +221,26 @@ async function hostSideRows(
   const backbone = instantResNet50Maps();
   const rates: Record<FeatureDtype, number> = { float32: 0, float16: 0 };
   for (let round = 0; round < rounds; round++)
-    for (const dtype of ['float32', 'float16'] as const)
-      rates[dtype] = Math.max(rates[dtype], await extractionRate(backbone, files, root, dtype));
-  const preset = PRESETS.resnet50;
-  const reference = JSON.parse(
-    execFileSync(python, [path.join(repoRoot(), 'reference', 'extract_reference.py')], {
-      input: JSON.stringify({
-        task: 'loader',
-        files,
-        preset: { ...preset, mean: [...preset.mean], std: [...preset.std] },
-        batch: backbone.batchSize,
-        workers: os.availableParallelism(),
-        rounds,
-      }),
-      encoding: 'utf8',
-    }),
-  ) as { engine: string; images_per_second: number; versions: Record<string, string> };
-  const versions = Object.entries(reference.versions)
-    .map(([k, v]) => `${k} ${v}`)
-    .join(', ');
+    for (const dtype of ['float32', 'float16'] as const) {
+      const timing = await timeExtraction(backbone, files, root, backbone.batchSize!, dtype);
+      rates[dtype] = Math.max(rates[dtype], timing.images / timing.total!);
+    }
+  const reference = runExtractReference<{ engine: string; images_per_second: number }>(python, {
+    task: 'loader',
+    files,
+    preset: presetJson(PRESETS.resnet50),
+    batch: backbone.batchSize,
+    workers: os.availableParallelism(),
+    rounds,
+  });
   return (['float32', 'float16'] as const).map((dtype) => ({
     case: `extract host side, ${files.length} images of 500x375, preset resnet50, 7x7x2048 maps stored as ${dtype}`,
     metric: 'throughput with an instant backbone (decode, preprocess, check, encode, hash, store)',
     unit: 'images/s',
     value: rates[dtype],
-    reference: `${reference.engine}, batches of the same files, no backbone (reference/extract_reference.py task 'loader'; best of ${rounds}, ${versions})`,
+    reference: `${reference.engine}, batches of the same files, no backbone (reference/extract_reference.py task 'loader'; best of ${rounds}, ${reference.versions})`,
     reference_value: reference.images_per_second,
-    backend: `${DEFAULT_PREPROCESS_THREADS} preprocessing threads, decoding in libuv's pool, batches of ${backbone.batchSize}, shards of 256 in a local store`,
+    backend: `${plural(DEFAULT_PREPROCESS_THREADS, 'preprocessing thread')}, decoding in libuv's pool, batches of ${backbone.batchSize}, shards of 256 in a local store`,
   }));
 }
 
@@ -303,7 +303,6 @@ export async function benchExtract(options: BenchExtractOptions = {}): Promise<B
       batchSize,
     );
 
-    const presetJson = (p: PreprocessPreset) => ({ ...p, mean: [...p.mean], std: [...p.std] });
     // INFODISENT_TORCH_PYTHON: a Python with PyTorch (or onnxruntime) when the project's .venv has neither.
     const python = process.env['INFODISENT_TORCH_PYTHON'] ?? referencePython();
     const request = {
@@ -326,13 +325,7 @@ export async function benchExtract(options: BenchExtractOptions = {}): Promise<B
         },
       ],
     };
-    const runReference = () =>
-      JSON.parse(
-        execFileSync(python, [path.join(repoRoot(), 'reference', 'extract_reference.py')], {
-          input: JSON.stringify(request),
-          encoding: 'utf8',
-        }),
-      ) as { versions: Record<string, string>; cases: ReferenceCase[] };
+    const runReference = () => runExtractReference<{ cases: ReferenceCase[] }>(python, request);
 
     const timings: { mobilenet: Timing[]; onnx: Timing[]; reference: Timing[][] } = {
       mobilenet: [],
@@ -364,9 +357,7 @@ export async function benchExtract(options: BenchExtractOptions = {}): Promise<B
       .loadavg()
       .map((l) => l.toFixed(1))
       .join('/')} (1/5/15 min) at end, node ${process.version}`;
-    const versions = Object.entries(reference!.versions)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(', ');
+    const { versions } = reference!;
     const rows: BenchRow[] = [];
     const add = (row: Omit<BenchRow, 'ratio' | 'machine'>) =>
       rows.push({
