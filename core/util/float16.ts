@@ -37,12 +37,12 @@ export function toFiniteFloat16Bits(values: Float32Array, out: Uint16Array<Array
   return -1;
 }
 
-/** The half of a float32 bit pattern that toFiniteFloat16Bits stops at: +-Infinity, or NaN with the top of its payload (numpy's choice). */
-function nonFiniteHalfBits(word: number): number {
+/** The half of a float32 bit pattern toFiniteFloat16Bits stops at: +-Infinity (or +-FLOAT16_MAX below 65520), or NaN keeping the top of its payload (numpy's choice). */
+function outOfRangeHalfBits(word: number): number {
   const sign = (word >>> 16) & 0x8000;
   const magnitude = word & 0x7fffffff;
   if (magnitude > 0x7f800000) return sign | 0x7c00 | ((magnitude >>> 13) & 0x3ff || 1);
-  // Finite values beyond FLOAT16_MAX still round down to it below the midpoint to Infinity, 65520.
+  // Finite values beyond FLOAT16_MAX round down to it below 65520, the midpoint to Infinity.
   return sign | (magnitude < 0x477ff000 ? 0x7bff : 0x7c00);
 }
 
@@ -55,7 +55,7 @@ export function toFloat16Bits<Out extends Uint16Array<ArrayBufferLike> = Uint16A
   for (let from = 0; from < values.length; ) {
     const stop = toFiniteFloat16Bits(values.subarray(from), out.subarray(from));
     if (stop < 0) break;
-    out[from + stop] = nonFiniteHalfBits(words[from + stop]!);
+    out[from + stop] = outOfRangeHalfBits(words[from + stop]!);
     from += stop + 1;
   }
   return out;
