@@ -119,17 +119,6 @@ export function classHeatmap(
     : sparseHeatmap(model, sparseMaps(model, maps, pooling, index), k);
 }
 
-/** The class heatmap of every image of a batch for class `classes[i]` (pooling the batch if not given). */
-export async function classHeatmaps(
-  model: ExplainModel,
-  maps: Float32Array,
-  classes: ArrayLike<number>,
-  pooling?: ChannelPooling,
-): Promise<Float32Array[]> {
-  const pooled = pooling ?? (await model.pool(maps));
-  return Array.from({ length: classes.length }, (_, i) => classHeatmap(model, maps, i, classes[i]!, pooled));
-}
-
 /** Largest |value| of a map: the symmetric colour scale of a diverging heatmap. */
 export function symmetricRange(values: ArrayLike<number>): number {
   let range = 0;

@@ -12,12 +12,12 @@ import { loadStanfordCars } from './stanford-cars';
 import { loadStanfordDogs } from './stanford-dogs';
 
 export { type ClassFolderOptions, loadClassFolders } from './class-folders';
-export { DatasetInputError, type LoadOptions, type LoadResult, type SkippedInput } from './common';
+export { DatasetInputError, type LoadResult, type SkippedInput } from './common';
 export { loadCub } from './cub';
 export { loadImageNet } from './imagenet';
-export { MatAccess, type MatValue, parseMat, readMatFile } from './mat';
+export { MatAccess, parseMat } from './mat';
 export { loadStanfordCars } from './stanford-cars';
-export { loadStanfordDogs, readVocBox } from './stanford-dogs';
+export { loadStanfordDogs } from './stanford-dogs';
 
 export const DATASET_FORMATS = [
   'cub',
