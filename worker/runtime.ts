@@ -1,4 +1,17 @@
-import { DefaultLogger, type LogLevel, Runtime } from '@temporalio/worker';
+import { DefaultLogger, type LogLevel, type LogMetadata, Runtime } from '@temporalio/worker';
+
+/**
+ * Warnings the SDK gives for this project's design: a worker for the GPU queue alone (and the embedded run's
+ * worker for that queue) runs activities only, by intent.
+ */
+const EXPECTED_WARNINGS = new Set(['No workflows registered, not polling for workflow tasks']);
+
+class ProjectLogger extends DefaultLogger {
+  override log(level: LogLevel, message: string, meta?: LogMetadata): void {
+    if (level === 'WARN' && EXPECTED_WARNINGS.has(message)) return;
+    super.log(level, message, meta);
+  }
+}
 
 let installed = false;
 
@@ -10,6 +23,6 @@ export function installRuntime(
   level: LogLevel = (process.env['INFODISENT_LOG_LEVEL'] as LogLevel) ?? 'WARN',
 ): void {
   if (installed) return;
-  Runtime.install({ logger: new DefaultLogger(level) });
+  Runtime.install({ logger: new ProjectLogger(level) });
   installed = true;
 }

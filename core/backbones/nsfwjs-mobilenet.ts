@@ -30,13 +30,22 @@ export async function loadNsfwjsLayersModel(): Promise<{ model: tf.LayersModel; 
   const weightSpecs = modelJson.weightsManifest.flatMap((group) => group.weights);
   // Loading creates tensors: some backend (whichever is registered first, unless one was chosen) must be up.
   await tf.ready();
-  const model = await tf.loadLayersModel(
-    tf.io.fromMemory({
-      modelTopology: modelJson.modelTopology,
-      weightSpecs,
-      weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
-    }),
-  );
+  // tfjs's cpu backend greets its first tensor in Node with advice to install tfjs-node; the model is only
+  // read here (onnxruntime runs it), so the advice is noise in the CLI's progress. PROD silences tfjs's logs.
+  const prod = tf.env().getBool('PROD');
+  tf.env().set('PROD', true);
+  let model: tf.LayersModel;
+  try {
+    model = await tf.loadLayersModel(
+      tf.io.fromMemory({
+        modelTopology: modelJson.modelTopology,
+        weightSpecs,
+        weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
+      }),
+    );
+  } finally {
+    tf.env().set('PROD', prod);
+  }
   const fingerprint = sha256(
     Buffer.concat([Buffer.from(JSON.stringify(modelJson.modelTopology)), weights]),
   ).slice(0, 16);
