@@ -6,7 +6,7 @@ import { DefaultLogger, type LogLevel, type LogMetadata, Runtime } from '@tempor
  */
 const EXPECTED_WARNINGS = new Set(['No workflows registered, not polling for workflow tasks']);
 
-class ProjectLogger extends DefaultLogger {
+export class ProjectLogger extends DefaultLogger {
   override log(level: LogLevel, message: string, meta?: LogMetadata): void {
     if (level === 'WARN' && EXPECTED_WARNINGS.has(message)) return;
     super.log(level, message, meta);
