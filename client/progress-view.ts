@@ -14,9 +14,14 @@ export interface ConfigurationView {
   name: string;
   status: string;
   stage: string;
+  /** The bar's position: the running stage's items once it has reported, else stages finished. */
   done: number;
   total: number;
   detail: string;
+  /** Stages finished and in all, while the configuration runs. */
+  stages?: { done: number; total: number };
+  /** The running stage's own progress, from its activity's last heartbeat. */
+  heartbeat?: StageProgress;
 }
 
 async function currentActivity(handle: WorkflowHandle): Promise<StageProgress | undefined> {
@@ -54,6 +59,8 @@ export async function readSweepView(client: Client, sweepWorkflowId: string): Pr
           done: heartbeat ? heartbeat.done : finished,
           total: heartbeat ? heartbeat.total : progress.stages.length,
           detail: heartbeat?.detail ?? `${finished}/${progress.stages.length} stages`,
+          stages: { done: finished, total: progress.stages.length },
+          ...(heartbeat ? { heartbeat } : {}),
         };
       } catch {
         return { ...base, stage: 'starting' };
@@ -93,6 +100,24 @@ export class StageClock {
 }
 
 /**
+ * A configuration's progress as one log line, where no terminal shows bars (logs, CI), and the key that says
+ * when it is worth a new line: a new stage, status or tenth of the stage. `pace` is StageClock's rate and time left.
+ */
+export function progressLogLine(view: ConfigurationView, pace = ''): { line: string; key: string } {
+  const { name, stage, stages, heartbeat } = view;
+  if (view.status !== 'running' || !stages)
+    return { line: `${name}: ${view.status}${view.detail ? ` · ${view.detail}` : ''}`, key: view.status };
+  const position = ` · stage ${Math.min(stages.done + 1, stages.total)} of ${stages.total}`;
+  if (!heartbeat) return { line: `${name}: ${stage}${position}`, key: stage };
+  const decile = Math.floor((10 * heartbeat.done) / Math.max(1, heartbeat.total));
+  const detail = heartbeat.detail ? ` · ${heartbeat.detail}` : '';
+  return {
+    line: `${name}: ${stage} ${decile * 10}% (${heartbeat.done}/${heartbeat.total})${position}${detail}${pace}`,
+    key: `${stage} ${decile}`,
+  };
+}
+
+/**
  * Polls a sweep until `done` settles: progress bars on a terminal, one line per change otherwise
  * (logs, CI). Returns once the final state has been drawn.
  */
@@ -129,16 +154,15 @@ export async function followSweep<T>(
       return; // the workflow has not started yet
     }
     for (const view of views) {
-      const payload = { name: view.name, stage: view.stage, detail: view.detail + clock.describe(view) };
+      const pace = clock.describe(view);
       if (bars) {
+        const payload = { name: view.name, stage: view.stage, detail: view.detail + pace };
         const bar = barsByName.get(view.name) ?? bars.create(view.total, view.done, payload);
         barsByName.set(view.name, bar);
         bar.setTotal(view.total);
         bar.update(view.done, payload);
       } else {
-        const decile = Math.floor((10 * view.done) / Math.max(1, view.total));
-        const line = `${view.name}: ${view.stage} ${decile * 10}% ${payload.detail}`;
-        const key = `${view.name}: ${view.stage} ${decile}`;
+        const { line, key } = progressLogLine(view, pace);
         if (lastLine.get(view.name) !== key) process.stderr.write(`${line}\n`);
         lastLine.set(view.name, key);
       }

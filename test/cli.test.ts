@@ -10,7 +10,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import sharp from 'sharp';
 import { redact } from '../client/output';
-import { roughDuration, StageClock } from '../client/progress-view';
+import { progressLogLine, roughDuration, StageClock } from '../client/progress-view';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
 import { writeSweepResults } from '../core/pipeline/results';
 import { reportStage } from '../core/pipeline/stages';
@@ -231,6 +231,51 @@ test("progress shows a stage's rate and time left once it has moved for a few se
   assert.equal(clock.describe(view('train baseline', 25, 50), 15000), ' · 2.0/s · 13s left');
   assert.equal(clock.describe(view('train baseline', 50, 50), 20000), '', 'nothing left to wait for');
   assert.deepEqual([59.4, 90, 3 * 3600 + 5 * 60, 7199].map(roughDuration), ['59s', '2m', '3h05m', '2h00m']);
+});
+
+test('a log line says the stage, its share done, and which stage of how many', () => {
+  const running = {
+    name: 'cub-resnet50',
+    status: 'running',
+    stage: 'extract train',
+    done: 1,
+    total: 8,
+    detail: '1/8 stages',
+    stages: { done: 1, total: 8 },
+  };
+  // Before the stage's first heartbeat: no share yet, and no percentage of stages to mistake for one.
+  assert.deepEqual(progressLogLine(running), {
+    line: 'cub-resnet50: extract train · stage 2 of 8',
+    key: 'extract train',
+  });
+  const extracting = { ...running, heartbeat: { stage: 'extract train', done: 2048, total: 5994 } };
+  assert.deepEqual(progressLogLine(extracting, ' · 120/s · 33s left'), {
+    line: 'cub-resnet50: extract train 30% (2048/5994) · stage 2 of 8 · 120/s · 33s left',
+    key: 'extract train 3',
+  });
+  const training = {
+    ...running,
+    stage: 'train infodisent',
+    stages: { done: 4, total: 8 },
+    heartbeat: { stage: 'train infodisent', done: 400, total: 400, detail: 'loss 0.412' },
+  };
+  assert.equal(
+    progressLogLine(training).line,
+    'cub-resnet50: train infodisent 100% (400/400) · stage 5 of 8 · loss 0.412',
+  );
+  assert.deepEqual(progressLogLine({ ...running, status: 'done', stages: undefined, detail: '' }), {
+    line: 'cub-resnet50: done',
+    key: 'done',
+  });
+  assert.equal(
+    progressLogLine({
+      ...running,
+      status: 'failed',
+      stages: undefined,
+      detail: 'cub/images.txt: line 3: no file',
+    }).line,
+    'cub-resnet50: failed · cub/images.txt: line 3: no file',
+  );
 });
 
 test('redact hides the secrets this process was given', () => {

@@ -34,6 +34,9 @@ export async function createWorkers(options: WorkerOptions): Promise<Worker[]> {
         maxConcurrentActivityTaskExecutions:
           role === 'gpu' ? (options.gpuConcurrency ?? 1) : (options.cpuConcurrency ?? 2),
         shutdownGraceTime: '5s',
+        // The progress the CLI shows (bars, rate, time left) is the last heartbeat the server holds; the SDK
+        // would send one a minute at most, and a stage shorter than that would show none of its own.
+        maxHeartbeatThrottleInterval: '2s',
       }),
     ),
   );
