@@ -17,6 +17,7 @@ export interface ConfigurationView {
   /** The bar's position: the running stage's items once it has reported, else stages finished. */
   done: number;
   total: number;
+  /** The running stage's own words (a loss), or why the configuration failed. */
   detail: string;
   /** Stages finished and in all, while the configuration runs. */
   stages?: { done: number; total: number };
@@ -58,7 +59,7 @@ export async function readSweepView(client: Client, sweepWorkflowId: string): Pr
           stage: heartbeat?.stage ?? running?.name ?? 'starting',
           done: heartbeat ? heartbeat.done : finished,
           total: heartbeat ? heartbeat.total : progress.stages.length,
-          detail: heartbeat?.detail ?? `${finished}/${progress.stages.length} stages`,
+          detail: heartbeat?.detail ?? '',
           stages: { done: finished, total: progress.stages.length },
           ...(heartbeat ? { heartbeat } : {}),
         };
@@ -99,20 +100,26 @@ export class StageClock {
   }
 }
 
+/** Which stage of how many a running configuration is at, and what its stage says ('stage 6 of 8 · loss 1.455'). */
+export function progressDetail(view: ConfigurationView): string {
+  if (view.status !== 'running' || !view.stages) return view.detail;
+  const { done, total } = view.stages;
+  return `stage ${Math.min(done + 1, total)} of ${total}${view.detail ? ` · ${view.detail}` : ''}`;
+}
+
 /**
  * A configuration's progress as one log line, where no terminal shows bars (logs, CI), and the key that says
  * when it is worth a new line: a new stage, status or tenth of the stage. `pace` is StageClock's rate and time left.
  */
 export function progressLogLine(view: ConfigurationView, pace = ''): { line: string; key: string } {
-  const { name, stage, stages, heartbeat } = view;
-  if (view.status !== 'running' || !stages)
-    return { line: `${name}: ${view.status}${view.detail ? ` · ${view.detail}` : ''}`, key: view.status };
-  const position = ` · stage ${Math.min(stages.done + 1, stages.total)} of ${stages.total}`;
-  if (!heartbeat) return { line: `${name}: ${stage}${position}`, key: stage };
+  const { name, stage, heartbeat } = view;
+  const detail = progressDetail(view);
+  if (view.status !== 'running')
+    return { line: `${name}: ${view.status}${detail ? ` · ${detail}` : ''}`, key: view.status };
+  if (!heartbeat) return { line: `${name}: ${stage} · ${detail}`, key: stage };
   const decile = Math.floor((10 * heartbeat.done) / Math.max(1, heartbeat.total));
-  const detail = heartbeat.detail ? ` · ${heartbeat.detail}` : '';
   return {
-    line: `${name}: ${stage} ${decile * 10}% (${heartbeat.done}/${heartbeat.total})${position}${detail}${pace}`,
+    line: `${name}: ${stage} ${decile * 10}% (${heartbeat.done}/${heartbeat.total}) · ${detail}${pace}`,
     key: `${stage} ${decile}`,
   };
 }
@@ -156,7 +163,7 @@ export async function followSweep<T>(
     for (const view of views) {
       const pace = clock.describe(view);
       if (bars) {
-        const payload = { name: view.name, stage: view.stage, detail: view.detail + pace };
+        const payload = { name: view.name, stage: view.stage, detail: progressDetail(view) + pace };
         const bar = barsByName.get(view.name) ?? bars.create(view.total, view.done, payload);
         barsByName.set(view.name, bar);
         bar.setTotal(view.total);

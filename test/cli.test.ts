@@ -240,7 +240,7 @@ test('a log line says the stage, its share done, and which stage of how many', (
     stage: 'extract train',
     done: 1,
     total: 8,
-    detail: '1/8 stages',
+    detail: '',
     stages: { done: 1, total: 8 },
   };
   // Before the stage's first heartbeat: no share yet, and no percentage of stages to mistake for one.
@@ -257,6 +257,7 @@ test('a log line says the stage, its share done, and which stage of how many', (
     ...running,
     stage: 'train infodisent',
     stages: { done: 4, total: 8 },
+    detail: 'loss 0.412',
     heartbeat: { stage: 'train infodisent', done: 400, total: 400, detail: 'loss 0.412' },
   };
   assert.equal(

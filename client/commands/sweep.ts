@@ -28,7 +28,7 @@ import {
   shortTime,
   table,
 } from '../output';
-import { type ConfigurationView, followSweep, readSweepView } from '../progress-view';
+import { type ConfigurationView, followSweep, progressDetail, readSweepView } from '../progress-view';
 import { addOnlyOption, loadSweep, type OnlyFlag } from '../sweep-file';
 import { startedWith } from '../sweep-history';
 import { sweepWorkflowId } from './run';
@@ -171,7 +171,7 @@ function viewLine(view: ConfigurationView): string[] {
     view.status,
     bar(view.done, view.total),
     `${view.stage} ${view.done}/${view.total}`,
-    view.detail,
+    progressDetail(view),
   ];
 }
 
