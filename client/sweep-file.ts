@@ -33,3 +33,8 @@ export async function loadSweep(file: string, flags: OnlyFlag): Promise<Sweep> {
   }
   return selected;
 }
+
+/** Shown by `sweep list` and the Temporal UI without decoding the input. */
+export function sweepMemo(sweep: Sweep): Record<string, unknown> {
+  return { sweep: sweep.name, configurations: sweep.configurations.length };
+}

@@ -17,7 +17,7 @@ import { DEFAULT_TASK_QUEUES } from '../../workflows/progress';
 import { sweepWorkflow } from '../../workflows/sweep';
 import type { NotifyFlag } from '../connection';
 import { followSweep } from '../progress-view';
-import { loadSweep, type OnlyFlag } from '../sweep-file';
+import { loadSweep, type OnlyFlag, sweepMemo } from '../sweep-file';
 import { startedWith } from '../sweep-history';
 
 export interface EmbeddedRunOptions {
@@ -118,7 +118,12 @@ export async function runEmbedded(
     const workflowId = sweepWorkflowId(sweep);
     const input = { sweep, queues: DEFAULT_TASK_QUEUES, parallelism: options.parallelism ?? 2 };
     const start = () =>
-      client.workflow.start(sweepWorkflow, { workflowId, taskQueue: DEFAULT_TASK_QUEUES.cpu, args: [input] });
+      client.workflow.start(sweepWorkflow, {
+        workflowId,
+        taskQueue: DEFAULT_TASK_QUEUES.cpu,
+        args: [input],
+        memo: sweepMemo(sweep),
+      });
     let handle: WorkflowHandle<typeof sweepWorkflow>;
     try {
       handle = await start();

@@ -17,9 +17,9 @@ import {
   withClient,
 } from '../connection';
 import { CliError, type JsonFlag, positiveInt, printJson, printLine, shortTime, table } from '../output';
-import { addOnlyOption, loadSweep, type OnlyFlag } from '../sweep-file';
+import { addOnlyOption, loadSweep, type OnlyFlag, sweepMemo } from '../sweep-file';
 import { sweepWorkflowId } from './run';
-import { SWEEP_WORKFLOW_TYPE, sweepMemo } from './sweep';
+import { SWEEP_WORKFLOW_TYPE } from './sweep';
 
 /** `--every`: an ms-style duration ('30m', '6h', '1d', '2 days') of at least a second. */
 function intervalSpec(every: string): ScheduleSpec {

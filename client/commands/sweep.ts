@@ -6,7 +6,6 @@ import {
   WorkflowNotFoundError,
 } from '@temporalio/client';
 import { type Command, Option } from 'commander';
-import type { Sweep } from '../../core/config/experiment';
 import type { SweepResults } from '../../core/pipeline/results';
 import type { SweepInput, sweepWorkflow } from '../../workflows/sweep';
 import {
@@ -29,7 +28,7 @@ import {
   table,
 } from '../output';
 import { type ConfigurationView, followSweep, progressDetail, readSweepView } from '../progress-view';
-import { addOnlyOption, loadSweep, type OnlyFlag } from '../sweep-file';
+import { addOnlyOption, loadSweep, type OnlyFlag, sweepMemo } from '../sweep-file';
 import { startedWith } from '../sweep-history';
 import { sweepWorkflowId } from './run';
 
@@ -51,11 +50,6 @@ const LIST_STATUSES: Record<string, string> = {
   terminated: 'Terminated',
   'timed-out': 'TimedOut',
 };
-
-/** Shown by `sweep list` and the Temporal UI without decoding the input. */
-export function sweepMemo(sweep: Sweep): Record<string, unknown> {
-  return { sweep: sweep.name, configurations: sweep.configurations.length };
-}
 
 const note = (text: string) => process.stderr.write(`${text}\n`);
 
