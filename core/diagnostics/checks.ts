@@ -245,7 +245,9 @@ export async function checkOnnxProviders(): Promise<Check[]> {
     checks.push({
       name: 'onnx cuda',
       status: 'skip',
-      summary: "onnxruntime-node's CUDA provider library is not installed",
+      summary:
+        "onnxruntime-node's CUDA provider library is not installed (with CUDA 12, cuDNN 9 and a network: " +
+        'ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js)',
     });
   const auto = (['cuda', 'webgpu'] as const).find((p) => working.includes(p)) ?? 'cpu';
   checks.push({
