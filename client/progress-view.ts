@@ -56,7 +56,10 @@ export async function readSweepView(client: Client, sweepWorkflowId: string): Pr
         const heartbeat = running ? await currentActivity(child) : undefined;
         return {
           ...base,
-          stage: heartbeat?.stage ?? running?.name ?? 'starting',
+          stage:
+            heartbeat?.stage ??
+            running?.name ??
+            (finished === progress.stages.length ? 'finishing' : 'starting'),
           done: heartbeat ? heartbeat.done : finished,
           total: heartbeat ? heartbeat.total : progress.stages.length,
           detail: heartbeat?.detail ?? '',
@@ -104,7 +107,8 @@ export class StageClock {
 export function progressDetail(view: ConfigurationView): string {
   if (view.status !== 'running' || !view.stages) return view.detail;
   const { done, total } = view.stages;
-  return `stage ${Math.min(done + 1, total)} of ${total}${view.detail ? ` · ${view.detail}` : ''}`;
+  const position = done < total ? `stage ${done + 1} of ${total}` : `all ${total} stages done`;
+  return `${position}${view.detail ? ` · ${view.detail}` : ''}`;
 }
 
 /**

@@ -264,6 +264,10 @@ test('a log line says the stage, its share done, and which stage of how many', (
     progressLogLine(training).line,
     'cub-resnet50: train infodisent 100% (400/400) · stage 5 of 8 · loss 0.412',
   );
+  assert.equal(
+    progressLogLine({ ...running, stage: 'finishing', stages: { done: 8, total: 8 } }).line,
+    'cub-resnet50: finishing · all 8 stages done',
+  );
   assert.deepEqual(progressLogLine({ ...running, status: 'done', stages: undefined, detail: '' }), {
     line: 'cub-resnet50: done',
     key: 'done',

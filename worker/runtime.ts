@@ -1,4 +1,5 @@
 import { DefaultLogger, type LogLevel, type LogMetadata, Runtime } from '@temporalio/worker';
+import { InputError } from '../core/util/errors';
 
 /**
  * Warnings the SDK gives for this project's design: a worker for the GPU queue alone (and the embedded run's
@@ -6,9 +7,49 @@ import { DefaultLogger, type LogLevel, type LogMetadata, Runtime } from '@tempor
  */
 const EXPECTED_WARNINGS = new Set(['No workflows registered, not polling for workflow tasks']);
 
+/** An error's message and its causes' ('Activity task failed: /data/cub/images.txt: missing …'). */
+function causeChain(error: unknown): string {
+  const messages: string[] = [];
+  for (let cause = error, depth = 0; typeof cause === 'object' && cause !== null && depth < 8; depth++) {
+    const { message } = cause as { message?: unknown };
+    if (typeof message === 'string' && message) messages.push(message);
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return messages.join(': ');
+}
+
+/** Only the fields of `meta` that say where, for a one-line record. */
+function where(meta: LogMetadata, keys: string[]): LogMetadata {
+  return Object.fromEntries(keys.filter((key) => meta[key] !== undefined).map((key) => [key, meta[key]]));
+}
+
+/**
+ * The SDK's logger, less what this project already says better. Its warning for GPU-queue workers is dropped.
+ * An activity that failed on bad input (the message names the file; never retried) and a workflow that failed
+ * are each one line without stack or task token: the sweep reports the configuration's failure, and the
+ * workflow's history keeps the whole failure, stack included. Other activity failures are logged whole.
+ */
 export class ProjectLogger extends DefaultLogger {
   override log(level: LogLevel, message: string, meta?: LogMetadata): void {
     if (level === 'WARN' && EXPECTED_WARNINGS.has(message)) return;
+    const error = meta?.['error'];
+    if (meta && message === 'Activity failed' && (error as { type?: unknown })?.type === InputError.name) {
+      super.log(
+        level,
+        `${message} on bad input: ${causeChain(error)}`,
+        where(meta, ['activityType', 'workflowId']),
+      );
+      return;
+    }
+    if (meta && message === 'Workflow failed' && error !== undefined) {
+      // A workflow's error reaches this logger copied out of its sandbox: message, stack and cause only.
+      super.log(
+        level,
+        `${message}: ${causeChain(error)}`,
+        where(meta, ['workflowType', 'workflowId', 'runId']),
+      );
+      return;
+    }
     super.log(level, message, meta);
   }
 }
