@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { ConfigError, sweepJsonSchema } from '../core/config/experiment';
 import { sizeLibuvPool } from '../infra/libuv-pool';
+import { projectVersion } from '../infra/paths';
 import { registerCompareCommand } from './commands/compare';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerExplainCommand } from './commands/explain';
@@ -29,6 +30,7 @@ const program = new Command()
   .description(
     'InfoDisent experiments on Temporal: sweeps of dataset x backbone configurations, analyses and exports',
   )
+  .version(projectVersion(), '-V, --version')
   .showHelpAfterError();
 
 addNotifyOption(

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** The repository root, from infra/ in the sources or dist/infra/ in the build. */
@@ -9,4 +10,10 @@ export function repoRoot(): string {
 /** Local state (store, Temporal database, tools): INFODISENT_HOME or <repo>/.infodisent. */
 export function stateDir(): string {
   return path.resolve(process.env['INFODISENT_HOME'] ?? path.join(repoRoot(), '.infodisent'));
+}
+
+/** The version in the repository's package.json (what `infodisent --version` prints). */
+export function projectVersion(): string {
+  return (JSON.parse(readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')) as { version: string })
+    .version;
 }

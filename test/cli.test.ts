@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -114,6 +114,15 @@ function section(help: string, title: string): string[] {
   const end = lines.findIndex((line, i) => i > start && /^\S/.test(line));
   return lines.slice(start + 1, end < 0 ? undefined : end);
 }
+
+test('--version prints the version in package.json', async () => {
+  const { code, stdout } = await cli(['--version']);
+  assert.equal(code, 0);
+  const { version } = JSON.parse(readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  assert.equal(stdout.trim(), version);
+});
 
 test('--help of every command lists its options, each with a description', async () => {
   const leaves = new Map<string, string>();
