@@ -166,10 +166,18 @@ async function temporalOptions(
   };
 }
 
+/** Why a connection failed, in words: the worker's native client spells out its Rust error types. */
+export function connectionFailure(error: unknown): string {
+  const message = (error as Error).message ?? String(error);
+  if (/connection refused/i.test(message)) return 'connection refused (nothing listens at that port)';
+  if (/dns error|failed to lookup address/i.test(message)) return 'the host name does not resolve';
+  return message;
+}
+
 function unreachable(flags: ConnectionFlags, error: unknown): CliError {
   const how = flags.tls || flags.tlsCert || flags.tlsCa || flags.apiKey ? ' over TLS' : '';
   return new CliError(
-    `cannot connect to Temporal at ${flags.address}${how}: ${(error as Error).message ?? error} ` +
+    `cannot connect to Temporal at ${flags.address}${how}: ${connectionFailure(error)} ` +
       '(set --address or TEMPORAL_ADDRESS; with TLS or an API key check --tls-* / --api-key)',
     1,
     { cause: error },

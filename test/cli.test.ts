@@ -9,6 +9,7 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import sharp from 'sharp';
+import { connectionFailure } from '../client/connection';
 import { redact } from '../client/output';
 import { progressLogLine, roughDuration, StageClock } from '../client/progress-view';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
@@ -114,6 +115,30 @@ function section(help: string, title: string): string[] {
   const end = lines.findIndex((line, i) => i > start && /^\S/.test(line));
   return lines.slice(start + 1, end < 0 ? undefined : end);
 }
+
+test("a connection's failure is said in words, not the native client's error types", () => {
+  const native = (inner: string) => new Error(`tonic::transport::Error(Transport, ConnectError(${inner}))`);
+  assert.equal(
+    connectionFailure(
+      native(
+        'ConnectError("tcp connect error", 127.0.0.1:7233, Os { code: 111, kind: ConnectionRefused, message: "Connection refused" })',
+      ),
+    ),
+    'connection refused (nothing listens at that port)',
+  );
+  assert.equal(
+    connectionFailure(
+      native(
+        'ConnectError("dns error", Custom { kind: Uncategorized, error: "failed to lookup address information: Name or service not known" })',
+      ),
+    ),
+    'the host name does not resolve',
+  );
+  assert.equal(
+    connectionFailure(new Error('Failed to connect before the deadline')),
+    'Failed to connect before the deadline',
+  );
+});
 
 test('--version prints the version in package.json', async () => {
   const { code, stdout } = await cli(['--version']);
