@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
@@ -169,8 +170,10 @@ async function temporalOptions(
 /** Why a connection failed, in words: the worker's native client spells out its Rust error types. */
 export function connectionFailure(error: unknown): string {
   const message = (error as Error).message ?? String(error);
-  if (/connection refused/i.test(message)) return 'connection refused (nothing listens at that port)';
-  if (/dns error|failed to lookup address/i.test(message)) return 'the host name does not resolve';
+  if (/connection refused|ECONNREFUSED/i.test(message))
+    return 'connection refused (nothing listens at that port)';
+  if (/dns error|failed to lookup address|ENOTFOUND|EAI_AGAIN/i.test(message))
+    return 'the host name does not resolve';
   return message;
 }
 
@@ -184,11 +187,34 @@ function unreachable(flags: ConnectionFlags, error: unknown): CliError {
   );
 }
 
+/**
+ * Rejects when the address refuses a TCP connection or its host does not resolve. The client would retry
+ * both until its connect timeout; anything else (a slow or filtered host) is left to the client to judge.
+ */
+function probeAddress(address: string): Promise<void> {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(address.slice(colon + 1));
+  if (colon < 0 || !Number.isInteger(port)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port, timeout: 3000 });
+    const settle = (error?: NodeJS.ErrnoException) => {
+      socket.destroy();
+      if (error && ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN'].includes(error.code ?? '')) reject(error);
+      else resolve();
+    };
+    socket.once('connect', () => settle());
+    socket.once('timeout', () => settle());
+    socket.once('error', settle);
+  });
+}
+
 /** Connects a client for the CLI's commands; fails fast, naming the address, when Temporal does not answer. */
 export async function connectClient(flags: ConnectionFlags, connectTimeout = '10s'): Promise<Client> {
   const options = await temporalOptions(flags);
   let connection: Connection;
   try {
+    await probeAddress(flags.address);
     connection = await Connection.connect({ ...options, connectTimeout });
   } catch (error) {
     throw unreachable(flags, error);

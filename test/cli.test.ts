@@ -134,6 +134,15 @@ test("a connection's failure is said in words, not the native client's error typ
     ),
     'the host name does not resolve',
   );
+  // Node's own, from the probe that spares the client's 10 s of retries.
+  assert.equal(
+    connectionFailure(new Error('connect ECONNREFUSED 127.0.0.1:7233')),
+    'connection refused (nothing listens at that port)',
+  );
+  assert.equal(
+    connectionFailure(new Error('getaddrinfo ENOTFOUND temporal.invalid')),
+    'the host name does not resolve',
+  );
   assert.equal(
     connectionFailure(new Error('Failed to connect before the deadline')),
     'Failed to connect before the deadline',
