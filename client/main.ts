@@ -45,7 +45,11 @@ addNotifyOption(
         '--home <dir>',
         'local state folder (default: .infodisent in the repository, or $INFODISENT_HOME)',
       )
-      .option('--parallelism <n>', 'configurations run at once', '2'),
+      .option('--parallelism <n>', 'configurations run at once', '2')
+      .option(
+        '--ui',
+        "serve Temporal's web UI (port 8233, else a free one) while the run lasts: each workflow's history, retries and failures",
+      ),
   ),
 ).action(runCommand);
 

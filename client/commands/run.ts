@@ -28,6 +28,8 @@ export interface EmbeddedRunOptions {
   persistent?: boolean;
   /** A webhook the finished sweep is posted to. */
   notifyUrl?: string | undefined;
+  /** Serve Temporal's web UI while the run lasts. */
+  ui?: boolean;
   log?: (line: string) => void;
 }
 
@@ -103,9 +105,15 @@ export async function runEmbedded(
   const store = new LocalArtifactStore(path.join(home, 'store'));
   installRuntime();
   log(`starting the local Temporal dev server (state in ${home}) …`);
-  const temporal = await startLocalTemporal({ stateDir: home, log, persistent: options.persistent ?? true });
+  const temporal = await startLocalTemporal({
+    stateDir: home,
+    log,
+    persistent: options.persistent ?? true,
+    ui: options.ui ?? false,
+  });
   try {
     log(`Temporal at ${temporal.address}; artifacts in ${store.location}`);
+    if (temporal.uiAddress) log(`Temporal's web UI at ${temporal.uiAddress} while the run lasts`);
     const { client, nativeConnection } = temporal.environment;
     const workers = await createWorkers({
       connection: nativeConnection,
@@ -144,7 +152,7 @@ export async function runEmbedded(
 
 export async function runCommand(
   file: string,
-  options: { home?: string; parallelism?: string } & OnlyFlag & NotifyFlag,
+  options: { home?: string; parallelism?: string; ui?: boolean } & OnlyFlag & NotifyFlag,
 ): Promise<void> {
   const sweep = await loadSweep(file, options);
   const started = Date.now();
@@ -152,6 +160,7 @@ export async function runCommand(
     ...(options.home ? { home: options.home } : {}),
     ...(options.parallelism ? { parallelism: Number(options.parallelism) } : {}),
     notifyUrl: options.notifyUrl,
+    ui: options.ui ?? false,
   });
   process.stdout.write(`\n${resultsTable(results)}\n\n`);
   for (const failure of results.failed)
