@@ -16,6 +16,7 @@ import {
   explanationPanelPng,
   heatmapOverlayPng,
   histogramSvg,
+  lineChartSvg,
   paperTables,
   prototypeGridPng,
   prototypeGridSvg,
@@ -447,6 +448,38 @@ test('plots: channel-count histograms and RV bars are valid SVG with one bar per
   assert.equal(bars.match(/<path d="M/g)!.length, 2, 'two error bars');
   assert.ok(bars.includes('>n/a</text>'));
   assert.equal((await sharp(Buffer.from(bars)).metadata()).format, 'svg');
+
+  // Lines per epoch: a missing value splits its series' line, and integer epochs get integer ticks only.
+  const curves = lineChartSvg(
+    [
+      {
+        label: 'InfoDisent',
+        points: [
+          [1, 2.3],
+          [2, 1.1],
+          [3, null],
+          [4, 0.5],
+        ],
+      },
+      {
+        label: 'base & <line>',
+        points: [
+          [1, 1.9],
+          [2, 1.2],
+        ],
+      },
+    ],
+    { title: 'loss', xLabel: 'epoch', yLabel: 'mean cross-entropy' },
+  );
+  assert.equal(curves.match(/<polyline /g)!.length, 2, "InfoDisent's epochs 1-2 and the baseline's");
+  assert.equal(curves.match(/<circle /g)!.length, 5, 'a marker at each value, epoch 4 alone');
+  assert.ok(curves.includes('base &amp; &lt;line&gt;'));
+  const xLabels = [...curves.matchAll(/text-anchor="middle"[^>]*>(\d+(?:\.\d+)?)</g)].map((m) => m[1]);
+  assert.ok(
+    ['1', '2', '3', '4'].every((t) => xLabels.includes(t)) && !xLabels.includes('1.5'),
+    xLabels.join(),
+  );
+  assert.equal((await sharp(Buffer.from(curves)).metadata()).format, 'svg');
 });
 
 /** href/src attribute values of a page. */
@@ -576,6 +609,25 @@ test('HTML report: one self-contained folder, every relative link resolves, name
   const perClass = /<table id="per-class">[\s\S]*?<\/table>/.exec(configuration)![0];
   assert.equal(perClass.match(/<tr><td class="num">/g)?.length, synthetic.classes.length);
   assert.ok(links(configuration).includes('../../assets/classes-parts-synthetic.svg'));
+  // How each head trained, from the run's results: loss and validation curves, and in words.
+  assert.ok(links(configuration).includes('../../assets/training-parts-synthetic.svg'));
+  assert.ok(links(configuration).includes('../../assets/validation-parts-synthetic.svg'));
+  assert.ok(
+    configuration.includes(
+      '<li>InfoDisent: 5 epochs (50 steps), stopped early; mean loss 2.30 in the first epoch and 0.510 in the last; ' +
+        'best validation top-1 90.0% at epoch 3, whose weights the head keeps.</li>',
+    ),
+  );
+  assert.ok(
+    configuration.includes(
+      '<li>baseline: 6 epochs (60 steps); mean loss 1.90 in the first epoch and 0.700 in the last.</li>',
+    ),
+  );
+  const accuracyOnly = await readFile(
+    path.join(out, 'configurations/parts-accuracy-only/index.html'),
+    'utf8',
+  );
+  assert.ok(!accuracyOnly.includes('id="training"'), 'no training where the results give none');
   const rows = parseCsv(await readFile(path.join(out, 'tables', 'classes.csv'), 'utf8'));
   assert.deepEqual(rows[0], [
     'configuration',

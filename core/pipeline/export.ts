@@ -2,7 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { classTable } from '../report/classes';
 import { significanceTable } from '../report/significance';
-import { evaluationKeys, sweepAnnotations } from '../report/summary';
+import { evaluationKeys, sweepAnnotations, trainingSummaries } from '../report/summary';
 import { rasterise } from '../report/svg';
 import { type TableFormat, writePaperTables, writeSupplementaryTables } from '../report/table-formats';
 import { paperTables } from '../report/tables';
@@ -85,6 +85,7 @@ export async function exportSweep(
     store,
     keys,
     results.completed.map(evaluationKeys),
+    results.completed.map(trainingSummaries),
   );
   if (missing.length > 0) {
     const names = results.completed.filter((o) => missing.includes(o.summaryKey)).map((o) => o.configuration);

@@ -6,7 +6,7 @@ import type { Evaluation } from '../method/evaluate';
 import type { HeadKind } from '../method/head';
 import type { TrainResult } from '../method/train';
 import { classBreakdown } from '../report/classes';
-import type { ConfigurationSummary } from '../report/summary';
+import type { ConfigurationSummary, TrainingSummary } from '../report/summary';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
 import type { EvaluationSummary } from './stages';
 
@@ -208,16 +208,22 @@ export async function storedSweeps(store: ArtifactStore): Promise<SweepResults[]
 /**
  * The configuration summaries the explain stage wrote (what the report and tables are made of), each head
  * with its accuracy class by class and its top-1's 95% interval where its evaluation is given (`evaluations[i]`,
- * by head) and stored, and the two heads compared image by image where both evaluations kept their predictions.
+ * by head) and stored, the two heads compared image by image where both evaluations kept their predictions,
+ * and each head's training where `training[i]` gives it.
  */
 export async function readConfigurationSummaries(
   store: ArtifactStore,
   keys: readonly string[],
   evaluations: readonly Partial<Record<HeadKind, string>>[] = [],
+  training: readonly Partial<Record<HeadKind, TrainingSummary>>[] = [],
 ): Promise<{ configurations: ConfigurationSummary[]; missing: string[] }> {
   const read = await Promise.all(
     keys.map(async (key, i) => {
       const summary = await getJson<ConfigurationSummary>(store, key);
+      for (const [kind, trained] of Object.entries(training[i] ?? {})) {
+        const head = summary?.heads[kind as HeadKind];
+        if (head) head.training = trained;
+      }
       const read: Partial<Record<HeadKind, Evaluation>> = {};
       for (const [kind, evaluationKey] of Object.entries(evaluations[i] ?? {})) {
         const head = summary?.heads[kind as HeadKind];

@@ -52,6 +52,7 @@ import {
   headSummary,
   resultsHistory,
   type SweepReport,
+  trainingSummaries,
   writeHtmlReport,
 } from '../report';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
@@ -593,17 +594,24 @@ export async function reportStage(
     evaluationKeys?: Partial<Record<HeadKind, string>>[];
   },
 ): Promise<{ reportKey: string; tableKeys: string[] }> {
+  // Its results are written by now: the history includes this run, and its outcomes say how each head trained.
+  const runs = await sweepRuns(context.store, report.sweep);
+  const outcomes = new Map(
+    runs.flatMap((run) => run.completed.map((outcome) => [outcome.summaryKey, outcome])),
+  );
   const { configurations } = await readConfigurationSummaries(
     context.store,
     report.summaryKeys,
     report.evaluationKeys,
+    report.summaryKeys.map((key) => {
+      const outcome = outcomes.get(key);
+      return outcome ? trainingSummaries(outcome) : {};
+    }),
   );
   const folder = await mkdtemp(path.join(tmpdir(), 'infodisent-report-'));
   try {
     const { summaryKeys: _keys, evaluationKeys: _evaluations, ...rest } = report;
     // The report writes the paper's tables into its tables/ folder: those are the store's tables.
-    // Its results are written by now: the history includes this run.
-    const runs = await sweepRuns(context.store, report.sweep);
     const history = resultsHistory(runs.slice(-HISTORY_RUNS));
     const sincePrevious = await sincePreviousRun(context.store, runs, { finishedAt: report.generatedAt });
     const { tables } = await writeHtmlReport(folder, {

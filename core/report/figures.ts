@@ -609,3 +609,65 @@ export function classAccuracySvg(
   ];
   return svgDocument(f.width, f.height, body.join(''));
 }
+
+export interface LineSeries {
+  label: string;
+  /** [x, y] points in x order; y null where the series has no value there (a gap in its line). */
+  points: readonly (readonly [number, number | null])[];
+}
+
+/**
+ * Lines over a shared x axis from 0 up (e.g. each head's mean training loss per epoch), a marker at each point
+ * with its value as a tooltip. Integer x values (epochs) get integer ticks.
+ */
+export function lineChartSvg(
+  series: readonly LineSeries[],
+  options: { title?: string; xLabel: string; yLabel: string; yMax?: number; width?: number; height?: number },
+): string {
+  const f = frame(options.width ?? 640, options.height ?? 320, 48);
+  const xs = series.flatMap((s) => s.points.map(([x]) => x));
+  const values = series.flatMap((s) =>
+    s.points.flatMap(([, y]) => (y !== null && Number.isFinite(y) ? [y] : [])),
+  );
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const { parts: axis, y } = yAxis(f, options.yMax ?? Math.max(Number.MIN_VALUE, ...values), options.yLabel);
+  const x = (v: number) => f.left + f.plotWidth * (x1 > x0 ? (v - x0) / (x1 - x0) : 0.5);
+  const integers = xs.every(Number.isInteger);
+  const ticks = niceTicks(x0, x1, 8).filter((t) => t >= x0 && t <= x1 && (!integers || Number.isInteger(t)));
+  const colors = series.map((_, i) => SERIES_COLORS[i % SERIES_COLORS.length]!);
+  const lines = series.map((s, i) => {
+    const runs: string[][] = [[]];
+    const markers: string[] = [];
+    for (const [px, py] of s.points) {
+      if (py === null || !Number.isFinite(py)) {
+        runs.push([]);
+        continue;
+      }
+      runs[runs.length - 1]!.push(`${num(x(px))},${num(y(py))}`);
+      markers.push(
+        `<circle cx="${num(x(px))}" cy="${num(y(py))}" r="2.5" fill="${colors[i]}"><title>${escapeXml(`${s.label}, ${options.xLabel} ${tickLabel(px)}: ${py.toPrecision(4)}`)}</title></circle>`,
+      );
+    }
+    const polylines = runs
+      .filter((run) => run.length > 1)
+      .map(
+        (run) => `<polyline points="${run.join(' ')}" fill="none" stroke="${colors[i]}" stroke-width="2"/>`,
+      );
+    return polylines.join('') + markers.join('');
+  });
+  const body = [
+    options.title ? text(10, 20, options.title, { size: 14, weight: 'bold' }) : '',
+    axis,
+    ticks
+      .map((t) => text(x(t), f.top + f.plotHeight + 15, tickLabel(t), { size: 11, anchor: 'middle' }))
+      .join(''),
+    lines.join(''),
+    `<line x1="${f.left}" x2="${f.left + f.plotWidth}" y1="${f.top + f.plotHeight}" y2="${f.top + f.plotHeight}" stroke="#444444"/>`,
+    text(f.left + f.plotWidth / 2, f.height - 10, options.xLabel, { size: 12, anchor: 'middle' }),
+    legend(
+      f,
+      series.map((s, i) => ({ label: s.label, color: colors[i]! })),
+    ),
+  ];
+  return svgDocument(f.width, f.height, body.join(''));
+}

@@ -27,6 +27,7 @@ import type { ConfigurationSummary, SweepReport } from './summary';
 import { escapeXml as h } from './svg';
 import { tableHtml, writePaperTables, writeSupplementaryTables } from './table-formats';
 import { type PaperTables, paperTables, type Table } from './tables';
+import { trainedHeads, trainingCurvesSvg, trainingSentence } from './training';
 
 export interface HtmlReportOptions {
   /** Channels drawn on each head's channel page (64): key channels and explanation channels first. */
@@ -188,6 +189,9 @@ export async function writeHtmlReport(
         ),
       );
     }
+    const curves = trainingCurvesSvg(c, (kind) => HEAD_LABEL[kind]);
+    if (curves) await write(`assets/training-${slugs[i]}.svg`, curves.loss);
+    if (curves?.validation) await write(`assets/validation-${slugs[i]}.svg`, curves.validation);
     if (series.length > 0) {
       await write(
         `assets/ablation-${slugs[i]}.svg`,
@@ -539,6 +543,7 @@ async function writeConfiguration(
     ...(explanationHtml.length > 0 ? explanationHtml : ['<p class="note">No explained images.</p>']),
     '<h2 id="key-channels">Key channels of each class</h2>',
     ...(keyHtml.length > 0 ? keyHtml : ['<p class="note">No explanations for this configuration.</p>']),
+    ...trainingHtml(c, slug),
     '<h2 id="classes">Classes</h2>',
     ...classesHtml(c, slug),
   ];
@@ -558,6 +563,19 @@ function pairedHtml(c: ConfigurationSummary): string {
     `<p id="paired">On the same ${paired.images} test images, ${paired.onlyFirst} are right under the baseline only ` +
     `and ${paired.onlySecond} under InfoDisent only: ${verdict} (McNemar's exact test, p = ${paired.p.toPrecision(3)}).</p>`
   );
+}
+
+/** How each head trained: its loss (and validation top-1) per epoch, plotted and in words. */
+function trainingHtml(c: ConfigurationSummary, slug: string): string[] {
+  const heads = trainedHeads(c);
+  if (heads.length === 0) return [];
+  const validated = heads.some(({ training }) => training.history.some((e) => e.validationAccuracy !== null));
+  return [
+    '<h2 id="training">Training</h2>',
+    `<ul>${heads.map(({ kind, training }) => `<li>${h(trainingSentence(HEAD_LABEL[kind], training))}</li>`).join('')}</ul>`,
+    figure(`../../assets/training-${slug}.svg`, 'Mean training loss per epoch'),
+    validated ? figure(`../../assets/validation-${slug}.svg`, 'Validation top-1 per epoch') : '',
+  ];
 }
 
 /** A class's name, or its index where the summary has no name for it. */

@@ -7,3 +7,4 @@ export * from './summary';
 export * from './svg';
 export * from './table-formats';
 export * from './tables';
+export * from './training';

@@ -5,6 +5,7 @@ import type { Reported } from '../config/experiment';
 import type { PreprocessPreset } from '../data/preprocess';
 import type { ModelExplanations } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
+import type { TrainResult } from '../method/train';
 import type { RunComparison } from '../pipeline/compare';
 import type { ConfigurationOutcome } from '../pipeline/results';
 import type { ClassBreakdown } from './classes';
@@ -31,7 +32,15 @@ export interface HeadSummary {
   classes?: ClassBreakdown;
   /** Wilson's 95% interval of top1 over the test images, read from the evaluation with `classes`. */
   top1Interval?: [number, number];
+  /** How the head trained (loss and validation accuracy per epoch), read from the run's results. */
+  training?: TrainingSummary;
 }
+
+/** What the report shows of a head's training: its epochs' mean loss and validation accuracy. */
+export type TrainingSummary = Pick<
+  TrainResult,
+  'steps' | 'epochsRun' | 'stoppedEarly' | 'bestEpoch' | 'history'
+>;
 
 export interface ConfigurationSummary {
   configuration: string;
@@ -112,6 +121,16 @@ export function headSummary(input: {
       : {}),
     ...(explanations ? { explanations } : {}),
   };
+}
+
+/** How a configuration's heads trained, by head. */
+export function trainingSummaries(outcome: ConfigurationOutcome): Partial<Record<HeadKind, TrainingSummary>> {
+  return Object.fromEntries(
+    outcome.heads.map(({ kind, training: { steps, epochsRun, stoppedEarly, bestEpoch, history } }) => [
+      kind,
+      { steps, epochsRun, stoppedEarly, bestEpoch, history },
+    ]),
+  );
 }
 
 /** Where a configuration's heads keep their full evaluations (per-class accuracy, confusion counts). */
