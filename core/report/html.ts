@@ -27,7 +27,7 @@ import type { ConfigurationSummary, SweepReport } from './summary';
 import { escapeXml as h } from './svg';
 import { tableHtml, writePaperTables, writeSupplementaryTables } from './table-formats';
 import { type PaperTables, paperTables, type Table } from './tables';
-import { trainedHeads, trainingCurvesSvg, trainingSentence } from './training';
+import { hasValidation, trainedHeads, trainingCurvesSvg, trainingSentence } from './training';
 
 export interface HtmlReportOptions {
   /** Channels drawn on each head's channel page (64): key channels and explanation channels first. */
@@ -569,7 +569,7 @@ function pairedHtml(c: ConfigurationSummary): string {
 function trainingHtml(c: ConfigurationSummary, slug: string): string[] {
   const heads = trainedHeads(c);
   if (heads.length === 0) return [];
-  const validated = heads.some(({ training }) => training.history.some((e) => e.validationAccuracy !== null));
+  const validated = heads.some(({ training }) => hasValidation(training));
   return [
     '<h2 id="training">Training</h2>',
     `<ul>${heads.map(({ kind, training }) => `<li>${h(trainingSentence(HEAD_LABEL[kind], training))}</li>`).join('')}</ul>`,

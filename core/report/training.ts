@@ -10,6 +10,11 @@ export function trainedHeads(c: ConfigurationSummary): { kind: HeadKind; trainin
   });
 }
 
+/** Whether the head held out a validation split: its epochs then have a validation top-1. */
+export function hasValidation(training: TrainingSummary): boolean {
+  return training.history.some((epoch) => epoch.validationAccuracy !== null);
+}
+
 /**
  * Each head's mean training loss per epoch (epochs counted from 1) and, where a validation split was held
  * out, its validation top-1 per epoch; undefined where no head reports its training.
@@ -27,9 +32,7 @@ export function trainingCurvesSvg(
     })),
     { title: `${c.configuration}: training loss`, xLabel: 'epoch', yLabel: 'mean cross-entropy' },
   );
-  const validated = heads.filter(({ training }) =>
-    training.history.some((e) => e.validationAccuracy !== null),
-  );
+  const validated = heads.filter(({ training }) => hasValidation(training));
   if (validated.length === 0) return { loss };
   const validation = lineChartSvg(
     validated.map(({ kind, training }) => ({
