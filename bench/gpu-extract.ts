@@ -315,16 +315,11 @@ async function sweepSettings(
         ]);
         // The host side alone: what this machine's cores can feed any backbone.
         const ceiling = await timeExtraction(instantResNet50Maps(), cycled, dir, batch);
+        const ceilingRate = ceiling.images / ceiling.total!;
         const measure =
           "extractFeatures with an instant backbone of ResNet-50's maps: the host side's ceiling";
-        results.push({
-          model: 'none',
-          provider: 'none',
-          batch,
-          measure,
-          imagesPerSecond: ceiling.images / ceiling.total!,
-        });
-        table.push(['none', 'none', '-', measure, (ceiling.images / ceiling.total!).toFixed(0), '-']);
+        results.push({ model: 'none', provider: 'none', batch, measure, imagesPerSecond: ceilingRate });
+        table.push(['none', 'none', '-', measure, ceilingRate.toFixed(0), '-']);
         // The same in several processes (features.processes), each process's start included.
         for (const processes of options.processes) {
           const spec = { name: path.basename(model), file: model, preset, provider: options.provider };

@@ -125,12 +125,7 @@ export function headSummary(input: {
 
 /** How a configuration's heads trained, by head. */
 export function trainingSummaries(outcome: ConfigurationOutcome): Partial<Record<HeadKind, TrainingSummary>> {
-  return Object.fromEntries(
-    outcome.heads.map(({ kind, training: { steps, epochsRun, stoppedEarly, bestEpoch, history } }) => [
-      kind,
-      { steps, epochsRun, stoppedEarly, bestEpoch, history },
-    ]),
-  );
+  return Object.fromEntries(outcome.heads.map(({ kind, training }) => [kind, training]));
 }
 
 /** Where a configuration's heads keep their full evaluations (per-class accuracy, confusion counts). */
