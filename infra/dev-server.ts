@@ -4,10 +4,13 @@ import net from 'node:net';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { NativeConnection } from '@temporalio/worker';
 import { resolveTool } from './tools';
 
 export interface LocalTemporal {
-  environment: TestWorkflowEnvironment;
+  client: Client;
+  /** For workers in this process. */
+  nativeConnection: NativeConnection;
   address: string;
   uiAddress: string | null;
   stop(): Promise<void>;
@@ -43,27 +46,33 @@ export async function startLocalTemporal(options: {
   /** Keep history between starts (default); false gives an in-memory server, as tests want. */
   persistent?: boolean;
 }): Promise<LocalTemporal> {
-  const executable = resolveTool('temporal', { install: true, ...(options.log ? { log: options.log } : {}) });
   mkdirSync(options.stateDir, { recursive: true });
   const port = (await portIsFree(7233)) ? 7233 : await freePort();
-  const ui = options.ui ?? false;
-  const uiPort = ui ? ((await portIsFree(8233)) ? 8233 : await freePort()) : undefined;
-  const environment = await TestWorkflowEnvironment.createLocal({
-    server: {
-      executable: { type: 'existing-path', path: executable },
-      ip: '127.0.0.1',
-      port,
-      ui,
-      ...(uiPort ? { uiPort } : {}),
-      ...(options.persistent === false ? {} : { dbFilename: path.join(options.stateDir, 'temporal.db') }),
-      log: { format: 'pretty', level: 'error' },
-    },
+  const uiPort = options.ui ? ((await portIsFree(8233)) ? 8233 : await freePort()) : null;
+  const server = await startDevServer({
+    executable: resolveTool('temporal', { install: true, ...(options.log ? { log: options.log } : {}) }),
+    port,
+    uiPort,
+    dbFile: options.persistent === false ? null : path.join(options.stateDir, 'temporal.db'),
+    relayErrors: true,
   });
+  const address = `127.0.0.1:${port}`;
+  let nativeConnection: NativeConnection;
+  try {
+    nativeConnection = await NativeConnection.connect({ address });
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
   return {
-    environment,
-    address: `127.0.0.1:${port}`,
+    client: new Client({ connection: server.connection }),
+    nativeConnection,
+    address,
     uiAddress: uiPort ? `http://127.0.0.1:${uiPort}` : null,
-    stop: () => environment.teardown(),
+    stop: async () => {
+      await nativeConnection.close();
+      await server.stop();
+    },
   };
 }
 
@@ -85,41 +94,99 @@ export function startTimeSkippingTemporal(
 }
 
 /**
- * A dev server on the database `startLocalTemporal` keeps in `stateDir`, its output discarded (a command
- * that prints JSON cannot have the server's banner in its stdout), for a short read of the history there.
+ * A dev server on the database `startLocalTemporal` keeps in `stateDir`, its errors not relayed (a command
+ * that prints JSON must not have them in its output), for a short read of the history there.
  */
 export async function startQuietTemporal(
   stateDir: string,
   log?: (line: string) => void,
 ): Promise<{ client: Client; stop(): Promise<void> }> {
-  const executable = resolveTool('temporal', { install: true, ...(log ? { log } : {}) });
-  const port = await freePort();
-  const server = spawn(
-    executable,
+  const server = await startDevServer({
+    executable: resolveTool('temporal', { install: true, ...(log ? { log } : {}) }),
+    port: await freePort(),
+    uiPort: null,
+    dbFile: path.join(stateDir, 'temporal.db'),
+    relayErrors: false,
+  });
+  return { client: new Client({ connection: server.connection }), stop: server.stop };
+}
+
+/**
+ * The SDK's own start (`TestWorkflowEnvironment.createLocal`) gives the server 5 s to answer, which a first
+ * start of the binary from a cold disk on a busy machine exceeds: `npm start` failed so on a 2-core machine
+ * whose next start took 0.5 s.
+ */
+const STARTUP_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 5_000;
+
+/**
+ * Runs `temporal server start-dev` and resolves once it answers a client. Its banner is dropped; its
+ * error lines go to this process's stderr while it serves when `relayErrors`, and into the error when it
+ * fails to start. It is killed with this process.
+ */
+async function startDevServer(options: {
+  executable: string;
+  port: number;
+  uiPort: number | null;
+  dbFile: string | null;
+  relayErrors: boolean;
+}): Promise<{ connection: Connection; stop(): Promise<void> }> {
+  const address = `127.0.0.1:${options.port}`;
+  const child = spawn(
+    options.executable,
     [
-      ...['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--headless'],
-      ...['--db-filename', path.join(stateDir, 'temporal.db'), '--log-level', 'error'],
+      ...['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(options.port)],
+      ...(options.uiPort ? ['--ui-port', String(options.uiPort)] : ['--headless']),
+      ...(options.dbFile ? ['--db-filename', options.dbFile] : []),
+      ...['--log-level', 'error'],
+      // What the SDK's createLocal sets, so tests and the embedded run see the same server.
+      ...['--dynamic-config-value', 'frontend.enableServerVersionCheck=false'],
+      ...['--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true'],
+      ...['--dynamic-config-value', 'frontend.enableUpdateWorkflowExecutionAsyncAccepted=true'],
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  let stderr = '';
-  server.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
+  let starting = true;
+  let stopping = false;
+  let startupErrors = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    if (starting) startupErrors += chunk.toString();
+    else if (options.relayErrors && !stopping) process.stderr.write(chunk);
   });
-  const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
+  const killOnExit = () => child.kill('SIGKILL');
+  process.on('exit', killOnExit);
+  let ended = false;
+  const exited = new Promise<void>((resolve) => {
+    child.once('error', (error) => {
+      startupErrors += String(error);
+      resolve();
+    });
+    child.once('exit', () => resolve());
+  }).then(() => {
+    ended = true;
+    process.off('exit', killOnExit);
+  });
   const stop = async () => {
-    server.kill('SIGTERM');
+    stopping = true;
+    if (ended) return;
+    child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, STOP_GRACE_MS)))]);
+    clearTimeout(timer);
+    child.kill('SIGKILL');
     await exited;
   };
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   for (;;) {
-    if (server.exitCode !== null)
-      throw new Error(`the Temporal dev server on ${stateDir} exited (${server.exitCode}): ${stderr.trim()}`);
+    if (ended)
+      throw new Error(
+        `the Temporal dev server (${options.executable}) exited before it served ${address}: ${startupErrors.trim() || `exit code ${child.exitCode}`}`,
+      );
     try {
-      const connection = await Connection.connect({ address: `127.0.0.1:${port}`, connectTimeout: '1s' });
-      const client = new Client({ connection });
+      const connection = await Connection.connect({ address, connectTimeout: '1s' });
+      starting = false;
       return {
-        client,
+        connection,
         stop: async () => {
           await connection.close();
           await stop();
@@ -128,9 +195,11 @@ export async function startQuietTemporal(
     } catch (error) {
       if (Date.now() > deadline) {
         await stop();
-        throw new Error(`the Temporal dev server on ${stateDir} did not answer within 60 s: ${error}`);
+        throw new Error(
+          `the Temporal dev server (${options.executable}) did not answer at ${address} within ${STARTUP_TIMEOUT_MS / 1000} s: ${error}${startupErrors.trim() ? `; it said: ${startupErrors.trim()}` : ''}`,
+        );
       }
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 }

@@ -326,31 +326,6 @@ test('a log line says the stage, its share done, and which stage of how many', (
   );
 });
 
-test("run --ui's dev server serves Temporal's web UI and its API", async () => {
-  const home = await mkdtemp(path.join(os.tmpdir(), 'infodisent-ui-'));
-  const temporal = await startLocalTemporal({ stateDir: home, ui: true, persistent: false });
-  try {
-    assert.match(temporal.uiAddress ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
-    // The UI may come up a moment after the frontend the environment waited for.
-    let response: Response | undefined;
-    for (let attempt = 0; attempt < 20 && response?.status !== 200; attempt++) {
-      response = await fetch(`${temporal.uiAddress}/api/v1/namespaces/default/workflows`).catch(
-        () => undefined,
-      );
-      if (response?.status !== 200) await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-    assert.equal(response?.status, 200);
-    // An empty list: proto3 JSON leaves an empty 'executions' out.
-    assert.equal(typeof (await response!.json()), 'object');
-    const page = await fetch(`${temporal.uiAddress}/`);
-    assert.equal(page.status, 200);
-    assert.match(await page.text(), /<html/i);
-  } finally {
-    await temporal.stop();
-    await rm(home, { recursive: true, force: true });
-  }
-});
-
 test('redact hides the secrets this process was given', () => {
   const argv = process.argv;
   const previous = process.env['AWS_SECRET_ACCESS_KEY'];
@@ -379,7 +354,7 @@ describe('against a Temporal dev server', () => {
   before(async () => {
     stateDir = await mkdtemp(path.join(os.tmpdir(), 'infodisent-cli-temporal-'));
     server = await startLocalTemporal({ stateDir, persistent: false });
-    client = server.environment.client;
+    client = server.client;
     env = { TEMPORAL_ADDRESS: server.address };
   });
   after(async () => {

@@ -91,7 +91,7 @@ after(async () => {
 test('a worker killed during training: a new worker resumes from the checkpoint, same weights', {
   timeout: 900_000,
 }, async () => {
-  const { client } = temporal.environment;
+  const { client } = temporal;
   const first = startWorker();
   const handle = await client.workflow.start(sweepWorkflow, {
     workflowId: 'sweep-resume-test',
@@ -186,7 +186,7 @@ test('a worker killed during training: a new worker resumes from the checkpoint,
 test('a schedule fires a re-evaluation, which a worker runs from the cached features and heads', {
   timeout: 600_000,
 }, async () => {
-  const { client } = temporal.environment;
+  const { client } = temporal;
   const tiny = path.join(repoRoot(), 'experiments', 'tiny.json');
   const created = await cliOutput(
     'schedule',

@@ -50,7 +50,7 @@ after(async () => {
 async function startStaleRun(): Promise<void> {
   const stale = await startLocalTemporal({ stateDir: home });
   try {
-    await stale.environment.client.workflow.start(sweepWorkflow, {
+    await stale.client.workflow.start(sweepWorkflow, {
       workflowId: sweepWorkflowId(sweep),
       taskQueue: DEFAULT_TASK_QUEUES.cpu,
       args: [

@@ -114,7 +114,7 @@ export async function runEmbedded(
   try {
     log(`Temporal at ${temporal.address}; artifacts in ${store.location}`);
     if (temporal.uiAddress) log(`Temporal's web UI at ${temporal.uiAddress} while the run lasts`);
-    const { client, nativeConnection } = temporal.environment;
+    const { client, nativeConnection } = temporal;
     const workers = await createWorkers({
       connection: nativeConnection,
       namespace: 'default',

@@ -133,7 +133,7 @@ const PREPARED_AHEAD = 2;
 
 /**
  * Features [count, H, W, C] of `files`, batch by batch (`start` is the batch's first file), not yet checked
- * (see nonFiniteFeatureError). The next batches are prepared while the backbone runs the current one, and
+ * (see badFeatureError). The next batches are prepared while the backbone runs the current one, and
  * the next is given to the backbone before the current one is handed out: a backbone in its own thread
  * (openBackboneInThread) computes it while the caller stores this one.
  */
@@ -186,8 +186,23 @@ async function* featureBatches(
 }
 
 /** The error for a NaN or infinite feature, at value `index` of a batch of `size`-value maps from `files[start]` on. */
-function nonFiniteFeatureError(files: readonly string[], start: number, index: number, size: number): Error {
-  return new Error(`backbone produced a non-finite feature for ${files[start + Math.floor(index / size)]}`);
+/**
+ * A feature value that cannot be stored: non-finite, or beyond float16 where the shards are float16. The
+ * backbone gives the same value again, so it is an input error (not retried), naming the image file.
+ */
+function badFeatureError(
+  files: readonly string[],
+  start: number,
+  index: number,
+  value: number,
+  size: number,
+) {
+  const file = files[start + Math.floor(index / size)];
+  if (!Number.isFinite(value))
+    return new InputError(`backbone produced a non-finite feature (${value}) for ${file}`);
+  return new InputError(
+    `feature value ${value} of ${file} exceeds the float16 range (${FLOAT16_MAX}): extract with features.dtype 'float32'`,
+  );
 }
 
 /**
@@ -218,7 +233,8 @@ export async function* imageFileFeatures(
   try {
     for await (const batch of batches) {
       const bad = firstNonFinite(batch.features);
-      if (bad >= 0) throw nonFiniteFeatureError(files, batch.start, bad, itemSize(backbone.featureShape));
+      if (bad >= 0)
+        throw badFeatureError(files, batch.start, bad, batch.features[bad]!, itemSize(backbone.featureShape));
       yield batch;
     }
   } finally {
@@ -403,13 +419,7 @@ export async function computeShards(
         const out = new Uint8Array(shard.memory, start, take * size * bytes);
         const features = batch.features.subarray(taken * size, (taken + take) * size);
         const bad = encodeFeatures(features, dtype, out);
-        if (bad >= 0) {
-          if (!Number.isFinite(features[bad]!))
-            throw nonFiniteFeatureError(files, batch.start + taken, bad, size);
-          throw new InputError(
-            `feature value ${features[bad]} of ${shard.items[shard.filled + Math.floor(bad / size)]!.path} exceeds the float16 range (${FLOAT16_MAX}): extract with features.dtype 'float32'`,
-          );
-        }
+        if (bad >= 0) throw badFeatureError(files, batch.start + taken, bad, features[bad]!, size);
         hasher.update(shard.index, shard.memory, start, start + out.length);
         shard.filled += take;
         taken += take;

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { startLocalTemporal } from '../infra/dev-server';
+import { resolveTool } from '../infra/tools';
+
+let home: string;
+let temporalCli: string;
+before(async () => {
+  home = await mkdtemp(path.join(os.tmpdir(), 'infodisent-dev-server-'));
+  temporalCli = resolveTool('temporal', { install: true });
+});
+after(() => rm(home, { recursive: true, force: true }));
+
+/** Starts a dev server through `script` (a shell script standing in for the CLI, as $TEMPORAL_CLI). */
+async function startThrough(name: string, script: string) {
+  const executable = path.join(home, name);
+  await writeFile(executable, `#!/bin/sh\n${script}\n`);
+  await chmod(executable, 0o755);
+  const previous = process.env['TEMPORAL_CLI'];
+  process.env['TEMPORAL_CLI'] = executable;
+  try {
+    return await startLocalTemporal({ stateDir: path.join(home, `${name}-state`) });
+  } finally {
+    if (previous === undefined) delete process.env['TEMPORAL_CLI'];
+    else process.env['TEMPORAL_CLI'] = previous;
+  }
+}
+
+test('a dev server slower to start than the SDK would wait for (5 s) is waited for', async () => {
+  const temporal = await startThrough('slow-temporal', `sleep 6\nexec '${temporalCli}' "$@"`);
+  try {
+    await temporal.client.workflowService.getSystemInfo({});
+    assert.match(temporal.address, /^127\.0\.0\.1:\d+$/);
+  } finally {
+    await temporal.stop();
+  }
+});
+
+test('a dev server that exits at once fails the start with what it printed', async () => {
+  await assert.rejects(
+    startThrough('broken-temporal', `echo "flag provided but not defined: -db-filename" >&2\nexit 3`),
+    /the Temporal dev server \(.*broken-temporal\) exited before it served 127\.0\.0\.1:\d+: flag provided but not defined/,
+  );
+});
+
+test("run --ui's dev server serves Temporal's web UI and its API", async () => {
+  const stateDir = path.join(home, 'ui-state');
+  const temporal = await startLocalTemporal({ stateDir, ui: true, persistent: false });
+  try {
+    assert.match(temporal.uiAddress ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
+    // The UI may come up a moment after the frontend the start waited for.
+    let response: Response | undefined;
+    for (let attempt = 0; attempt < 20 && response?.status !== 200; attempt++) {
+      response = await fetch(`${temporal.uiAddress}/api/v1/namespaces/default/workflows`).catch(
+        () => undefined,
+      );
+      if (response?.status !== 200) await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert.equal(response?.status, 200);
+    // An empty list: proto3 JSON leaves an empty 'executions' out.
+    assert.equal(typeof (await response!.json()), 'object');
+    const page = await fetch(`${temporal.uiAddress}/`);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<html/i);
+  } finally {
+    await temporal.stop();
+  }
+});
