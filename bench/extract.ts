@@ -14,11 +14,11 @@ import { extractFeaturesInProcesses } from '../core/features/extract-processes';
 import type { FeatureDtype } from '../core/features/feature-set';
 import { DEFAULT_PREPROCESS_THREADS, extractFeatures } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
+import { cpuDescription, machineDescription } from '../core/util/machine';
 import { plural } from '../core/util/plural';
 import { repoRoot } from '../infra/paths';
 import { convStackModel } from '../test/support/onnx-graph';
 import { referencePython } from '../test/support/python';
-import { machineDescription } from './machine';
 import type { BenchRow } from './rows';
 
 export interface BenchExtractOptions {
@@ -201,6 +201,7 @@ export function instantResNet50Maps(): Backbone {
     preprocessing: { resize: 256, crop: 224, scale: 'imagenet' },
     preset: 'resnet50',
     batchSize,
+    runtime: { name: 'instant maps (bench)', hardware: cpuDescription() },
     extract,
     extractPixels: extract,
     dispose: () => undefined,

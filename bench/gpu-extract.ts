@@ -39,11 +39,11 @@ import {
   type OnnxWebGpuSettings,
 } from '../core/backbones/onnx-backbone';
 import { PRESETS, type PresetName } from '../core/data/preprocess';
+import { machineDescription } from '../core/util/machine';
 import { plural } from '../core/util/plural';
 import { sizeLibuvPool } from '../infra/libuv-pool';
 import { repoRoot } from '../infra/paths';
 import { instantResNet50Maps, timeExtraction, timeProcessExtraction, writeImages } from './extract';
-import { machineDescription } from './machine';
 
 interface Options {
   models: string[];

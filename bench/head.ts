@@ -12,11 +12,11 @@ import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { applyTfFlags, type BackendChoice, selectBackend } from '../core/tf/backend';
 import { sha256 } from '../core/util/hash';
+import { machineDescription } from '../core/util/machine';
 import { SeededRandom } from '../core/util/random';
 import { agreementWithWasm, HEAD_GROUPS } from '../test/support/backend-agreement';
 import { gaussian } from '../test/support/numeric';
 import { runPythonReference } from '../test/support/python';
-import { machineDescription } from './machine';
 import type { BenchRow } from './rows';
 
 export interface BenchHeadOptions {

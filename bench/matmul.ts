@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { matMul, tileFor } from '../core/method/matmul';
 import { type BackendChoice, selectBackend, TILED_MATMUL_FLAG } from '../core/tf/backend';
+import { machineDescription } from '../core/util/machine';
 import { SeededRandom } from '../core/util/random';
 import { gaussian } from '../test/support/numeric';
 import { runPythonReference } from '../test/support/python';
-import { machineDescription } from './machine';
 import type { BenchRow } from './rows';
 
 export interface BenchMatMulOptions {

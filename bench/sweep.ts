@@ -6,7 +6,7 @@ import { loadSweepFile } from '../core/config/experiment';
 import type { HeadKind } from '../core/method/head';
 import * as stages from '../core/pipeline/stages';
 import { LocalArtifactStore } from '../core/store/local-store';
-import { machineDescription } from './machine';
+import { machineDescription } from '../core/util/machine';
 import type { BenchRow } from './rows';
 
 /** Every stage of every configuration, called in this process in the workflow's order, nothing cached. */

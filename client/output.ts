@@ -1,6 +1,7 @@
 import { InvalidArgumentError, Option } from 'commander';
 import type { SweepResults } from '../core/pipeline/results';
 import { resultsTable } from '../core/pipeline/results';
+import { computeEntries, computeSentence } from '../core/report/compute';
 import { TABLE_FORMATS, type TableFormat, tableText } from '../core/report/table-formats';
 import type { Table } from '../core/report/tables';
 
@@ -105,10 +106,15 @@ export function bar(done: number, total: number, width = 20): string {
   return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
 }
 
-/** The results table followed by one line per failed configuration. */
+/** The results table, what computing its features and heads took, and one line per failed configuration. */
 export function resultsReport(results: SweepResults): string {
   const failures = results.failed.map((f) => `FAILED ${f.configuration}: ${f.error}`);
-  return [resultsTable(results), ...(failures.length > 0 ? ['', ...failures] : [])].join('\n');
+  const compute = computeSentence(computeEntries(results.completed));
+  return [
+    resultsTable(results),
+    ...(compute ? ['', compute] : []),
+    ...(failures.length > 0 ? ['', ...failures] : []),
+  ].join('\n');
 }
 
 /** A time to the second, e.g. 2025-01-31T12:00:00Z; '' for none. */

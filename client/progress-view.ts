@@ -2,6 +2,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import cliProgress from 'cli-progress';
 import type { StageProgress } from '../activities';
+import { roughDuration } from '../core/util/duration';
 import {
   type ConfigurationProgress,
   configurationProgressQuery,
@@ -71,15 +72,6 @@ export async function readSweepView(client: Client, sweepWorkflowId: string): Pr
       }
     }),
   );
-}
-
-/** "45s", "12m", "3h05m": a duration in seconds at the precision a person waiting wants. */
-export function roughDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.round(s / 60)}m`;
-  const minutes = Math.round(s / 60);
-  return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`;
 }
 
 /**

@@ -11,7 +11,7 @@ import { temporal } from '@temporalio/proto';
 import sharp from 'sharp';
 import { connectionFailure } from '../client/connection';
 import { redact } from '../client/output';
-import { progressLogLine, roughDuration, StageClock } from '../client/progress-view';
+import { progressLogLine, StageClock } from '../client/progress-view';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
 import { writeSweepResults } from '../core/pipeline/results';
 import { reportStage } from '../core/pipeline/stages';
@@ -19,6 +19,7 @@ import { type ConfigurationSummary, sweepAnnotations } from '../core/report/summ
 import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { S3ArtifactStore } from '../core/store/s3-store';
+import { roughDuration } from '../core/util/duration';
 import { freePort, type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
 import { CLI, cleanEnv, runCli as cli, type CliOutcome as Outcome } from './support/cli';

@@ -13,6 +13,7 @@ import type { ExtractionProgress } from '../core/features/feature-store';
 import { extractFeatures, featureCacheKey } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { InputError } from '../core/util/errors';
+import { cpuDescription } from '../core/util/machine';
 import { writeNoiseDataset } from './support/extraction';
 import { convStackModel } from './support/onnx-graph';
 
@@ -66,7 +67,16 @@ test('three processes store the shards and manifest that one process stores, and
     onProgress: (p) => void progress.push(p),
   });
   assert.equal(result.reused, false);
-  assert.deepEqual(result.manifest, alone.manifest);
+  // The same manifest but for when and how long extracting took; both timed every image on the CPU provider.
+  const { compute, ...manifest } = result.manifest;
+  const { compute: aloneCompute, ...aloneManifest } = alone.manifest;
+  assert.deepEqual(manifest, aloneManifest);
+  for (const record of [compute, aloneCompute]) {
+    assert.equal(record?.name, 'onnxruntime cpu');
+    assert.equal(record?.hardware, cpuDescription());
+    assert.equal(record?.items, alone.manifest.count);
+    assert.ok(record.seconds > 0 && Number.isFinite(Date.parse(record.finishedAt)), JSON.stringify(record));
+  }
   for (const shard of alone.manifest.shards)
     assert.deepEqual(await shared.get(shard.key), await single.get(shard.key), shard.key);
   const count = alone.manifest.count;
@@ -116,8 +126,11 @@ function liveChildren(script: string): string[] {
 test('the processes stop when the thread that started them ends midway, as a cancelled stage thread does', async () => {
   const store = new LocalArtifactStore(path.join(dir, 'cancelled'));
   const { store: _store, ...rest } = options(store, 2);
+  // The images twenty times over, one a batch: the processes are still at work when the first report comes,
+  // however fast this machine runs the 11.
+  const repeated = { ...dataset, items: Array.from({ length: 20 }, () => dataset.items).flat() };
   const thread = new Worker(path.join(__dirname, 'support', 'extract-processes-thread.js'), {
-    workerData: { ...rest, batchSize: 1 },
+    workerData: { ...rest, dataset: repeated, batchSize: 1 },
   });
   await new Promise<void>((resolve, reject) => {
     thread.on('message', (progress: ExtractionProgress) => {

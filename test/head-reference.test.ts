@@ -7,6 +7,7 @@ import { BaselineHead } from '../core/method/baseline-head';
 import { evaluateHead } from '../core/method/evaluate';
 import type { Head } from '../core/method/head';
 import { InfoDisentHead } from '../core/method/infodisent-head';
+import { decodeTensors } from '../core/method/tensor-io';
 import {
   type CheckpointSink,
   optimiserStep,
@@ -647,6 +648,11 @@ async function interruptedThenResumed(
   stopAt: number,
 ): Promise<{ bits: Record<string, number[]>; resumedFrom: number | null; steps: number }> {
   const sink = memorySink();
+  const checkpointSeconds = async () => {
+    const { meta, tensors } = decodeTensors((await sink.load())!);
+    tf.dispose(Object.values(tensors));
+    return (meta as { seconds?: number }).seconds;
+  };
   const first = makeHead(kind, problem.shape, classes);
   await assert.rejects(
     trainHead(first, problem.set, options, {
@@ -659,8 +665,12 @@ async function interruptedThenResumed(
   );
   first.dispose();
   assert.ok(sink.saves > 0);
+  // The interrupted run's seconds up to its checkpoint count in the resumed run's total.
+  const before = await checkpointSeconds();
+  assert.ok(before !== undefined && before > 0, `checkpoint seconds ${before}`);
   const second = makeHead(kind, problem.shape, classes);
   const result = await trainHead(second, problem.set, options, { checkpoint: sink });
+  assert.ok(result.seconds! > before, `${result.seconds} s in all, ${before} s before the resume`);
   const bits = stateBits(second);
   second.dispose();
   return { bits, resumedFrom: result.resumedFromStep, steps: result.steps };

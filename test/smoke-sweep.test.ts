@@ -90,6 +90,14 @@ test('a tiny sweep with two seeds runs through Temporal and all heads beat chanc
     [false, true],
   );
   assert.equal(results.completed[0]!.features.train, results.completed[1]!.features.train);
+  // What computing them took is kept with them: the seed that found them reports the first one's record.
+  const [extracted, found] = results.completed.map((o) => o.features.compute);
+  assert.deepEqual(found, extracted);
+  const { dataset } = results.completed[0]!;
+  assert.deepEqual(
+    [extracted?.train?.name, extracted?.train?.items, extracted?.test?.items],
+    ['onnxruntime cpu', dataset.train, dataset.test],
+  );
   // Each seed trains heads of its own.
   const [first, second] = results.completed.map((o) => o.heads.map((h) => h.training.history[0]!.meanLoss));
   for (const [i, loss] of first!.entries()) assert.notEqual(loss, second![i]);
@@ -103,6 +111,12 @@ test('a tiny sweep with two seeds runs through Temporal and all heads beat chanc
       assert.equal(head.backend, 'wasm');
       assert.equal(head.evaluation.count, 16);
       assert.ok(head.training.steps > 0, `${head.kind} trained no steps`);
+      assert.equal(head.compute?.name, 'tfjs wasm');
+      assert.equal(head.compute.items, head.training.steps);
+      assert.ok(
+        head.compute.seconds > 0 && head.compute.seconds === head.training.seconds,
+        `${head.kind} seconds`,
+      );
       // chance is 25%: a head that learned anything from 32 images scores well above it
       assert.ok(head.evaluation.top1 > 0.4, `${head.kind} top-1 ${head.evaluation.top1} is near chance`);
       // Per-class accuracies and confusion counts stay in the store, out of the workflow's payloads.
@@ -127,6 +141,14 @@ test('a tiny sweep with two seeds runs through Temporal and all heads beat chanc
   );
   const markdown = readFileSync(resultFiles.find((f) => f.endsWith('.md'))!, 'utf8');
   assert.match(markdown, /\| infodisent \| wasm \|/);
+  assert.match(
+    markdown,
+    /## Compute\n\nComputing the features and heads behind these results took \w+: feature extraction \w+ \(onnxruntime cpu on .+\), head training \w+ \(tfjs wasm on .+\)\./,
+  );
+  assert.match(
+    markdown,
+    /\| parts-mobilenetv2-tiny-seed4 \| train infodisent \| \w+ \| — \| [\d.]+ \| tfjs wasm \|/,
+  );
   // The explain stage's faithfulness metrics, stability included (all 16 test images noised), in both files.
   for (const head of written.completed[0]!.heads) {
     const f = head.faithfulness!;
@@ -263,6 +285,20 @@ test('a second run, now with published figures, reuses the cached features and h
     ]),
   );
   const index = readFileSync(path.join(home, 'store', 'reports', sweep.name, 'index.html'), 'utf8');
+  // Cached artifacts keep what computing them took: the report still says it, and lists each.
+  assert.match(
+    index,
+    /<h2 id="compute">Compute<\/h2>\n<p>Computing the features and heads behind these results took \w+: feature extraction/,
+  );
+  const compute = parseCsv(
+    readFileSync(path.join(home, 'store', 'reports', sweep.name, 'tables', 'compute.csv'), 'utf8'),
+  );
+  assert.deepEqual(
+    compute.slice(1).map((row) => row.slice(0, 2)),
+    RUNS.flatMap((name) =>
+      ['extract train', 'extract test', 'train baseline', 'train infodisent'].map((stage) => [name, stage]),
+    ),
+  );
   const historyHtml = /<table id="table-history">[\s\S]*?<\/table>/.exec(index)?.[0] ?? '';
   assert.equal(historyHtml.match(/<tr><td>/g)?.length, 4, "the report's history: two heads of two seeds");
   // Everything was reused: no head's predictions changed since the previous run, as the report says.

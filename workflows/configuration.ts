@@ -115,6 +115,7 @@ export async function configurationWorkflow({
       headKey: trained.key,
       reusedHead: trained.reused,
       training: trained.result,
+      ...(trained.compute ? { compute: trained.compute } : {}),
       evaluation,
     });
   }
@@ -139,7 +140,15 @@ export async function configurationWorkflow({
       skipped: dataset.skipped,
     },
     backbone: configuration.backbone.name,
-    features: { train: train.key, test: test.key, reused: train.reused && test.reused },
+    features: {
+      train: train.key,
+      test: test.key,
+      reused: train.reused && test.reused,
+      compute: {
+        ...(train.compute ? { train: train.compute } : {}),
+        ...(test.compute ? { test: test.compute } : {}),
+      },
+    },
     heads,
     seed: configuration.seed,
     ...(configuration.reported ? { reported: configuration.reported } : {}),

@@ -7,7 +7,7 @@ import {
   WorkflowNotFoundError,
 } from '@temporalio/client';
 import { ConfigError, parseSweep, type Sweep } from '../../core/config/experiment';
-import { resultsTable, type SweepResults } from '../../core/pipeline/results';
+import type { SweepResults } from '../../core/pipeline/results';
 import { LocalArtifactStore } from '../../core/store/local-store';
 import { startLocalTemporal } from '../../infra/dev-server';
 import { stateDir } from '../../infra/paths';
@@ -16,6 +16,7 @@ import { createWorkers, runWorkersUntil } from '../../worker/worker';
 import { DEFAULT_TASK_QUEUES } from '../../workflows/progress';
 import { sweepWorkflow } from '../../workflows/sweep';
 import type { NotifyFlag } from '../connection';
+import { resultsReport } from '../output';
 import { followSweep } from '../progress-view';
 import { loadSweep, type OnlyFlag, sweepMemo } from '../sweep-file';
 import { startedWith } from '../sweep-history';
@@ -162,9 +163,7 @@ export async function runCommand(
     notifyUrl: options.notifyUrl,
     ui: options.ui ?? false,
   });
-  process.stdout.write(`\n${resultsTable(results)}\n\n`);
-  for (const failure of results.failed)
-    process.stdout.write(`FAILED ${failure.configuration}: ${failure.error}\n`);
+  process.stdout.write(`\n${resultsReport(results)}\n\n`);
   process.stdout.write(
     `results (${((Date.now() - started) / 1000).toFixed(0)} s):\n${resultFiles.map((f) => `  ${f}`).join('\n')}\n`,
   );

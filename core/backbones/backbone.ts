@@ -1,5 +1,6 @@
 import type { PresetName } from '../data/preprocess';
 import type { FeatureShape } from '../features/feature-set';
+import type { ComputeRuntime } from '../util/compute-record';
 
 /** A frozen, pretrained network cut at its last feature map. */
 export interface Backbone {
@@ -22,6 +23,8 @@ export interface Backbone {
    * model exported with a fixed one. Absent: extraction's default (16).
    */
   readonly batchSize?: number;
+  /** What computes the features, and on which hardware: recorded with every feature set it extracts. */
+  readonly runtime: ComputeRuntime;
   /** Maps a batch [n, inputSize, inputSize, 3] (preprocessed) to features [n, H, W, C]. */
   extract(images: Float32Array, n: number): Promise<Float32Array>;
   /**

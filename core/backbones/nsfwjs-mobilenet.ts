@@ -83,6 +83,7 @@ export async function loadNsfwjsMobileNetV2(
     inputSize: backbone.inputSize,
     featureShape: backbone.featureShape,
     preprocessing: { resize: 224, crop: 224, scale: 'unit' },
+    runtime: backbone.runtime,
     extract: (images, n) => backbone.extract(images, n),
     dispose: () => backbone.dispose(),
   };

@@ -6,7 +6,9 @@ import * as ort from 'onnxruntime-node';
 import { normalisationTable, PRESETS, type PresetName } from '../data/preprocess';
 import type { FeatureShape } from '../features/feature-set';
 import { findWebgpuAdapter } from '../tf/webgpu-adapter';
+import type { ComputeRuntime } from '../util/compute-record';
 import { contentKey } from '../util/hash';
+import { hardwareDescription, nvidiaGpuNames } from '../util/machine';
 import type { Backbone } from './backbone';
 import { cutOnnxModel, scanInitializers, withChannelsLast, withPixelInput } from './onnx-graph-edit';
 
@@ -105,6 +107,16 @@ function featureMapOf(
 }
 
 // ------------------------------------------------------------ sessions
+
+/** What an ONNX backbone on `provider` computes on: the CPU, or the GPU by nvidia-smi's name or Dawn's. */
+async function providerRuntime(provider: OnnxProvider): Promise<ComputeRuntime> {
+  let adapter: string | undefined;
+  if (provider === 'webgpu' && nvidiaGpuNames().length === 0) {
+    const { status } = await findWebgpuAdapter();
+    if (status.found) adapter = status.description;
+  }
+  return { name: `onnxruntime ${provider}`, hardware: hardwareDescription(provider !== 'cpu', adapter) };
+}
 
 /** Whether onnxruntime-node's CUDA provider library is installed (it ships without it). */
 export function cudaInstalled(): boolean {
@@ -413,6 +425,7 @@ async function openBackbone(inspected: InspectedModel): Promise<OnnxBackbone> {
     batchSize: fixedBatch ?? (provider === 'cpu' ? undefined : GPU_BATCH_SIZE),
     provider,
     providerFailures,
+    runtime: await providerRuntime(provider),
     graphOptimizationLevel: levelFor(provider),
     inputName,
     outputName,

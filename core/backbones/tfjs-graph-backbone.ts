@@ -4,6 +4,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { PRESETS, type PresetName } from '../data/preprocess';
 import type { FeatureShape } from '../features/feature-set';
+import { tfjsRuntime } from '../tf/backend';
 import { contentKey } from '../util/hash';
 import type { Backbone } from './backbone';
 
@@ -139,6 +140,7 @@ export async function loadTfjsBackbone(options: TfjsBackboneOptions): Promise<Tf
         }
       : { resize: side, crop: side, scale: 'unit' },
     ...(options.preset ? { preset: options.preset } : {}),
+    runtime: tfjsRuntime(),
     format,
     outputName,
     async extract(images: Float32Array, n: number): Promise<Float32Array> {

@@ -7,6 +7,7 @@ import { itemsOfSplit } from '../data/dataset';
 import { PRESETS } from '../data/preprocess';
 import { PreprocessPool } from '../data/preprocess-pool';
 import { type ArtifactStore, getJson, getRequired, putJson } from '../store/artifact-store';
+import { type ComputeRecord, computeRecord } from '../util/compute-record';
 import { InputError } from '../util/errors';
 import { firstNonFinite } from '../util/finite';
 import { FLOAT16_MAX, fromFloat16Bits, toFiniteFloat16Bits } from '../util/float16';
@@ -39,6 +40,8 @@ export interface FeatureManifest {
   items: string[];
   shards: { key: string; count: number; sha256: string }[];
   dtype: FeatureDtype;
+  /** What extracting the set took, and on what; absent in sets extracted before it was recorded. */
+  compute?: ComputeRecord;
 }
 
 /**
@@ -279,7 +282,7 @@ function decodeShard(data: Buffer, dtype: FeatureDtype): Float32Array {
 /** What of a backbone an extraction's cache key and manifest need: known without loading it (see BackboneInfo). */
 export type BackboneIdentity = Pick<
   Backbone,
-  'name' | 'fingerprint' | 'preprocessing' | 'preset' | 'featureShape'
+  'name' | 'fingerprint' | 'preprocessing' | 'preset' | 'featureShape' | 'runtime'
 >;
 
 interface ExtractionTarget {
@@ -451,6 +454,7 @@ async function publishFeatures(
   key: string,
   items: readonly DatasetItem[],
   shards: ShardEntry[],
+  compute: ComputeRecord,
 ): Promise<FeatureManifest> {
   const manifest: FeatureManifest = {
     version: 1,
@@ -466,6 +470,7 @@ async function publishFeatures(
     items: items.map((item) => item.path),
     shards,
     dtype: target.dtype ?? 'float32',
+    compute,
   };
   await putJson(target.store, `${key}/manifest.json`, manifest);
   return manifest;
@@ -493,6 +498,7 @@ export async function runExtraction(
   const { reusedShards } = plan;
   let done = plan.done;
   await target.onProgress?.({ done, total, reusedShards });
+  const started = performance.now();
   await compute(plan.missing, {
     async batch(count) {
       done += count;
@@ -502,7 +508,8 @@ export async function runExtraction(
       plan.shards[index] = entry;
     },
   });
-  const manifest = await publishFeatures(target, backbone, plan.key, plan.items, plan.shards);
+  const record = computeRecord(backbone.runtime, (performance.now() - started) / 1000, total - plan.done);
+  const manifest = await publishFeatures(target, backbone, plan.key, plan.items, plan.shards, record);
   return { manifest, reused: false, reusedShards };
 }
 

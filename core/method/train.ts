@@ -50,6 +50,8 @@ export interface TrainResult {
   resumedFromStep: number | null;
   history: EpochRecord[];
   bestEpoch: number | null;
+  /** Wall seconds of training, the runs before a resume included; absent in results from before it was kept. */
+  seconds?: number;
 }
 
 /** Where checkpoints go: the caller binds it to an artifact store key. */
@@ -68,6 +70,8 @@ interface CheckpointMeta {
   bestAccuracy: number;
   bestEpoch: number | null;
   staleEpochs: number;
+  /** Wall seconds trained up to this checkpoint (absent in checkpoints from before it was kept). */
+  seconds?: number;
 }
 
 /**
@@ -200,8 +204,13 @@ export async function trainHead(
     resumedFromStep = meta.step;
   }
 
+  // Seconds trained by earlier runs, from the checkpoint, and by this one since it started.
+  const earlierSeconds = meta.seconds ?? 0;
+  const started = performance.now();
+  const secondsSoFar = () => earlierSeconds + (performance.now() - started) / 1000;
   const saveCheckpoint = async () => {
     if (!hooks.checkpoint) return;
+    meta.seconds = secondsSoFar();
     const tensors: Record<string, tf.Tensor> = {};
     for (const [name, tensor] of Object.entries(head.state())) tensors[`head.${name}`] = tensor;
     for (const [name, tensor] of Object.entries(best ?? {})) tensors[`best.${name}`] = tensor;
@@ -283,6 +292,7 @@ export async function trainHead(
       resumedFromStep,
       history: meta.history,
       bestEpoch: meta.bestEpoch,
+      seconds: secondsSoFar(),
     };
   } finally {
     losses.dispose();

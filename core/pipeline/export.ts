@@ -1,10 +1,16 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { classTable } from '../report/classes';
+import { computeEntries, computeTable } from '../report/compute';
 import { significanceTable } from '../report/significance';
 import { evaluationKeys, sweepAnnotations, trainingSummaries } from '../report/summary';
 import { rasterise } from '../report/svg';
-import { type TableFormat, writePaperTables, writeSupplementaryTables } from '../report/table-formats';
+import {
+  type TableFormat,
+  writePaperTables,
+  writeSupplementaryTables,
+  writeTable,
+} from '../report/table-formats';
 import { paperTables } from '../report/tables';
 import { type ArtifactStore, getRequired } from '../store/artifact-store';
 import { InputError } from '../util/errors';
@@ -103,6 +109,7 @@ export async function exportSweep(
     );
   }
   const out = path.resolve(outDir);
+  const compute = computeTable(computeEntries(results.completed));
   return {
     tables: [
       ...(await writePaperTables(
@@ -115,6 +122,7 @@ export async function exportSweep(
         [classTable(configurations), significanceTable(configurations)],
         options.formats,
       )),
+      ...(compute ? await writeTable(path.join(out, 'tables'), compute, options.formats) : []),
     ],
     figures: options.figures
       ? await withChartPngs(

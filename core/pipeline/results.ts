@@ -1,13 +1,17 @@
 import { isDeepStrictEqual } from 'node:util';
 import { pairedComparison, wilsonInterval } from '../analysis/significance';
 import type { Reported } from '../config/experiment';
+import type { Split } from '../data/dataset';
 import type { FaithfulnessFigures } from '../explain/explain-model';
 import type { Evaluation } from '../method/evaluate';
 import type { HeadKind } from '../method/head';
 import type { TrainResult } from '../method/train';
 import { classBreakdown } from '../report/classes';
+import { computeEntries, computeSentence, computeTable } from '../report/compute';
 import type { ConfigurationSummary, TrainingSummary } from '../report/summary';
+import { tableMarkdown } from '../report/table-formats';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
+import type { ComputeRecord } from '../util/compute-record';
 import type { EvaluationSummary } from './stages';
 
 export interface HeadOutcome {
@@ -16,6 +20,8 @@ export interface HeadOutcome {
   headKey: string;
   reusedHead: boolean;
   training: TrainResult;
+  /** What training took, and on what; absent for heads trained before it was kept. */
+  compute?: ComputeRecord;
   /** Accuracies; the per-class accuracies and confusion counts are in the store under `detailsKey`. */
   evaluation: EvaluationSummary;
   /** The explanations against ground-truth parts (SPEC section 6), once the explain stage has run. */
@@ -34,7 +40,13 @@ export interface ConfigurationOutcome {
     skipped: { path: string; reason: string }[];
   };
   backbone: string;
-  features: { train: string; test: string; reused: boolean };
+  features: {
+    train: string;
+    test: string;
+    reused: boolean;
+    /** What extracting each split took, and on what; a split extracted before it was kept has none. */
+    compute?: Partial<Record<Split, ComputeRecord>>;
+  };
   heads: HeadOutcome[];
   /** The configuration's published figures, printed beside these in the paper's tables. */
   reported?: Reported;
@@ -99,6 +111,8 @@ export function faithfulnessTable(results: SweepResults): string | null {
 export function resultsMarkdown(results: SweepResults): string {
   const failures = results.failed.map((failure) => `- **${failure.configuration}**: ${failure.error}`);
   const faithfulness = faithfulnessTable(results);
+  const compute = computeEntries(results.completed);
+  const computeFigures = computeTable(compute);
   return [
     `# Sweep \`${results.sweep}\``,
     '',
@@ -120,6 +134,9 @@ export function resultsMarkdown(results: SweepResults): string {
             "in at least 80% of the class's images; the parts hit unchanged under small Gaussian input noise.",
           '',
         ]
+      : []),
+    ...(computeFigures
+      ? ['## Compute', '', computeSentence(compute) ?? '', '', tableMarkdown(computeFigures)]
       : []),
     ...(failures.length > 0 ? ['## Failed configurations', '', ...failures, ''] : []),
   ].join('\n');

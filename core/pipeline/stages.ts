@@ -49,6 +49,7 @@ import { decodeTensors, encodeTensors } from '../method/tensor-io';
 import { type TrainResult, trainHead } from '../method/train';
 import {
   type ConfigurationSummary,
+  computeEntries,
   headSummary,
   resultsHistory,
   type SweepReport,
@@ -56,7 +57,8 @@ import {
   writeHtmlReport,
 } from '../report';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
-import { type BackendChoice, type BackendName, selectBackend } from '../tf/backend';
+import { type BackendChoice, type BackendName, selectBackend, tfjsRuntime } from '../tf/backend';
+import { type ComputeRecord, computeRecord } from '../util/compute-record';
 import { contentKey } from '../util/hash';
 import { sincePreviousRun } from './compare';
 import { readConfigurationSummaries, reportPrefix, sweepRuns } from './results';
@@ -167,6 +169,8 @@ export interface FeaturesRef {
   reused: boolean;
   reusedShards: number;
   shape: { height: number; width: number; channels: number };
+  /** What extracting the set took (its manifest's record; absent for sets from before it was kept). */
+  compute?: ComputeRecord;
 }
 
 export async function extractSplit(
@@ -219,6 +223,7 @@ export async function extractSplit(
     reused: result.reused,
     reusedShards: result.reusedShards,
     shape: result.manifest.shape,
+    ...(result.manifest.compute ? { compute: result.manifest.compute } : {}),
   };
 }
 
@@ -254,6 +259,8 @@ export interface TrainedHeadRef {
   backend: BackendName;
   reused: boolean;
   result: TrainResult;
+  /** What training the head took, and on what (absent for heads trained before it was kept). */
+  compute?: ComputeRecord;
 }
 
 /**
@@ -273,7 +280,8 @@ export async function trainHeadStage(
   if (finished) {
     const { meta, tensors } = decodeTensors(finished);
     tf.dispose(Object.values(tensors));
-    return { kind, key, backend, reused: true, result: (meta as { result: TrainResult }).result };
+    const { result, compute } = meta as { result: TrainResult; compute?: ComputeRecord };
+    return { kind, key, backend, reused: true, result, ...(compute ? { compute } : {}) };
   }
   const set = await StoredFeatureSet.open(context.store, features.key);
   const head = createHead(kind, set, configuration);
@@ -304,19 +312,22 @@ export async function trainHeadStage(
         },
       },
     );
+    // trainHead always counts its seconds; only results stored before lack them.
+    const compute = computeRecord(tfjsRuntime(), result.seconds ?? 0, result.steps);
     await context.store.put(
       `${key}/head.bin`,
       await encodeTensors(head.state(), {
         kind,
         backend,
         result,
+        compute,
         features: features.key,
         shape: set.shape,
         classCount: set.classCount,
       }),
     );
     await context.store.delete(`${key}/checkpoint.bin`);
-    return { kind, key, backend, reused: false, result };
+    return { kind, key, backend, reused: false, result, compute };
   } finally {
     head.dispose();
   }
@@ -617,6 +628,7 @@ export async function reportStage(
     const { tables } = await writeHtmlReport(folder, {
       ...rest,
       configurations,
+      compute: computeEntries(runs.at(-1)?.completed ?? []),
       history,
       ...(sincePrevious ? { sincePrevious } : {}),
     });

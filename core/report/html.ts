@@ -6,6 +6,7 @@ import type { RunComparison } from '../pipeline/compare';
 import { plural } from '../util/plural';
 import { classTable } from './classes';
 import { comparisonTable, headChanged } from './comparison';
+import { computeSentence, computeTable } from './compute';
 import {
   boxedPrototypes,
   explanationFigurePng,
@@ -25,7 +26,7 @@ import { historyTable } from './history';
 import { significanceTable } from './significance';
 import type { ConfigurationSummary, SweepReport } from './summary';
 import { escapeXml as h } from './svg';
-import { tableHtml, writePaperTables, writeSupplementaryTables } from './table-formats';
+import { tableHtml, writePaperTables, writeSupplementaryTables, writeTable } from './table-formats';
 import { type PaperTables, paperTables, type Table } from './tables';
 import { hasValidation, trainedHeads, trainingCurvesSvg, trainingSentence } from './training';
 
@@ -134,12 +135,14 @@ export async function writeHtmlReport(
   const slugs = report.configurations.map((c) => slug(c.configuration));
   const tables = paperTables(report.configurations, report.annotations);
   const significance = significanceTable(report.configurations);
+  const compute = computeTable(report.compute ?? []);
   const tableFiles = [
     ...(await writePaperTables(path.join(root, 'tables'), tables)),
     ...(await writeSupplementaryTables(path.join(root, 'tables'), [
       classTable(report.configurations),
       significance,
     ])),
+    ...(compute ? await writeTable(path.join(root, 'tables'), compute) : []),
   ];
   files.push(...tableFiles);
   await write('assets/style.css', STYLE);
@@ -220,7 +223,7 @@ export async function writeHtmlReport(
     );
   }
 
-  const index = indexPage(report, slugs, tables, significance, hasRv);
+  const index = indexPage(report, slugs, tables, { significance, compute }, hasRv);
   await write('index.html', index);
   return { index: path.join(root, 'index.html'), files, tables: tableFiles };
 }
@@ -229,7 +232,7 @@ function indexPage(
   report: SweepReport,
   slugs: string[],
   tables: PaperTables,
-  significance: Table | null,
+  { significance, compute }: { significance: Table | null; compute: Table | null },
   hasRv: boolean,
 ): string {
   const rows = report.configurations
@@ -263,6 +266,13 @@ function indexPage(
       : '',
     ...(report.history && report.history.runs.length > 1
       ? ['<h2 id="history">History</h2>', tableHtml(historyTable(report.history))]
+      : []),
+    ...(compute
+      ? [
+          '<h2 id="compute">Compute</h2>',
+          `<p>${h(computeSentence(report.compute ?? []) ?? '')}</p>`,
+          tableHtml(compute) + links(['md', 'csv', 'tex', 'json'].map((ext) => `${compute.id}.${ext}`)),
+        ]
       : []),
     ...(report.sincePrevious ? sincePreviousHtml(report.sincePrevious) : []),
     '<h2 id="plots">Plots</h2>',

@@ -1,4 +1,5 @@
 export * from './classes';
+export * from './compute';
 export * from './explanation-figure';
 export * from './figures';
 export * from './history';

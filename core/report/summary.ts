@@ -9,6 +9,7 @@ import type { TrainResult } from '../method/train';
 import type { RunComparison } from '../pipeline/compare';
 import type { ConfigurationOutcome } from '../pipeline/results';
 import type { ClassBreakdown } from './classes';
+import type { ComputeEntry } from './compute';
 import type { ResultsHistory } from './history';
 
 /** What the report shows of one trained head; plain JSON (no typed arrays). */
@@ -73,6 +74,8 @@ export interface SweepReport {
   history?: ResultsHistory;
   /** This run against the sweep's previous one, head by head, where there is one. */
   sincePrevious?: RunComparison;
+  /** The feature sets and heads behind the results, with what computing them took. */
+  compute?: ComputeEntry[];
 }
 
 /** What the sweep file says of a configuration that the tables print but no stage computes. */

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
+import type { ComputeRuntime } from '../util/compute-record';
 import { InputError } from '../util/errors';
+import { hardwareDescription } from '../util/machine';
 import '@tensorflow/tfjs-backend-wasm';
 import { findWebgpuAdapter, type WebgpuAdapterStatus } from './webgpu-adapter';
 
@@ -85,11 +87,15 @@ async function registerWebgpu(allowSoftware: boolean): Promise<boolean> {
   }
 }
 
+/** The package that registered the 'tensorflow' backend, where one did. */
+let tensorflowPackage: string | undefined;
+
 /** tfjs-node or tfjs-node-gpu register the 'tensorflow' backend when the user has installed one. */
 function registerTensorflow(): boolean {
   for (const name of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
     try {
       require(name);
+      tensorflowPackage = name;
       return true;
     } catch {
       // not installed: the next candidate
@@ -110,6 +116,15 @@ async function tryBackend(name: BackendName, forced: boolean): Promise<boolean> 
   } catch {
     return false;
   }
+}
+
+/** The tfjs backend in use and what it computes on (the GPU for webgpu and tfjs-node-gpu), for compute records. */
+export function tfjsRuntime(): ComputeRuntime {
+  const backend = tf.getBackend();
+  const onGpu =
+    backend === 'webgpu' || (backend === 'tensorflow' && tensorflowPackage?.endsWith('-gpu') === true);
+  const adapter = webgpuStatus?.found ? webgpuStatus.description : undefined;
+  return { name: `tfjs ${backend}`, hardware: hardwareDescription(onGpu, adapter) };
 }
 
 /**

@@ -1,0 +1,148 @@
+import type { Split } from '../data/dataset';
+import type { ConfigurationOutcome } from '../pipeline/results';
+import type { ComputeRecord } from '../util/compute-record';
+import { roughDuration } from '../util/duration';
+import { plural } from '../util/plural';
+import type { Table } from './tables';
+
+/** One artifact behind a configuration's results, with what computing it took. */
+export interface ComputeEntry {
+  configuration: string;
+  stage: `extract ${Split}` | 'train baseline' | 'train infodisent';
+  /** The feature set's or head's store key: an artifact that configurations share is counted once in totals. */
+  artifact: string;
+  /** Absent for artifacts computed before their records were kept. */
+  record?: ComputeRecord;
+  /** The images in the set, or the head's training steps. */
+  total: number;
+}
+
+/** The feature sets and heads of a sweep's completed configurations, with their compute records. */
+export function computeEntries(completed: readonly ConfigurationOutcome[]): ComputeEntry[] {
+  return completed.flatMap((outcome) => [
+    ...(['train', 'test'] as const).map((split) => {
+      const record = outcome.features.compute?.[split];
+      return {
+        configuration: outcome.configuration,
+        stage: `extract ${split}` as const,
+        artifact: outcome.features[split],
+        ...(record ? { record } : {}),
+        total: outcome.dataset[split],
+      };
+    }),
+    ...outcome.heads.map((head) => ({
+      configuration: outcome.configuration,
+      stage: `train ${head.kind}` as const,
+      artifact: head.headKey,
+      ...(head.compute ? { record: head.compute } : {}),
+      total: head.training.steps,
+    })),
+  ]);
+}
+
+/**
+ * The seconds computing the whole artifact took: as recorded, or, for a feature set whose last run finished
+ * shards an earlier one left, its whole size at the rate that run measured (null where it computed nothing).
+ */
+function wholeSeconds(entry: ComputeEntry): { seconds: number | null; estimated: boolean } {
+  const record = entry.record!;
+  if (record.items >= entry.total) return { seconds: record.seconds, estimated: false };
+  if (record.items === 0) return { seconds: null, estimated: false };
+  return { seconds: (record.seconds * entry.total) / record.items, estimated: true };
+}
+
+/** One row per configuration and stage that has a record; null when none has. */
+export function computeTable(entries: readonly ComputeEntry[]): Table | null {
+  const rows = entries.flatMap((entry) => {
+    const record = entry.record;
+    if (!record) return [];
+    const { seconds, estimated } = wholeSeconds(entry);
+    const rate = record.seconds > 0 && record.items > 0 ? record.items / record.seconds : null;
+    const extraction = entry.stage.startsWith('extract');
+    return [
+      {
+        configuration: entry.configuration,
+        stage: entry.stage,
+        time: seconds === null ? null : roughDuration(seconds),
+        images_per_s: extraction ? rate : null,
+        steps_per_s: extraction ? null : rate,
+        runtime: record.name,
+        hardware: record.hardware,
+        note: estimated
+          ? `resumed: timed on ${record.items} of ${entry.total} images`
+          : seconds === null
+            ? 'resumed with every shard stored: not timed'
+            : '',
+        seconds,
+        items: record.items,
+        host: record.host,
+        finished: record.finishedAt,
+      },
+    ];
+  });
+  if (rows.length === 0) return null;
+  return {
+    id: 'compute',
+    title: 'Time to compute each feature set and head',
+    caption:
+      "Wall time of extracting each split's features and of training each head, on the runtime and hardware that computed them, whichever run of the sweep did (a cached artifact keeps its record). A feature set finished by a resumed run is timed at that run's rate.",
+    columns: [
+      { key: 'configuration', label: 'Configuration', kind: 'text' },
+      { key: 'stage', label: 'Stage', kind: 'text' },
+      { key: 'time', label: 'Time', kind: 'text' },
+      { key: 'images_per_s', label: 'Images/s', kind: 'number', digits: 1 },
+      { key: 'steps_per_s', label: 'Steps/s', kind: 'number', digits: 2 },
+      { key: 'runtime', label: 'Runtime', kind: 'text' },
+      { key: 'hardware', label: 'Hardware', kind: 'text' },
+      { key: 'note', label: 'Note', kind: 'text', hidden: rows.every((row) => row.note === '') },
+      { key: 'seconds', label: 'Seconds', kind: 'number', digits: 1, hidden: true },
+      { key: 'items', label: 'Items timed', kind: 'number', digits: 0, hidden: true },
+      { key: 'host', label: 'Host', kind: 'text', hidden: true },
+      { key: 'finished', label: 'Finished', kind: 'text', hidden: true },
+    ],
+    rows,
+  };
+}
+
+/**
+ * The sweep's compute in a sentence, for a paper's statement of resources: the time of each kind of work
+ * by runtime and hardware, each shared artifact once. Null when no artifact has a record.
+ */
+export function computeSentence(entries: readonly ComputeEntry[]): string | null {
+  const seen = new Set<string>();
+  const groups = new Map<string, Map<string, number>>();
+  let estimated = false;
+  let unrecorded = 0;
+  for (const entry of entries) {
+    if (seen.has(entry.artifact)) continue;
+    seen.add(entry.artifact);
+    if (!entry.record) {
+      unrecorded++;
+      continue;
+    }
+    const whole = wholeSeconds(entry);
+    if (whole.seconds === null) continue;
+    estimated ||= whole.estimated;
+    const work = entry.stage.startsWith('extract') ? 'feature extraction' : 'head training';
+    const where = `${entry.record.name} on ${entry.record.hardware}`;
+    const byPlace = groups.get(work) ?? new Map<string, number>();
+    byPlace.set(where, (byPlace.get(where) ?? 0) + whole.seconds);
+    groups.set(work, byPlace);
+  }
+  if (groups.size === 0) return null;
+  const sum = (values: Iterable<number>) => [...values].reduce((a, b) => a + b, 0);
+  const all = sum([...groups.values()].map((byPlace) => sum(byPlace.values())));
+  const parts = [...groups].map(([work, byPlace]) => {
+    const places = [...byPlace].map(([where, seconds]) =>
+      byPlace.size > 1 ? `${roughDuration(seconds)} ${where}` : where,
+    );
+    return `${work} ${roughDuration(sum(byPlace.values()))} (${places.join('; ')})`;
+  });
+  return (
+    `Computing the features and heads behind these results took ${roughDuration(all)}: ${parts.join(', ')}.` +
+    (estimated ? " Feature sets finished by a resumed run are timed at that run's rate." : '') +
+    (unrecorded > 0
+      ? ` Not counted: ${plural(unrecorded, 'artifact')} computed before compute records were kept.`
+      : '')
+  );
+}

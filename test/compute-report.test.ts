@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ConfigurationOutcome } from '../core/pipeline/results';
+import { computeEntries, computeSentence, computeTable } from '../core/report/compute';
+import { tableCsv } from '../core/report/table-formats';
+import type { ComputeRecord } from '../core/util/compute-record';
+
+const H100 = { name: 'onnxruntime webgpu', hardware: 'NVIDIA H100 80GB HBM3' };
+const EPYC = { name: 'tfjs wasm', hardware: 'AMD EPYC x2' };
+const H100_TRAINING = { name: 'tfjs webgpu', hardware: 'NVIDIA H100 80GB HBM3' };
+
+function record(runtime: typeof H100, seconds: number, items: number): ComputeRecord {
+  return { ...runtime, seconds, items, host: 'gpu-1', finishedAt: '2026-11-27T12:00:00.000Z' };
+}
+
+/** An outcome with what the compute report reads: the splits' sizes, feature keys and heads' steps. */
+function outcome(
+  configuration: string,
+  features: { key: string; train?: ComputeRecord; test?: ComputeRecord },
+  heads: { kind: 'baseline' | 'infodisent'; key: string; steps: number; compute?: ComputeRecord }[],
+): ConfigurationOutcome {
+  return {
+    configuration,
+    summaryKey: `summaries/${configuration}.json`,
+    dataset: { name: 'cub', classes: 200, train: 6000, test: 5800, skipped: [] },
+    backbone: 'resnet50',
+    features: {
+      train: `${features.key}-train`,
+      test: `${features.key}-test`,
+      reused: false,
+      compute: {
+        ...(features.train ? { train: features.train } : {}),
+        ...(features.test ? { test: features.test } : {}),
+      },
+    },
+    heads: heads.map((head) => ({
+      kind: head.kind,
+      backend: 'webgpu',
+      headKey: head.key,
+      reusedHead: false,
+      training: {
+        steps: head.steps,
+        epochsRun: 1,
+        stoppedEarly: false,
+        resumedFromStep: null,
+        history: [],
+        bestEpoch: null,
+      },
+      ...(head.compute ? { compute: head.compute } : {}),
+      evaluation: { count: 5800, top1: 0.8, top5: 0.9, detailsKey: `${head.key}/evaluation.json` },
+    })),
+  };
+}
+
+test('the compute table: one row per recorded artifact, a resumed extraction timed at its rate', () => {
+  const entries = computeEntries([
+    outcome('cub-resnet50', { key: 'f1', train: record(H100, 30, 3000), test: record(H100, 0.5, 0) }, [
+      { kind: 'baseline', key: 'h1', steps: 940, compute: record(EPYC, 47, 940) },
+      { kind: 'infodisent', key: 'h2', steps: 940 },
+    ]),
+  ]);
+  const table = computeTable(entries)!;
+  assert.deepEqual(
+    table.rows.map((row) => [
+      row['stage'],
+      row['time'],
+      row['images_per_s'],
+      row['steps_per_s'],
+      row['note'],
+    ]),
+    [
+      // 3000 of 6000 images in 30 s: the set's 6000 take 60 s.
+      ['extract train', '1m', 100, null, 'resumed: timed on 3000 of 6000 images'],
+      ['extract test', null, null, null, 'resumed with every shard stored: not timed'],
+      ['train baseline', '47s', null, 20, ''],
+    ],
+  );
+  assert.equal(table.rows[0]!['seconds'], 60);
+  // The machine-readable export keeps the host, the finishing time and the full figures.
+  assert.match(
+    tableCsv(table),
+    /^configuration,stage,time,images_per_s,steps_per_s,runtime,hardware,note,seconds,items,host,finished\r\n/,
+  );
+  assert.match(
+    tableCsv(table),
+    /extract train,1m,100,,onnxruntime webgpu,NVIDIA H100 80GB HBM3,resumed: timed on 3000 of 6000 images,60,3000,gpu-1,2026-11-27T12:00:00.000Z/,
+  );
+  assert.equal(computeTable(computeEntries([outcome('old', { key: 'f0' }, [])])), null);
+});
+
+test('the compute sentence counts an artifact that configurations share once, by runtime and hardware', () => {
+  // Two seeds of one configuration share its features; each trains its own heads.
+  const features = { key: 'f1', train: record(H100, 600, 6000), test: record(H100, 580, 5800) };
+  const entries = computeEntries([
+    outcome('cub-seed0', features, [
+      { kind: 'infodisent', key: 'h0', steps: 100, compute: record(H100_TRAINING, 1800, 100) },
+    ]),
+    outcome('cub-seed1', features, [
+      { kind: 'infodisent', key: 'h1', steps: 100, compute: record(H100_TRAINING, 1800, 100) },
+    ]),
+    outcome('cars', { key: 'f2', train: record(EPYC, 3600, 8144) }, [
+      { kind: 'baseline', key: 'h2', steps: 10 },
+    ]),
+  ]);
+  assert.equal(
+    computeSentence(entries),
+    'Computing the features and heads behind these results took 2h20m: ' +
+      'feature extraction 1h20m (20m onnxruntime webgpu on NVIDIA H100 80GB HBM3; 1h00m tfjs wasm on AMD EPYC x2), ' +
+      'head training 1h00m (tfjs webgpu on NVIDIA H100 80GB HBM3). ' +
+      'Not counted: 2 artifacts computed before compute records were kept.',
+  );
+  assert.equal(computeSentence(computeEntries([outcome('old', { key: 'f0' }, [])])), null);
+});
