@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { type ExportedFiles, exportSweep } from '../../core/pipeline/export';
 import type { TableFormat } from '../../core/report/table-formats';
 import { InputError } from '../../core/util/errors';
+import { plural } from '../../core/util/plural';
 import { addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
 import { CliError, type JsonFlag, printJson, printLine, shortTime, tableFormatOption } from '../output';
 import { findStoredSweep } from '../stored-sweeps';
@@ -47,7 +48,7 @@ async function exportCommand(flags: ExportFlags): Promise<void> {
   }
   printLine(
     `exported ${flags.sweep ? 'sweep' : 'the latest sweep'} '${results.sweep}' (finished ` +
-      `${shortTime(results.finishedAt)}, ${results.completed.length} configurations) from ${store.location}:`,
+      `${shortTime(results.finishedAt)}, ${plural(results.completed.length, 'configuration')}) from ${store.location}:`,
   );
   for (const folder of FOLDERS.filter((f) => files[f].length > 0))
     printLine(`  ${path.join(out, folder)}  ${files[folder].length} files`);

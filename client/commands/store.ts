@@ -239,7 +239,7 @@ async function forgetCommand(sweep: string, flags: ForgetFlags): Promise<void> {
   const reports = keys.filter((key) => key.startsWith('reports/')).length;
   printLine(
     `${flags.yes ? 'deleted' : 'to delete'}: sweep '${results.sweep}' (finished ${shortTime(results.finishedAt)}, ` +
-      `${results.completed.length} configurations): ${keys.length - reports} result files and ${reports} report files`,
+      `${plural(results.completed.length, 'configuration')}): ${keys.length - reports} result files and ${reports} report files`,
   );
   printLine(
     flags.yes

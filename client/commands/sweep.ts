@@ -7,6 +7,7 @@ import {
 } from '@temporalio/client';
 import { type Command, Option } from 'commander';
 import type { SweepResults } from '../../core/pipeline/results';
+import { plural } from '../../core/util/plural';
 import type { SweepInput, sweepWorkflow } from '../../workflows/sweep';
 import {
   addConnectionOptions,
@@ -143,7 +144,7 @@ async function startCommand(file: string, flags: StartFlags): Promise<void> {
       taskQueue: queues.cpu,
     };
     const summary =
-      `started sweep '${sweep.name}' (${sweep.configurations.length} configurations) as workflow ${workflowId} ` +
+      `started sweep '${sweep.name}' (${plural(sweep.configurations.length, 'configuration')}) as workflow ${workflowId} ` +
       `on task queue '${queues.cpu}'`;
     if (!flags.wait) {
       if (flags.json) printJson(started);
