@@ -75,7 +75,6 @@ export function computeTable(entries: readonly ComputeEntry[]): Table | null {
             : '',
         seconds,
         items: record.items,
-        host: record.host,
         finished: record.finishedAt,
       },
     ];
@@ -97,7 +96,6 @@ export function computeTable(entries: readonly ComputeEntry[]): Table | null {
       { key: 'note', label: 'Note', kind: 'text', hidden: rows.every((row) => row.note === '') },
       { key: 'seconds', label: 'Seconds', kind: 'number', digits: 1, hidden: true },
       { key: 'items', label: 'Items timed', kind: 'number', digits: 0, hidden: true },
-      { key: 'host', label: 'Host', kind: 'text', hidden: true },
       { key: 'finished', label: 'Finished', kind: 'text', hidden: true },
     ],
     rows,
