@@ -1,56 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ConfigurationOutcome } from '../core/pipeline/results';
 import { computeEntries, computeSentence, computeTable } from '../core/report/compute';
 import { tableCsv } from '../core/report/table-formats';
-import type { ComputeRecord } from '../core/util/compute-record';
+import { outcomeWithCompute, computeRecordOf as record } from './support/outcomes';
 
 const H100 = { name: 'onnxruntime webgpu', hardware: 'NVIDIA H100 80GB HBM3' };
 const EPYC = { name: 'tfjs wasm', hardware: 'AMD EPYC x2' };
 const H100_TRAINING = { name: 'tfjs webgpu', hardware: 'NVIDIA H100 80GB HBM3' };
 
-function record(runtime: typeof H100, seconds: number, items: number): ComputeRecord {
-  return { ...runtime, seconds, items, host: 'gpu-1', finishedAt: '2026-11-27T12:00:00.000Z' };
-}
-
-/** An outcome with what the compute report reads: the splits' sizes, feature keys and heads' steps. */
-function outcome(
-  configuration: string,
-  features: { key: string; train?: ComputeRecord; test?: ComputeRecord },
-  heads: { kind: 'baseline' | 'infodisent'; key: string; steps: number; compute?: ComputeRecord }[],
-): ConfigurationOutcome {
-  return {
-    configuration,
-    summaryKey: `summaries/${configuration}.json`,
-    dataset: { name: 'cub', classes: 200, train: 6000, test: 5800, skipped: [] },
-    backbone: 'resnet50',
-    features: {
-      train: `${features.key}-train`,
-      test: `${features.key}-test`,
-      reused: false,
-      compute: {
-        ...(features.train ? { train: features.train } : {}),
-        ...(features.test ? { test: features.test } : {}),
-      },
-    },
-    heads: heads.map((head) => ({
-      kind: head.kind,
-      backend: 'webgpu',
-      headKey: head.key,
-      reusedHead: false,
-      training: {
-        steps: head.steps,
-        epochsRun: 1,
-        stoppedEarly: false,
-        resumedFromStep: null,
-        history: [],
-        bestEpoch: null,
-      },
-      ...(head.compute ? { compute: head.compute } : {}),
-      evaluation: { count: 5800, top1: 0.8, top5: 0.9, detailsKey: `${head.key}/evaluation.json` },
-    })),
-  };
-}
+const outcome = (
+  name: string,
+  features: Parameters<typeof outcomeWithCompute>[1]['features'],
+  heads: Parameters<typeof outcomeWithCompute>[1]['heads'],
+) => outcomeWithCompute(name, { features, heads });
 
 test('the compute table: one row per recorded artifact, a resumed extraction timed at its rate', () => {
   const entries = computeEntries([

@@ -8,9 +8,12 @@ import sharp from 'sharp';
 import type { ExplanationJson } from '../client/commands/explain';
 import type { Configuration } from '../core/config/experiment';
 import type { ConfigurationPlan } from '../core/pipeline/plan';
+import { writeSweepResults } from '../core/pipeline/results';
 import type { ConfigurationSummary } from '../core/report';
 import { getJson } from '../core/store/artifact-store';
+import { LocalArtifactStore } from '../core/store/local-store';
 import { type CliOutcome as Outcome, runCli } from './support/cli';
+import { computeRecordOf, outcomeWithCompute } from './support/outcomes';
 import { type TrainedStore, trainStore, writeMicroSweep } from './support/trained-store';
 
 // `infodisent explain` as a user runs it: the CLI binary on real image files, with heads the pipeline's
@@ -231,7 +234,9 @@ test('plan: nothing left to compute in the trained store, everything in an empty
       toWriteBytes: number;
       imagesToExtract: number;
       headsToTrain: number;
+      estimatedSeconds: { extraction: number; training: number };
     };
+    unmeasured: string[];
   }
   const plan = (file: string, store: string) =>
     runCli(['plan', file, '--store', store, '--data-dir', path.join(home, 'datasets'), '--json']);
@@ -267,6 +272,7 @@ test('plan: nothing left to compute in the trained store, everything in an empty
     toWriteBytes: 0,
     imagesToExtract: 0,
     headsToTrain: 0,
+    estimatedSeconds: { extraction: 0, training: 0 },
   });
 
   const empty = JSON.parse((await plan(sweepFile, path.join(home, 'empty-store'))).stdout) as PlanJson;
@@ -285,7 +291,60 @@ test('plan: nothing left to compute in the trained store, everything in an empty
     toWriteBytes: bytes(24),
     imagesToExtract: 24,
     headsToTrain: 2,
+    estimatedSeconds: { extraction: 0, training: 0 },
   });
+  assert.deepEqual(empty.unmeasured, [
+    'extract nsfwjs-mobilenet-v2',
+    'train baseline on nsfwjs-mobilenet-v2',
+    'train infodisent on nsfwjs-mobilenet-v2',
+  ]);
+
+  // A store whose earlier results measured the backbone's extraction (50 images/s) and the baseline's
+  // training (5 steps/s): the work left is timed at those rates, the InfoDisent head has none.
+  const measured = path.join(home, 'measured-store');
+  const cpu = { name: 'onnxruntime cpu', hardware: 'a CPU' };
+  await writeSweepResults(new LocalArtifactStore(measured), {
+    sweep: 'earlier',
+    finishedAt: '2026-11-27T12:00:00.000Z',
+    completed: [
+      outcomeWithCompute('earlier-parts', {
+        backbone: 'nsfwjs-mobilenet-v2',
+        features: { key: 'earlier', train: computeRecordOf(cpu, 2, 100) },
+        heads: [
+          { kind: 'baseline', key: 'heads/earlier', steps: 10, compute: computeRecordOf(cpu, 2, 10) },
+          { kind: 'infodisent', key: 'heads/earlier-infodisent', steps: 10 },
+        ],
+      }),
+    ],
+    failed: [],
+  });
+  const timed = JSON.parse((await plan(sweepFile, measured)).stdout) as PlanJson;
+  const [timedMicro] = timed.planned;
+  assert.deepEqual(
+    [timedMicro!.features.train.estimate?.seconds, timedMicro!.features.test.estimate?.seconds],
+    [18 / 50, 6 / 50],
+  );
+  assert.deepEqual(
+    timedMicro!.heads.map((head) => [head.kind, head.steps, head.estimate?.seconds]),
+    [
+      ['baseline', 10, 2],
+      ['infodisent', 1, undefined],
+    ],
+  );
+  assert.deepEqual(timed.totals.estimatedSeconds, { extraction: 24 / 50, training: 2 });
+  assert.deepEqual(timed.unmeasured, ['train infodisent on nsfwjs-mobilenet-v2']);
+  const timedText = await runCli([
+    'plan',
+    sweepFile,
+    '--store',
+    measured,
+    '--data-dir',
+    path.join(home, 'datasets'),
+  ]);
+  assert.match(
+    timedText.stdout,
+    /^at the rates earlier runs in this store measured: extracting 0s, training at most 2s\n {2}extract nsfwjs-mobilenet-v2: 50 images\/s, onnxruntime cpu on a CPU \(earlier\/earlier-parts\)\n {2}train baseline on nsfwjs-mobilenet-v2: 5\.00 steps\/s, onnxruntime cpu on a CPU \(earlier\/earlier-parts\)\nno rate measured yet for: train infodisent on nsfwjs-mobilenet-v2$/m,
+  );
 
   // For people: one row a configuration, the totals, and what cannot run.
   const text = await runCli([

@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { type ConfigurationPlan, planSweep, type SplitPlan } from '../../core/pipeline/plan';
+import type { MeasuredRate, RateKey } from '../../core/pipeline/estimate';
+import { type ConfigurationPlan, planSweep, type SplitPlan, type SweepPlan } from '../../core/pipeline/plan';
+import { roughDuration } from '../../core/util/duration';
 import { addDataDirOption, addStoreOptions, openCheckedStore, type StoreFlags } from '../connection';
 import { binarySize, type JsonFlag, printJson, printLine, table } from '../output';
 import { addOnlyOption, loadSweep, type OnlyFlag } from '../sweep-file';
@@ -23,6 +25,30 @@ function headsCell(plan: ConfigurationPlan): string {
     .join('; ');
 }
 
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+
+/** The time the work left takes at the rates measured before, each rate with what measured it; what has none. */
+function estimateLines(plan: SweepPlan, seconds: { extraction: number; training: number }): string[] {
+  const rates = new Map<RateKey, MeasuredRate>();
+  for (const p of plan.planned)
+    for (const { estimate } of [p.features.train, p.features.test, ...p.heads])
+      if (estimate) rates.set(estimate.key, estimate.rate);
+  const lines: string[] = [];
+  if (rates.size > 0) {
+    lines.push(
+      `at the rates earlier runs in this store measured: extracting ${roughDuration(seconds.extraction)}, ` +
+        `training at most ${roughDuration(seconds.training)}`,
+    );
+    for (const [key, rate] of rates) {
+      const unit = key.startsWith('extract') ? 'images/s' : 'steps/s';
+      const value = rate.perSecond < 10 ? rate.perSecond.toFixed(2) : Math.round(rate.perSecond);
+      lines.push(`  ${key}: ${value} ${unit}, ${rate.runtime} on ${rate.hardware} (${rate.measuredBy})`);
+    }
+  }
+  if (plan.unmeasured.length > 0) lines.push(`no rate measured yet for: ${plan.unmeasured.join(', ')}`);
+  return lines;
+}
+
 async function planCommand(file: string, flags: PlanFlags): Promise<void> {
   const sweep = await loadSweep(file, flags);
   const { store } = await openCheckedStore(flags);
@@ -44,6 +70,11 @@ async function planCommand(file: string, flags: PlanFlags): Promise<void> {
     toWriteBytes: bytes('extract') + bytes('partial'),
     imagesToExtract: unique.filter((s) => s.state !== 'cached').reduce((sum, s) => sum + s.images, 0),
     headsToTrain: plan.planned.flatMap((p) => p.heads).filter((h) => h.state !== 'trained').length,
+    // At the rates earlier runs in the store measured: shared feature sets once; a head at most its steps.
+    estimatedSeconds: {
+      extraction: sum(unique.map((s) => s.estimate?.seconds ?? 0)),
+      training: sum(plan.planned.flatMap((p) => p.heads.map((h) => h.estimate?.seconds ?? 0))),
+    },
   };
   if (flags.json) {
     printJson({ sweep: sweep.name, store: store.location, ...plan, totals });
@@ -70,6 +101,7 @@ async function planCommand(file: string, flags: PlanFlags): Promise<void> {
         `${binarySize(totals.toWriteBytes)} to write (${totals.imagesToExtract} images to extract); ` +
         `${totals.headsToTrain} heads to train`,
     );
+    for (const line of estimateLines(plan, totals.estimatedSeconds)) printLine(line);
     for (const failure of plan.failed) printLine(`CANNOT RUN ${failure.configuration}: ${failure.error}`);
   }
   if (plan.failed.length > 0) process.exitCode = 1;

@@ -1,11 +1,13 @@
 import type { Backbone } from '../backbones/backbone';
 import { openBackbone } from '../backbones/registry';
-import type { Configuration } from '../config/experiment';
+import type { BaselineHeadConfig, Configuration, InfoDisentHeadConfig } from '../config/experiment';
 import type { Split } from '../data/dataset';
 import { FEATURE_DTYPE_BYTES, type FeatureShape, itemSize } from '../features/feature-set';
 import { featureCacheKey } from '../features/feature-store';
 import type { HeadKind } from '../method/head';
 import { BACKENDS, type BackendName } from '../tf/backend';
+import { type Estimate, estimate, measuredRates, type RateKey } from './estimate';
+import { storedSweeps } from './results';
 import { prepareDatasetManifest, type StageContext, trainedHeadKey } from './stages';
 
 /** A split's features: in the store whole, partly (an extraction cut off: it resumes), or not at all. */
@@ -17,6 +19,8 @@ export interface SplitPlan {
   state: 'cached' | 'partial' | 'extract';
   /** Shards stored so far, for a partial set. */
   shards?: number;
+  /** Extracting the whole set at the backbone's rate measured before, where the store's results have one. */
+  estimate?: Estimate;
 }
 
 /** A head: trained already, checkpointed part-way (training resumes), or still to train. */
@@ -25,6 +29,10 @@ export interface HeadPlan {
   state: 'trained' | 'checkpoint' | 'train';
   /** The backend it was trained on, where it is in the store. */
   backend?: BackendName;
+  /** Training steps to take, for a head not trained yet: at most, as early stopping may end sooner. */
+  steps?: number;
+  /** Those steps at the rate measured before for its kind on this backbone, where the store's results have one. */
+  estimate?: Estimate;
 }
 
 /** What a sweep run would do for one configuration, and what it would reuse. */
@@ -40,11 +48,19 @@ export interface SweepPlan {
   planned: ConfigurationPlan[];
   /** Configurations whose dataset or backbone cannot be read, with the reason (naming the file). */
   failed: { configuration: string; error: string }[];
+  /** Work left for which no earlier run in the store measured a rate, so it has no estimate. */
+  unmeasured: RateKey[];
 }
 
 type BackboneIdentity = Pick<Backbone, 'name' | 'fingerprint' | 'preprocessing' | 'preset' | 'featureShape'>;
 
 const HEADS: HeadKind[] = ['baseline', 'infodisent'];
+
+/** The steps of a head's whole training on `items` training images, its validation share held out (validationMask). */
+function trainingSteps(settings: BaselineHeadConfig | InfoDisentHeadConfig, items: number): number {
+  const held = Math.round(items * settings.validationFraction);
+  return settings.epochs * Math.ceil((items - held) / settings.batchSize);
+}
 
 async function splitPlan(
   context: StageContext,
@@ -86,7 +102,13 @@ export async function planSweep(
   configurations: readonly Configuration[],
   onProgress?: (configuration: string, done: number, total: number) => void,
 ): Promise<SweepPlan> {
-  const plan: SweepPlan = { planned: [], failed: [] };
+  const plan: SweepPlan = { planned: [], failed: [], unmeasured: [] };
+  const rates = measuredRates(await storedSweeps(context.store));
+  const estimateOf = (key: RateKey, items: number) => {
+    const time = estimate(rates, key, items);
+    if (!time && !plan.unmeasured.includes(key)) plan.unmeasured.push(key);
+    return time;
+  };
   // Configurations that share a dataset or a backbone read it once: a dataset's file tree is listed and
   // checked, a backbone opened (on the CPU: only its identity and map are needed) and closed.
   const datasets = new Map<string, ReturnType<typeof prepareDatasetManifest>>();
@@ -122,7 +144,23 @@ export async function planSweep(
           dataset.counts[name],
           bytesPerImage,
         );
-      const features = { train: await split('train'), test: await split('test') };
+      const withEstimate = (split: SplitPlan): SplitPlan => {
+        const time =
+          split.state === 'cached'
+            ? undefined
+            : estimateOf(`extract ${configuration.backbone.name}`, split.images);
+        return time ? { ...split, estimate: time } : split;
+      };
+      const features = { train: withEstimate(await split('train')), test: withEstimate(await split('test')) };
+      const heads = await Promise.all(
+        HEADS.map(async (kind): Promise<HeadPlan> => {
+          const head = await headPlan(context, configuration, kind, features.train.key);
+          if (head.state === 'trained') return head;
+          const steps = trainingSteps(configuration.heads[kind], dataset.counts.train);
+          const time = estimateOf(`train ${kind} on ${configuration.backbone.name}`, steps);
+          return { ...head, steps, ...(time ? { estimate: time } : {}) };
+        }),
+      );
       plan.planned.push({
         configuration: configuration.name,
         dataset: {
@@ -133,9 +171,7 @@ export async function planSweep(
         },
         backbone: { name: backbone.name, map: backbone.featureShape },
         features,
-        heads: await Promise.all(
-          HEADS.map((kind) => headPlan(context, configuration, kind, features.train.key)),
-        ),
+        heads,
       });
     } catch (error) {
       plan.failed.push({ configuration: configuration.name, error: (error as Error).message });
