@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import { connectionFailure } from '../client/connection';
 import { redact } from '../client/output';
 import { progressLogLine, StageClock } from '../client/progress-view';
+import { adapterCheck } from '../core/diagnostics/checks';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
 import { writeSweepResults } from '../core/pipeline/results';
 import { reportStage } from '../core/pipeline/stages';
@@ -653,6 +654,21 @@ describe('doctor', () => {
     assert.match(
       images.summary,
       /^[1-9]\d* images\/s decoded and cropped for ResNet-50 \(\d+ threads?\): the most this machine can feed a backbone$/,
+    );
+  });
+
+  test('on a machine with several GPUs, the adapter check warns that every worker gets the first', () => {
+    const h100 = { found: true as const, description: 'NVIDIA H100 80GB HBM3', software: false };
+    assert.deepEqual(adapterCheck(h100, 'webgpu', ['NVIDIA H100 80GB HBM3']), {
+      name: 'webgpu',
+      status: 'ok',
+      summary: 'adapter NVIDIA H100 80GB HBM3',
+    });
+    const shared = adapterCheck(h100, 'webgpu', Array(8).fill('NVIDIA H100 80GB HBM3'));
+    assert.equal(shared.status, 'warn');
+    assert.match(
+      shared.summary,
+      /^adapter NVIDIA H100 80GB HBM3, the first of this machine's 8 GPUs, for every process: .*CUDA_VISIBLE_DEVICES.*container/,
     );
   });
 

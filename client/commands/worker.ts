@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { type Command, Option } from 'commander';
+import { adapterCheck } from '../../core/diagnostics/checks';
 import { webhookOrigin } from '../../core/pipeline/notify';
 import { BACKENDS, type BackendChoice, selectBackend, webgpuAdapterStatus } from '../../core/tf/backend';
 import { createWorkers, type QueueRole } from '../../worker/worker';
@@ -38,6 +39,9 @@ async function runWorker(flags: WorkerFlags): Promise<void> {
         ? ` on ${adapter.description}${adapter.software ? ': a software adapter, far slower than wasm (infodisent doctor)' : ''}`
         : ''),
   );
+  // Several GPUs here: every worker on this machine would train on the first (the doctor's webgpu check).
+  const shared = adapter?.found && !adapter.software ? adapterCheck(adapter, backend) : undefined;
+  if (shared?.status === 'warn') log(`warning: ${shared.summary}`);
   const queues = queuesFrom(flags);
   const connection = await connectNative(flags);
   try {

@@ -13,6 +13,7 @@ import { matMul } from '../method/matmul';
 import type { ArtifactStore } from '../store/artifact-store';
 import { type BackendChoice, selectBackend, webgpuAdapterStatus } from '../tf/backend';
 import { findWebgpuAdapter, type WebgpuAdapterStatus } from '../tf/webgpu-adapter';
+import { nvidiaGpuNames } from '../util/machine';
 import { plural } from '../util/plural';
 import { SeededRandom } from '../util/random';
 
@@ -118,7 +119,16 @@ async function rotationProbe(random: SeededRandom): Promise<{ orthogonality: num
   return { orthogonality: orthogonality!, ms };
 }
 
-function adapterCheck(status: WebgpuAdapterStatus, backend: string): Check {
+/**
+ * What Dawn found for webgpu. `gpus` are the GPUs nvidia-smi lists: where there are several, every process on
+ * the machine gets the first adapter Dawn enumerates (it cannot pick among identical GPUs, and Vulkan ignores
+ * CUDA_VISIBLE_DEVICES), so GPU workers started side by side would all share one card.
+ */
+export function adapterCheck(
+  status: WebgpuAdapterStatus,
+  backend: string,
+  gpus: readonly string[] = nvidiaGpuNames(),
+): Check {
   if (!status.found)
     return { name: 'webgpu', status: 'warn', summary: `no GPU for training: ${status.reason}` };
   if (status.software)
@@ -128,6 +138,15 @@ function adapterCheck(status: WebgpuAdapterStatus, backend: string): Check {
       summary:
         `only a software adapter (${status.description}): auto passes it over` +
         (backend === 'webgpu' ? ', --backend webgpu forced it' : '; --backend webgpu forces it'),
+    };
+  if (gpus.length > 1)
+    return {
+      name: 'webgpu',
+      status: 'warn',
+      summary:
+        `adapter ${status.description}, the first of this machine's ${gpus.length} GPUs, for every process: Dawn ` +
+        'cannot pick another and Vulkan ignores CUDA_VISIBLE_DEVICES; run each GPU worker in a container given ' +
+        'one GPU (infra/deploy/README.md) or they all share one',
     };
   return { name: 'webgpu', status: 'ok', summary: `adapter ${status.description}` };
 }
