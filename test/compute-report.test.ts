@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { computeEntries, computeSentence, computeTable } from '../core/report/compute';
 import { tableCsv } from '../core/report/table-formats';
+import type { ComputeRecord } from '../core/util/compute-record';
 import { outcomeWithCompute, computeRecordOf as record } from './support/outcomes';
 
 const H100 = { name: 'onnxruntime webgpu', hardware: 'NVIDIA H100 80GB HBM3' };
@@ -12,14 +13,20 @@ const outcome = (
   name: string,
   features: Parameters<typeof outcomeWithCompute>[1]['features'],
   heads: Parameters<typeof outcomeWithCompute>[1]['heads'],
-) => outcomeWithCompute(name, { features, heads });
+  explain?: ComputeRecord,
+) => outcomeWithCompute(name, { features, heads, ...(explain ? { explain } : {}) });
 
 test('the compute table: one row per recorded artifact, a resumed extraction timed at its rate', () => {
   const entries = computeEntries([
-    outcome('cub-resnet50', { key: 'f1', train: record(H100, 30, 3000), test: record(H100, 0.5, 0) }, [
-      { kind: 'baseline', key: 'h1', steps: 940, compute: record(EPYC, 47, 940) },
-      { kind: 'infodisent', key: 'h2', steps: 940 },
-    ]),
+    outcome(
+      'cub-resnet50',
+      { key: 'f1', train: record(H100, 30, 3000), test: record(H100, 0.5, 0) },
+      [
+        { kind: 'baseline', key: 'h1', steps: 940, compute: record(EPYC, 47, 940) },
+        { kind: 'infodisent', key: 'h2', steps: 940 },
+      ],
+      record(EPYC, 90, 11800),
+    ),
   ]);
   const table = computeTable(entries)!;
   assert.deepEqual(
@@ -35,6 +42,7 @@ test('the compute table: one row per recorded artifact, a resumed extraction tim
       ['extract train', '1m', 100, null, 'resumed: timed on 3000 of 6000 images'],
       ['extract test', null, null, null, 'resumed with every shard stored: not timed'],
       ['train baseline', '47s', null, 20, ''],
+      ['explain', '2m', null, null, ''],
     ],
   );
   assert.equal(table.rows[0]!['seconds'], 60);
@@ -61,15 +69,19 @@ test('the compute sentence counts an artifact that configurations share once, by
     outcome('cub-seed1', features, [
       { kind: 'infodisent', key: 'h1', steps: 100, compute: record(H100_TRAINING, 1800, 100) },
     ]),
-    outcome('cars', { key: 'f2', train: record(EPYC, 3600, 8144) }, [
-      { kind: 'baseline', key: 'h2', steps: 10 },
-    ]),
+    outcome(
+      'cars',
+      { key: 'f2', train: record(EPYC, 3600, 8144) },
+      [{ kind: 'baseline', key: 'h2', steps: 10 }],
+      record(EPYC, 600, 16144),
+    ),
   ]);
   assert.equal(
     computeSentence(entries),
-    'Computing the features and heads behind these results took 2h20m: ' +
+    'Computing these results took 2h30m: ' +
       'feature extraction 1h20m (20m onnxruntime webgpu on NVIDIA H100 80GB HBM3; 1h00m tfjs wasm on AMD EPYC x2), ' +
-      'head training 1h00m (tfjs webgpu on NVIDIA H100 80GB HBM3). ' +
+      'head training 1h00m (tfjs webgpu on NVIDIA H100 80GB HBM3), ' +
+      'explanations and analyses 10m (tfjs wasm on AMD EPYC x2). ' +
       'Not counted: 2 artifacts computed before compute records were kept.',
   );
   assert.equal(computeSentence(computeEntries([outcome('old', { key: 'f0' }, [])])), null);

@@ -143,7 +143,7 @@ test('a tiny sweep with two seeds runs through Temporal and all heads beat chanc
   assert.match(markdown, /\| infodisent \| wasm \|/);
   assert.match(
     markdown,
-    /## Compute\n\nComputing the features and heads behind these results took \w+: feature extraction \w+ \(onnxruntime cpu on .+\), head training \w+ \(tfjs wasm on .+\)\./,
+    /## Compute\n\nComputing these results took \w+: feature extraction \w+ \(onnxruntime cpu on .+\), head training \w+ \(tfjs wasm on .+\), explanations and analyses \w+ \(tfjs wasm on .+\)\./,
   );
   assert.match(
     markdown,
@@ -288,7 +288,7 @@ test('a second run, now with published figures, reuses the cached features and h
   // Cached artifacts keep what computing them took: the report still says it, and lists each.
   assert.match(
     index,
-    /<h2 id="compute">Compute<\/h2>\n<p>Computing the features and heads behind these results took \w+: feature extraction/,
+    /<h2 id="compute">Compute<\/h2>\n<p>Computing these results took \w+: feature extraction/,
   );
   const compute = parseCsv(
     readFileSync(path.join(home, 'store', 'reports', sweep.name, 'tables', 'compute.csv'), 'utf8'),
@@ -296,7 +296,10 @@ test('a second run, now with published figures, reuses the cached features and h
   assert.deepEqual(
     compute.slice(1).map((row) => row.slice(0, 2)),
     RUNS.flatMap((name) =>
-      ['extract train', 'extract test', 'train baseline', 'train infodisent'].map((stage) => [name, stage]),
+      ['extract train', 'extract test', 'train baseline', 'train infodisent', 'explain'].map((stage) => [
+        name,
+        stage,
+      ]),
     ),
   );
   const historyHtml = /<table id="table-history">[\s\S]*?<\/table>/.exec(index)?.[0] ?? '';

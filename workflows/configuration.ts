@@ -120,7 +120,11 @@ export async function configurationWorkflow({
     });
   }
   // An explain result recorded in a history from before it carried faithfulness has none.
-  const { summaryKey, faithfulness = {} } = await stage(
+  const {
+    summaryKey,
+    faithfulness = {},
+    compute: explainCompute,
+  } = await stage(
     'explain',
     () => cpu.explain(configuration, dataset, train, test, trainedHeads),
     () => 'prototypes, explanations and faithfulness',
@@ -151,6 +155,7 @@ export async function configurationWorkflow({
     },
     heads,
     seed: configuration.seed,
+    ...(explainCompute ? { explainCompute } : {}),
     ...(configuration.reported ? { reported: configuration.reported } : {}),
     ...(configuration.repeatOf ? { repeatOf: configuration.repeatOf } : {}),
   };

@@ -48,6 +48,8 @@ export interface ConfigurationOutcome {
     compute?: Partial<Record<Split, ComputeRecord>>;
   };
   heads: HeadOutcome[];
+  /** What the explain stage took: prototypes, explanations, the paper's analyses and their faithfulness. */
+  explainCompute?: ComputeRecord;
   /** The configuration's published figures, printed beside these in the paper's tables. */
   reported?: Reported;
   /** Absent in results from before seeds were recorded. */

@@ -445,6 +445,8 @@ export interface ExplainStageResult {
   summaryKey: string;
   /** Purity, pointing game, consistency and stability of each explained head, for the sweep's results. */
   faithfulness: Partial<Record<HeadKind, FaithfulnessFigures>>;
+  /** What the stage took, kept in the summary (absent for summaries from before it was kept). */
+  compute?: ComputeRecord;
 }
 
 function faithfulnessOf(summary: ConfigurationSummary): ExplainStageResult['faithfulness'] {
@@ -511,7 +513,13 @@ export async function explainStage(
     test.key,
   );
   const cached = await getJson<ConfigurationSummary>(context.store, summaryKey);
-  if (cached) return { summaryKey, faithfulness: faithfulnessOf(cached) };
+  if (cached)
+    return {
+      summaryKey,
+      faithfulness: faithfulnessOf(cached),
+      ...(cached.compute ? { compute: cached.compute } : {}),
+    };
+  const started = performance.now();
   await useBackend(context, configuration);
   const manifest = await localDatasetManifest(context, configuration, dataset);
   const [trainSet, testSet] = await Promise.all([
@@ -585,9 +593,11 @@ export async function explainStage(
     datasetRoot: manifest.root,
     preset,
     heads,
+    // Its images: the training set's, scanned for prototypes, and the test set's, explained and analysed.
+    compute: computeRecord(tfjsRuntime(), (performance.now() - started) / 1000, train.count + test.count),
   };
   await putJson(context.store, summaryKey, summary);
-  return { summaryKey, faithfulness: faithfulnessOf(summary) };
+  return { summaryKey, faithfulness: faithfulnessOf(summary), compute: summary.compute };
 }
 
 /** How many of a sweep's latest runs its report's history shows. */

@@ -8,12 +8,15 @@ import type { Table } from './tables';
 /** One artifact behind a configuration's results, with what computing it took. */
 export interface ComputeEntry {
   configuration: string;
-  stage: `extract ${Split}` | 'train baseline' | 'train infodisent';
-  /** The feature set's or head's store key: an artifact that configurations share is counted once in totals. */
+  stage: `extract ${Split}` | 'train baseline' | 'train infodisent' | 'explain';
+  /**
+   * The feature set's, head's or explanation summary's store key: an artifact that configurations share is
+   * counted once in totals.
+   */
   artifact: string;
   /** Absent for artifacts computed before their records were kept. */
   record?: ComputeRecord;
-  /** The images in the set, or the head's training steps. */
+  /** The images in the set, the head's training steps, or the images the explain stage read. */
   total: number;
 }
 
@@ -37,6 +40,17 @@ export function computeEntries(completed: readonly ConfigurationOutcome[]): Comp
       ...(head.compute ? { record: head.compute } : {}),
       total: head.training.steps,
     })),
+    ...(outcome.explainCompute
+      ? [
+          {
+            configuration: outcome.configuration,
+            stage: 'explain' as const,
+            artifact: outcome.summaryKey,
+            record: outcome.explainCompute,
+            total: outcome.explainCompute.items,
+          },
+        ]
+      : []),
   ]);
 }
 
@@ -59,13 +73,14 @@ export function computeTable(entries: readonly ComputeEntry[]): Table | null {
     const { seconds, estimated } = wholeSeconds(entry);
     const rate = record.seconds > 0 && record.items > 0 ? record.items / record.seconds : null;
     const extraction = entry.stage.startsWith('extract');
+    const training = entry.stage.startsWith('train');
     return [
       {
         configuration: entry.configuration,
         stage: entry.stage,
         time: seconds === null ? null : roughDuration(seconds),
         images_per_s: extraction ? rate : null,
-        steps_per_s: extraction ? null : rate,
+        steps_per_s: training ? rate : null,
         runtime: record.name,
         hardware: record.hardware,
         note: estimated
@@ -84,7 +99,7 @@ export function computeTable(entries: readonly ComputeEntry[]): Table | null {
     id: 'compute',
     title: 'Time to compute each feature set and head',
     caption:
-      "Wall time of extracting each split's features and of training each head, on the runtime and hardware that computed them, whichever run of the sweep did (a cached artifact keeps its record). A feature set finished by a resumed run is timed at that run's rate.",
+      "Wall time of extracting each split's features, of training each head, and of the explain stage (prototypes, explanations, the analyses), on the runtime and hardware that computed them, whichever run of the sweep did (a cached artifact keeps its record). A feature set finished by a resumed run is timed at that run's rate.",
     columns: [
       { key: 'configuration', label: 'Configuration', kind: 'text' },
       { key: 'stage', label: 'Stage', kind: 'text' },
@@ -101,6 +116,8 @@ export function computeTable(entries: readonly ComputeEntry[]): Table | null {
     rows,
   };
 }
+
+const WORK = { extract: 'feature extraction', train: 'head training', explain: 'explanations and analyses' };
 
 /**
  * The sweep's compute in a sentence, for a paper's statement of resources: the time of each kind of work
@@ -121,7 +138,7 @@ export function computeSentence(entries: readonly ComputeEntry[]): string | null
     const whole = wholeSeconds(entry);
     if (whole.seconds === null) continue;
     estimated ||= whole.estimated;
-    const work = entry.stage.startsWith('extract') ? 'feature extraction' : 'head training';
+    const work = WORK[entry.stage.split(' ')[0] as 'extract' | 'train' | 'explain'];
     const where = `${entry.record.name} on ${entry.record.hardware}`;
     const byPlace = groups.get(work) ?? new Map<string, number>();
     byPlace.set(where, (byPlace.get(where) ?? 0) + whole.seconds);
@@ -137,7 +154,7 @@ export function computeSentence(entries: readonly ComputeEntry[]): string | null
     return `${work} ${roughDuration(sum(byPlace.values()))} (${places.join('; ')})`;
   });
   return (
-    `Computing the features and heads behind these results took ${roughDuration(all)}: ${parts.join(', ')}.` +
+    `Computing these results took ${roughDuration(all)}: ${parts.join(', ')}.` +
     (estimated ? " Feature sets finished by a resumed run are timed at that run's rate." : '') +
     (unrecorded > 0
       ? ` Not counted: ${plural(unrecorded, 'artifact')} computed before compute records were kept.`

@@ -8,6 +8,7 @@ import type { HeadKind } from '../method/head';
 import type { TrainResult } from '../method/train';
 import type { RunComparison } from '../pipeline/compare';
 import type { ConfigurationOutcome } from '../pipeline/results';
+import type { ComputeRecord } from '../util/compute-record';
 import type { ClassBreakdown } from './classes';
 import type { ComputeEntry } from './compute';
 import type { ResultsHistory } from './history';
@@ -60,6 +61,8 @@ export interface ConfigurationSummary {
    * a report or export is made, where both kept their predictions.
    */
   paired?: PairedComparison;
+  /** What the explain stage that wrote this summary took (absent in summaries from before it was kept). */
+  compute?: ComputeRecord;
 }
 
 export interface SweepReport {

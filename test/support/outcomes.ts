@@ -17,6 +17,7 @@ export function outcomeWithCompute(
     images?: { train: number; test: number };
     features: { key: string; train?: ComputeRecord; test?: ComputeRecord };
     heads: { kind: HeadKind; key: string; steps: number; compute?: ComputeRecord }[];
+    explain?: ComputeRecord;
   },
 ): ConfigurationOutcome {
   const { features, images = { train: 6000, test: 5800 } } = options;
@@ -50,5 +51,6 @@ export function outcomeWithCompute(
       ...(head.compute ? { compute: head.compute } : {}),
       evaluation: { count: images.test, top1: 0.8, top5: 0.9, detailsKey: `${head.key}/evaluation.json` },
     })),
+    ...(options.explain ? { explainCompute: options.explain } : {}),
   };
 }
