@@ -20,7 +20,7 @@ export interface ComputeEntry {
   total: number;
 }
 
-/** The feature sets and heads of a sweep's completed configurations, with their compute records. */
+/** The feature sets, heads and explain stages of a sweep's completed configurations, with their compute records. */
 export function computeEntries(completed: readonly ConfigurationOutcome[]): ComputeEntry[] {
   return completed.flatMap((outcome) => [
     ...(['train', 'test'] as const).map((split) => {
@@ -97,7 +97,7 @@ export function computeTable(entries: readonly ComputeEntry[]): Table | null {
   if (rows.length === 0) return null;
   return {
     id: 'compute',
-    title: 'Time to compute each feature set and head',
+    title: 'Time to compute the features, heads and explanations',
     caption:
       "Wall time of extracting each split's features, of training each head, and of the explain stage (prototypes, explanations, the analyses), on the runtime and hardware that computed them, whichever run of the sweep did (a cached artifact keeps its record). A feature set finished by a resumed run is timed at that run's rate.",
     columns: [
