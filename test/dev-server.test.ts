@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { startLocalTemporal } from '../infra/dev-server';
+import { repoRoot } from '../infra/paths';
 import { resolveTool } from '../infra/tools';
+import { CLI, cleanEnv } from './support/cli';
 
 let home: string;
 let temporalCli: string;
@@ -68,4 +71,29 @@ test("run --ui's dev server serves Temporal's web UI and its API", async () => {
   } finally {
     await temporal.stop();
   }
+});
+
+test('a run stopped by SIGTERM (kill, a time limit) says how to resume it and takes its dev server along', async () => {
+  const stateDir = path.join(home, 'signalled');
+  const run = spawn(process.execPath, [CLI, 'run', 'experiments/smoke.json', '--home', stateDir], {
+    cwd: repoRoot(),
+    env: cleanEnv(),
+  });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => run.once('exit', resolve));
+  await new Promise<void>((resolve, reject) => {
+    run.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (/started as workflow sweep-smoke\n/.test(stderr)) resolve();
+    });
+    void exited.then(() => reject(new Error(`the run ended before it started: ${stderr}`)));
+  });
+  run.kill('SIGTERM');
+  assert.equal(await exited, 143, stderr);
+  assert.match(
+    stderr,
+    /\nerror: SIGTERM: stopped\. The sweep stays in the history at .*signalled: `infodisent run experiments\/smoke\.json` resumes it\n$/,
+  );
+  const processes = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+  assert.ok(!processes.includes(path.join(stateDir, 'temporal.db')), 'its dev server is still running');
 });

@@ -42,10 +42,19 @@ export async function createWorkers(options: WorkerOptions): Promise<Worker[]> {
   );
 }
 
-/** Runs the workers until `until` settles (then shuts them down) and returns its value. */
+/**
+ * Runs the workers until `until` settles (then shuts them down) and returns its value. Stopped sooner (the
+ * SDK's runtime shuts workers down on SIGINT and SIGTERM), it rejects once every worker has stopped, so that
+ * their connection can close.
+ */
 export async function runWorkersUntil<T>(workers: Worker[], until: Promise<T>): Promise<T> {
   if (workers.length === 0) return until;
   const [first, ...rest] = workers;
   const nested = rest.reduce<Promise<T>>((inner, worker) => worker.runUntil(inner), until);
-  return first!.runUntil(nested);
+  try {
+    return await first!.runUntil(nested);
+  } finally {
+    for (const worker of rest) if (worker.getState() === 'RUNNING') worker.shutdown();
+    await nested.catch(() => undefined);
+  }
 }

@@ -16,7 +16,7 @@ import { createWorkers, runWorkersUntil } from '../../worker/worker';
 import { DEFAULT_TASK_QUEUES } from '../../workflows/progress';
 import { sweepWorkflow } from '../../workflows/sweep';
 import type { NotifyFlag } from '../connection';
-import { resultsReport } from '../output';
+import { CliError, resultsReport } from '../output';
 import { followSweep } from '../progress-view';
 import { loadSweep, type OnlyFlag, sweepMemo } from '../sweep-file';
 import { startedWith } from '../sweep-history';
@@ -157,12 +157,32 @@ export async function runCommand(
 ): Promise<void> {
   const sweep = await loadSweep(file, options);
   const started = Date.now();
-  const { results, resultFiles } = await runEmbedded(sweep, {
-    ...(options.home ? { home: options.home } : {}),
-    ...(options.parallelism ? { parallelism: Number(options.parallelism) } : {}),
-    notifyUrl: options.notifyUrl,
-    ui: options.ui ?? false,
-  });
+  // The SDK's runtime stops the workers on SIGINT and SIGTERM (Ctrl-C, kill, a job scheduler's time limit);
+  // the run then ends with this line rather than the workers' shutdown error.
+  let stoppedBy: NodeJS.Signals | undefined;
+  const stopping = (signal: NodeJS.Signals) => {
+    stoppedBy ??= signal;
+  };
+  process.on('SIGINT', stopping).on('SIGTERM', stopping);
+  let outcome: EmbeddedRunResult;
+  try {
+    outcome = await runEmbedded(sweep, {
+      ...(options.home ? { home: options.home } : {}),
+      ...(options.parallelism ? { parallelism: Number(options.parallelism) } : {}),
+      notifyUrl: options.notifyUrl,
+      ui: options.ui ?? false,
+    });
+  } catch (error) {
+    if (!stoppedBy) throw error;
+    throw new CliError(
+      `${stoppedBy}: stopped. The sweep stays in the history at ${path.resolve(options.home ?? stateDir())}: ` +
+        `\`infodisent run ${file}\` resumes it`,
+      stoppedBy === 'SIGINT' ? 130 : 143,
+    );
+  } finally {
+    process.off('SIGINT', stopping).off('SIGTERM', stopping);
+  }
+  const { results, resultFiles } = outcome;
   process.stdout.write(`\n${resultsReport(results)}\n\n`);
   process.stdout.write(
     `results (${((Date.now() - started) / 1000).toFixed(0)} s):\n${resultFiles.map((f) => `  ${f}`).join('\n')}\n`,
