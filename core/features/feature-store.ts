@@ -188,10 +188,10 @@ async function* featureBatches(
   if (running) yield await computed(running);
 }
 
-/** The error for a NaN or infinite feature, at value `index` of a batch of `size`-value maps from `files[start]` on. */
 /**
- * A feature value that cannot be stored: non-finite, or beyond float16 where the shards are float16. The
- * backbone gives the same value again, so it is an input error (not retried), naming the image file.
+ * The error for value `index` of a batch of `size`-value maps from `files[start]` on, which cannot be stored:
+ * non-finite, or beyond float16 where the shards are float16. The backbone gives the same value again, so
+ * it is an input error (not retried), naming the image file.
  */
 function badFeatureError(
   files: readonly string[],
