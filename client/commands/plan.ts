@@ -114,7 +114,7 @@ export function registerPlanCommand(program: Command): void {
         program
           .command('plan')
           .description(
-            "what a run of the sweep would do: reads each configuration's dataset and backbone, then lists the features and heads the store already has, what is left to compute, and its size",
+            "what a run of the sweep would do: reads each configuration's dataset and backbone, then lists the features and heads the store already has, what is left to compute, its size, and its time at the rates earlier runs in the store measured",
           )
           .argument('<file>', 'sweep configuration file')
           .option('--json', 'print the plan as JSON'),
