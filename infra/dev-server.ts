@@ -13,7 +13,14 @@ export interface LocalTemporal {
   nativeConnection: NativeConnection;
   address: string;
   uiAddress: string | null;
+  /** Closes both connections, then stops the server. */
   stop(): Promise<void>;
+  /**
+   * Stops the server and closes the workers' connection, leaving the client's to the process's exit: for a run
+   * cut short (a signal), whose client may be retrying a call, and closing its channel then makes that retry
+   * throw where nothing catches it.
+   */
+  abandon(): Promise<void>;
 }
 
 function portIsFree(port: number): Promise<boolean> {
@@ -73,6 +80,10 @@ export async function startLocalTemporal(options: {
       await nativeConnection.close();
       await server.stop();
     },
+    abandon: async () => {
+      await nativeConnection.close();
+      await server.stopProcess();
+    },
   };
 }
 
@@ -130,7 +141,7 @@ async function startDevServer(options: {
   uiPort: number | null;
   dbFile: string | null;
   relayErrors: boolean;
-}): Promise<{ connection: Connection; stop(): Promise<void> }> {
+}): Promise<{ connection: Connection; stop(): Promise<void>; stopProcess(): Promise<void> }> {
   const address = `127.0.0.1:${options.port}`;
   const child = spawn(
     options.executable,
@@ -191,6 +202,7 @@ async function startDevServer(options: {
           await connection.close();
           await stop();
         },
+        stopProcess: stop,
       };
     } catch (error) {
       if (Date.now() > deadline) {

@@ -112,6 +112,7 @@ export async function runEmbedded(
     persistent: options.persistent ?? true,
     ui: options.ui ?? false,
   });
+  let followed = false;
   try {
     log(`Temporal at ${temporal.address}; artifacts in ${store.location}`);
     if (temporal.uiAddress) log(`Temporal's web UI at ${temporal.uiAddress} while the run lasts`);
@@ -142,12 +143,14 @@ export async function runEmbedded(
       handle = await resumeOrReplace(client, workflowId, sweep, start, log);
     }
     const output = await runWorkersUntil(workers, followSweep(client, workflowId, handle.result()));
+    followed = true;
     const resultFiles = [...output.resultKeys, output.reportKey].map((key) =>
       path.join(store.root, ...key.split('/')),
     );
     return { workflowId, results: output.results, resultFiles };
   } finally {
-    await temporal.stop();
+    // Cut short (a signal stopped the workers), the client may still be retrying a call.
+    await (followed ? temporal.stop() : temporal.abandon());
   }
 }
 
