@@ -161,10 +161,14 @@ export async function runCommand(
   const sweep = await loadSweep(file, options);
   const started = Date.now();
   // The SDK's runtime stops the workers on SIGINT and SIGTERM (Ctrl-C, kill, a job scheduler's time limit);
-  // the run then ends with this line rather than the workers' shutdown error.
+  // the run then ends with the line below rather than the workers' shutdown error. A second signal ends it at
+  // once (the dev server goes with this process's exit).
   let stoppedBy: NodeJS.Signals | undefined;
+  const exitCode = (signal: NodeJS.Signals) => (signal === 'SIGINT' ? 130 : 143);
   const stopping = (signal: NodeJS.Signals) => {
-    stoppedBy ??= signal;
+    if (stoppedBy) process.exit(exitCode(signal));
+    stoppedBy = signal;
+    process.stderr.write(`${signal}: stopping the workers (again to stop at once) …\n`);
   };
   process.on('SIGINT', stopping).on('SIGTERM', stopping);
   let outcome: EmbeddedRunResult;
@@ -180,7 +184,7 @@ export async function runCommand(
     throw new CliError(
       `${stoppedBy}: stopped. The sweep stays in the history at ${path.resolve(options.home ?? stateDir())}: ` +
         `\`infodisent run ${file}\` resumes it`,
-      stoppedBy === 'SIGINT' ? 130 : 143,
+      exitCode(stoppedBy),
     );
   } finally {
     process.off('SIGINT', stopping).off('SIGTERM', stopping);
