@@ -92,7 +92,7 @@ test('a run stopped by SIGTERM (kill, a time limit) says how to resume it and ta
   assert.equal(await exited, 143, stderr);
   assert.match(
     stderr,
-    /\nSIGTERM: stopping the workers \(again to stop at once\) …\n[^]*error: SIGTERM: stopped\. The sweep stays in the history at .*signalled: `infodisent run experiments\/smoke\.json` resumes it\n$/,
+    /\nSIGTERM: stopping the workers \(again to stop at once\) …\n[\s\S]*error: SIGTERM: stopped\. The sweep stays in the history at .*signalled: `infodisent run experiments\/smoke\.json` resumes it\n$/,
   );
   const processes = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
   assert.ok(!processes.includes(path.join(stateDir, 'temporal.db')), 'its dev server is still running');
