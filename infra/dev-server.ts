@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { Client, Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection } from '@temporalio/worker';
@@ -160,9 +161,12 @@ async function startDevServer(options: {
   let starting = true;
   let stopping = false;
   let startupErrors = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    if (starting) startupErrors += chunk.toString();
-    else if (options.relayErrors && !stopping) process.stderr.write(chunk);
+  // Line by line: a poll cancelled as workers stop (a run's end, Ctrl-C) is logged as an error with
+  // 'context canceled', which says nothing wrong about the run.
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    if (starting) startupErrors += `${line}\n`;
+    else if (options.relayErrors && !stopping && !line.includes('context canceled'))
+      process.stderr.write(`${line}\n`);
   });
   const killOnExit = () => child.kill('SIGKILL');
   process.on('exit', killOnExit);
