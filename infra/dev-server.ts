@@ -58,7 +58,7 @@ export async function startLocalTemporal(options: {
   const port = (await portIsFree(7233)) ? 7233 : await freePort();
   const uiPort = options.ui ? ((await portIsFree(8233)) ? 8233 : await freePort()) : null;
   const server = await startDevServer({
-    executable: resolveTool('temporal', { install: true, ...(options.log ? { log: options.log } : {}) }),
+    ...(options.log ? { log: options.log } : {}),
     port,
     uiPort,
     dbFile: options.persistent === false ? null : path.join(options.stateDir, 'temporal.db'),
@@ -114,7 +114,7 @@ export async function startQuietTemporal(
   log?: (line: string) => void,
 ): Promise<{ client: Client; stop(): Promise<void> }> {
   const server = await startDevServer({
-    executable: resolveTool('temporal', { install: true, ...(log ? { log } : {}) }),
+    ...(log ? { log } : {}),
     port: await freePort(),
     uiPort: null,
     dbFile: path.join(stateDir, 'temporal.db'),
@@ -137,15 +137,17 @@ const STOP_GRACE_MS = 5_000;
  * fails to start. It is killed with this process.
  */
 async function startDevServer(options: {
-  executable: string;
+  /** Told when the `temporal` binary is installed first (resolveTool). */
+  log?: (line: string) => void;
   port: number;
   uiPort: number | null;
   dbFile: string | null;
   relayErrors: boolean;
 }): Promise<{ connection: Connection; stop(): Promise<void>; stopProcess(): Promise<void> }> {
+  const executable = resolveTool('temporal', { install: true, ...(options.log ? { log: options.log } : {}) });
   const address = `127.0.0.1:${options.port}`;
   const child = spawn(
-    options.executable,
+    executable,
     [
       ...['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(options.port)],
       ...(options.uiPort ? ['--ui-port', String(options.uiPort)] : ['--headless']),
@@ -195,7 +197,7 @@ async function startDevServer(options: {
   for (;;) {
     if (ended)
       throw new Error(
-        `the Temporal dev server (${options.executable}) exited before it served ${address}: ${startupErrors.trim() || `exit code ${child.exitCode}`}`,
+        `the Temporal dev server (${executable}) exited before it served ${address}: ${startupErrors.trim() || `exit code ${child.exitCode}`}`,
       );
     try {
       const connection = await Connection.connect({ address, connectTimeout: '1s' });
@@ -212,7 +214,7 @@ async function startDevServer(options: {
       if (Date.now() > deadline) {
         await stop();
         throw new Error(
-          `the Temporal dev server (${options.executable}) did not answer at ${address} within ${STARTUP_TIMEOUT_MS / 1000} s: ${error}${startupErrors.trim() ? `; it said: ${startupErrors.trim()}` : ''}`,
+          `the Temporal dev server (${executable}) did not answer at ${address} within ${STARTUP_TIMEOUT_MS / 1000} s: ${error}${startupErrors.trim() ? `; it said: ${startupErrors.trim()}` : ''}`,
         );
       }
       await new Promise((resolve) => setTimeout(resolve, 100));

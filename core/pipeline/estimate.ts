@@ -1,5 +1,5 @@
 import type { HeadKind } from '../method/head';
-import type { ComputeRecord } from '../util/compute-record';
+import { type ComputeRecord, recordRate } from '../util/compute-record';
 import type { SweepResults } from './results';
 
 /** A rate an earlier run measured: a backbone's images extracted a second, or a head's training steps a second. */
@@ -31,11 +31,12 @@ export type RateKey = `extract ${string}` | `train ${HeadKind} on ${string}`;
 export function measuredRates(sweeps: readonly SweepResults[]): Map<RateKey, MeasuredRate> {
   const rates = new Map<RateKey, MeasuredRate>();
   const keep = (key: RateKey, record: ComputeRecord | undefined, measuredBy: string) => {
-    if (!record || record.items <= 0 || record.seconds <= 0) return;
+    const perSecond = record ? recordRate(record) : null;
+    if (!record || perSecond === null) return;
     const known = rates.get(key);
     if (known && known.finishedAt >= record.finishedAt) return;
     rates.set(key, {
-      perSecond: record.items / record.seconds,
+      perSecond,
       runtime: record.name,
       hardware: record.hardware,
       measuredBy,

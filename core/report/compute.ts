@@ -1,6 +1,6 @@
 import type { Split } from '../data/dataset';
 import type { ConfigurationOutcome } from '../pipeline/results';
-import type { ComputeRecord } from '../util/compute-record';
+import { type ComputeRecord, recordRate } from '../util/compute-record';
 import { roughDuration } from '../util/duration';
 import { plural } from '../util/plural';
 import type { Table } from './tables';
@@ -71,7 +71,7 @@ export function computeTable(entries: readonly ComputeEntry[]): Table | null {
     const record = entry.record;
     if (!record) return [];
     const { seconds, estimated } = wholeSeconds(entry);
-    const rate = record.seconds > 0 && record.items > 0 ? record.items / record.seconds : null;
+    const rate = recordRate(record);
     const extraction = entry.stage.startsWith('extract');
     const training = entry.stage.startsWith('train');
     return [

@@ -23,6 +23,11 @@ export interface ComputeRecord extends ComputeRuntime {
   finishedAt: string;
 }
 
+/** Items a second, where the record timed any. */
+export function recordRate(record: ComputeRecord): number | null {
+  return record.items > 0 && record.seconds > 0 ? record.items / record.seconds : null;
+}
+
 export function computeRecord(runtime: ComputeRuntime, seconds: number, items: number): ComputeRecord {
   return {
     name: runtime.name,
