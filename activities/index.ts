@@ -39,8 +39,9 @@ async function runStage<N extends StageName>(
   const context = Context.current();
   let last: StageProgress | undefined;
   // The stage's thread leaves this event loop free: heartbeat on a timer too, so a long step between
-  // progress reports never looks like a lost worker.
-  const timer = setInterval(() => (last ? context.heartbeat(last) : context.heartbeat()), 5000);
+  // progress reports never looks like a lost worker, whatever the sweep's heartbeat timeout.
+  const every = Math.min(5000, (context.info.heartbeatTimeoutMs ?? 120_000) / 3);
+  const timer = setInterval(() => (last ? context.heartbeat(last) : context.heartbeat()), every);
   try {
     return await threads.run(
       name,

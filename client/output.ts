@@ -1,9 +1,11 @@
+import { msToNumber } from '@temporalio/common/lib/time';
 import { InvalidArgumentError, Option } from 'commander';
 import type { SweepResults } from '../core/pipeline/results';
 import { resultsTable } from '../core/pipeline/results';
 import { computeEntries, computeSentence } from '../core/report/compute';
 import { TABLE_FORMATS, type TableFormat, tableText } from '../core/report/table-formats';
 import type { Table } from '../core/report/tables';
+import { roughDuration } from '../core/util/duration';
 
 /** Variables that hold secrets: the Temporal API key, the AWS chain's secret parts, a webhook (its token). */
 const SECRET_VARIABLES = [
@@ -50,6 +52,26 @@ export function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer.');
   return n;
+}
+
+/**
+ * An ms-style duration ('30s', '6h', '1d', '2 days') of at least `minMs`, in milliseconds; `flag` names the
+ * option in the error.
+ */
+export function durationMs(flag: string, value: string, minMs: number): number {
+  let ms: number;
+  try {
+    ms = msToNumber(value as Parameters<typeof msToNumber>[0]);
+  } catch {
+    ms = Number.NaN;
+  }
+  if (!(ms >= minMs)) {
+    throw new CliError(
+      `${flag} '${value}' is not a duration of at least ${roughDuration(minMs / 1000)} (examples: 30s, 6h, 1d, '2 days')`,
+      2,
+    );
+  }
+  return ms;
 }
 
 /** Commander parser for a comma-separated choice of `allowed` values, e.g. `--queues gpu,cpu`. */

@@ -1,5 +1,6 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import cliProgress from 'cli-progress';
 import type { StageProgress } from '../activities';
 import { roughDuration } from '../core/util/duration';
@@ -9,6 +10,29 @@ import {
   type SweepProgress,
   sweepProgressQuery,
 } from '../workflows/progress';
+import { queuePollers } from './queue-workers';
+
+/**
+ * The running stage's activity as the server holds it: run by a worker, or waiting for one (a first attempt
+ * not yet picked up, or a retry after its worker was lost or failed).
+ */
+export interface StageActivity {
+  state: 'running' | 'waiting';
+  taskQueue: string;
+  attempt: number;
+  /** 0: no limit. */
+  maximumAttempts: number;
+  /** The worker running it, or the last one that did. */
+  worker?: string;
+  /** Seconds since its last heartbeat (or its start, before any), while running. */
+  silentSeconds?: number;
+  /** Seconds since it became due, while waiting; below 0 while a retry waits for its backoff. */
+  waitingSeconds?: number;
+  /** How its previous attempt ended. */
+  lastFailure?: string;
+  /** Seconds since a worker last polled its task queue, while it waits; null: none did in the last minutes. */
+  lastPollSeconds?: number | null;
+}
 
 /** One configuration's state as the CLI shows it: its current stage and, while an activity runs, its heartbeat. */
 export interface ConfigurationView {
@@ -24,21 +48,129 @@ export interface ConfigurationView {
   stages?: { done: number; total: number };
   /** The running stage's own progress, from its activity's last heartbeat. */
   heartbeat?: StageProgress;
+  activity?: StageActivity;
 }
 
-async function currentActivity(handle: WorkflowHandle): Promise<StageProgress | undefined> {
-  const description = await handle.describe();
-  for (const activity of description.raw.pendingActivities ?? []) {
-    const payload = activity.heartbeatDetails?.payloads?.[0];
-    if (payload) return defaultPayloadConverter.fromPayload<StageProgress>(payload);
+type PendingActivity = NonNullable<
+  Awaited<ReturnType<WorkflowHandle['describe']>>['raw']['pendingActivities']
+>[number];
+type Timestamp = PendingActivity['lastHeartbeatTime'];
+
+const { PendingActivityState, TimeoutType } = temporal.api.enums.v1;
+
+const secondsSince = (time: Timestamp, now: number) =>
+  time?.seconds == null ? undefined : (now - Number(time.seconds) * 1000 - (time.nanos ?? 0) / 1e6) / 1000;
+
+/** How an attempt ended, in words: a lost worker rather than "activity Heartbeat timeout". */
+function failureWords(
+  failure: PendingActivity['lastFailure'],
+  heartbeatTimeout: Timestamp,
+): string | undefined {
+  if (!failure) return undefined;
+  const timeout = failure.timeoutFailureInfo?.timeoutType;
+  if (timeout === TimeoutType.TIMEOUT_TYPE_HEARTBEAT) {
+    const limit =
+      heartbeatTimeout?.seconds == null ? '' : ` for ${roughDuration(Number(heartbeatTimeout.seconds))}`;
+    return `its worker sent no heartbeat${limit}`;
   }
-  return undefined;
+  if (timeout === TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE) return 'it ran past its time limit';
+  return (failure.message ?? 'failed').split('\n')[0]!.slice(0, 160);
+}
+
+function stageActivity(activity: PendingActivity, now: number): StageActivity {
+  const waiting = activity.state !== PendingActivityState.PENDING_ACTIVITY_STATE_STARTED;
+  // A retry keeps the heartbeat its lost attempt last sent: silence counts from whichever came later.
+  const signsOfLife = [activity.lastHeartbeatTime, activity.lastStartedTime].flatMap((time) => {
+    const seconds = secondsSince(time, now);
+    return seconds === undefined ? [] : [seconds];
+  });
+  const silentSeconds = waiting || signsOfLife.length === 0 ? undefined : Math.min(...signsOfLife);
+  const waitingSeconds = waiting ? secondsSince(activity.scheduledTime, now) : undefined;
+  const lastFailure =
+    (activity.attempt ?? 1) > 1
+      ? failureWords(activity.lastFailure, activity.activityOptions?.heartbeatTimeout)
+      : undefined;
+  return {
+    state: waiting ? 'waiting' : 'running',
+    taskQueue: activity.activityOptions?.taskQueue?.name ?? '',
+    attempt: activity.attempt ?? 1,
+    maximumAttempts: activity.maximumAttempts ?? 0,
+    ...(activity.lastWorkerIdentity ? { worker: activity.lastWorkerIdentity } : {}),
+    ...(silentSeconds === undefined ? {} : { silentSeconds }),
+    ...(waitingSeconds === undefined ? {} : { waitingSeconds }),
+    ...(lastFailure ? { lastFailure } : {}),
+  };
+}
+
+async function currentActivity(
+  handle: WorkflowHandle,
+): Promise<{ progress?: StageProgress; activity?: StageActivity }> {
+  const description = await handle.describe();
+  const now = Date.now();
+  const [pending] = description.raw.pendingActivities ?? [];
+  if (!pending) return {};
+  const payload = pending.heartbeatDetails?.payloads?.[0];
+  return {
+    activity: stageActivity(pending, now),
+    ...(payload ? { progress: defaultPayloadConverter.fromPayload<StageProgress>(payload) } : {}),
+  };
+}
+
+/** When a worker last polled each queue where a stage waits: a stage can wait on a queue nobody serves. */
+async function readLastPolls(client: Client, views: ConfigurationView[]): Promise<void> {
+  const waiting = views.flatMap(({ activity }) => (activity?.state === 'waiting' ? [activity] : []));
+  const queues = new Map<string, Promise<number | null>>();
+  for (const activity of waiting) {
+    const last =
+      queues.get(activity.taskQueue) ??
+      queuePollers(client, activity.taskQueue).then((pollers) => pollers[0]?.secondsAgo ?? null);
+    queues.set(activity.taskQueue, last);
+    activity.lastPollSeconds = await last;
+  }
+}
+
+/** A stage whose worker sent no heartbeat for this long is worth a word: it heartbeats every few seconds. */
+const SILENT_AFTER_SECONDS = 30;
+/** A first attempt waiting this long for a worker is worth a word; a moment between stages is not. */
+const WAITING_AFTER_SECONDS = 10;
+/** An idle worker polls again within about a minute; a queue not polled for longer has no idle worker. */
+const POLL_GAP_SECONDS = 90;
+
+/**
+ * What is wrong with a running stage's activity, in words, or '' when nothing is: a worker gone silent, a
+ * retry after a lost worker or a failure, a stage waiting for a worker (and none polls its queue).
+ */
+export function activityNote(activity: StageActivity | undefined): string {
+  if (!activity) return '';
+  const { attempt, maximumAttempts, worker, taskQueue } = activity;
+  if (activity.state === 'running') {
+    const silent = activity.silentSeconds ?? 0;
+    return silent >= SILENT_AFTER_SECONDS
+      ? `no heartbeat from ${worker ?? 'its worker'} for ${roughDuration(silent)}`
+      : '';
+  }
+  const waited = activity.waitingSeconds ?? 0;
+  if (attempt === 1 && waited < WAITING_AFTER_SECONDS) return '';
+  const of = maximumAttempts > 0 ? ` of ${maximumAttempts}` : '';
+  const which = attempt > 1 ? `attempt ${attempt}${of} ` : '';
+  const previous = activity.lastFailure
+    ? ` (attempt ${attempt - 1}: ${activity.lastFailure}${worker ? `, on ${worker}` : ''})`
+    : '';
+  const when = waited < 0 ? `starts in ${roughDuration(-waited)}` : `waits for a worker on '${taskQueue}'`;
+  const last = activity.lastPollSeconds;
+  const polls =
+    waited < 0 || last === undefined || (last !== null && last < POLL_GAP_SECONDS)
+      ? ''
+      : last === null
+        ? ': no worker polls it'
+        : `: no worker polled it for ${roughDuration(last)}`;
+  return `${which}${when}${polls}${previous}`;
 }
 
 /** Reads a sweep's progress through its queries (and its children's pending activities). */
 export async function readSweepView(client: Client, sweepWorkflowId: string): Promise<ConfigurationView[]> {
   const sweep: SweepProgress = await client.workflow.getHandle(sweepWorkflowId).query(sweepProgressQuery);
-  return Promise.all(
+  const views = await Promise.all(
     sweep.configurations.map(async (entry): Promise<ConfigurationView> => {
       const base = {
         name: entry.name,
@@ -54,7 +186,7 @@ export async function readSweepView(client: Client, sweepWorkflowId: string): Pr
         const progress: ConfigurationProgress = await child.query(configurationProgressQuery);
         const finished = progress.stages.filter((s) => s.status === 'done').length;
         const running = progress.stages.find((s) => s.status === 'running');
-        const heartbeat = running ? await currentActivity(child) : undefined;
+        const { progress: heartbeat, activity } = running ? await currentActivity(child) : {};
         return {
           ...base,
           stage:
@@ -66,12 +198,15 @@ export async function readSweepView(client: Client, sweepWorkflowId: string): Pr
           detail: heartbeat?.detail ?? '',
           stages: { done: finished, total: progress.stages.length },
           ...(heartbeat ? { heartbeat } : {}),
+          ...(activity ? { activity } : {}),
         };
       } catch {
         return { ...base, stage: 'starting' };
       }
     }),
   );
+  await readLastPolls(client, views);
+  return views;
 }
 
 /**
@@ -79,28 +214,34 @@ export async function readSweepView(client: Client, sweepWorkflowId: string): Pr
  * was first seen (a follower that attaches late measures from then).
  */
 export class StageClock {
-  private readonly starts = new Map<string, { stage: string; done: number; at: number }>();
+  private readonly starts = new Map<string, { phase: string; done: number; at: number }>();
 
-  /** " · 120/s · 12m left" once the stage has moved for a few seconds; '' until then. */
+  /** " · 120/s · 12m left" once the stage has moved for a few seconds; '' until then, or while it waits. */
   describe(view: ConfigurationView, now = Date.now()): string {
+    // A retried stage is timed from its new attempt, not across the time it spent without a worker.
+    const { attempt = 1, state = 'running' } = view.activity ?? {};
+    const phase = `${view.stage} ${attempt} ${state}`;
     const start = this.starts.get(view.name);
-    if (!start || start.stage !== view.stage || view.done < start.done) {
-      this.starts.set(view.name, { stage: view.stage, done: view.done, at: now });
+    if (!start || start.phase !== phase || view.done < start.done) {
+      this.starts.set(view.name, { phase, done: view.done, at: now });
       return '';
     }
     const seconds = (now - start.at) / 1000;
     const rate = (view.done - start.done) / seconds;
-    if (!(seconds >= 3 && rate > 0) || view.done >= view.total) return '';
+    if (!(seconds >= 3 && rate > 0) || view.done >= view.total || state === 'waiting') return '';
     return ` · ${rate < 10 ? rate.toFixed(1) : Math.round(rate)}/s · ${roughDuration((view.total - view.done) / rate)} left`;
   }
 }
 
-/** Which stage of how many a running configuration is at, and what its stage says ('stage 6 of 8 · loss 1.455'). */
+/**
+ * Which stage of how many a running configuration is at, what its stage says, and what is wrong with its
+ * activity ('stage 6 of 8 · loss 1.455 · attempt 2 of 5 waits for a worker on …').
+ */
 export function progressDetail(view: ConfigurationView): string {
   if (view.status !== 'running' || !view.stages) return view.detail;
   const { done, total } = view.stages;
   const position = done < total ? `stage ${done + 1} of ${total}` : `all ${total} stages done`;
-  return `${position}${view.detail ? ` · ${view.detail}` : ''}`;
+  return [position, view.detail, activityNote(view.activity)].filter(Boolean).join(' · ');
 }
 
 /**
@@ -108,15 +249,20 @@ export function progressDetail(view: ConfigurationView): string {
  * when it is worth a new line: a new stage, status or tenth of the stage. `pace` is StageClock's rate and time left.
  */
 export function progressLogLine(view: ConfigurationView, pace = ''): { line: string; key: string } {
-  const { name, stage, heartbeat } = view;
+  const { name, stage, heartbeat, activity } = view;
   const detail = progressDetail(view);
   if (view.status !== 'running')
     return { line: `${name}: ${view.status}${detail ? ` · ${detail}` : ''}`, key: view.status };
-  if (!heartbeat) return { line: `${name}: ${stage} · ${detail}`, key: stage };
+  // A worker lost, a retry, a queue nobody serves: each is news, while the seconds they last are not.
+  const trouble =
+    activity && activityNote(activity)
+      ? ` ${activity.state} ${activity.attempt} ${activity.lastPollSeconds === null ? 'unserved' : ''}`
+      : '';
+  if (!heartbeat) return { line: `${name}: ${stage} · ${detail}`, key: `${stage}${trouble}` };
   const decile = Math.floor((10 * heartbeat.done) / Math.max(1, heartbeat.total));
   return {
     line: `${name}: ${stage} ${decile * 10}% (${heartbeat.done}/${heartbeat.total}) · ${detail}${pace}`,
-    key: `${stage} ${decile}`,
+    key: `${stage} ${decile}${trouble}`,
   };
 }
 

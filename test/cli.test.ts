@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -11,7 +10,8 @@ import { temporal } from '@temporalio/proto';
 import sharp from 'sharp';
 import { connectionFailure } from '../client/connection';
 import { redact } from '../client/output';
-import { progressLogLine, StageClock } from '../client/progress-view';
+import { activityNote, progressLogLine, type StageActivity, StageClock } from '../client/progress-view';
+import { queuePollers } from '../client/queue-workers';
 import { adapterCheck } from '../core/diagnostics/checks';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
 import { writeSweepResults } from '../core/pipeline/results';
@@ -23,7 +23,7 @@ import { S3ArtifactStore } from '../core/store/s3-store';
 import { roughDuration } from '../core/util/duration';
 import { freePort, type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
-import { CLI, cleanEnv, runCli as cli, type CliOutcome as Outcome } from './support/cli';
+import { runCli as cli, type CliOutcome as Outcome, startWorker, type WorkerProcess } from './support/cli';
 import { parseCsv } from './support/csv';
 import { PRUNE_FIXTURE, writePruneFixture } from './support/prune-fixture';
 import { buildSampleReport } from './support/report-fixture';
@@ -67,7 +67,16 @@ const COMMANDS: Record<string, string[]> = {
   ],
   'config validate': ['--json'],
   'config schema': [],
-  'sweep start': ['--id', '--parallelism', '--only', '--wait', '--json', ...QUEUES, ...CONNECTION],
+  'sweep start': [
+    '--id',
+    '--parallelism',
+    '--heartbeat-timeout',
+    '--only',
+    '--wait',
+    '--json',
+    ...QUEUES,
+    ...CONNECTION,
+  ],
   'sweep status': ['--follow', '--json', ...CONNECTION],
   'sweep resume': ['--parallelism', '--wait', '--json', ...CONNECTION],
   'sweep cancel': CONNECTION,
@@ -77,6 +86,7 @@ const COMMANDS: Record<string, string[]> = {
     '--cron',
     '--id',
     '--parallelism',
+    '--heartbeat-timeout',
     '--paused',
     '--note',
     '--only',
@@ -328,6 +338,80 @@ test('a log line says the stage, its share done, and which stage of how many', (
   );
 });
 
+test("a stage's activity in trouble is said in words: a silent worker, a retry, a queue nobody serves", () => {
+  const running: StageActivity = {
+    state: 'running',
+    taskQueue: 'infodisent-gpu',
+    attempt: 1,
+    maximumAttempts: 5,
+    worker: '4242@gpu-7',
+    silentSeconds: 4,
+  };
+  assert.equal(activityNote(running), '', 'a heartbeat seconds ago is the normal case');
+  assert.equal(activityNote({ ...running, silentSeconds: 75 }), 'no heartbeat from 4242@gpu-7 for 1m');
+  const waiting: StageActivity = {
+    state: 'waiting',
+    taskQueue: 'infodisent-gpu',
+    attempt: 1,
+    maximumAttempts: 5,
+    waitingSeconds: 3,
+    lastPollSeconds: 20,
+  };
+  assert.equal(activityNote(waiting), '', 'a moment between stages');
+  assert.equal(activityNote({ ...waiting, waitingSeconds: 40 }), "waits for a worker on 'infodisent-gpu'");
+  assert.equal(
+    activityNote({ ...waiting, waitingSeconds: 40, lastPollSeconds: null }),
+    "waits for a worker on 'infodisent-gpu': no worker polls it",
+  );
+  assert.equal(
+    activityNote({ ...waiting, waitingSeconds: 400, lastPollSeconds: 200 }),
+    "waits for a worker on 'infodisent-gpu': no worker polled it for 3m",
+  );
+  const retry: StageActivity = {
+    ...waiting,
+    attempt: 2,
+    worker: '4242@gpu-7',
+    lastFailure: 'its worker sent no heartbeat for 2m',
+  };
+  assert.equal(
+    activityNote({ ...retry, waitingSeconds: -5 }),
+    'attempt 2 of 5 starts in 5s (attempt 1: its worker sent no heartbeat for 2m, on 4242@gpu-7)',
+  );
+  assert.equal(
+    activityNote(retry),
+    "attempt 2 of 5 waits for a worker on 'infodisent-gpu' (attempt 1: its worker sent no heartbeat for 2m, on 4242@gpu-7)",
+  );
+
+  // Log lines: trouble is news once, not every second it lasts; a retry's rate is its own.
+  const view = {
+    name: 'cub-resnet50',
+    status: 'running',
+    stage: 'train infodisent',
+    done: 12,
+    total: 60,
+    detail: 'loss 2.7',
+    stages: { done: 5, total: 8 },
+    heartbeat: { stage: 'train infodisent', done: 12, total: 60, detail: 'loss 2.7' },
+  };
+  const lost = { ...view, activity: { ...retry, waitingSeconds: 30 } };
+  assert.equal(
+    progressLogLine(lost).line,
+    `cub-resnet50: train infodisent 20% (12/60) · stage 6 of 8 · loss 2.7 · ${activityNote(lost.activity)}`,
+  );
+  assert.notEqual(progressLogLine(lost).key, progressLogLine(view).key);
+  assert.equal(
+    progressLogLine({ ...lost, activity: { ...lost.activity, waitingSeconds: 90 } }).key,
+    progressLogLine(lost).key,
+  );
+  const clock = new StageClock();
+  assert.equal(clock.describe({ ...view, activity: running }, 0), '');
+  assert.equal(clock.describe({ ...view, done: 20, activity: running }, 10_000), ' · 0.8/s · 50s left');
+  assert.equal(clock.describe({ ...lost, done: 20 }, 60_000), '', 'no rate while it waits');
+  const resumed = { ...view, done: 20, activity: { ...running, attempt: 2 } };
+  assert.equal(clock.describe(resumed, 70_000), '', 'the new attempt starts its own clock');
+  assert.equal(clock.describe({ ...resumed, done: 30 }, 80_000), ' · 1.0/s · 30s left');
+});
+
 test('redact hides the secrets this process was given', () => {
   const argv = process.argv;
   const previous = process.env['AWS_SECRET_ACCESS_KEY'];
@@ -376,10 +460,10 @@ describe('against a Temporal dev server', () => {
   const schedules = async () =>
     json<{ schedules: ScheduleEntry[] }>(await cli(['schedule', 'list', '--json'], env));
   /** Schedule listing goes through visibility, which lags a little behind changes. */
-  async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean): Promise<T> {
+  async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean, attempts = 20): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const value = await read();
-      if (ok(value) || attempt === 20) return value;
+      if (ok(value) || attempt === attempts) return value;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }
@@ -555,36 +639,24 @@ describe('against a Temporal dev server', () => {
 
   test('worker serves its queue with the chosen backend and stops on SIGTERM', async () => {
     const store = await mkdtemp(path.join(os.tmpdir(), 'infodisent-cli-store-'));
-    const args = ['worker', '--queues', 'gpu', '--backend', 'cpu', '--gpu-queue', 'cli-test-gpu'];
-    const child: ChildProcess = spawn(process.execPath, [CLI, ...args, '--store', store], {
-      cwd: ROOT,
-      env: cleanEnv(env),
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const worker = await startWorker(
+      ['--queues', 'gpu', '--backend', 'cpu', '--gpu-queue', 'cli-test-gpu', '--store', store],
+      env,
+    );
+    const { child, exited } = worker;
     try {
-      await new Promise<void>((resolve, reject) => {
-        child.stderr!.on('data', (chunk: Buffer) => {
-          stderr += chunk.toString();
-          if (stderr.includes('serving')) resolve();
-        });
-        void exited.then(() => reject(new Error(`the worker exited early:\n${stderr}`)));
-      });
+      const stderr = worker.stderr();
       assert.match(stderr, /^tfjs backend: cpu$/m);
       assert.match(stderr, /serving gpu queue 'cli-test-gpu' of 127\.0\.0\.1:\d+ \(namespace default\)/);
       const pollers = await eventually(
-        async () =>
-          (
-            await client.workflowService.describeTaskQueue({
-              namespace: 'default',
-              taskQueue: { name: 'cli-test-gpu' },
-              taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            })
-          ).pollers ?? [],
+        () => queuePollers(client, 'cli-test-gpu'),
         (found) => found.length > 0,
       );
-      assert.equal(pollers.length, 1, 'the worker polls the GPU activity queue');
+      assert.deepEqual(
+        pollers.map((poller) => poller.identity),
+        [worker.identity],
+        'the worker polls the GPU activity queue',
+      );
       const doctor = json<{ checks: DoctorCheck[] }>(
         await cli(
           [
@@ -606,11 +678,85 @@ describe('against a Temporal dev server', () => {
       assert.equal(checks.get('cpu queue')?.status, 'warn');
       assert.match(checks.get('cpu queue')!.summary, /no worker polled 'cli-test-cpu-unserved'/);
       child.kill('SIGTERM');
-      assert.equal(await exited, 0, stderr);
-      assert.match(stderr, /SIGTERM: shutting down[\s\S]*worker stopped/);
+      assert.equal(await exited, 0, worker.stderr());
+      assert.match(worker.stderr(), /SIGTERM: shutting down[\s\S]*worker stopped/);
     } finally {
       child.kill('SIGKILL');
       await rm(store, { recursive: true, force: true });
+    }
+  });
+
+  test('a sweep whose GPU worker is lost says so: waiting on a queue nobody serves, the retry and why', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'infodisent-cli-lost-'));
+    const queues = ['--gpu-queue', 'lost-gpu', '--cpu-queue', 'lost-cpu'];
+    const shared = [...queues, '--store', path.join(dir, 'store'), '--data-dir', path.join(dir, 'data')];
+    const workflowId = 'cli-test-lost-worker';
+    const cpu = await startWorker(['--queues', 'cpu', '--backend', 'wasm', ...shared], env);
+    let gpu: WorkerProcess | undefined;
+    type Status = {
+      configurations: { detail: string; activity?: StageActivity; heartbeat?: unknown }[] | null;
+    };
+    const status = async () => {
+      const { configurations } = json<Status>(await cli(['sweep', 'status', workflowId, '--json'], env));
+      return configurations?.[0];
+    };
+    try {
+      json(
+        await cli(
+          ['sweep', 'start', SMOKE, '--id', workflowId, '--heartbeat-timeout', '5s', ...queues, '--json'],
+          env,
+        ),
+      );
+      // No GPU worker yet: the first GPU stage waits on a queue nobody has polled, and after a few seconds says so.
+      const unserved = await eventually(status, (view) => (view?.activity?.waitingSeconds ?? 0) > 12, 120);
+      assert.equal(unserved?.activity?.state, 'waiting');
+      assert.equal(unserved?.activity?.lastPollSeconds, null);
+      assert.match(
+        (await cli(['sweep', 'status', workflowId], env)).stdout,
+        / extract train +stage 2 of 8 · waits for a worker on 'lost-gpu': no worker polls it\n/,
+      );
+
+      gpu = await startWorker(['--queues', 'gpu', '--backend', 'wasm', ...shared], env);
+      const training = await eventually(
+        status,
+        (view) =>
+          view?.activity?.state === 'running' && /train baseline/.test(JSON.stringify(view.heartbeat)),
+      );
+      assert.equal(training?.activity?.worker, gpu.identity);
+      gpu.child.kill('SIGKILL');
+      await gpu.exited;
+
+      // Five seconds without a heartbeat: the stage is retried and waits for another worker.
+      const lost = await eventually(status, (view) => view?.activity?.attempt === 2, 60);
+      assert.deepEqual(
+        { ...lost?.activity, waitingSeconds: 0, lastPollSeconds: 0 },
+        {
+          state: 'waiting',
+          taskQueue: 'lost-gpu',
+          attempt: 2,
+          maximumAttempts: 5,
+          worker: gpu.identity,
+          waitingSeconds: 0,
+          lastPollSeconds: 0,
+          lastFailure: 'its worker sent no heartbeat for 5s',
+        },
+      );
+      const text = (await cli(['sweep', 'status', workflowId], env)).stdout;
+      assert.match(
+        text,
+        new RegExp(
+          `attempt 2 of 5 (starts in \\d+s|waits for a worker on 'lost-gpu') \\(attempt 1: its worker sent no heartbeat for 5s, on ${gpu.identity}\\)`,
+        ),
+      );
+    } finally {
+      await client.workflow
+        .getHandle(workflowId)
+        .terminate('test over')
+        .catch(() => undefined);
+      gpu?.child.kill('SIGKILL');
+      cpu.child.kill('SIGKILL');
+      await Promise.all([cpu.exited, gpu?.exited]);
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,5 +1,4 @@
 import type { Client } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
 import { type Command, Option } from 'commander';
 import {
   type Check,
@@ -25,6 +24,7 @@ import {
   storeUrlFrom,
 } from '../connection';
 import { commaSeparated, type JsonFlag, printJson, printLine } from '../output';
+import { queuePollers } from '../queue-workers';
 
 const GROUPS = ['store', 'temporal', 'tfjs', 'onnx', 'images'] as const;
 type CheckGroup = (typeof GROUPS)[number];
@@ -44,31 +44,13 @@ async function storeChecks(flags: StoreFlags): Promise<Check[]> {
   }
 }
 
-const { TaskQueueType } = temporal.api.enums.v1;
 const SHOWN_POLLERS = 3;
 
-/** Who polled a task queue lately (Temporal keeps pollers for a few minutes after their last poll). */
-async function queueCheck(
-  client: Client,
-  namespace: string,
-  role: 'gpu' | 'cpu',
-  queue: string,
-): Promise<Check> {
-  const types =
-    role === 'gpu'
-      ? [TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY]
-      : [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY];
-  const identities = new Set<string>();
-  for (const taskQueueType of types) {
-    const { pollers } = await client.workflowService.describeTaskQueue({
-      namespace,
-      taskQueue: { name: queue },
-      taskQueueType,
-    });
-    for (const poller of pollers ?? []) identities.add(poller.identity || 'an unnamed worker');
-  }
+/** Who polled a task queue lately: the GPU queue's activities, the CPU queue's workflows and activities. */
+async function queueCheck(client: Client, role: 'gpu' | 'cpu', queue: string): Promise<Check> {
+  const identities = (await queuePollers(client, queue, role === 'cpu')).map((poller) => poller.identity);
   const name = `${role} queue`;
-  if (identities.size === 0)
+  if (identities.length === 0)
     return {
       name,
       status: 'warn',
@@ -76,12 +58,12 @@ async function queueCheck(
         `no worker polled '${queue}' in the last minutes: work sent there waits for one ` +
         `(infodisent worker --queues ${role})`,
     };
-  const shown = [...identities].slice(0, SHOWN_POLLERS).join(', ');
-  const more = identities.size > SHOWN_POLLERS ? `, and ${identities.size - SHOWN_POLLERS} more` : '';
+  const shown = identities.slice(0, SHOWN_POLLERS).join(', ');
+  const more = identities.length > SHOWN_POLLERS ? `, and ${identities.length - SHOWN_POLLERS} more` : '';
   return {
     name,
     status: 'ok',
-    summary: `'${queue}': ${identities.size} worker${identities.size > 1 ? 's' : ''} (${shown}${more})`,
+    summary: `'${queue}': ${identities.length} worker${identities.length > 1 ? 's' : ''} (${shown}${more})`,
   };
 }
 
@@ -142,8 +124,8 @@ async function temporalChecks(flags: DoctorFlags, command: Command): Promise<Che
         status: 'ok',
         summary: `${flags.address}, server ${serverVersion || 'of unknown version'}, namespace '${flags.namespace}'`,
       },
-      await queueCheck(client, flags.namespace, 'gpu', flags.gpuQueue),
-      await queueCheck(client, flags.namespace, 'cpu', flags.cpuQueue),
+      await queueCheck(client, 'gpu', flags.gpuQueue),
+      await queueCheck(client, 'cpu', flags.cpuQueue),
     ];
   } finally {
     await client.connection.close();

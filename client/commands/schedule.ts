@@ -5,7 +5,6 @@ import {
   ScheduleNotFoundError,
   type ScheduleSpec,
 } from '@temporalio/client';
-import { msToNumber } from '@temporalio/common/lib/time';
 import type { Command } from 'commander';
 import type { sweepWorkflow } from '../../workflows/sweep';
 import {
@@ -16,26 +15,22 @@ import {
   queuesFrom,
   withClient,
 } from '../connection';
-import { CliError, type JsonFlag, positiveInt, printJson, printLine, shortTime, table } from '../output';
-import { addOnlyOption, loadSweep, type OnlyFlag, sweepMemo } from '../sweep-file';
+import { CliError, durationMs, type JsonFlag, printJson, printLine, shortTime, table } from '../output';
+import {
+  addOnlyOption,
+  addSweepRunOptions,
+  loadSweep,
+  type OnlyFlag,
+  type SweepRunFlags,
+  sweepInput,
+  sweepMemo,
+} from '../sweep-file';
 import { sweepWorkflowId } from './run';
 import { SWEEP_WORKFLOW_TYPE } from './sweep';
 
 /** `--every`: an ms-style duration ('30m', '6h', '1d', '2 days') of at least a second. */
 function intervalSpec(every: string): ScheduleSpec {
-  let ms: number;
-  try {
-    ms = msToNumber(every as Parameters<typeof msToNumber>[0]);
-  } catch {
-    ms = Number.NaN;
-  }
-  if (!(ms >= 1000)) {
-    throw new CliError(
-      `--every '${every}' is not a duration of at least 1s (examples: 30m, 6h, 1d, '2 days')`,
-      2,
-    );
-  }
-  return { intervals: [{ every: ms }] };
+  return { intervals: [{ every: durationMs('--every', every, 1000) }] };
 }
 
 /** Runs `work` on a schedule's handle; an unknown id is reported by name. */
@@ -56,11 +51,10 @@ async function onSchedule<T>(
   }
 }
 
-interface CreateFlags extends ConnectionFlags, QueueFlags, JsonFlag, OnlyFlag {
+interface CreateFlags extends ConnectionFlags, QueueFlags, JsonFlag, OnlyFlag, SweepRunFlags {
   every?: string;
   cron?: string;
   id?: string;
-  parallelism: number;
   paused?: boolean;
   note?: string;
 }
@@ -72,7 +66,7 @@ async function createCommand(file: string, flags: CreateFlags): Promise<void> {
   const spec = flags.every ? intervalSpec(flags.every) : { cronExpressions: [flags.cron!] };
   const when = flags.every ? { every: flags.every } : { cron: flags.cron! };
   const scheduleId = flags.id ?? `reevaluate-${sweep.name}`;
-  const queues = queuesFrom(flags);
+  const input = sweepInput(sweep, queuesFrom(flags), flags);
   await withClient(flags, async (client) => {
     let handle: ScheduleHandle;
     try {
@@ -84,8 +78,8 @@ async function createCommand(file: string, flags: CreateFlags): Promise<void> {
           workflowType: SWEEP_WORKFLOW_TYPE,
           // Temporal appends each run's scheduled time to this id.
           workflowId: sweepWorkflowId(sweep),
-          taskQueue: queues.cpu,
-          args: [{ sweep, queues, parallelism: flags.parallelism }],
+          taskQueue: input.queues.cpu,
+          args: [input],
           memo: { ...sweepMemo(sweep), schedule: scheduleId },
         },
         memo: { sweep: sweep.name, ...when },
@@ -108,7 +102,7 @@ async function createCommand(file: string, flags: CreateFlags): Promise<void> {
       scheduleId,
       sweep: sweep.name,
       ...when,
-      taskQueue: queues.cpu,
+      taskQueue: input.queues.cpu,
       paused: Boolean(flags.paused),
       nextActionTimes: info.nextActionTimes.map((t) => t.toISOString()),
     };
@@ -183,11 +177,11 @@ export function registerScheduleCommands(program: Command): void {
     .option('--every <duration>', "interval, e.g. 30m, 6h, 1d, '2 days'")
     .option('--cron <expr>', "cron expression (UTC), e.g. '0 3 * * MON'")
     .option('--id <scheduleId>', 'schedule id (default: reevaluate-<sweep name>)')
-    .option('--parallelism <n>', 'configurations run at once', positiveInt, 2)
     .option('--paused', 'create it paused')
     .option('--note <text>', "a note shown with the schedule's state")
     .option('--json', 'print the created schedule as JSON');
   addQueueOptions(create);
+  addSweepRunOptions(create);
   addOnlyOption(create);
   addConnectionOptions(create).action((file: string, flags: CreateFlags) => createCommand(file, flags));
 

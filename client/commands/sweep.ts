@@ -29,7 +29,15 @@ import {
   table,
 } from '../output';
 import { type ConfigurationView, followSweep, progressDetail, readSweepView } from '../progress-view';
-import { addOnlyOption, loadSweep, type OnlyFlag, sweepMemo } from '../sweep-file';
+import {
+  addOnlyOption,
+  addSweepRunOptions,
+  loadSweep,
+  type OnlyFlag,
+  type SweepRunFlags,
+  sweepInput,
+  sweepMemo,
+} from '../sweep-file';
 import { startedWith } from '../sweep-history';
 import { sweepWorkflowId } from './run';
 
@@ -117,35 +125,28 @@ async function followToResults(client: Client, workflowId: string, json: boolean
   if (results.failed.length > 0) process.exitCode = 1;
 }
 
-interface StartFlags extends ConnectionFlags, QueueFlags, JsonFlag, OnlyFlag {
+interface StartFlags extends ConnectionFlags, QueueFlags, JsonFlag, OnlyFlag, SweepRunFlags {
   id?: string;
-  parallelism: number;
   wait?: boolean;
 }
 
 async function startCommand(file: string, flags: StartFlags): Promise<void> {
   // Validation comes first: a bad file never reaches Temporal.
   const sweep = await loadSweep(file, flags);
-  const queues = queuesFrom(flags);
+  const input = sweepInput(sweep, queuesFrom(flags), flags);
   const workflowId = flags.id ?? sweepWorkflowId(sweep);
   await withClient(flags, async (client) => {
-    const handle = await startRun(
-      client,
-      workflowId,
-      queues.cpu,
-      { sweep, queues, parallelism: flags.parallelism },
-      sweepMemo(sweep),
-    );
+    const handle = await startRun(client, workflowId, input.queues.cpu, input, sweepMemo(sweep));
     const started = {
       workflowId,
       runId: handle.firstExecutionRunId,
       sweep: sweep.name,
       configurations: sweep.configurations.length,
-      taskQueue: queues.cpu,
+      taskQueue: input.queues.cpu,
     };
     const summary =
       `started sweep '${sweep.name}' (${plural(sweep.configurations.length, 'configuration')}) as workflow ${workflowId} ` +
-      `on task queue '${queues.cpu}'`;
+      `on task queue '${input.queues.cpu}'`;
     if (!flags.wait) {
       if (flags.json) printJson(started);
       else printLine(summary);
@@ -165,7 +166,7 @@ function viewLine(view: ConfigurationView): string[] {
     view.name,
     view.status,
     bar(view.done, view.total),
-    `${view.stage} ${view.done}/${view.total}`,
+    view.heartbeat ? `${view.stage} ${view.done}/${view.total}` : view.stage,
     progressDetail(view),
   ];
 }
@@ -334,10 +335,10 @@ export function registerSweepCommands(program: Command): void {
     .description('validate a sweep file and start it as a workflow; prints the workflow id')
     .argument('<file>', 'sweep configuration (JSON)')
     .option('--id <workflowId>', 'workflow id (default: sweep-<name>)')
-    .option('--parallelism <n>', 'configurations run at once', positiveInt, 2)
     .option('--wait', 'follow the progress until the sweep ends, then print the results table')
     .option('--json', 'print the started workflow (with --wait: the results) as JSON');
   addQueueOptions(start);
+  addSweepRunOptions(start);
   addOnlyOption(start);
   addConnectionOptions(start).action((file: string, flags: StartFlags) => startCommand(file, flags));
 

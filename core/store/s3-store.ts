@@ -22,6 +22,10 @@ import { type AbandonedWrite, type ArtifactStore, assertValidKey } from './artif
 
 const MiB = 1024 * 1024;
 
+// The SDK warns on every start under Node 20 that its releases after January 2027 will need Node 22. The lock
+// file pins a release that supports Node 20, so the warning only hides a command's own output.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 /** Object metadata entry (`x-amz-meta-sha256`) holding the hex SHA-256 of the content. */
 export const SHA256_METADATA = 'sha256';
 

@@ -1,4 +1,5 @@
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../../infra/paths';
 
@@ -36,4 +37,35 @@ export function runCli(
       },
     );
   });
+}
+
+/** An `infodisent worker` process, once it says it serves its queues. */
+export interface WorkerProcess {
+  child: ChildProcess;
+  /** Its identity in Temporal: pid@host. */
+  identity: string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `infodisent worker ARGS` and resolves once it serves; rejects with its output if it exits first. */
+export async function startWorker(
+  args: readonly string[],
+  env: Record<string, string>,
+): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [CLI, 'worker', ...args], {
+    cwd: repoRoot(),
+    env: cleanEnv(env),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  await new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes('serving')) resolve();
+    });
+    void exited.then(() => reject(new Error(`the worker exited early:\n${stderr}`)));
+  });
+  return { child, identity: `${child.pid}@${os.hostname()}`, stderr: () => stderr, exited };
 }
