@@ -133,7 +133,7 @@ export function resultsReport(results: SweepResults): string {
   const failures = results.failed.map((f) => `FAILED ${f.configuration}: ${f.error}`);
   const compute = computeSentence(computeEntries(results.completed));
   return [
-    resultsTable(results),
+    results.completed.length > 0 ? resultsTable(results) : 'no configuration completed',
     ...(compute ? ['', compute] : []),
     ...(failures.length > 0 ? ['', ...failures] : []),
   ].join('\n');

@@ -7,6 +7,7 @@ import { roughDuration } from '../core/util/duration';
 import {
   type ConfigurationProgress,
   configurationProgressQuery,
+  DEFAULT_TASK_QUEUES,
   type SweepProgress,
   sweepProgressQuery,
 } from '../workflows/progress';
@@ -129,6 +130,11 @@ async function readLastPolls(client: Client, views: ConfigurationView[]): Promis
   }
 }
 
+/** How long a progress query may wait for a worker to answer it. */
+const PROGRESS_QUERY_TIMEOUT_MS = 5000;
+/** A sweep followed this long without an answer to its progress query gets a line that says why. */
+const UNANSWERED_NOTE_AFTER_MS = 10_000;
+
 /** A stage whose worker sent no heartbeat for this long is worth a word: it heartbeats every few seconds. */
 const SILENT_AFTER_SECONDS = 30;
 /** A first attempt waiting this long for a worker is worth a word; a moment between stages is not. */
@@ -167,8 +173,17 @@ export function activityNote(activity: StageActivity | undefined): string {
   return `${which}${when}${polls}${previous}`;
 }
 
-/** Reads a sweep's progress through its queries (and its children's pending activities). */
-export async function readSweepView(client: Client, sweepWorkflowId: string): Promise<ConfigurationView[]> {
+/**
+ * Reads a sweep's progress through its queries (and its children's pending activities). A worker of the
+ * sweep's task queue answers them; without one, or with one that does not answer, this fails after 5 s.
+ */
+export function readSweepView(client: Client, sweepWorkflowId: string): Promise<ConfigurationView[]> {
+  return client.withDeadline(Date.now() + PROGRESS_QUERY_TIMEOUT_MS, () =>
+    readViews(client, sweepWorkflowId),
+  );
+}
+
+async function readViews(client: Client, sweepWorkflowId: string): Promise<ConfigurationView[]> {
   const sweep: SweepProgress = await client.workflow.getHandle(sweepWorkflowId).query(sweepProgressQuery);
   const views = await Promise.all(
     sweep.configurations.map(async (entry): Promise<ConfigurationView> => {
@@ -207,6 +222,24 @@ export async function readSweepView(client: Client, sweepWorkflowId: string): Pr
   );
   await readLastPolls(client, views);
   return views;
+}
+
+/**
+ * Why a sweep's progress query got no answer, in words: no worker serves the task queue where its workflows
+ * run (a CPU worker not started, or another --cpu-queue), or the workers there did not answer.
+ */
+export async function unansweredProgress(client: Client, taskQueue: string, error: unknown): Promise<string> {
+  const pollers = await queuePollers(client, taskQueue, true).catch(() => undefined);
+  if (pollers?.length === 0) {
+    const flag = taskQueue === DEFAULT_TASK_QUEUES.cpu ? '' : ` --cpu-queue ${taskQueue}`;
+    return (
+      `no progress: no worker polls task queue '${taskQueue}', where the sweep's workflows run ` +
+      `(start one: infodisent worker --queues cpu${flag})`
+    );
+  }
+  const detail = (error as { cause?: { details?: string } }).cause?.details ?? (error as Error).message;
+  const workers = pollers ? ` (${pollers.map((poller) => poller.identity).join(', ')})` : '';
+  return `no progress: ${detail}: the workers of task queue '${taskQueue}'${workers} did not answer the progress query`;
 }
 
 /**
@@ -295,13 +328,25 @@ export async function followSweep<T>(
   const settled = done.finally(() => {
     finished = true;
   });
+  const say = (line: string) => (bars ? bars.log(`${line}\n`) : process.stderr.write(`${line}\n`));
+  // Until a worker answers the progress query nothing can be drawn; after a while, say why.
+  let unansweredSince: number | undefined;
+  let toldWhy = false;
   const draw = async () => {
     let views: ConfigurationView[];
+    const asked = Date.now();
     try {
       views = await readSweepView(client, sweepWorkflowId);
-    } catch {
-      return; // the workflow has not started yet
+    } catch (error) {
+      unansweredSince ??= asked;
+      if (!toldWhy && Date.now() - unansweredSince >= UNANSWERED_NOTE_AFTER_MS) {
+        toldWhy = true;
+        const { taskQueue } = await client.workflow.getHandle(sweepWorkflowId).describe();
+        say(await unansweredProgress(client, taskQueue, error));
+      }
+      return;
     }
+    unansweredSince = undefined;
     for (const view of views) {
       const pace = clock.describe(view);
       if (bars) {
@@ -312,7 +357,7 @@ export async function followSweep<T>(
         bar.update(view.done, payload);
       } else {
         const { line, key } = progressLogLine(view, pace);
-        if (lastLine.get(view.name) !== key) process.stderr.write(`${line}\n`);
+        if (lastLine.get(view.name) !== key) say(line);
         lastLine.set(view.name, key);
       }
     }

@@ -1,5 +1,6 @@
 import { type SweepResults, storedSweeps, sweepRuns } from '../core/pipeline/results';
 import type { ArtifactStore } from '../core/store/artifact-store';
+import { plural } from '../core/util/plural';
 import { CliError } from './output';
 
 /**
@@ -39,7 +40,9 @@ export async function findStoredRun(store: ArtifactStore, reference: string): Pr
   if (/^\d+$/.test(run)) {
     const found = runs[Number(run) - 1];
     if (!found)
-      throw new CliError(`'${reference}': sweep '${name}' has ${runs.length} stored runs (${listed()})`);
+      throw new CliError(
+        `'${reference}': sweep '${name}' has ${plural(runs.length, 'stored run')} (${listed()})`,
+      );
     return found;
   }
   const matching = runs.filter((r) => r.finishedAt.startsWith(run));

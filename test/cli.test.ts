@@ -23,7 +23,13 @@ import { S3ArtifactStore } from '../core/store/s3-store';
 import { roughDuration } from '../core/util/duration';
 import { freePort, type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
-import { runCli as cli, type CliOutcome as Outcome, startWorker, type WorkerProcess } from './support/cli';
+import {
+  runCli as cli,
+  cliStderrUntil,
+  type CliOutcome as Outcome,
+  startWorker,
+  type WorkerProcess,
+} from './support/cli';
 import { parseCsv } from './support/csv';
 import { PRUNE_FIXTURE, writePruneFixture } from './support/prune-fixture';
 import { buildSampleReport } from './support/report-fixture';
@@ -549,13 +555,19 @@ describe('against a Temporal dev server', () => {
     assert.equal(twice.code, 1);
     assert.match(twice.stderr, /'cli-test-sweep' is already running/);
 
-    // No worker serves the queue, so the status names the workflow's state and why progress is missing.
+    // No worker serves the queue, so the status names the workflow's state and why progress is missing;
+    // following it says so too, once it has waited a while.
+    const following = cliStderrUntil(['sweep', 'status', workflowId, '--follow'], env, /\n/, 30_000);
     const status = json<{ status: string; configurations: unknown; progressError: string }>(
       await cli(['sweep', 'status', workflowId, '--json'], env),
     );
     assert.equal(status.status, 'RUNNING');
     assert.equal(status.configurations, null);
-    assert.match(status.progressError, /task queue 'infodisent-cpu'/);
+    const why =
+      "no progress: no worker polls task queue 'infodisent-cpu', where the sweep's workflows run " +
+      '(start one: infodisent worker --queues cpu)';
+    assert.equal(status.progressError, why);
+    assert.equal(await following, `${why}\n`, 'said after ten seconds without an answer');
 
     const resumeRunning = await cli(['sweep', 'resume', workflowId], env);
     assert.match(resumeRunning.stdout, /is running .*nothing to resume/);

@@ -192,7 +192,7 @@ async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> 
           (running.workflows.length > 0 ? ` (${running.workflows.join(', ')})` : ''),
   );
   const verb = flags.yes ? 'deleted' : 'to delete';
-  printLine(`\n${verb}: ${plan.remove.length} artifacts, ${binarySize(bytes)} of features`);
+  printLine(`\n${verb}: ${plural(plan.remove.length, 'artifact')}, ${binarySize(bytes)} of features`);
   if (plan.remove.length > 0) {
     printLine(
       table(
@@ -212,7 +212,9 @@ async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> 
       ),
     );
   }
-  printLine(`\nkept: ${plan.keep.length} artifacts, ${binarySize(totalBytes(plan.keep))} of features`);
+  printLine(
+    `\nkept: ${plural(plan.keep.length, 'artifact')}, ${binarySize(totalBytes(plan.keep))} of features`,
+  );
   if (plan.keep.length > 0)
     printLine(
       table(
@@ -262,7 +264,7 @@ async function historyCommand(sweep: string, flags: HistoryFlags): Promise<void>
     return;
   }
   printLine(
-    `sweep '${history.sweep}': ${runs.length} stored runs` +
+    `sweep '${history.sweep}': ${plural(runs.length, 'stored run')}` +
       (runs.length > history.runs.length ? `, the last ${history.runs.length} shown (--last)` : ''),
   );
   printTable(historyTable(history));

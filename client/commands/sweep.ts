@@ -28,7 +28,13 @@ import {
   shortTime,
   table,
 } from '../output';
-import { type ConfigurationView, followSweep, progressDetail, readSweepView } from '../progress-view';
+import {
+  type ConfigurationView,
+  followSweep,
+  progressDetail,
+  readSweepView,
+  unansweredProgress,
+} from '../progress-view';
 import {
   addOnlyOption,
   addSweepRunOptions,
@@ -43,9 +49,6 @@ import { sweepWorkflowId } from './run';
 
 /** The workflow type name, for starts by name and visibility queries (the client never loads workflow code). */
 export const SWEEP_WORKFLOW_TYPE = 'sweepWorkflow';
-
-/** How long `sweep status` waits for a worker to answer the progress query. */
-const PROGRESS_QUERY_TIMEOUT_MS = 5000;
 
 /** Statuses after which `sweep resume` starts the sweep again. */
 const RESUMABLE = new Set(['FAILED', 'TERMINATED', 'CANCELLED', 'TIMED_OUT']);
@@ -182,16 +185,10 @@ async function statusCommand(workflowId: string, flags: StatusFlags): Promise<vo
     if (status === 'COMPLETED') {
       results = (await client.workflow.getHandle<typeof sweepWorkflow>(workflowId).result()).results;
     } else {
-      // Queries are answered by a worker of the sweep's task queue; without one they wait.
       try {
-        configurations = await client.withDeadline(Date.now() + PROGRESS_QUERY_TIMEOUT_MS, () =>
-          readSweepView(client, workflowId),
-        );
+        configurations = await readSweepView(client, workflowId);
       } catch (error) {
-        const detail = (error as { cause?: { details?: string } }).cause?.details ?? (error as Error).message;
-        progressError =
-          `no progress: ${detail} (a worker serving task queue '${description.taskQueue}' answers ` +
-          'progress queries)';
+        progressError = await unansweredProgress(client, description.taskQueue, error);
       }
     }
     const header = {

@@ -69,3 +69,31 @@ export async function startWorker(
   });
   return { child, identity: `${child.pid}@${os.hostname()}`, stderr: () => stderr, exited };
 }
+
+/** Runs the CLI until its stderr matches `pattern` (then stops it) or `timeout` passes; resolves with its stderr. */
+export function cliStderrUntil(
+  args: readonly string[],
+  env: Record<string, string>,
+  pattern: RegExp,
+  timeout = 60_000,
+): Promise<string> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: repoRoot(),
+    env: cleanEnv(env),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  return new Promise((resolve) => {
+    const stop = () => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      resolve(stderr);
+    };
+    const timer = setTimeout(stop, timeout);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (pattern.test(stderr)) stop();
+    });
+    child.once('exit', stop);
+  });
+}
