@@ -128,6 +128,15 @@ test('a worker killed during training: a new worker resumes from the checkpoint,
   startWorker();
   const output = await handle.result();
   assert.deepEqual(output.results.failed, []);
+  // `sweep list` counts its finished configurations from the memo the sweep keeps (visibility lags a little).
+  let listed: { workflowId: string; status: string; done: number | null; failed: number | null }[] = [];
+  for (let attempt = 0; attempt < 20; attempt++) {
+    listed = (JSON.parse(await cliOutput('sweep', 'list', '--json')) as { sweeps: typeof listed }).sweeps;
+    if (listed.some((s) => s.workflowId === handle.workflowId && s.status === 'COMPLETED')) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const entry = listed.find((s) => s.workflowId === handle.workflowId);
+  assert.deepEqual([entry?.status, entry?.done, entry?.failed], ['COMPLETED', 1, 0]);
   // The finished sweep was posted to the webhook, once, with its heads' figures and where its report is.
   assert.equal(webhook.posts.length, 1);
   const posted = webhook.posts[0]!.body as SweepNotification;

@@ -5,6 +5,7 @@ import {
   patched,
   proxyActivities,
   setHandler,
+  upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
@@ -35,6 +36,8 @@ export interface SweepOutput {
 const SHARED_FEATURES_PATCH = 'lanes-by-shared-features';
 /** Marks histories in which a finished sweep tells the CPU worker's webhook. */
 const NOTIFY_PATCH = 'notify-when-finished';
+/** Histories from before the memo counted finished configurations replay without those commands. */
+const TALLY_MEMO_PATCH = 'tally-in-memo';
 
 export function configurationWorkflowId(sweepWorkflowId: string, configuration: string): string {
   return `${sweepWorkflowId}/${configuration}`;
@@ -107,6 +110,8 @@ export async function sweepWorkflow({
       entry.error = failureReason(error);
       failed.push({ configuration: configuration.name, error: entry.error });
     }
+    // `sweep list` reads the memo from visibility: how far each sweep got, without a query to a worker.
+    if (patched(TALLY_MEMO_PATCH)) upsertMemo({ done: completed.length, failed: failed.length });
   };
   // Histories from before the grouping replay as they ran: one configuration a group.
   const groups = patched(SHARED_FEATURES_PATCH)

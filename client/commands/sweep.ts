@@ -279,6 +279,12 @@ interface ListFlags extends ConnectionFlags, JsonFlag {
   status?: string;
 }
 
+/** "12/14 done, 1 failed": how far a listed sweep got, where its memo counts it. */
+function tally(sweep: { configurations: number | null; done: number | null; failed: number | null }): string {
+  if (sweep.configurations === null || sweep.done === null) return '';
+  return `${sweep.done}/${sweep.configurations} done${sweep.failed ? `, ${sweep.failed} failed` : ''}`;
+}
+
 async function listCommand(flags: ListFlags): Promise<void> {
   const status = flags.status ? ` AND ExecutionStatus = '${LIST_STATUSES[flags.status]}'` : '';
   await withClient(flags, async (client) => {
@@ -293,6 +299,9 @@ async function listCommand(flags: ListFlags): Promise<void> {
         status: info.status.name,
         sweep: (info.memo?.['sweep'] as string | undefined) ?? null,
         configurations: (info.memo?.['configurations'] as number | undefined) ?? null,
+        // Counted in the memo as configurations finish (sweeps started before that: null).
+        done: (info.memo?.['done'] as number | undefined) ?? (info.status.name === 'RUNNING' ? 0 : null),
+        failed: (info.memo?.['failed'] as number | undefined) ?? (info.status.name === 'RUNNING' ? 0 : null),
         taskQueue: info.taskQueue,
         startTime: info.startTime.toISOString(),
         closeTime: info.closeTime?.toISOString() ?? null,
@@ -309,11 +318,12 @@ async function listCommand(flags: ListFlags): Promise<void> {
     }
     printLine(
       table(
-        ['workflow id', 'status', 'sweep', 'started', 'closed'],
+        ['workflow id', 'status', 'sweep', 'configurations', 'started', 'closed'],
         sweeps.map((s) => [
           s.workflowId,
           s.status,
           s.sweep ?? '',
+          tally(s),
           shortTime(s.startTime),
           shortTime(s.closeTime),
         ]),
