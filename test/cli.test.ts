@@ -737,6 +737,23 @@ describe('against a Temporal dev server', () => {
       assert.equal(training?.activity?.worker, gpu.identity);
       gpu.child.kill('SIGKILL');
       await gpu.exited;
+      // Each worker's log has a line as each of its stages starts and ends.
+      const configurationId = `${workflowId}/parts-mobilenetv2`;
+      const logged = (worker: WorkerProcess, stage: string) =>
+        worker
+          .stderr()
+          .split('\n')
+          .filter((line) => line.includes(` ${configurationId}: ${stage} `))
+          .map((line) => line.replace(/^\S+ /, '').replace(/ in \d+s /, ' in Ns '));
+      assert.deepEqual(logged(cpu, 'dataset'), [
+        `${configurationId}: dataset started`,
+        `${configurationId}: dataset done in Ns (400/400)`,
+      ]);
+      assert.deepEqual(logged(gpu, 'extract train'), [
+        `${configurationId}: extract train started`,
+        `${configurationId}: extract train done in Ns (300/300)`,
+      ]);
+      assert.deepEqual(logged(gpu, 'train baseline'), [`${configurationId}: train baseline started`]);
 
       // Five seconds without a heartbeat: the stage is retried and waits for another worker.
       const lost = await eventually(status, (view) => view?.activity?.attempt === 2, 60);

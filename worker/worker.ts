@@ -18,11 +18,16 @@ export interface WorkerOptions {
   cpuConcurrency?: number;
   /** A webhook the CPU queue's worker tells when a sweep finishes. */
   notifyUrl?: string | undefined;
+  /** Told a line as each stage starts and ends: a worker's log (the embedded run shows progress instead). */
+  stageLog?: (line: string) => void;
 }
 
 /** Creates one worker per served queue. Workflows run on the CPU queue; every worker has every activity. */
 export async function createWorkers(options: WorkerOptions): Promise<Worker[]> {
-  const activities = createActivities(options.location, { notifyUrl: options.notifyUrl });
+  const activities = createActivities(options.location, {
+    notifyUrl: options.notifyUrl,
+    log: options.stageLog,
+  });
   return Promise.all(
     options.roles.map((role) =>
       Worker.create({

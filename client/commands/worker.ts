@@ -54,6 +54,7 @@ async function runWorker(flags: WorkerFlags): Promise<void> {
       gpuConcurrency: flags.gpuConcurrency,
       cpuConcurrency: flags.cpuConcurrency,
       notifyUrl: flags.notifyUrl,
+      stageLog: log,
     });
     const served = flags.queues.map((role) => `${role} queue '${queues[role]}'`).join(' and ');
     log(
