@@ -78,8 +78,8 @@ async function runStage<N extends StageName>(
     say(`done in ${took()}${reached(last)}`);
     return result;
   } catch (error) {
-    const reason = context.cancellationSignal.aborted ? 'stopped' : `failed (${(error as Error).message})`;
-    say(`${reason} after ${took()}${reached(last)}`);
+    // Why it failed follows from the SDK's logger, which logs every activity failure.
+    say(`${context.cancellationSignal.aborted ? 'stopped' : 'failed'} after ${took()}${reached(last)}`);
     throw asTemporalFailure(error);
   } finally {
     clearInterval(timer);
