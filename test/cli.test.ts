@@ -723,10 +723,12 @@ describe('against a Temporal dev server', () => {
       const unserved = await eventually(status, (view) => (view?.activity?.waitingSeconds ?? 0) > 12, 120);
       assert.equal(unserved?.activity?.state, 'waiting');
       assert.equal(unserved?.activity?.lastPollSeconds, null);
+      const unservedText = (await cli(['sweep', 'status', workflowId], env)).stdout;
       assert.match(
-        (await cli(['sweep', 'status', workflowId], env)).stdout,
+        unservedText,
         / extract train +stage 2 of 8 · waits for a worker on 'lost-gpu': no worker polls it\n/,
       );
+      assert.match(unservedText, /^0 of 1 configuration done, 1 running$/m);
 
       gpu = await startWorker(['--queues', 'gpu', '--backend', 'wasm', ...shared], env);
       const training = await eventually(

@@ -174,6 +174,16 @@ function viewLine(view: ConfigurationView): string[] {
   ];
 }
 
+/** "3 of 14 configurations done, 2 running, 9 pending": a sweep's state at a glance under its table. */
+function statusCounts(configurations: ConfigurationView[]): string {
+  const count = (status: string) => configurations.filter((c) => c.status === status).length;
+  const others = ['running', 'pending', 'failed']
+    .map((status) => [status, count(status)] as const)
+    .filter(([, n]) => n > 0)
+    .map(([status, n]) => `${n} ${status}`);
+  return [`${count('done')} of ${plural(configurations.length, 'configuration')} done`, ...others].join(', ');
+}
+
 async function statusCommand(workflowId: string, flags: StatusFlags): Promise<void> {
   await withClient(flags, async (client) => {
     const description = await describeSweep(client, workflowId);
@@ -211,10 +221,12 @@ async function statusCommand(workflowId: string, flags: StatusFlags): Promise<vo
     printLine(
       `${workflowId}  ${status}  started ${shortTime(description.startTime)}  task queue ${description.taskQueue}`,
     );
-    if (configurations)
+    if (configurations) {
       printLine(
         table(['configuration', 'status', 'progress', 'stage', 'detail'], configurations.map(viewLine)),
       );
+      printLine(statusCounts(configurations));
+    }
     if (progressError) printLine(progressError);
     if (results) printLine(resultsReport(results));
     if (RESUMABLE.has(status)) printLine(`resume it with 'infodisent sweep resume ${workflowId}'`);
