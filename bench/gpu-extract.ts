@@ -116,8 +116,10 @@ function sidecarOf(file: string): { preset: PresetName; arch?: string } {
   return { preset: json.preset, arch: json.arch };
 }
 
+/** The provider's settings, and the session entries INFODISENT_ORT_CONFIG adds to every session. */
 const describeSettings = (settings: OnnxWebGpuSettings) =>
-  Object.values(settings).join(' ') || 'provider defaults';
+  [...Object.values(settings), process.env['INFODISENT_ORT_CONFIG'] ?? ''].filter(Boolean).join(' ') ||
+  'provider defaults';
 
 interface TorchTiming {
   arch: string;

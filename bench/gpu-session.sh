@@ -13,6 +13,9 @@
 #   processes   3, then 4 processes (PROCESSES) extracting with the float16 export at once (one process's
 #               WebGPU sessions cannot run at the same time), against one
 #   matmul      the head's large products alone: tfjs' kernel, the tiled one, torch.mm
+#   ort         the float16 export alone in one process, with no INFODISENT_ORT_CONFIG and then with each of
+#               ORT_CONFIGS (onnxruntime session entries: the WebGPU provider's dispatches a submit, graph capture)
+# PARTS="extract ort" runs only those (the models are exported first where a part needs them).
 # Logs and JSON go to $OUT/gpu-session.tar, written again after each part, since at most 8 files come back
 # and a part killed at its limit must not lose the others'. About six minutes; at most 590 s.
 set -uo pipefail
@@ -40,21 +43,30 @@ part() {
 } 2>&1 | tee "$work/gpu.txt"
 node=.gpu/bin/node
 models=/tmp/gpu-models
-part doctor "${DOCTOR_LIMIT:-30}" $node dist/bench/gpu-doctor.js webgpu
-part export "${EXPORT_LIMIT:-60}" bash -c "python3 infra/export_backbones.py resnet50 --weights none --out $models \
+wanted() { [[ " ${PARTS:-doctor extract head head-tiled processes matmul ort} " == *" $1 "* ]]; }
+needs_models() { wanted extract || wanted processes || wanted ort; }
+
+wanted doctor && part doctor "${DOCTOR_LIMIT:-30}" $node dist/bench/gpu-doctor.js webgpu
+needs_models && part export "${EXPORT_LIMIT:-60}" bash -c "python3 infra/export_backbones.py resnet50 --weights none --out $models \
   && python3 infra/export_backbones.py resnet50 --weights none --fp16 --out $models"
-part extract "${EXTRACT_LIMIT:-150}" $node dist/bench/gpu-extract.js "$models/resnet50.onnx" \
+wanted extract && part extract "${EXTRACT_LIMIT:-150}" $node dist/bench/gpu-extract.js "$models/resnet50.onnx" \
   "$models/resnet50-fp16.onnx" --batch 64 --validation basic --repeats 10 --out "$work/gpu-extract.json"
-part head "${HEAD_LIMIT:-110}" $node dist/bench/main.js --out "$work" head --backend webgpu
+wanted head && part head "${HEAD_LIMIT:-110}" $node dist/bench/main.js --out "$work" head --backend webgpu
 mkdir -p "$work/tiled"
-part head-tiled "${HEAD_LIMIT:-110}" $node dist/bench/main.js --out "$work/tiled" head --backend webgpu \
+wanted head-tiled && part head-tiled "${HEAD_LIMIT:-110}" $node dist/bench/main.js --out "$work/tiled" head --backend webgpu \
   --tf-flags INFODISENT_WEBGPU_TILED_MATMUL=true
-for count in ${PROCESSES:-3 4}; do
+wanted processes && for count in ${PROCESSES:-3 4}; do
   start_at=$(($(date +%s%3N) + 25000))
   part "processes-$count" "${PROCESSES_LIMIT:-50}" bash -c "for i in \$(seq $count); do
       $node dist/bench/gpu-extract.js $models/resnet50-fp16.onnx --sessions 1 --batch 64 --repeats 20 \
         --start-at $start_at --out $work/processes-$count-\$i.json &
     done; wait"
 done
-part matmul "${MATMUL_LIMIT:-40}" $node dist/bench/main.js --out "$work" matmul --backend webgpu
+wanted matmul && part matmul "${MATMUL_LIMIT:-40}" $node dist/bench/main.js --out "$work" matmul --backend webgpu
+wanted ort && for config in "" ${ORT_CONFIGS:-ep.webgpuexecutionprovider.maxNumPendingDispatches=64 \
+  ep.webgpuexecutionprovider.enableGraphCapture=1}; do
+  name="ort-$(echo "${config:-default}" | sed 's/.*\.//; s/[^A-Za-z0-9]/-/g')"
+  part "$name" "${ORT_LIMIT:-40}" env INFODISENT_ORT_CONFIG="$config" $node dist/bench/gpu-extract.js \
+    $models/resnet50-fp16.onnx --sessions 1 --batch 64 --repeats 20 --out "$work/$name.json"
+done
 cat "$work/parts.txt"

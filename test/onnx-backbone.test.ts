@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { loadOnnxBackbone, type OnnxBackbone } from '../core/backbones/onnx-backbone';
+import { loadOnnxBackbone, type OnnxBackbone, ortSessionConfig } from '../core/backbones/onnx-backbone';
 import { cutOnnxModel, withChannelsLast } from '../core/backbones/onnx-graph-edit';
 import {
   normalisationTable,
@@ -405,4 +405,36 @@ describe('infra/export_backbones.py', () => {
     assert.ok(features.every((v) => Number.isFinite(v) && v >= 0));
     assert.ok(features.some((v) => v > 0));
   });
+});
+
+test('INFODISENT_ORT_CONFIG sets onnxruntime session entries on every session; a malformed one names itself', async () => {
+  assert.deepEqual(
+    ortSessionConfig(
+      ' ep.webgpuexecutionprovider.maxNumPendingDispatches=64, session.intra_op.allow_spinning=0',
+    ),
+    { 'ep.webgpuexecutionprovider.maxNumPendingDispatches': '64', 'session.intra_op.allow_spinning': '0' },
+  );
+  assert.deepEqual(ortSessionConfig(''), {});
+  assert.throws(() => ortSessionConfig('maxNumPendingDispatches 64'), {
+    message:
+      "INFODISENT_ORT_CONFIG: 'maxNumPendingDispatches 64' is not KEY=VALUE (e.g. session.intra_op.allow_spinning=0)",
+  });
+  // An entry the session cannot honour shows that it reached it: this ONNX model is not in ORT's own format.
+  const { model } = convStackModel({
+    side: SIDE,
+    stages: [{ channels: CHANNELS, stride: 2 }],
+    seed: SEED,
+    output: 'nchw',
+  });
+  const previous = process.env['INFODISENT_ORT_CONFIG'];
+  process.env['INFODISENT_ORT_CONFIG'] = 'session.load_model_format=ORT';
+  try {
+    await assert.rejects(loadOnnxBackbone({ file: 'stack.onnx', model, preset: 'resnet50' }), /ORT model/);
+  } finally {
+    if (previous === undefined) delete process.env['INFODISENT_ORT_CONFIG'];
+    else process.env['INFODISENT_ORT_CONFIG'] = previous;
+  }
+  const backbone = await loadOnnxBackbone({ file: 'stack.onnx', model, preset: 'resnet50' });
+  assert.equal(backbone.featureShape.channels, CHANNELS);
+  backbone.dispose();
 });

@@ -7,6 +7,7 @@ import { normalisationTable, PRESETS, type PresetName } from '../data/preprocess
 import type { FeatureShape } from '../features/feature-set';
 import { findWebgpuAdapter } from '../tf/webgpu-adapter';
 import type { ComputeRuntime } from '../util/compute-record';
+import { InputError } from '../util/errors';
 import { contentKey } from '../util/hash';
 import { hardwareDescription, nvidiaGpuNames } from '../util/machine';
 import type { Backbone } from './backbone';
@@ -143,6 +144,25 @@ interface SessionSettings extends Pick<OnnxBackboneOptions, 'intraOpNumThreads' 
  */
 const WEBGPU_LAYOUT = 'NHWC';
 
+/**
+ * onnxruntime session config entries from INFODISENT_ORT_CONFIG ('KEY=VALUE,...'), set on every session
+ * after this project's own: to try a setting of onnxruntime or its WebGPU provider without a rebuild, e.g.
+ * `ep.webgpuexecutionprovider.maxNumPendingDispatches=64` (keys: onnxruntime_session_options_config_keys.h
+ * and the provider's options).
+ */
+export function ortSessionConfig(text = process.env['INFODISENT_ORT_CONFIG'] ?? ''): Record<string, string> {
+  const entries: Record<string, string> = {};
+  for (const entry of text.split(',').filter((item) => item.trim())) {
+    const match = /^([A-Za-z][\w.]*)=(\S+)$/.exec(entry.trim());
+    if (!match)
+      throw new InputError(
+        `INFODISENT_ORT_CONFIG: '${entry}' is not KEY=VALUE (e.g. session.intra_op.allow_spinning=0)`,
+      );
+    entries[match[1]!] = match[2]!;
+  }
+  return entries;
+}
+
 function createSession(
   model: Uint8Array,
   provider: OnnxProvider,
@@ -159,6 +179,7 @@ function createSession(
     extra: {
       'session.intra_op.allow_spinning': settings.spinning ? '1' : '0',
       'session.model_external_initializers_file_folder_path': settings.folder,
+      ...ortSessionConfig(),
     },
   };
   if (settings.intraOpNumThreads !== undefined) options.intraOpNumThreads = settings.intraOpNumThreads;
