@@ -9,8 +9,9 @@ import type { ExplanationJson } from '../client/commands/explain';
 import type { Configuration } from '../core/config/experiment';
 import type { ConfigurationPlan } from '../core/pipeline/plan';
 import { writeSweepResults } from '../core/pipeline/results';
+import { explainedHeadKey, explainStage } from '../core/pipeline/stages';
 import type { ConfigurationSummary } from '../core/report';
-import { getJson } from '../core/store/artifact-store';
+import { getJson, putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { type CliOutcome as Outcome, runCli } from './support/cli';
 import { computeRecordOf, outcomeWithCompute } from './support/outcomes';
@@ -367,4 +368,45 @@ test('plan: nothing left to compute in the trained store, everything in an empty
     text.stdout,
     /^CANNOT RUN cub-missing: .*no-cub\/images\.txt: missing CUB index images\.txt$/m,
   );
+});
+
+test('an explain stage cut off after one head resumes from it, and its parts go once the summary is written', {
+  timeout: 300_000,
+}, async () => {
+  const { dataset, train, test: testSet, heads, explained } = trained;
+  const { summaryKey } = explained;
+  const parts = async (store: LocalArtifactStore) =>
+    (await store.list('summaries/')).filter((key) => key.endsWith('.part.json'));
+  assert.deepEqual(
+    await parts(trained.context.store as LocalArtifactStore),
+    [],
+    'a finished stage leaves none',
+  );
+
+  // A copy of the store as a run cut off after the baseline leaves it: that head's part, no summary.
+  const root = path.join(home, 'cut-off-store');
+  await cp(path.join(home, 'store'), root, { recursive: true });
+  const store = new LocalArtifactStore(root);
+  await store.delete(summaryKey);
+  const earlier = { summary: summary.heads.baseline!, seconds: 1000 };
+  await putJson(store, explainedHeadKey(summaryKey, 'baseline'), earlier);
+
+  const stages = new Set<string>();
+  const context = {
+    store,
+    dataDir: path.join(home, 'datasets'),
+    progress: (stage: string) => void stages.add(stage.split(':')[0]!),
+  };
+  const resumed = await explainStage(context, configuration, dataset, train, testSet, [
+    heads.baseline,
+    heads.infodisent,
+  ]);
+  assert.equal(resumed.summaryKey, summaryKey);
+  assert.ok(!stages.has('explain baseline') && !stages.has('analyse baseline'), [...stages].join(', '));
+  assert.ok(stages.has('explain infodisent') && stages.has('analyse infodisent'), [...stages].join(', '));
+  const written = (await getJson<ConfigurationSummary>(store, summaryKey))!;
+  assert.deepEqual(written.heads.baseline, earlier.summary);
+  assert.deepEqual(written.heads.infodisent, summary.heads.infodisent);
+  assert.ok(written.compute!.seconds > 1000, "the earlier run's seconds count");
+  assert.deepEqual(await parts(store), []);
 });

@@ -165,7 +165,7 @@ test('a prune plans and deletes the same on S3 as in a folder', async () => {
     const deleted = await Promise.all(
       [s3, local].map((store, i) => removeArtifacts(store, plans[i]!.remove)),
     );
-    assert.deepEqual(deleted, [11, 11]);
+    assert.deepEqual(deleted, [12, 12]);
     assert.deepEqual(await s3.list(''), await local.list(''));
   } finally {
     await rm(path.dirname(local.root), { recursive: true, force: true });

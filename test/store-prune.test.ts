@@ -91,8 +91,11 @@ test('removing deletes each artifact whole, its completion marker first, and lea
   const recording = recordingDeletes(store);
   const progress: number[] = [];
   const files = await removeArtifacts(recording.store, plan.remove, (done) => progress.push(done));
-  assert.deepEqual(progress, [1, 2, 3, 4, 5]);
   const removed = [...PRUNE_FIXTURE.unused, ...PRUNE_FIXTURE.incomplete];
+  assert.deepEqual(
+    progress,
+    removed.map((_, i) => i + 1),
+  );
   const expected = before.filter((key) => removed.some((r) => key === r || key.startsWith(`${r}/`)));
   assert.equal(files, expected.length);
   assert.deepEqual([...recording.deleted].sort(), expected);

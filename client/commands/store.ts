@@ -104,10 +104,13 @@ async function listCommand(flags: StoreFlags & JsonFlag): Promise<void> {
       ),
     );
   }
-  const unused = inventory.summaries.filter((s) => s.usedBy.length === 0).length;
+  const summaries = inventory.summaries.filter((s) => !s.part);
+  const unused = summaries.filter((s) => s.usedBy.length === 0).length;
+  const parts = inventory.summaries.length - summaries.length;
   printLine(
-    `\nexplanation summaries: ${inventory.summaries.length}` +
-      (unused > 0 ? ` (${unused} used by no stored sweep: see store prune)` : ''),
+    `\nexplanation summaries: ${summaries.length}` +
+      (unused > 0 ? ` (${unused} used by no stored sweep: see store prune)` : '') +
+      (parts > 0 ? `; ${plural(parts, 'head explanation')} from cut-off explain stages` : ''),
   );
   if (unfinished.length > 0)
     printLine(

@@ -35,6 +35,8 @@ export interface StoredHead {
 /** A configuration's explanation summary (prototypes, explanations, analyses), which its report is made of. */
 export interface StoredSummary {
   key: string;
+  /** One head's part of a summary whose explain stage was cut off (it continues from it). */
+  part: boolean;
   usedBy: string[];
 }
 
@@ -108,7 +110,7 @@ export async function storeInventory(store: ArtifactStore): Promise<StoreInvento
   );
   const runsKept = (await store.list('results/')).filter((key) => key.includes('/runs/'));
   const summaries = (await store.list('summaries/')).map(
-    (key): StoredSummary => ({ key, usedBy: usedBy.get(key) ?? [] }),
+    (key): StoredSummary => ({ key, part: key.endsWith('.part.json'), usedBy: usedBy.get(key) ?? [] }),
   );
   return {
     location: store.location,

@@ -53,11 +53,11 @@ function artifacts(inventory: StoreInventory): (PrunableArtifact & { usedBy: str
       detail: finished ? `trained ${kind} head` : `${kind} training checkpoint`,
       usedBy,
     })),
-    ...inventory.summaries.map(({ key, usedBy }) => ({
+    ...inventory.summaries.map(({ key, part, usedBy }) => ({
       key,
       kind: 'summary' as const,
-      complete: true,
-      detail: 'explanation summary',
+      complete: !part,
+      detail: part ? "one head's explanation, from a cut-off explain stage" : 'explanation summary',
       usedBy,
     })),
   ];

@@ -441,6 +441,22 @@ export function configurationSummaryKey(
   return `summaries/${configuration.name}-${contentKey({ heads: headKeys, test: testKey, explain: configuration.explain })}.json`;
 }
 
+/**
+ * One head's part of an explain stage's summary, stored as soon as it is done: explaining a head reads the
+ * whole training set's features, so a stage cut off (a lost worker) resumes from the heads it finished.
+ * Deleted once the summary is written.
+ */
+interface ExplainedHead {
+  summary: NonNullable<ConfigurationSummary['heads'][HeadKind]>;
+  /** What explaining it took, added to the stage's compute record. */
+  seconds: number;
+}
+
+/** Where a summary's head part lies until the summary is written: `summaries/<name>.<kind>.part.json`. */
+export function explainedHeadKey(summaryKey: string, kind: HeadKind): string {
+  return summaryKey.replace(/\.json$/, `.${kind}.part.json`);
+}
+
 export interface ExplainStageResult {
   summaryKey: string;
   /** Purity, pointing game, consistency and stability of each explained head, for the sweep's results. */
@@ -520,6 +536,8 @@ export async function explainStage(
       ...(cached.compute ? { compute: cached.compute } : {}),
     };
   const started = performance.now();
+  // Seconds earlier runs spent on the heads they finished before they were cut off.
+  let earlierSeconds = 0;
   await useBackend(context, configuration);
   const manifest = await localDatasetManifest(context, configuration, dataset);
   const [trainSet, testSet] = await Promise.all([
@@ -531,9 +549,22 @@ export async function explainStage(
     annotatedImages(manifest, 'test'),
   ]);
   const preset = backbonePreset({ preset: configuration.backbone.preset, inputSize: 224 });
-  const noised = await noisedTestFeatures(context, configuration, manifest, testImages);
+  let noised: Promise<Map<number, Float32Array>> | undefined;
+  const noisedFeatures = async (image: AnnotatedImage) => {
+    noised ??= noisedTestFeatures(context, configuration, manifest, testImages);
+    return (await noised).get(image.item);
+  };
   const heads: ConfigurationSummary['heads'] = {};
   for (const head of trained) {
+    // A head explained by a run cut off before the summary was written is not explained again.
+    const partKey = explainedHeadKey(summaryKey, head.kind);
+    const part = await getJson<ExplainedHead>(context.store, partKey);
+    if (part) {
+      heads[head.kind] = part.summary;
+      earlierSeconds += part.seconds;
+      continue;
+    }
+    const headStarted = performance.now();
     const restored = await loadTrainedHead(context, configuration, head, trainSet);
     try {
       const model =
@@ -547,7 +578,7 @@ export async function explainStage(
         trainImages,
         testImages,
         preset,
-        noisedFeatures: async (image) => noised.get(image.item),
+        noisedFeatures,
         onProgress: (stage, done, total) => context.progress?.(`explain ${head.kind}: ${stage}`, done, total),
       });
       const evaluation = await evaluateStage(context, configuration, head, test);
@@ -577,6 +608,11 @@ export async function explainStage(
           rv: rv.result(),
           ablation: ablation.result(),
         });
+        const explained: ExplainedHead = {
+          summary: heads[head.kind]!,
+          seconds: (performance.now() - headStarted) / 1000,
+        };
+        await putJson(context.store, partKey, explained);
       } finally {
         rotationT?.dispose();
       }
@@ -594,9 +630,14 @@ export async function explainStage(
     preset,
     heads,
     // Its images: the training set's, scanned for prototypes, and the test set's, explained and analysed.
-    compute: computeRecord(tfjsRuntime(), (performance.now() - started) / 1000, train.count + test.count),
+    compute: computeRecord(
+      tfjsRuntime(),
+      earlierSeconds + (performance.now() - started) / 1000,
+      train.count + test.count,
+    ),
   };
   await putJson(context.store, summaryKey, summary);
+  for (const head of trained) await context.store.delete(explainedHeadKey(summaryKey, head.kind));
   return { summaryKey, faithfulness: faithfulnessOf(summary), compute: summary.compute };
 }
 

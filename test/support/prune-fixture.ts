@@ -40,8 +40,8 @@ export const PRUNE_FIXTURE = {
   ],
   /** Complete, and no stored sweep reads them. */
   unused: ['features/bb/old', 'heads/infodisent/old', 'summaries/old-b.json'],
-  /** A cut-off extraction and a head with only its training checkpoint. */
-  incomplete: ['features/bb/cut', 'heads/infodisent/cut'],
+  /** A cut-off extraction, a head with only its training checkpoint, one head's part of a cut-off explain stage. */
+  incomplete: ['features/bb/cut', 'heads/infodisent/cut', 'summaries/cut-c.baseline.part.json'],
   /** The features' sizes: 8 and 6 images of 2x2x8 float32 values. */
   bytes: {
     'features/bb/used-train': 8 * 32 * 4,
@@ -66,6 +66,7 @@ export async function writePruneFixture(store: ArtifactStore): Promise<void> {
   await store.put('heads/infodisent/cut/checkpoint.bin', new Uint8Array(16));
   await putJson(store, 'summaries/kept-a.json', { configuration: 'a' });
   await putJson(store, 'summaries/old-b.json', { configuration: 'b' });
+  await putJson(store, 'summaries/cut-c.baseline.part.json', { summary: {}, seconds: 1 });
   // Of a configuration's outcome, only what names the artifacts it read: all a prune looks at.
   const outcome: Pick<ConfigurationOutcome, 'configuration' | 'summaryKey' | 'features'> & {
     heads: Pick<HeadOutcome, 'kind' | 'headKey'>[];
