@@ -10,8 +10,9 @@ import { temporal } from '@temporalio/proto';
 import sharp from 'sharp';
 import { connectionFailure } from '../client/connection';
 import { redact } from '../client/output';
-import { activityNote, progressLogLine, type StageActivity, StageClock } from '../client/progress-view';
+import { progressLogLine, StageClock } from '../client/progress-view';
 import { queuePollers } from '../client/queue-workers';
+import { activityNote, type StageActivity } from '../client/stage-activity';
 import { adapterCheck } from '../core/diagnostics/checks';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
 import { writeSweepResults } from '../core/pipeline/results';
@@ -659,7 +660,11 @@ describe('against a Temporal dev server', () => {
     try {
       const stderr = worker.stderr();
       assert.match(stderr, /^tfjs backend: cpu$/m);
-      assert.match(stderr, /serving gpu queue 'cli-test-gpu' of 127\.0\.0\.1:\d+ \(namespace default\)/);
+      assert.match(
+        stderr,
+        /serving gpu queue 'cli-test-gpu' of 127\.0\.0\.1:\d+ \(namespace default\) as (\d+@\S+);/,
+      );
+      assert.equal(/ as (\d+@\S+);/.exec(stderr)?.[1], worker.identity, 'the identity Temporal knows it by');
       const pollers = await eventually(
         () => queuePollers(client, 'cli-test-gpu'),
         (found) => found.length > 0,

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { type Command, Option } from 'commander';
 import { adapterCheck } from '../../core/diagnostics/checks';
@@ -58,7 +59,9 @@ async function runWorker(flags: WorkerFlags): Promise<void> {
     });
     const served = flags.queues.map((role) => `${role} queue '${queues[role]}'`).join(' and ');
     log(
-      `serving ${served} of ${flags.address} (namespace ${flags.namespace}); artifacts in ${store.location}. ` +
+      // Its identity (the SDK's default) is how `sweep status` and Temporal's UI name it.
+      `serving ${served} of ${flags.address} (namespace ${flags.namespace}) as ${process.pid}@${os.hostname()}; ` +
+        `artifacts in ${store.location}. ` +
         'SIGINT/SIGTERM stops it: running activities get a few seconds, then are retried elsewhere.',
     );
     if (flags.notifyUrl && flags.queues.includes('cpu'))
