@@ -8,11 +8,13 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import sharp from 'sharp';
+import { workerNotes } from '../client/commands/sweep';
 import { connectionFailure } from '../client/connection';
 import { redact } from '../client/output';
 import { progressLogLine, StageClock } from '../client/progress-view';
 import { queuePollers } from '../client/queue-workers';
 import { activityNote, type StageActivity } from '../client/stage-activity';
+import { loadSweepFile } from '../core/config/experiment';
 import { adapterCheck } from '../core/diagnostics/checks';
 import type { ConfigurationOutcome } from '../core/pipeline/results';
 import { writeSweepResults } from '../core/pipeline/results';
@@ -24,6 +26,7 @@ import { S3ArtifactStore } from '../core/store/s3-store';
 import { roughDuration } from '../core/util/duration';
 import { freePort, type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
+import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
 import {
   runCli as cli,
   cliStderrUntil,
@@ -419,6 +422,18 @@ test("a stage's activity in trouble is said in words: a silent worker, a retry, 
   assert.equal(clock.describe({ ...resumed, done: 30 }, 80_000), ' · 1.0/s · 30s left');
 });
 
+test('sweep start says when the workers polling its queues leave it waiting, or idle beyond --parallelism', async () => {
+  const sweep = await loadSweepFile(path.join(ROOT, 'experiments', 'paper.json'));
+  const input = { sweep, queues: DEFAULT_TASK_QUEUES, parallelism: 2 };
+  assert.deepEqual(workerNotes(input, { cpu: 1, gpu: 2 }), []);
+  assert.deepEqual(workerNotes(input, { cpu: 2, gpu: 8 }), [
+    "8 workers poll 'infodisent-gpu', and --parallelism 2 runs 2 configurations at once, each with one GPU stage at a time: --parallelism 8 would keep 8 of them busy",
+  ]);
+  const two = { ...input, sweep: { ...sweep, configurations: sweep.configurations.slice(0, 2) } };
+  assert.deepEqual(workerNotes(two, { cpu: 1, gpu: 8 }), [], 'two configurations keep at most two busy');
+  assert.equal(workerNotes(input, { cpu: 0, gpu: 0 }).length, 2);
+});
+
 test('redact hides the secrets this process was given', () => {
   const argv = process.argv;
   const previous = process.env['AWS_SECRET_ACCESS_KEY'];
@@ -547,8 +562,16 @@ describe('against a Temporal dev server', () => {
 
   test('sweep start, status, cancel, resume and list', async () => {
     const workflowId = 'cli-test-sweep';
-    const started = json<{ workflowId: string; runId: string; configurations: number }>(
-      await cli(['sweep', 'start', SMOKE, '--id', workflowId, '--parallelism', '3', '--json'], env),
+    const startOutcome = await cli(
+      ['sweep', 'start', SMOKE, '--id', workflowId, '--parallelism', '3', '--json'],
+      env,
+    );
+    const started = json<{ workflowId: string; runId: string; configurations: number }>(startOutcome);
+    // No worker serves either queue: the sweep waits, and says so at once.
+    assert.equal(
+      startOutcome.stderr,
+      "note: no worker polls 'infodisent-cpu' yet, where the sweep's workflows run: it waits for one (infodisent worker --queues cpu)\n" +
+        "note: no worker polls 'infodisent-gpu' yet: extraction and training wait for one (infodisent worker --queues gpu)\n",
     );
     assert.equal(started.workflowId, workflowId);
     assert.equal(started.configurations, 1);

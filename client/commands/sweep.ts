@@ -35,6 +35,7 @@ import {
   readSweepView,
   unansweredProgress,
 } from '../progress-view';
+import { queuePollers } from '../queue-workers';
 import {
   addOnlyOption,
   addSweepRunOptions,
@@ -133,6 +134,32 @@ interface StartFlags extends ConnectionFlags, QueueFlags, JsonFlag, OnlyFlag, Sw
   wait?: boolean;
 }
 
+/**
+ * What the workers polling a new sweep's queues mean for it: a queue nobody serves (the sweep waits), or more
+ * GPU workers than --parallelism keeps busy (each configuration has one GPU stage at a time).
+ */
+export function workerNotes(
+  { queues, parallelism, sweep }: SweepInput,
+  workers: { cpu: number; gpu: number },
+): string[] {
+  const notes: string[] = [];
+  if (workers.cpu === 0)
+    notes.push(
+      `no worker polls '${queues.cpu}' yet, where the sweep's workflows run: it waits for one (infodisent worker --queues cpu)`,
+    );
+  if (workers.gpu === 0)
+    notes.push(
+      `no worker polls '${queues.gpu}' yet: extraction and training wait for one (infodisent worker --queues gpu)`,
+    );
+  const busy = Math.min(workers.gpu, sweep.configurations.length);
+  if (busy > parallelism)
+    notes.push(
+      `${workers.gpu} workers poll '${queues.gpu}', and --parallelism ${parallelism} runs ${parallelism} ` +
+        `configurations at once, each with one GPU stage at a time: --parallelism ${busy} would keep ${busy} of them busy`,
+    );
+  return notes;
+}
+
 async function startCommand(file: string, flags: StartFlags): Promise<void> {
   // Validation comes first: a bad file never reaches Temporal.
   const sweep = await loadSweep(file, flags);
@@ -140,6 +167,11 @@ async function startCommand(file: string, flags: StartFlags): Promise<void> {
   const workflowId = flags.id ?? sweepWorkflowId(sweep);
   await withClient(flags, async (client) => {
     const handle = await startRun(client, workflowId, input.queues.cpu, input, sweepMemo(sweep));
+    const [cpu, gpu] = await Promise.all([
+      queuePollers(client, input.queues.cpu, true),
+      queuePollers(client, input.queues.gpu),
+    ]);
+    for (const line of workerNotes(input, { cpu: cpu.length, gpu: gpu.length })) note(`note: ${line}`);
     const started = {
       workflowId,
       runId: handle.firstExecutionRunId,
