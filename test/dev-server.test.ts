@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
 import { resolveTool } from '../infra/tools';
-import { CLI, cleanEnv } from './support/cli';
+import { CLI, cleanEnv, runCli } from './support/cli';
 
 let home: string;
 let temporalCli: string;
@@ -96,4 +96,30 @@ test('a run stopped by SIGTERM (kill, a time limit) says how to resume it and ta
   );
   const processes = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
   assert.ok(!processes.includes(path.join(stateDir, 'temporal.db')), 'its dev server is still running');
+});
+
+test('a run whose configuration fails says why once, exits 1, and says how to go on', async () => {
+  const stateDir = path.join(home, 'failing');
+  const sweep = JSON.parse(await readFile(path.join(repoRoot(), 'experiments', 'tiny.json'), 'utf8'));
+  sweep.name = 'failing';
+  sweep.configurations[0].dataset = {
+    kind: 'class-folders',
+    name: 'folders',
+    root: path.join(home, 'nowhere'),
+  };
+  const file = path.join(home, 'failing.json');
+  await writeFile(file, JSON.stringify(sweep));
+  const outcome = await runCli(['run', file, '--home', stateDir]);
+  assert.equal(outcome.code, 1, outcome.stderr);
+  const missing = `${path.join(home, 'nowhere', 'train')}: missing train/ folder`;
+  assert.match(outcome.stderr, new RegExp(`parts-mobilenetv2-tiny: failed · prepareDataset: ${missing}\\n`));
+  assert.doesNotMatch(outcome.stderr, /\[WARN\]/, 'the SDK warnings would say it twice more');
+  assert.match(
+    outcome.stdout,
+    /^no configuration completed\n\nFAILED parts-mobilenetv2-tiny: prepareDataset: /m,
+  );
+  assert.match(
+    outcome.stderr,
+    /1 configuration failed: fix the cause and run `infodisent run .*failing\.json` again; the stages that finished are reused\n$/,
+  );
 });

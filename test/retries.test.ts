@@ -33,7 +33,7 @@ let disposeS3: (() => Promise<void>) | undefined;
 
 before(async () => {
   // The test server lacks capabilities the SDK warns about; expected stage failures would log too.
-  installRuntime('ERROR');
+  installRuntime({ level: 'ERROR' });
   dir = await mkdtemp(path.join(os.tmpdir(), 'infodisent-retries-'));
   env = await startTimeSkippingTemporal();
 });

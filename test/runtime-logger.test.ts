@@ -55,3 +55,22 @@ test('an activity that failed on bad input, and a failed workflow, are logged in
     ],
   );
 });
+
+test("where the process shows configurations' failures itself, the logger leaves out bad input and failed configurations", () => {
+  const entries: LogEntry[] = [];
+  const logger = new ProjectLogger('WARN', (entry) => entries.push(entry), true);
+  const bad = ApplicationFailure.nonRetryable('/data/cub/images.txt: missing', 'InputError');
+  logger.warn('Activity failed', { activityType: 'prepareDataset', workflowId: 'sweep-x/cub', error: bad });
+  logger.warn('Workflow failed', {
+    workflowType: 'configurationWorkflow',
+    workflowId: 'sweep-x/cub',
+    error: new Error('Activity task failed', { cause: new Error(bad.message) }),
+  });
+  const crash = new Error('out of memory');
+  logger.warn('Activity failed', { activityType: 'trainHead', error: crash });
+  logger.warn('Workflow failed', { workflowType: 'sweepWorkflow', workflowId: 'sweep-x', error: crash });
+  assert.deepEqual(
+    entries.map((entry) => entry.message),
+    ['Activity failed', 'Workflow failed: out of memory'],
+  );
+});

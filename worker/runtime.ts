@@ -1,5 +1,6 @@
 import { DefaultLogger, type LogLevel, type LogMetadata, Runtime } from '@temporalio/worker';
 import { InputError } from '../core/util/errors';
+import { configurationWorkflow } from '../workflows/configuration';
 
 /**
  * Warnings the SDK gives for this project's design: a worker for the GPU queue alone (and the embedded run's
@@ -28,12 +29,26 @@ function where(meta: LogMetadata, keys: string[]): LogMetadata {
  * An activity that failed on bad input (the message names the file; never retried) and a workflow that failed
  * are each one line without stack or task token: the sweep reports the configuration's failure, and the
  * workflow's history keeps the whole failure, stack included. Other activity failures are logged whole.
+ * Where the process shows configurations' failures itself, those two are left out.
  */
 export class ProjectLogger extends DefaultLogger {
+  constructor(
+    level: LogLevel,
+    sink?: ConstructorParameters<typeof DefaultLogger>[1],
+    /** Where the process shows each configuration's failure itself (`infodisent run`'s progress and summary). */
+    private readonly failuresShown = false,
+  ) {
+    super(level, sink);
+  }
+
   override log(level: LogLevel, message: string, meta?: LogMetadata): void {
     if (level === 'WARN' && EXPECTED_WARNINGS.has(message)) return;
     const error = meta?.['error'];
-    if (meta && message === 'Activity failed' && (error as { type?: unknown })?.type === InputError.name) {
+    const badInput = message === 'Activity failed' && (error as { type?: unknown })?.type === InputError.name;
+    const configurationFailed =
+      message === 'Workflow failed' && meta?.['workflowType'] === configurationWorkflow.name;
+    if (this.failuresShown && (badInput || configurationFailed)) return;
+    if (meta && badInput) {
       super.log(
         level,
         `${message} on bad input: ${causeChain(error)}`,
@@ -58,12 +73,17 @@ let installed = false;
 
 /**
  * Installs the Temporal runtime with a logger at `level` (WARN by default, so the CLI's own progress
- * stays readable; INFODISENT_LOG_LEVEL overrides). Must run before any connection or worker is made.
+ * stays readable; INFODISENT_LOG_LEVEL overrides). `failuresShown`: see ProjectLogger. Must run before any
+ * connection or worker is made.
  */
-export function installRuntime(
-  level: LogLevel = (process.env['INFODISENT_LOG_LEVEL'] as LogLevel) ?? 'WARN',
-): void {
+export function installRuntime({
+  level = (process.env['INFODISENT_LOG_LEVEL'] as LogLevel) ?? 'WARN',
+  failuresShown = false,
+}: {
+  level?: LogLevel;
+  failuresShown?: boolean;
+} = {}): void {
   if (installed) return;
-  Runtime.install({ logger: new ProjectLogger(level) });
+  Runtime.install({ logger: new ProjectLogger(level, undefined, failuresShown) });
   installed = true;
 }

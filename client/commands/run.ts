@@ -9,6 +9,7 @@ import {
 import { ConfigError, parseSweep, type Sweep } from '../../core/config/experiment';
 import type { SweepResults } from '../../core/pipeline/results';
 import { LocalArtifactStore } from '../../core/store/local-store';
+import { plural } from '../../core/util/plural';
 import { startLocalTemporal } from '../../infra/dev-server';
 import { stateDir } from '../../infra/paths';
 import { installRuntime } from '../../worker/runtime';
@@ -104,7 +105,8 @@ export async function runEmbedded(
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const home = path.resolve(options.home ?? stateDir());
   const store = new LocalArtifactStore(path.join(home, 'store'));
-  installRuntime();
+  // Its progress and summary say why a configuration failed: the SDK's warnings would say it twice more.
+  installRuntime({ failuresShown: true });
   log(`starting the local Temporal dev server (state in ${home}) …`);
   const temporal = await startLocalTemporal({
     stateDir: home,
@@ -194,5 +196,11 @@ export async function runCommand(
   process.stdout.write(
     `results (${((Date.now() - started) / 1000).toFixed(0)} s):\n${resultFiles.map((f) => `  ${f}`).join('\n')}\n`,
   );
-  if (results.failed.length > 0) process.exitCode = 1;
+  if (results.failed.length > 0) {
+    process.stderr.write(
+      `\n${plural(results.failed.length, 'configuration')} failed: fix the cause and run \`infodisent run ${file}\` ` +
+        'again; the stages that finished are reused\n',
+    );
+    process.exitCode = 1;
+  }
 }

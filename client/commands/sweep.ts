@@ -126,7 +126,13 @@ async function followToResults(client: Client, workflowId: string, json: boolean
   }
   if (json) printJson({ workflowId, status: 'COMPLETED', results, resultKeys });
   else printLine(`\n${resultsReport(results)}\n\nresults (in the workers' store): ${resultKeys.join(', ')}`);
-  if (results.failed.length > 0) process.exitCode = 1;
+  if (results.failed.length > 0) {
+    note(
+      `\n${plural(results.failed.length, 'configuration')} failed: fix the cause, then \`infodisent sweep start FILE\` ` +
+        `(or \`infodisent sweep resume ${workflowId}\` where the file is unchanged); the stages that finished are reused`,
+    );
+    process.exitCode = 1;
+  }
 }
 
 interface StartFlags extends ConnectionFlags, QueueFlags, JsonFlag, OnlyFlag, SweepRunFlags {
