@@ -807,6 +807,25 @@ describe('against a Temporal dev server', () => {
           `attempt 2 of 5 (starts in \\d+s|waits for a worker on 'lost-gpu') \\(attempt 1: its worker sent no heartbeat for 5s, on ${gpu.identity}\\)`,
         ),
       );
+
+      // A sweep whose configuration fails on its dataset (the CPU worker's stage) ends by saying how to go on.
+      const sweep = JSON.parse(await readFile(SMOKE, 'utf8'));
+      sweep.name = 'lost-data';
+      sweep.configurations[0].dataset = { kind: 'class-folders', name: 'f', root: path.join(dir, 'nowhere') };
+      const badFile = path.join(dir, 'lost-data.json');
+      await writeFile(badFile, JSON.stringify(sweep));
+      const failedRun = await cli(
+        ['sweep', 'start', badFile, '--id', 'cli-test-lost-data', ...queues, '--wait'],
+        env,
+      );
+      assert.equal(failedRun.code, 1, failedRun.stderr);
+      const hint =
+        '1 configuration failed: fix the cause, then `infodisent sweep start FILE` (or `infodisent sweep resume ' +
+        'cli-test-lost-data` where the file is unchanged); the stages that finished are reused';
+      assert.ok(failedRun.stderr.endsWith(`\n${hint}\n`), failedRun.stderr);
+      assert.match(failedRun.stdout, /^no configuration completed$/m);
+      const failedStatus = await cli(['sweep', 'status', 'cli-test-lost-data'], env);
+      assert.ok(failedStatus.stdout.endsWith(`\n${hint}\n`), failedStatus.stdout);
     } finally {
       await client.workflow
         .getHandle(workflowId)

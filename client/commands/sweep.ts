@@ -127,12 +127,17 @@ async function followToResults(client: Client, workflowId: string, json: boolean
   if (json) printJson({ workflowId, status: 'COMPLETED', results, resultKeys });
   else printLine(`\n${resultsReport(results)}\n\nresults (in the workers' store): ${resultKeys.join(', ')}`);
   if (results.failed.length > 0) {
-    note(
-      `\n${plural(results.failed.length, 'configuration')} failed: fix the cause, then \`infodisent sweep start FILE\` ` +
-        `(or \`infodisent sweep resume ${workflowId}\` where the file is unchanged); the stages that finished are reused`,
-    );
+    note(`\n${failedHint(results, workflowId)}`);
     process.exitCode = 1;
   }
+}
+
+/** What to do about a finished sweep's failed configurations. */
+function failedHint(results: SweepResults, workflowId: string): string {
+  return (
+    `${plural(results.failed.length, 'configuration')} failed: fix the cause, then \`infodisent sweep start FILE\` ` +
+    `(or \`infodisent sweep resume ${workflowId}\` where the file is unchanged); the stages that finished are reused`
+  );
 }
 
 interface StartFlags extends ConnectionFlags, QueueFlags, JsonFlag, OnlyFlag, SweepRunFlags {
@@ -267,6 +272,7 @@ async function statusCommand(workflowId: string, flags: StatusFlags): Promise<vo
     }
     if (progressError) printLine(progressError);
     if (results) printLine(resultsReport(results));
+    if (results && results.failed.length > 0) printLine(`\n${failedHint(results, workflowId)}`);
     if (RESUMABLE.has(status)) printLine(`resume it with 'infodisent sweep resume ${workflowId}'`);
   });
 }
