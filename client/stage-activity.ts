@@ -82,7 +82,7 @@ export async function readLastPolls(
   client: Client,
   activities: (StageActivity | undefined)[],
 ): Promise<void> {
-  const waiting = activities.filter((activity) => activity?.state === 'waiting') as StageActivity[];
+  const waiting = activities.filter((activity): activity is StageActivity => activity?.state === 'waiting');
   const queues = new Map<string, Promise<number | null>>();
   for (const activity of waiting) {
     const last =

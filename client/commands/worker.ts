@@ -1,4 +1,3 @@
-import os from 'node:os';
 import path from 'node:path';
 import { type Command, Option } from 'commander';
 import { adapterCheck } from '../../core/diagnostics/checks';
@@ -59,8 +58,8 @@ async function runWorker(flags: WorkerFlags): Promise<void> {
     });
     const served = flags.queues.map((role) => `${role} queue '${queues[role]}'`).join(' and ');
     log(
-      // Its identity (the SDK's default) is how `sweep status` and Temporal's UI name it.
-      `serving ${served} of ${flags.address} (namespace ${flags.namespace}) as ${process.pid}@${os.hostname()}; ` +
+      // Its identity is how `sweep status` and Temporal's UI name it.
+      `serving ${served} of ${flags.address} (namespace ${flags.namespace}) as ${workers[0]!.options.identity}; ` +
         `artifacts in ${store.location}. ` +
         'SIGINT/SIGTERM stops it: running activities get a few seconds, then are retried elsewhere.',
     );
