@@ -1,7 +1,7 @@
 import { msToNumber } from '@temporalio/common/lib/time';
 import { InvalidArgumentError, Option } from 'commander';
 import type { SweepResults } from '../core/pipeline/results';
-import { resultsTable } from '../core/pipeline/results';
+import { resultsTable, skippedSentence } from '../core/pipeline/results';
 import { computeEntries, computeSentence } from '../core/report/compute';
 import { TABLE_FORMATS, type TableFormat, tableText } from '../core/report/table-formats';
 import type { Table } from '../core/report/tables';
@@ -132,9 +132,11 @@ export function bar(done: number, total: number, width = 20): string {
 export function resultsReport(results: SweepResults): string {
   const failures = results.failed.map((f) => `FAILED ${f.configuration}: ${f.error}`);
   const compute = computeSentence(computeEntries(results.completed));
+  const skipped = skippedSentence(results);
   return [
     results.completed.length > 0 ? resultsTable(results) : 'no configuration completed',
     ...(compute ? ['', compute] : []),
+    ...(skipped ? ['', skipped] : []),
     ...(failures.length > 0 ? ['', ...failures] : []),
   ].join('\n');
 }

@@ -465,11 +465,11 @@ describe('ImageNet ILSVRC2012', () => {
 });
 
 describe('class-per-folder trees', () => {
-  test('reads train/ and test/ (or val/) folders with jpg, jpeg, png and webp images', async () => {
+  test('reads train/ and test/ (or val/) folders with jpg, jpeg, png, webp and tiff images', async () => {
     const dir = freshDir();
     await writeClassFolders(dir, {
-      train: { zebra: ['1.jpg', '2.PNG'], ant: ['3.webp', 'sub/4.jpeg'] },
-      val: { ant: ['5.jpg'], zebra: ['6.png'] },
+      train: { zebra: ['1.jpg', '2.PNG', '7.tif'], ant: ['3.webp', 'sub/4.jpeg'] },
+      val: { ant: ['5.jpg'], zebra: ['6.png', '8.TIFF'] },
     });
     await writeFile(path.join(dir, 'train', 'ant', 'notes.txt'), 'not an image');
     const { manifest } = await loadClassFolders(dir, { name: 'zoo' });
@@ -482,10 +482,75 @@ describe('class-per-folder trees', () => {
         ['train/ant/sub/4.jpeg', 0, 'train'],
         ['train/zebra/1.jpg', 1, 'train'],
         ['train/zebra/2.PNG', 1, 'train'],
+        ['train/zebra/7.tif', 1, 'train'],
         ['val/ant/5.jpg', 0, 'test'],
         ['val/zebra/6.png', 1, 'test'],
+        ['val/zebra/8.TIFF', 1, 'test'],
       ],
     );
+  });
+
+  test('an image torchvision would read but sharp cannot (BMP, PPM, PGM) is an error, or skipped on request', async () => {
+    const dir = freshDir();
+    await writeClassFolders(dir, { train: { ant: ['1.jpg'] }, test: { ant: ['2.jpg'] } });
+    // Only the extension matters to the loader: ImageFolder takes files by extension too.
+    const bitmap = path.join(dir, 'train', 'ant', 'scan.BMP');
+    await writeFile(bitmap, 'BM');
+    await rejectsWith(
+      loadClassFolders(dir),
+      bitmap,
+      "unsupported image format '.bmp'",
+      "(the dataset's skipInvalid would leave it out)",
+    );
+    const { manifest, skipped } = await loadClassFolders(dir, { skipInvalid: true });
+    assert.deepEqual(splitSizes(manifest), [1, 1]);
+    assert.deepEqual(
+      skipped.map((s) => s.path),
+      ['train/ant/scan.BMP'],
+    );
+  });
+
+  test('class folders without a split: testFraction holds out that share of each class by file-name hash', async () => {
+    const dir = freshDir();
+    const names = (prefix: string, count: number) =>
+      Array.from({ length: count }, (_, i) => `${prefix}${i}.jpg`);
+    await writeClassFolders(dir, { '.': { ant: names('a', 10), bee: names('b', 3), cat: ['c0.png'] } });
+    await rejectsWith(
+      loadDataset('class-folders', dir),
+      path.join(dir, 'train'),
+      "the root holds class folders (ant/, bee/, cat/) with no train/test split; set the dataset's testFraction",
+    );
+    const load = async () => (await loadDataset('class-folders', dir, { testFraction: 0.2 })).manifest;
+    const first = await load();
+    assert.deepEqual(first.classes, ['ant', 'bee', 'cat']);
+    const testOf = (manifest: DatasetManifest, label: number) =>
+      itemsOfSplit(manifest, 'test')
+        .filter((item) => item.label === label)
+        .map((item) => item.path);
+    // round(10 x 0.2) = 2, round(3 x 0.2) = 1, and a one-image class keeps it for training.
+    assert.deepEqual(
+      [0, 1, 2].map((label) => testOf(first, label).length),
+      [2, 1, 0],
+    );
+    assert.equal(first.items.length, 14);
+    assert.equal(new Set(first.items.map((item) => item.path)).size, 14);
+    assert.ok(first.items.every((item) => item.path.startsWith(`${first.classes[item.label]}/`)));
+    assert.deepEqual(await load(), first, 'the same split on every read');
+
+    // A new image moves at most one other between the splits.
+    await writeImage(path.join(dir, 'ant', 'a10.jpg'));
+    const grown = await load();
+    const before = new Set(testOf(first, 0));
+    const after = testOf(grown, 0).filter((file) => file !== 'ant/a10.jpg');
+    assert.ok(after.filter((file) => !before.has(file)).length === 0);
+    assert.ok(before.size - after.length <= 1);
+
+    await writeClassFolders(dir, { train: { ant: ['1.jpg'] } });
+    await rejectsWith(
+      loadDataset('class-folders', dir, { testFraction: 0.2 }),
+      'testFraction is for class folders without one',
+    );
+    await rejectsWith(loadDataset('class-folders', path.join(dir, 'nowhere')), 'missing dataset root folder');
   });
 
   test('a test class that is not a train class is an error, or skipped on request', async () => {

@@ -111,7 +111,7 @@ test('a run whose configuration fails says why once, exits 1, and says how to go
   await writeFile(file, JSON.stringify(sweep));
   const outcome = await runCli(['run', file, '--home', stateDir]);
   assert.equal(outcome.code, 1, outcome.stderr);
-  const missing = `${path.join(home, 'nowhere', 'train')}: missing train/ folder`;
+  const missing = `${path.join(home, 'nowhere')}: missing dataset root folder`;
   assert.match(outcome.stderr, new RegExp(`parts-mobilenetv2-tiny: failed · prepareDataset: ${missing}\\n`));
   assert.doesNotMatch(outcome.stderr, /\[WARN\]/, 'the SDK warnings would say it twice more');
   assert.match(

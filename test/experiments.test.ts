@@ -119,6 +119,11 @@ test('invalid sweeps name the failing field', () => {
     [(c) => (c['epochs'] = 3), /configurations\[0\]: .*'epochs'/],
     [(c) => (c['dataset'] = { kind: 'cub' }), /configurations\[0\]\.dataset\.root/],
     [(c) => (c['dataset'] = { kind: 'coco', root: '/x' }), /configurations\[0\]\.dataset\.kind/],
+    [
+      (c) => (c['dataset'] = { kind: 'class-folders', root: '/x', testFraction: 1 }),
+      /configurations\[0\]\.dataset\.testFraction: .*< ?1/,
+    ],
+    [(c) => (c['dataset'] = { kind: 'cub', root: '/x', testFraction: 0.2 }), /dataset: .*'testFraction'/],
     [(c) => (c['reported'] = { baseline: { top1: 80 } }), /configurations\[0\]\.reported\.source/],
     [
       (c) => (c['reported'] = { source: 'x', infodisent: { top1: 83.5e2 } }),

@@ -10,7 +10,7 @@ import { openBackbone } from '../core/backbones/registry';
 import type { DatasetManifest } from '../core/data/dataset';
 import { extractFeaturesInProcesses } from '../core/features/extract-processes';
 import type { ExtractionProgress } from '../core/features/feature-store';
-import { extractFeatures, featureCacheKey } from '../core/features/feature-store';
+import { extractFeatures, featureCacheKey, skippedImages } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { InputError } from '../core/util/errors';
 import { cpuDescription } from '../core/util/machine';
@@ -99,6 +99,14 @@ test('a bad image fails it naming the file; the shards stored stay, and a rerun 
       assert.ok(error.message.includes(bad), error.message);
       return true;
     });
+    // Skipping unreadable images, the processes leave it out (a set of its own, which copies the shards stored).
+    const skipping = await extractFeaturesInProcesses({ ...options(store, 2), skipUnreadable: true });
+    assert.deepEqual(
+      skippedImages(skipping.manifest).map((image) => image.path),
+      [dataset.items[9]!.path],
+    );
+    assert.equal(skipping.manifest.count, dataset.items.length - 1);
+    assert.ok(skipping.reusedShards > 0);
   } finally {
     await rename(`${bad}.good`, bad);
   }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,7 +8,14 @@ import { loadOnnxBackbone, type OnnxBackbone } from '../core/backbones/onnx-back
 import { encodeOnnxModel } from '../core/backbones/onnx-encode';
 import { parseSweep } from '../core/config/experiment';
 import type { DatasetManifest } from '../core/data/dataset';
-import { extractFeatures, featureCacheKey, StoredFeatureSet } from '../core/features/feature-store';
+import { ImageDecodeError } from '../core/data/preprocess';
+import {
+  extractFeatures,
+  featureCacheKey,
+  StoredFeatureSet,
+  skippedImages,
+} from '../core/features/feature-store';
+import { featureSettings } from '../core/pipeline/stages';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { fromFloat16Bits, toFiniteFloat16Bits, toFloat16Bits } from '../core/util/float16';
 import { SeededRandom } from '../core/util/random';
@@ -142,7 +149,7 @@ describe('float16 feature shards', () => {
     assert.equal(full.manifest.dtype, 'float32');
     assert.equal(half.manifest.dtype, 'float16');
     assert.notEqual(half.manifest.key, full.manifest.key);
-    assert.equal(half.manifest.key, featureCacheKey(dataset, 'train', backbone, 'float16'));
+    assert.equal(half.manifest.key, featureCacheKey(dataset, 'train', backbone, { dtype: 'float16' }));
     // float32 keys are unchanged by the dtype option.
     assert.equal(full.manifest.key, featureCacheKey(dataset, 'train', backbone));
 
@@ -205,13 +212,106 @@ describe('float16 feature shards', () => {
       );
   });
 
+  test('unreadable images fail an extraction naming them, or are left out of the set with skipUnreadable', async () => {
+    const root = path.join(dir, 'unreadable');
+    const images = await writeNoiseDataset(root, [
+      [300, 200],
+      [180, 320],
+      [256, 256],
+      [410, 333],
+      [224, 500],
+    ]);
+    const [truncated, notAnImage] = [images.items[2]!.path, images.items[4]!.path];
+    const good = await readFile(path.join(root, truncated));
+    await writeFile(path.join(root, truncated), good.subarray(0, good.length / 2));
+    await writeFile(path.join(root, notAnImage), 'not an image');
+    const store = new LocalArtifactStore(path.join(dir, 'unreadable-store'));
+    const options = { store, dataset: images, split: 'train' as const, backbone, shardSize: 2, batchSize: 2 };
+
+    await assert.rejects(extractFeatures(options), (error: unknown) => {
+      assert.ok(error instanceof ImageDecodeError, String(error));
+      assert.equal(error.file, path.join(root, truncated));
+      return true;
+    });
+    const strictKey = featureCacheKey(images, 'train', backbone);
+    assert.deepEqual(
+      await store.list(`${strictKey}/`),
+      [`${strictKey}/shard-00000.f32`],
+      'the shard before it is kept',
+    );
+
+    // Skipping: another set, which copies the shard the failed extraction stored instead of computing it.
+    const skipping = await extractFeatures({ ...options, skipUnreadable: true });
+    const { manifest } = skipping;
+    assert.equal(manifest.key, featureCacheKey(images, 'train', backbone, { skipUnreadable: true }));
+    assert.notEqual(manifest.key, strictKey);
+    assert.equal(skipping.reusedShards, 1);
+    assert.deepEqual(
+      manifest.items,
+      [0, 1, 3].map((i) => images.items[i]!.path),
+    );
+    assert.deepEqual(manifest.labels, [0, 1, 1]);
+    assert.deepEqual(
+      skippedImages(manifest).map(({ path: file, reason }) => [
+        file,
+        reason.split(': cannot decode image: ')[0],
+      ]),
+      [
+        [truncated, path.join(root, truncated)],
+        [notAnImage, path.join(root, notAnImage)],
+      ],
+    );
+    assert.deepEqual(
+      manifest.shards.map((shard) => [shard.count, shard.skipped?.map((row) => row.row)]),
+      [
+        [2, undefined],
+        [1, [0]],
+        [0, [0]],
+      ],
+    );
+
+    // The set reads as the readable images alone, extracted on their own.
+    const readable = { ...images, items: images.items.filter((_, i) => i !== 2 && i !== 4) };
+    const alone = await extractFeatures({
+      ...options,
+      dataset: readable,
+      store: new LocalArtifactStore(path.join(dir, 'readable')),
+    });
+    const read = async (key: string, at: LocalArtifactStore) => {
+      const set = await StoredFeatureSet.open(at, key);
+      assert.deepEqual(set.shardSizes, [2, 1], 'a shard that skipped all its images is left out');
+      const shards = await Promise.all(set.shardSizes.map((_, i) => set.readShard(i)));
+      return Float32Array.from(shards.flatMap((shard) => [...shard]));
+    };
+    const values = await read(manifest.key, store);
+    const expected = await read(alone.manifest.key, new LocalArtifactStore(path.join(dir, 'readable')));
+    assert.equal(values.length, expected.length);
+    assert.ok(values.every((v, i) => Math.abs(v - expected[i]!) <= 1e-5 * (1 + Math.abs(expected[i]!))));
+
+    // Cut off after its shards were stored: a resumed extraction keeps each shard's skipped rows.
+    await rm(path.join(dir, 'unreadable-store', manifest.key, 'manifest.json'));
+    const resumed = await extractFeatures({ ...options, skipUnreadable: true });
+    assert.equal(resumed.reusedShards, 3);
+    assert.deepEqual(resumed.manifest, { ...manifest, compute: resumed.manifest.compute });
+
+    // With the images mended, the set that reads them all takes them.
+    await writeFile(path.join(root, truncated), good);
+    await sharp({ create: { width: 64, height: 48, channels: 3, background: '#808080' } })
+      .jpeg()
+      .toFile(path.join(root, notAnImage));
+    const strict = await extractFeatures(options);
+    assert.equal(strict.manifest.key, strictKey);
+    assert.equal(strict.manifest.count, 5);
+    assert.deepEqual(skippedImages(strict.manifest), []);
+  });
+
   test('a float16 configuration addresses other features than a float32 one', () => {
     const keyFor = (features?: unknown) =>
       featureCacheKey(
         dataset,
         'train',
         backbone,
-        parseSweep(sweep(features)).configurations[0]!.features.dtype,
+        featureSettings(parseSweep(sweep(features)).configurations[0]!),
       );
     assert.notEqual(keyFor({ dtype: 'float16' }), keyFor());
     assert.equal(keyFor({ dtype: 'float32' }), keyFor());

@@ -88,6 +88,13 @@ describe('preprocessImage against torchvision on PIL (reference/preprocess_refer
     { name: 'e.png', width: 100, height: 150, mode: 'RGB', write: (f) => rgb(100, 150, 5).png().toFile(f) },
     { name: 'f.png', width: 256, height: 256, mode: 'RGB', write: (f) => rgb(256, 256, 6).png().toFile(f) },
     {
+      name: 'g.tif',
+      width: 211,
+      height: 240,
+      mode: 'RGB',
+      write: (f) => rgb(211, 240, 10).tiff({ compression: 'lzw' }).toFile(f),
+    },
+    {
       name: 'grey.png',
       width: 301,
       height: 245,

@@ -141,7 +141,8 @@ export async function configurationWorkflow({
       classes: dataset.classes.length,
       train: dataset.counts.train,
       test: dataset.counts.test,
-      skipped: dataset.skipped,
+      // The files its loader left out, then the images its extraction could not decode.
+      skipped: [...dataset.skipped, ...(train.skipped ?? []), ...(test.skipped ?? [])],
     },
     backbone: configuration.backbone.name,
     features: {

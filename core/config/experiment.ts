@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import picomatch from 'picomatch';
 import { z } from 'zod';
 import { BUNDLED_BACKBONE_NAMES } from '../backbones/registry';
-import { DATASET_FORMATS } from '../data/loaders';
+import { DATASET_FORMATS, type DatasetFormat } from '../data/loaders';
 import { PartsDatasetOptionsSchema } from '../data/parts-dataset';
 import { PRESETS, type PresetName } from '../data/preprocess';
 import { FEATURE_DTYPES } from '../features/feature-set';
@@ -39,6 +39,21 @@ export const InfoDisentHeadSchema = z
 
 const DatasetName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" and "-"');
 
+/** The fields of a dataset read from files in `format`'s layout. */
+function datasetFileFields(format: DatasetFormat) {
+  return {
+    name: DatasetName.default(format),
+    root: z
+      .string()
+      .min(1)
+      .describe("Folder in the dataset's official layout, on every worker that extracts it."),
+    skipInvalid: z
+      .boolean()
+      .default(false)
+      .describe('Record unreadable or missing files in the results instead of failing.'),
+  };
+}
+
 export const DatasetSchema = z.discriminatedUnion('kind', [
   z
     .object({
@@ -47,22 +62,24 @@ export const DatasetSchema = z.discriminatedUnion('kind', [
       generator: PartsDatasetOptionsSchema,
     })
     .strict(),
-  ...DATASET_FORMATS.map((format) =>
-    z
-      .object({
-        kind: z.literal(format),
-        name: DatasetName.default(format),
-        root: z
-          .string()
-          .min(1)
-          .describe("Folder in the dataset's official layout, on every worker that extracts it."),
-        skipInvalid: z
-          .boolean()
-          .default(false)
-          .describe('Record unreadable or missing files in the results instead of failing.'),
-      })
-      .strict(),
+  ...DATASET_FORMATS.filter((format) => format !== 'class-folders').map((format) =>
+    z.object({ kind: z.literal(format), ...datasetFileFields(format) }).strict(),
   ),
+  z
+    .object({
+      kind: z.literal('class-folders'),
+      ...datasetFileFields('class-folders'),
+      testFraction: z
+        .number()
+        .gt(0)
+        .lt(1)
+        .optional()
+        .describe(
+          'For class folders directly under the root (no train/ and test/): the share of each class held out ' +
+            'for test, chosen by a hash of each file name, so the same on every worker and for every seed.',
+        ),
+    })
+    .strict(),
 ]);
 
 /**

@@ -15,8 +15,17 @@ export interface PreprocessRequest {
   first: number;
 }
 
-/** Done, or the file that could not be decoded (an ImageDecodeError again here). */
-export type PreprocessReply = { done: true } | { decodeError: { file: string; reason: string } };
+/** An image of a batch that could not be decoded: its index in the batch, file and the decoder's reason. */
+export interface UnreadableImage {
+  index: number;
+  file: string;
+  reason: string;
+}
+
+/** The files of the request that could not be decoded (none when all were prepared). */
+export interface PreprocessReply {
+  unreadable: UnreadableImage[];
+}
 
 /**
  * Decodes and preprocesses batches of images (core/data/preprocess.ts) in worker threads. onnxruntime's
@@ -38,41 +47,55 @@ export class PreprocessPool {
   }
 
   /**
-   * The images of `files` prepared with `preset`, NHWC in one buffer; a bad file fails it with its name.
-   * The batch is split over the threads, which write straight into one shared buffer: at a GPU's rate
-   * (a 64-image batch every ~30 ms) a copy of each part here would hold this thread for milliseconds.
+   * The images of `files` prepared with `preset`, NHWC in one buffer. A file that cannot be decoded fails it
+   * with its name (an ImageDecodeError), unless `unreadable` is given: then each such file is added to it and
+   * its image left zero. The batch is split over the threads, which write straight into one shared buffer:
+   * at a GPU's rate (a 64-image batch every ~30 ms) a copy of each part here would hold this thread for
+   * milliseconds.
    */
-  prepare(files: readonly string[], preset: PresetName): Promise<Float32Array> {
-    return this.fill(files, preset, 'float32').then((batch) => new Float32Array(batch));
+  prepare(
+    files: readonly string[],
+    preset: PresetName,
+    unreadable?: UnreadableImage[],
+  ): Promise<Float32Array> {
+    return this.fill(files, preset, 'float32', unreadable).then((batch) => new Float32Array(batch));
   }
 
   /** The crops of `files` before normalisation, uint8 NHWC in one buffer (`cropPixels`), as `prepare` splits them. */
-  preparePixels(files: readonly string[], preset: PresetName): Promise<Uint8Array> {
-    return this.fill(files, preset, 'pixels').then((batch) => new Uint8Array(batch));
+  preparePixels(
+    files: readonly string[],
+    preset: PresetName,
+    unreadable?: UnreadableImage[],
+  ): Promise<Uint8Array> {
+    return this.fill(files, preset, 'pixels', unreadable).then((batch) => new Uint8Array(batch));
   }
 
   private async fill(
     files: readonly string[],
     preset: PresetName,
     format: BatchFormat,
+    unreadable: UnreadableImage[] | undefined,
   ): Promise<SharedArrayBuffer> {
     const values = files.length * PRESETS[preset].cropSize ** 2 * 3;
     const batch = new SharedArrayBuffer(values * (format === 'pixels' ? 1 : Float32Array.BYTES_PER_ELEMENT));
     const chunk = Math.ceil(files.length / this.threads.length);
-    const parts: Promise<void>[] = [];
+    const parts: Promise<PreprocessReply>[] = [];
     for (let first = 0; first < files.length; first += chunk)
       parts.push(this.request({ files: files.slice(first, first + chunk), preset, format, batch, first }));
-    await Promise.all(parts);
+    const failed = (await Promise.all(parts))
+      .flatMap((reply) => reply.unreadable)
+      .sort((a, b) => a.index - b.index);
+    if (failed.length > 0 && !unreadable) throw new ImageDecodeError(failed[0]!.file, failed[0]!.reason);
+    unreadable?.push(...failed);
     return batch;
   }
 
   /** Sends one request to the least busy thread. */
-  private async request(request: PreprocessRequest): Promise<void> {
+  private request(request: PreprocessRequest): Promise<PreprocessReply> {
     const thread = this.threads.reduce((best, candidate) =>
       candidate.inFlight < best.inFlight ? candidate : best,
     );
-    const reply = await thread.request(request);
-    if ('decodeError' in reply) throw new ImageDecodeError(reply.decodeError.file, reply.decodeError.reason);
+    return thread.request(request);
   }
 
   async close(): Promise<void> {

@@ -32,10 +32,15 @@ export interface AnnotatedImage {
 
 /**
  * The split's items in storage order with their original sizes (read from the image headers) and
- * their part boxes or visible keypoints.
+ * their part boxes or visible keypoints; without those its extraction `skipped`, as its features are.
  */
-export async function annotatedImages(manifest: DatasetManifest, split: Split): Promise<AnnotatedImage[]> {
-  const items = itemsOfSplit(manifest, split);
+export async function annotatedImages(
+  manifest: DatasetManifest,
+  split: Split,
+  skipped: readonly { path: string }[] = [],
+): Promise<AnnotatedImage[]> {
+  const left = new Set(skipped.map((image) => image.path));
+  const items = itemsOfSplit(manifest, split).filter((item) => !left.has(item.path));
   const sizes = await Promise.all(
     items.map(async (item) => {
       const file = path.join(manifest.root, item.path);

@@ -34,6 +34,7 @@ async function handle(request: ExtractionProcessRequest): Promise<void> {
     backbone,
     dtype: open.dtype,
     preprocessThreads: open.preprocessThreads,
+    skipUnreadable: open.skipUnreadable,
     ...(open.batchSize ? { batchSize: open.batchSize } : {}),
     shards: request.shards,
     onBatch: (count) => send({ kind: 'batch', count }),

@@ -25,6 +25,7 @@ export type ExtractionProcessRequest =
       dtype: FeatureDtype;
       batchSize?: number;
       preprocessThreads: number;
+      skipUnreadable: boolean;
     }
   | { kind: 'compute'; shards: ShardToCompute[] };
 
@@ -45,6 +46,8 @@ export interface ProcessExtractionOptions {
   dtype?: FeatureDtype;
   shardSize?: number;
   batchSize?: number;
+  /** As extractFeatures' (ExtractionTarget). */
+  skipUnreadable?: boolean;
   /** Processes extracting at once (at least 2 to be worth it). */
   processes: number;
   /** Threads preparing images, shared out between the processes. Default DEFAULT_PREPROCESS_THREADS. */
@@ -136,6 +139,7 @@ export async function extractFeaturesInProcesses(
           dtype,
           ...(options.batchSize ? { batchSize: options.batchSize } : {}),
           preprocessThreads: threads,
+          skipUnreadable: options.skipUnreadable ?? false,
         });
         return extractor.receive('open');
       }),

@@ -4,8 +4,9 @@ import sharp from 'sharp';
 import type { Backbone } from '../backbones/backbone';
 import type { DatasetItem, DatasetManifest, Split } from '../data/dataset';
 import { itemsOfSplit } from '../data/dataset';
-import { PRESETS } from '../data/preprocess';
-import { PreprocessPool } from '../data/preprocess-pool';
+import type { SkippedInput } from '../data/loaders';
+import { ImageDecodeError, PRESETS } from '../data/preprocess';
+import { PreprocessPool, type UnreadableImage } from '../data/preprocess-pool';
 import { type ArtifactStore, getJson, getRequired, putJson } from '../store/artifact-store';
 import { type ComputeRecord, computeRecord } from '../util/compute-record';
 import { InputError } from '../util/errors';
@@ -38,21 +39,36 @@ export interface FeatureManifest {
   labels: number[];
   /** Item paths in storage order, so results can point back at images. */
   items: string[];
-  shards: { key: string; count: number; sha256: string }[];
+  /**
+   * `count`: the shard's items, those of `labels` and `items`. An extraction told to skip unreadable images
+   * stores a zero row for each, listed in `skipped` by its row in the shard, and left out of the set.
+   */
+  shards: { key: string; count: number; sha256: string; skipped?: SkippedRow[] }[];
   dtype: FeatureDtype;
   /** What extracting the set took, and on what; absent in sets extracted before it was recorded. */
   compute?: ComputeRecord;
 }
 
+/** How a split's features are stored and read, beyond its images and backbone: part of their cache key. */
+export interface FeatureSettings {
+  /** Storage type of the shards. Default 'float32'. */
+  dtype?: FeatureDtype;
+  /** Leave out the images that cannot be decoded (listed in the shards' `skipped`) instead of failing. */
+  skipUnreadable?: boolean;
+}
+
 /**
  * The cache address of one split's features: a hash of the split's file list and labels, the backbone's
- * weights and its preprocessing, and the storage dtype. Any change to these re-extracts; nothing else does.
+ * weights and its preprocessing, the storage dtype, and whether unreadable images are skipped. Any change to
+ * these re-extracts; nothing else does. Skipping is in the key since the set then depends on which files
+ * decode: a set that skipped images is never taken for one that read them all, nor are the heads trained on
+ * it (the shards both would hold alike are copied over: see planExtraction).
  */
 export function featureCacheKey(
   dataset: DatasetManifest,
   split: Split,
   backbone: Pick<Backbone, 'name' | 'fingerprint' | 'preprocessing' | 'preset'>,
-  dtype: FeatureDtype = 'float32',
+  { dtype = 'float32', skipUnreadable = false }: FeatureSettings = {},
 ): string {
   const items = itemsOfSplit(dataset, split).map((item) => [item.path, item.label]);
   return `features/${backbone.name}/${contentKey({
@@ -64,6 +80,7 @@ export function featureCacheKey(
     preset: backbone.preset,
     // Likewise float32 adds nothing, so keys of float32 sets are what they were before dtypes.
     dtype: dtype === 'float32' ? undefined : dtype,
+    skipUnreadable: skipUnreadable || undefined,
   })}`;
 }
 
@@ -76,6 +93,14 @@ export const DEFAULT_PREPROCESS_THREADS = Math.max(1, os.availableParallelism() 
 /** Images per backbone call unless the backbone or the configuration says otherwise. */
 const DEFAULT_BATCH_SIZE = 16;
 
+/** A row of a shard left zero because its image could not be decoded (an extraction that skips them). */
+export interface SkippedRow {
+  row: number;
+  /** The image, relative to the dataset root. */
+  path: string;
+  reason: string;
+}
+
 /** Decodes and resizes one image to the backbone's input, scaled to [0, 1]; errors name the file. */
 export async function loadImage(file: string, size: number): Promise<Float32Array> {
   let pixels: Buffer;
@@ -87,7 +112,7 @@ export async function loadImage(file: string, size: number): Promise<Float32Arra
       .raw()
       .toBuffer();
   } catch (error) {
-    throw new Error(`cannot decode image ${file}: ${(error as Error).message}`);
+    throw new ImageDecodeError(file, (error as Error).message);
   }
   if (pixels.length !== size * size * 3)
     throw new Error(`image ${file} did not decode to ${size}x${size} RGB`);
@@ -114,18 +139,29 @@ function batchPreparer(backbone: Backbone, threads: number) {
     return pool;
   };
   return {
-    async prepare(files: readonly string[]): Promise<Float32Array> {
-      if (preset) return started().prepare(files, preset);
+    /** As PreprocessPool.prepare: with `unreadable`, a file that cannot be decoded is listed there, its image zero. */
+    async prepare(files: readonly string[], unreadable?: UnreadableImage[]): Promise<Float32Array> {
+      if (preset) return started().prepare(files, preset, unreadable);
       const images = new Float32Array(files.length * pixels);
       await Promise.all(
-        files.map(async (file, i) => images.set(await loadImage(file, backbone.inputSize), i * pixels)),
+        files.map(async (file, i) => {
+          try {
+            images.set(await loadImage(file, backbone.inputSize), i * pixels);
+          } catch (error) {
+            if (!(unreadable && error instanceof ImageDecodeError)) throw error;
+            unreadable.push({ index: i, file, reason: error.reason });
+          }
+        }),
       );
       return images;
     },
     /** The crops' pixels, for a backbone with a preset that takes them (`extractPixels`); else `prepare`. */
-    prepareForExtraction(files: readonly string[]): Promise<Float32Array | Uint8Array> {
-      if (preset && backbone.extractPixels) return started().preparePixels(files, preset);
-      return this.prepare(files);
+    prepareForExtraction(
+      files: readonly string[],
+      unreadable?: UnreadableImage[],
+    ): Promise<Float32Array | Uint8Array> {
+      if (preset && backbone.extractPixels) return started().preparePixels(files, preset, unreadable);
+      return this.prepare(files, unreadable);
     },
     close: async () => pool?.close(),
   };
@@ -272,6 +308,19 @@ function encodeFeatures(features: Float32Array, dtype: FeatureDtype, out: Uint8A
   return bad;
 }
 
+/** `values` of rows of `size` values, without the `skipped` ones. */
+function withoutRows(values: Float32Array, size: number, skipped: readonly SkippedRow[] = []): Float32Array {
+  if (skipped.length === 0) return values;
+  const left = new Set(skipped.map(({ row }) => row));
+  const kept = new Float32Array(values.length - skipped.length * size);
+  for (let row = 0, at = 0; row < values.length / size; row++) {
+    if (left.has(row)) continue;
+    kept.set(values.subarray(row * size, (row + 1) * size), at);
+    at += size;
+  }
+  return kept;
+}
+
 /** The float32 values of a stored shard. */
 function decodeShard(data: Buffer, dtype: FeatureDtype): Float32Array {
   // Copied out of the buffer: Node pools small reads, and typed arrays need aligned offsets.
@@ -285,12 +334,10 @@ export type BackboneIdentity = Pick<
   'name' | 'fingerprint' | 'preprocessing' | 'preset' | 'featureShape' | 'runtime'
 >;
 
-interface ExtractionTarget {
+interface ExtractionTarget extends FeatureSettings {
   store: ArtifactStore;
   dataset: DatasetManifest;
   split: Split;
-  /** Storage type of the shards. Default 'float32'. */
-  dtype?: FeatureDtype;
   shardSize?: number;
 }
 
@@ -304,6 +351,32 @@ interface BatchOptions {
 interface ExtractionOptions extends ExtractionTarget, BatchOptions {
   backbone: Backbone;
   onProgress?: (progress: ExtractionProgress) => void | Promise<void>;
+}
+
+/** Where a shard's skipped rows are kept (SkippedRows), beside the shard. */
+function skippedRowsKey(shardKey: string): string {
+  return `${shardKey}.skipped.json`;
+}
+
+/**
+ * A shard's skipped rows, stored before the shard with the shard's hash: they belong to the shard only while
+ * its bytes hash to it, so a shard computed again without skipping (which leaves this file) has none.
+ */
+interface SkippedRows {
+  sha256: string;
+  rows: SkippedRow[];
+}
+
+/** Whether a file under a feature set's key is one of its shards (not its manifest or a shard's skipped rows). */
+export function isShardFile(name: string): boolean {
+  return name !== 'manifest.json' && !name.endsWith('.skipped.json');
+}
+
+/** The images an extraction left out, as a dataset's loader lists the files it skipped. */
+export function skippedImages(manifest: Pick<FeatureManifest, 'shards'>): SkippedInput[] {
+  return manifest.shards.flatMap((shard) =>
+    (shard.skipped ?? []).map(({ path, reason }) => ({ path, reason })),
+  );
 }
 
 /** A shard no stored copy of which was found whole: its index, key and items. */
@@ -333,9 +406,11 @@ type ExtractionPlan =
 async function planExtraction(target: ExtractionTarget, backbone: BackboneIdentity): Promise<ExtractionPlan> {
   const { store, dataset, split } = target;
   const dtype = target.dtype ?? 'float32';
-  const key = featureCacheKey(dataset, split, backbone, dtype);
+  const key = featureCacheKey(dataset, split, backbone, target);
   const existing = await getJson<FeatureManifest>(store, `${key}/manifest.json`);
   if (existing) return { manifest: existing };
+  // The shards an extraction that reads every image stored hold what this one would (it skipped none).
+  const readingAll = target.skipUnreadable ? featureCacheKey(dataset, split, backbone, { dtype }) : undefined;
 
   const items = itemsOfSplit(dataset, split);
   if (items.length === 0) throw new Error(`dataset '${dataset.name}' has no ${split} items`);
@@ -345,11 +420,23 @@ async function planExtraction(target: ExtractionTarget, backbone: BackboneIdenti
   const missing: ShardToCompute[] = [];
   for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
     const shardItems = items.slice(start, start + shardSize);
-    const shardKey = `${key}/shard-${String(index).padStart(5, '0')}.${SHARD_SUFFIX[dtype]}`;
+    const name = `shard-${String(index).padStart(5, '0')}.${SHARD_SUFFIX[dtype]}`;
+    const shardKey = `${key}/${name}`;
+    const whole = (data: Buffer | undefined): data is Buffer => data?.length === shardItems.length * length;
     const data = await store.get(shardKey);
-    if (data && data.length === shardItems.length * length)
-      shards[index] = { key: shardKey, count: shardItems.length, sha256: sha256(data) };
-    else missing.push({ index, key: shardKey, items: shardItems });
+    if (whole(data)) {
+      // Only an extraction that skips images stores skipped rows.
+      shards[index] = target.skipUnreadable
+        ? await storedShard(store, shardKey, data, shardItems.length)
+        : shardEntry(shardKey, shardItems.length, sha256(data), []);
+      continue;
+    }
+    const copied = readingAll === undefined ? undefined : await store.get(`${readingAll}/${name}`);
+    if (whole(copied)) {
+      const hash = sha256(copied);
+      await store.put(shardKey, copied, hash);
+      shards[index] = shardEntry(shardKey, shardItems.length, hash, []);
+    } else missing.push({ index, key: shardKey, items: shardItems });
   }
   const computing = missing.reduce((sum, shard) => sum + shard.items.length, 0);
   return {
@@ -362,10 +449,29 @@ async function planExtraction(target: ExtractionTarget, backbone: BackboneIdenti
   };
 }
 
+/** The entry of a shard stored whole, with the rows it skipped where its SkippedRows match its bytes. */
+async function storedShard(
+  store: ArtifactStore,
+  key: string,
+  data: Buffer,
+  rows: number,
+): Promise<ShardEntry> {
+  const hash = sha256(data);
+  const skipped = await getJson<SkippedRows>(store, skippedRowsKey(key));
+  return shardEntry(key, rows, hash, skipped?.sha256 === hash ? skipped.rows : []);
+}
+
+/** A shard's manifest entry; `rows` is its stored row count, of which `skipped` are left out. */
+function shardEntry(key: string, rows: number, sha: string, skipped: SkippedRow[]): ShardEntry {
+  return { key, count: rows - skipped.length, sha256: sha, ...(skipped.length > 0 ? { skipped } : {}) };
+}
+
 /** A shard being computed: its bytes, in memory the hashing thread reads, are filled batch by batch. */
 interface ShardInProgress extends ShardToCompute {
   memory: SharedArrayBuffer;
   filled: number;
+  /** Index of its first item among the files computed. */
+  firstFile: number;
 }
 
 /**
@@ -382,11 +488,15 @@ export async function computeShards(
     backbone: Backbone;
     dtype?: FeatureDtype;
     shards: readonly ShardToCompute[];
+    skipUnreadable?: boolean;
     onBatch?: (count: number) => void | Promise<void>;
     onShard?: (index: number, entry: ShardEntry) => void;
   },
 ): Promise<void> {
   const { store, dataset, backbone, shards } = options;
+  // The files that could not be decoded, by index among `files`, with why (only when skipping them).
+  const unreadable = new Map<number, string>();
+  const firstFiles = shardStarts(shards.map((shard) => shard.items.length));
   const dtype = options.dtype ?? 'float32';
   const batchSize = options.batchSize ?? backbone.batchSize ?? DEFAULT_BATCH_SIZE;
   const bytes = FEATURE_DTYPE_BYTES[dtype];
@@ -406,15 +516,21 @@ export async function computeShards(
     return reusable >= 0 ? stored.splice(reusable, 1)[0]! : new SharedArrayBuffer(length);
   };
   try {
-    for await (const batch of featureBatches(backbone, files, batchSize, (batch) =>
-      preparer.prepareForExtraction(batch),
-    )) {
+    const prepare = async (batch: readonly string[], first: number) => {
+      if (!options.skipUnreadable) return preparer.prepareForExtraction(batch);
+      const failed: UnreadableImage[] = [];
+      const images = await preparer.prepareForExtraction(batch, failed);
+      for (const { index, file, reason } of failed)
+        unreadable.set(first + index, new ImageDecodeError(file, reason).message);
+      return images;
+    };
+    for await (const batch of featureBatches(backbone, files, batchSize, prepare)) {
       const count = batch.features.length / size;
       for (let taken = 0; taken < count; ) {
         if (!filling) {
-          const shard = shards[next++]!;
+          const shard = shards[next]!;
           const length = shard.items.length * size * bytes;
-          filling = { ...shard, memory: shardMemory(length), filled: 0 };
+          filling = { ...shard, memory: shardMemory(length), filled: 0, firstFile: firstFiles[next++]! };
         }
         const shard = filling;
         const take = Math.min(count - taken, shard.items.length - shard.filled);
@@ -429,10 +545,20 @@ export async function computeShards(
         if (shard.filled === shard.items.length) {
           filling = undefined;
           await storing;
+          const skipped = shard.items.flatMap((item, row) => {
+            const reason = unreadable.get(shard.firstFile + row);
+            return reason === undefined ? [] : [{ row, path: item.path, reason }];
+          });
           storing = hasher.digest(shard.index).then(async (sha256) => {
+            // The rows first: a shard stored without them would pass its zero rows off as images.
+            if (skipped.length > 0)
+              await putJson(store, skippedRowsKey(shard.key), {
+                sha256,
+                rows: skipped,
+              } satisfies SkippedRows);
             await store.put(shard.key, Buffer.from(shard.memory), sha256);
             stored.push(shard.memory);
-            options.onShard?.(shard.index, { key: shard.key, count: shard.items.length, sha256 });
+            options.onShard?.(shard.index, shardEntry(shard.key, shard.items.length, sha256, skipped));
           });
           storing.catch(() => undefined); // awaited before the next shard is stored, and at the end
         }
@@ -456,6 +582,8 @@ async function publishFeatures(
   shards: ShardEntry[],
   compute: ComputeRecord,
 ): Promise<FeatureManifest> {
+  const skipped = new Set(skippedImages({ shards }).map((image) => image.path));
+  const kept = items.filter((item) => !skipped.has(item.path));
   const manifest: FeatureManifest = {
     version: 1,
     key,
@@ -465,9 +593,9 @@ async function publishFeatures(
     backboneFingerprint: backbone.fingerprint,
     shape: backbone.featureShape,
     classCount: target.dataset.classes.length,
-    count: items.length,
-    labels: items.map((item) => item.label),
-    items: items.map((item) => item.path),
+    count: kept.length,
+    labels: kept.map((item) => item.label),
+    items: kept.map((item) => item.path),
     shards,
     dtype: target.dtype ?? 'float32',
     compute,
@@ -533,13 +661,16 @@ export class StoredFeatureSet implements FeatureSet {
   readonly labels: Int32Array;
   readonly shardSizes: number[];
   private readonly shardStarts: number[];
+  /** The manifest's shards that hold items (one whose every image was skipped holds none). */
+  private readonly shards: FeatureManifest['shards'];
 
   private constructor(
     private readonly store: ArtifactStore,
     readonly manifest: FeatureManifest,
   ) {
     this.labels = Int32Array.from(manifest.labels);
-    this.shardSizes = manifest.shards.map((shard) => shard.count);
+    this.shards = manifest.shards.filter((shard) => shard.count > 0);
+    this.shardSizes = this.shards.map((shard) => shard.count);
     this.shardStarts = shardStarts(this.shardSizes);
   }
 
@@ -563,22 +694,23 @@ export class StoredFeatureSet implements FeatureSet {
   }
 
   async readShard(index: number): Promise<Float32Array> {
-    const shard = this.manifest.shards[index];
+    const shard = this.shards[index];
     if (!shard) throw new Error(`feature set '${this.manifest.key}' has no shard ${index}`);
     const data = await getRequired(this.store, shard.key);
     if (sha256(data) !== shard.sha256)
       throw new Error(`feature shard '${shard.key}' is corrupt (checksum mismatch)`);
+    const rows = shard.count + (shard.skipped?.length ?? 0);
     return checkShardData(
       this,
-      { index, key: shard.key, count: shard.count, firstItem: this.shardStarts[index]! },
+      { index, key: shard.key, count: shard.count, rows, firstItem: this.shardStarts[index]! },
       this.manifest.dtype,
       data.byteLength,
-      () => decodeShard(data, this.manifest.dtype),
+      () => withoutRows(decodeShard(data, this.manifest.dtype), itemSize(this.shape), shard.skipped),
     );
   }
 
   shardKey(index: number): string {
-    return this.manifest.shards[index]?.key ?? `shard ${index}`;
+    return this.shards[index]?.key ?? `shard ${index}`;
   }
 
   itemName(index: number): string {

@@ -106,25 +106,27 @@ export function checkLabels(
 }
 
 /**
- * One shard's values as read: the byte length its item count and the map geometry imply, and every value
- * finite. `firstItem` is the storage index of the shard's first item.
+ * One shard's values as read: the byte length its rows (its items, and the rows of images skipped, where
+ * `rows` counts them) and the map geometry imply, and every value of `data` (its items') finite.
+ * `firstItem` is the storage index of the shard's first item.
  */
 export function checkShardData(
   set: Pick<FeatureSet, 'name' | 'shape' | 'itemName'>,
-  shard: { index: number; key: string; count: number; firstItem: number },
+  shard: { index: number; key: string; count: number; rows?: number; firstItem: number },
   dtype: FeatureDtype,
   byteLength: number,
   data: () => Float32Array,
 ): Float32Array {
   const location = { shard: { index: shard.index, key: shard.key } };
-  const expected = shard.count * itemSize(set.shape) * FEATURE_DTYPE_BYTES[dtype];
+  const rows = shard.rows ?? shard.count;
+  const expected = rows * itemSize(set.shape) * FEATURE_DTYPE_BYTES[dtype];
   if (byteLength !== expected)
     throw new FeatureInputError(
       set.name,
       location,
       'byte length',
       byteLength,
-      `but the manifest's ${shard.count} items of ${describeShape(set.shape)} ${dtype} maps take ${expected} bytes`,
+      `but the manifest's ${rows} items of ${describeShape(set.shape)} ${dtype} maps take ${expected} bytes`,
     );
   const values = data();
   const i = firstNonFinite(values);
@@ -166,7 +168,9 @@ export function checkManifest(manifest: FeatureManifest): void {
   if (!isPositiveInteger(manifest.classCount))
     fail('classCount', manifest.classCount, 'is not a positive integer');
   manifest.shards.forEach((shard, index) => {
-    if (!isPositiveInteger(shard.count))
+    // A shard whose every image was skipped holds no item.
+    const skipped = shard.skipped?.length ?? 0;
+    if (!(Number.isInteger(shard.count) && shard.count >= 0 && shard.count + skipped > 0))
       fail('count', shard.count, 'is not a positive integer', { shard: { index, key: shard.key } });
   });
   const total = manifest.shards.reduce((sum, shard) => sum + shard.count, 0);

@@ -23,6 +23,7 @@ import { BACKENDS, type BackendName } from '../tf/backend';
 import { InputError } from '../util/errors';
 import {
   configurationSummaryKey,
+  featureSettings,
   loadTrainedHead,
   prepareDataset,
   readDatasetManifest,
@@ -91,8 +92,8 @@ async function storedFeatureKeys(
   backbone: Backbone,
 ): Promise<{ train: string; test: string }> {
   const keys = {
-    train: featureCacheKey(manifest, 'train', backbone),
-    test: featureCacheKey(manifest, 'test', backbone),
+    train: featureCacheKey(manifest, 'train', backbone, featureSettings(configuration)),
+    test: featureCacheKey(manifest, 'test', backbone, featureSettings(configuration)),
   };
   for (const [split, key] of Object.entries(keys)) {
     if (!(await context.store.exists(`${key}/manifest.json`)))

@@ -1,6 +1,6 @@
 import type { Split } from '../data/dataset';
 import { FEATURE_DTYPE_BYTES, type FeatureDtype, type FeatureShape, itemSize } from '../features/feature-set';
-import type { FeatureManifest } from '../features/feature-store';
+import { type FeatureManifest, isShardFile } from '../features/feature-store';
 import { type ArtifactStore, getJson } from '../store/artifact-store';
 import { outcomeKeys, storedSweeps } from './results';
 
@@ -83,7 +83,7 @@ export async function storeInventory(store: ArtifactStore): Promise<StoreInvento
       return {
         key,
         backbone: key.split('/')[1]!,
-        shards: files.filter((file) => file !== 'manifest.json').length,
+        shards: files.filter(isShardFile).length,
         ...(manifest
           ? {
               complete: {

@@ -1,14 +1,15 @@
+import path from 'node:path';
 import type { Backbone } from '../backbones/backbone';
 import { openBackbone } from '../backbones/registry';
 import type { BaselineHeadConfig, Configuration, InfoDisentHeadConfig } from '../config/experiment';
 import type { Split } from '../data/dataset';
 import { FEATURE_DTYPE_BYTES, type FeatureShape, itemSize } from '../features/feature-set';
-import { featureCacheKey } from '../features/feature-store';
+import { featureCacheKey, isShardFile } from '../features/feature-store';
 import type { HeadKind } from '../method/head';
 import { BACKENDS, type BackendName } from '../tf/backend';
 import { type Estimate, estimate, measuredRates, type RateKey } from './estimate';
 import { storedSweeps } from './results';
-import { prepareDatasetManifest, type StageContext, trainedHeadKey } from './stages';
+import { featureSettings, prepareDatasetManifest, type StageContext, trainedHeadKey } from './stages';
 
 /** A split's features: in the store whole, partly (an extraction cut off: it resumes), or not at all. */
 export interface SplitPlan {
@@ -70,7 +71,9 @@ async function splitPlan(
 ): Promise<SplitPlan> {
   const plan = { key, images, bytes: images * bytesPerImage };
   if (await context.store.exists(`${key}/manifest.json`)) return { ...plan, state: 'cached' };
-  const shards = (await context.store.list(`${key}/`)).length;
+  const shards = (await context.store.list(`${key}/`)).filter((file) =>
+    isShardFile(path.basename(file)),
+  ).length;
   return shards > 0 ? { ...plan, state: 'partial', shards } : { ...plan, state: 'extract' };
 }
 
@@ -140,7 +143,7 @@ export async function planSweep(
       const split = (name: Split) =>
         splitPlan(
           context,
-          featureCacheKey(manifest, name, backbone, dtype),
+          featureCacheKey(manifest, name, backbone, featureSettings(configuration)),
           dataset.counts[name],
           bytesPerImage,
         );

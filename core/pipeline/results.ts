@@ -12,6 +12,7 @@ import type { ConfigurationSummary, TrainingSummary } from '../report/summary';
 import { tableMarkdown } from '../report/table-formats';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
 import type { ComputeRecord } from '../util/compute-record';
+import { plural } from '../util/plural';
 import type { EvaluationSummary } from './stages';
 
 export interface HeadOutcome {
@@ -110,7 +111,36 @@ export function faithfulnessTable(results: SweepResults): string | null {
   ].join('\n');
 }
 
+/** Files listed per configuration in results.md; results.json keeps them all. */
+const SKIPPED_SHOWN = 20;
+
+/** The files each configuration left out (dataset.skipInvalid), as results.md lists them; [] when none. */
+function skippedFiles(results: SweepResults): string[] {
+  return results.completed.flatMap(({ configuration, dataset }) => {
+    const { skipped } = dataset;
+    if (skipped.length === 0) return [];
+    const more = skipped.length - SKIPPED_SHOWN;
+    return [
+      `- **${configuration}**: ${plural(skipped.length, 'file')} of dataset \`${dataset.name}\``,
+      ...skipped.slice(0, SKIPPED_SHOWN).map(({ reason }) => `  - ${reason}`),
+      ...(more > 0 ? [`  - … and ${more} more (results.json lists them all)`] : []),
+    ];
+  });
+}
+
+/** "2 configurations left out 5 files in all (skipInvalid): results.md lists them", or undefined. */
+export function skippedSentence(results: SweepResults): string | undefined {
+  const counts = results.completed.map((outcome) => outcome.dataset.skipped.length).filter((n) => n > 0);
+  if (counts.length === 0) return undefined;
+  const files = plural(
+    counts.reduce((a, b) => a + b, 0),
+    'file',
+  );
+  return `${plural(counts.length, 'configuration')} left out ${files} that could not be read (skipInvalid): results.md lists them`;
+}
+
 export function resultsMarkdown(results: SweepResults): string {
+  const skipped = skippedFiles(results);
   const failures = results.failed.map((failure) => `- **${failure.configuration}**: ${failure.error}`);
   const faithfulness = faithfulnessTable(results);
   const compute = computeEntries(results.completed);
@@ -139,6 +169,16 @@ export function resultsMarkdown(results: SweepResults): string {
       : []),
     ...(computeFigures
       ? ['## Compute', '', computeSentence(compute) ?? '', '', tableMarkdown(computeFigures)]
+      : []),
+    ...(skipped.length > 0
+      ? [
+          '## Files left out',
+          '',
+          'Files the configurations with `skipInvalid` could not read, left out of their features and results:',
+          '',
+          ...skipped,
+          '',
+        ]
       : []),
     ...(failures.length > 0 ? ['## Failed configurations', '', ...failures, ''] : []),
   ].join('\n');

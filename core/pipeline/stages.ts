@@ -36,8 +36,10 @@ import {
   type ExtractionProgress,
   type ExtractionResult,
   extractFeatures,
+  type FeatureSettings,
   imageFileFeatures,
   StoredFeatureSet,
+  skippedImages,
 } from '../features/feature-store';
 import { checkSetFitsHead, describeShape, FeatureInputError } from '../features/feature-validation';
 import type { ParameterGroup } from '../method/adam';
@@ -126,6 +128,7 @@ export async function prepareDatasetManifest(
     const loaded = await loadDataset(dataset.kind, dataset.root, {
       skipInvalid: dataset.skipInvalid,
       name: dataset.name,
+      ...(dataset.kind === 'class-folders' ? { testFraction: dataset.testFraction } : {}),
     });
     manifest = loaded.manifest;
     skipped = loaded.skipped;
@@ -169,8 +172,19 @@ export interface FeaturesRef {
   reused: boolean;
   reusedShards: number;
   shape: { height: number; width: number; channels: number };
+  /** Images the extraction left out as unreadable (dataset.skipInvalid); absent in results from before it could. */
+  skipped?: SkippedInput[];
   /** What extracting the set took (its manifest's record; absent for sets from before it was kept). */
   compute?: ComputeRecord;
+}
+
+/** How the configuration stores its features: its dtype, and whether unreadable images are skipped (skipInvalid). */
+export function featureSettings(configuration: Configuration): Required<FeatureSettings> {
+  const { dataset } = configuration;
+  return {
+    dtype: configuration.features.dtype,
+    skipUnreadable: dataset.kind !== 'parts' && dataset.skipInvalid,
+  };
 }
 
 export async function extractSplit(
@@ -181,7 +195,8 @@ export async function extractSplit(
 ): Promise<FeaturesRef> {
   await useBackend(context, configuration);
   const manifest = await localDatasetManifest(context, configuration, dataset);
-  const { dtype, batchSize, processes } = configuration.features;
+  const { batchSize, processes } = configuration.features;
+  const settings = featureSettings(configuration);
   const onProgress = ({ done, total }: ExtractionProgress) =>
     context.progress?.(`extract ${split}`, done, total);
   let result: ExtractionResult;
@@ -194,7 +209,7 @@ export async function extractSplit(
       dataset: manifest,
       split,
       backbone: configuration.backbone,
-      dtype,
+      ...settings,
       batchSize,
       processes,
       onProgress,
@@ -208,7 +223,7 @@ export async function extractSplit(
         dataset: manifest,
         split,
         backbone,
-        dtype,
+        ...settings,
         batchSize,
         onProgress,
       });
@@ -223,6 +238,7 @@ export async function extractSplit(
     reused: result.reused,
     reusedShards: result.reusedShards,
     shape: result.manifest.shape,
+    skipped: skippedImages(result.manifest),
     ...(result.manifest.compute ? { compute: result.manifest.compute } : {}),
   };
 }
@@ -545,8 +561,8 @@ export async function explainStage(
     StoredFeatureSet.open(context.store, test.key),
   ]);
   const [trainImages, testImages] = await Promise.all([
-    annotatedImages(manifest, 'train'),
-    annotatedImages(manifest, 'test'),
+    annotatedImages(manifest, 'train', train.skipped),
+    annotatedImages(manifest, 'test', test.skipped),
   ]);
   const preset = backbonePreset({ preset: configuration.backbone.preset, inputSize: 224 });
   let noised: Promise<Map<number, Float32Array>> | undefined;

@@ -7,14 +7,21 @@ import path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 
-/** Writes a small real image; the format follows the extension (.jpg/.jpeg/.JPEG, .png, .webp). */
+/** Writes a small real image; the format follows the extension (.jpg/.jpeg/.JPEG, .png, .webp, .tif/.tiff). */
 export async function writeImage(file: string, width = 12, height = 9, seed = 0): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const pixels = Buffer.alloc(width * height * 3);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 37 + seed * 101) % 256;
   const image = sharp(pixels, { raw: { width, height, channels: 3 } });
   const ext = path.extname(file).toLowerCase();
-  const encoded = ext === '.png' ? image.png() : ext === '.webp' ? image.webp() : image.jpeg();
+  const encoded =
+    ext === '.png'
+      ? image.png()
+      : ext === '.webp'
+        ? image.webp()
+        : ext === '.tif' || ext === '.tiff'
+          ? image.tiff({ compression: 'lzw' })
+          : image.jpeg();
   await encoded.toFile(file);
 }
 

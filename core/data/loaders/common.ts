@@ -29,7 +29,7 @@ export interface LoadResult {
 export class DatasetInputError extends InputError {
   constructor(
     readonly file: string,
-    reason: string,
+    readonly reason: string,
     readonly line?: number,
   ) {
     super(`${line === undefined ? file : `${file}:${line}`}: ${reason}`);
@@ -58,7 +58,12 @@ export class Problems {
   }
 
   record(error: DatasetInputError, subject?: string): void {
-    if (!this.skipInvalid) throw error;
+    if (!this.skipInvalid)
+      throw new DatasetInputError(
+        error.file,
+        `${error.reason} (the dataset's skipInvalid would leave it out)`,
+        error.line,
+      );
     this.skipped.push({ path: relativePath(this.root, subject ?? error.file), reason: error.message });
   }
 
@@ -78,10 +83,27 @@ export class Problems {
   }
 }
 
-const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp']);
+/** The extensions torchvision's ImageFolder reads (its IMG_EXTENSIONS) that sharp decodes too. */
+const DECODED_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff']);
+/** The rest of ImageFolder's: images a torchvision run would read, which sharp's libvips cannot. */
+const UNDECODED_EXTENSIONS = new Set(['.bmp', '.ppm', '.pgm']);
 
-export function isImageFile(name: string): boolean {
-  return IMAGE_EXTENSIONS.has(path.extname(name).toLowerCase());
+/**
+ * The image files among `files` (relative to `dir`), as torchvision's ImageFolder takes them by extension
+ * (other files are left out, as there). One that only Pillow would read is a problem: a run that went
+ * on without it would silently train and test on fewer images than torchvision.
+ */
+export function imageFiles(dir: string, files: string[], problems: Problems): string[] {
+  return files.filter((file) => {
+    const extension = path.extname(file).toLowerCase();
+    if (UNDECODED_EXTENSIONS.has(extension)) {
+      problems.report(
+        { file: path.join(dir, file) },
+        `unsupported image format '${extension}': images are read as JPEG, PNG, WebP or TIFF (convert these, e.g. to PNG)`,
+      );
+    }
+    return DECODED_EXTENSIONS.has(extension);
+  });
 }
 
 /** '/'-separated path of `file` relative to `root`. */

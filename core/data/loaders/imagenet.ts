@@ -19,8 +19,8 @@ import {
   DatasetInputError,
   enclosingBox,
   firstFile,
+  imageFiles,
   isDirectory,
-  isImageFile,
   type LoadOptions,
   type LoadResult,
   listFiles,
@@ -58,7 +58,7 @@ export async function loadImageNet(root: string, options: LoadOptions = {}): Pro
   const devkitData = path.join(dir, 'ILSVRC2012_devkit_t12', 'data');
   const metaFile = await firstFile([path.join(devkitData, 'meta.mat')]);
 
-  const train = await scanClassFolders(trainDir);
+  const train = await scanClassFolders(trainDir, problems);
   const mappingFile = await firstFile([path.join(dir, 'LOC_synset_mapping.txt')]);
   const synsets = mappingFile
     ? await readSynsetMapping(mappingFile, problems)
@@ -70,7 +70,9 @@ export async function loadImageNet(root: string, options: LoadOptions = {}): Pro
 
   const items = classFolderItems(dir, trainDir, 'train', train, labelOf, problems);
   if ((await listSubdirectories(valDir)).length > 0) {
-    items.push(...classFolderItems(dir, valDir, 'test', await scanClassFolders(valDir), labelOf, problems));
+    items.push(
+      ...classFolderItems(dir, valDir, 'test', await scanClassFolders(valDir, problems), labelOf, problems),
+    );
   } else {
     const solution = await firstFile([path.join(dir, 'LOC_val_solution.csv')]);
     const groundTruth = await firstFile([path.join(devkitData, 'ILSVRC2012_validation_ground_truth.txt')]);
@@ -193,7 +195,7 @@ async function flatValItems(
   problems: Problems,
 ): Promise<DatasetItem[]> {
   const valRel = relativePath(root, valDir);
-  const files = (await listFiles(valDir)).filter(isImageFile);
+  const files = imageFiles(valDir, await listFiles(valDir), problems);
   const present = new Set(files);
   for (const [file, { where }] of labels) {
     if (!present.has(file))

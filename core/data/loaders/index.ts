@@ -4,8 +4,9 @@
  * DatasetInputError naming the file and line, unless `skipInvalid` is set, in which case it is left out
  * and listed in `skipped`.
  */
+import path from 'node:path';
 import { type ClassFolderOptions, loadClassFolders } from './class-folders';
-import type { LoadResult } from './common';
+import { type LoadResult, requireDirectory } from './common';
 import { loadCub } from './cub';
 import { loadImageNet } from './imagenet';
 import { loadStanfordCars } from './stanford-cars';
@@ -28,11 +29,13 @@ export const DATASET_FORMATS = [
 ] as const;
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 
-export function loadDataset(
+/** The dataset under `root` in `format`'s layout; a root that is not a folder is named as such. */
+export async function loadDataset(
   format: DatasetFormat,
   root: string,
   options: ClassFolderOptions = {},
 ): Promise<LoadResult> {
+  await requireDirectory(path.resolve(root), 'dataset root');
   switch (format) {
     case 'cub':
       return loadCub(root, options);
