@@ -68,4 +68,9 @@ test('class folders without a split, with unreadable files, run with skipInvalid
     /## Files left out\n\n.*\n\n- \*\*birds-mobilenetv2\*\*: 2 files of dataset `birds`\n/,
   );
   assert.ok(markdown.includes(`  - ${truncated}: cannot decode image`), markdown);
+  const page = await readFile(
+    path.join(stateDir, 'store', 'reports', 'birds', 'configurations', 'birds-mobilenetv2', 'index.html'),
+    'utf8',
+  );
+  assert.ok(page.includes('2 files of the dataset could not be read and were left out'), page);
 });

@@ -24,7 +24,7 @@ import {
 } from './figures';
 import { historyTable } from './history';
 import { significanceTable } from './significance';
-import type { ConfigurationSummary, SweepReport } from './summary';
+import type { ConfigurationAnnotations, ConfigurationSummary, SweepReport } from './summary';
 import { escapeXml as h } from './svg';
 import { tableHtml, writePaperTables, writeSupplementaryTables, writeTable } from './table-formats';
 import { type PaperTables, paperTables, type Table } from './tables';
@@ -213,6 +213,7 @@ export async function writeHtmlReport(
   for (const [i, configuration] of report.configurations.entries()) {
     await writeConfiguration(
       configuration,
+      report.annotations?.[configuration.configuration] ?? {},
       `configurations/${slugs[i]}`,
       slugs[i]!,
       tables,
@@ -355,6 +356,7 @@ function shownChannels(explanations: ModelExplanations, max: number): number[] {
 
 async function writeConfiguration(
   c: ConfigurationSummary,
+  annotations: ConfigurationAnnotations,
   folder: string,
   slug: string,
   tables: PaperTables,
@@ -541,6 +543,9 @@ async function writeConfiguration(
   const body = [
     `<h1>${h(c.configuration)}</h1>`,
     `<p>Dataset <strong>${h(c.dataset)}</strong> (${c.classes.length} classes), backbone <strong>${h(c.backbone)}</strong> (${c.channels} channels).</p>`,
+    annotations.skippedFiles
+      ? `<p class="note">${plural(annotations.skippedFiles, 'file')} of the dataset could not be read and ${annotations.skippedFiles === 1 ? 'was' : 'were'} left out (<code>skipInvalid</code>); the sweep's results.md lists each with why.</p>`
+      : '',
     '<h2 id="summary">Summary</h2>',
     '<table><thead><tr><th>Head</th><th class="num">Top-1 %</th><th class="num">95% interval</th><th class="num">Top-5 %</th>' +
       '<th class="num">RV x100</th><th class="num">95% channels, mean</th><th class="num">median</th></tr></thead>' +

@@ -81,12 +81,14 @@ export interface SweepReport {
   compute?: ComputeEntry[];
 }
 
-/** What the sweep file says of a configuration that the tables print but no stage computes. */
+/** What a configuration's results say beyond its summary: from its sweep file, and what its run left out. */
 export interface ConfigurationAnnotations {
   /** Published figures, printed beside the configuration's own. */
   reported?: Reported;
   /** The configuration this one repeats with another seed (`seeds`): the tables print them as one row. */
   repeatOf?: string;
+  /** Files of its dataset left out as unreadable (skipInvalid), which results.md lists. */
+  skippedFiles?: number;
 }
 
 export type SweepAnnotations = Readonly<Record<string, ConfigurationAnnotations>>;
@@ -142,10 +144,13 @@ export function evaluationKeys(outcome: ConfigurationOutcome): Partial<Record<He
 /** The annotations of the configurations that have some, by configuration name. */
 export function sweepAnnotations(completed: readonly ConfigurationOutcome[]): SweepAnnotations {
   return Object.fromEntries(
-    completed.flatMap(({ configuration, reported, repeatOf }) =>
-      reported || repeatOf
-        ? [[configuration, { ...(reported ? { reported } : {}), ...(repeatOf ? { repeatOf } : {}) }]]
-        : [],
-    ),
+    completed.flatMap(({ configuration, reported, repeatOf, dataset }) => {
+      const annotations: ConfigurationAnnotations = {
+        ...(reported ? { reported } : {}),
+        ...(repeatOf ? { repeatOf } : {}),
+        ...(dataset.skipped.length > 0 ? { skippedFiles: dataset.skipped.length } : {}),
+      };
+      return Object.keys(annotations).length > 0 ? [[configuration, annotations]] : [];
+    }),
   );
 }
