@@ -4,6 +4,7 @@ import { ConfigError, sweepJsonSchema } from '../core/config/experiment';
 import { sizeLibuvPool } from '../infra/libuv-pool';
 import { projectVersion } from '../infra/paths';
 import { registerCompareCommand } from './commands/compare';
+import { registerConfigNewCommand } from './commands/config-new';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerExplainCommand } from './commands/explain';
 import { registerExportCommand } from './commands/export';
@@ -67,6 +68,7 @@ config
       'file whose "$schema" names it',
   )
   .action(() => printLine(JSON.stringify(sweepJsonSchema(), null, 2)));
+registerConfigNewCommand(config);
 
 registerPlanCommand(program);
 registerExplainCommand(program);

@@ -248,7 +248,7 @@ test('plan: nothing left to compute in the trained store, everything in an empty
   assert.deepEqual(ofTrained.failed, [
     {
       configuration: 'cub-missing',
-      error: `${path.join(missing, 'images.txt')}: missing CUB index images.txt`,
+      error: `${missing}: missing dataset root folder`,
     },
   ]);
   const [micro] = ofTrained.planned;
@@ -364,10 +364,7 @@ test('plan: nothing left to compute in the trained store, everything in an empty
     text.stdout,
     /^2 feature sets: 5\.7 MiB cached, 0 B to write \(0 images to extract\); 0 heads to train$/m,
   );
-  assert.match(
-    text.stdout,
-    /^CANNOT RUN cub-missing: .*no-cub\/images\.txt: missing CUB index images\.txt$/m,
-  );
+  assert.match(text.stdout, /^CANNOT RUN cub-missing: .*no-cub: missing dataset root folder$/m);
 });
 
 test('an explain stage cut off after one head resumes from it, and its parts go once the summary is written', {
