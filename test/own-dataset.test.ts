@@ -8,7 +8,12 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import type { SweepResults } from '../core/pipeline/results';
+import {
+  type ConfigurationOutcome,
+  resultsMarkdown,
+  type SweepResults,
+  skippedSentence,
+} from '../core/pipeline/results';
 import { repoRoot } from '../infra/paths';
 import { runCli } from './support/cli';
 import { writeImage } from './support/dataset-trees';
@@ -61,6 +66,7 @@ test('class folders without a split, with unreadable files, run with skipInvalid
     outcome?.dataset.skipped.map((skipped) => skipped.path),
     ['heron/scan.bmp', 'wren/5.jpg'],
   );
+  assert.equal(outcome?.dataset.skippedCount, 2);
   assert.ok(outcome?.dataset.skipped[1]?.reason.startsWith(`${truncated}: cannot decode image`));
   const markdown = await readFile(path.join(stateDir, 'store', 'results', 'birds', 'results.md'), 'utf8');
   assert.match(
@@ -73,4 +79,33 @@ test('class folders without a split, with unreadable files, run with skipInvalid
     'utf8',
   );
   assert.ok(page.includes('2 files of the dataset could not be read and were left out'), page);
+});
+
+test('results.md lists the first files left out and counts them all, as many as the results carry', () => {
+  const skipped = Array.from({ length: 50 }, (_, i) => ({
+    path: `x/${i}.jpg`,
+    reason: `/d/x/${i}.jpg: cannot decode image: bad`,
+  }));
+  const outcome = {
+    configuration: 'scraped-resnet50',
+    summaryKey: 'summaries/s',
+    dataset: { name: 'scraped', classes: 3, train: 9000, test: 1000, skipped, skippedCount: 5000 },
+    backbone: 'resnet50',
+    features: { train: 'features/a', test: 'features/b', reused: false },
+    heads: [],
+  } satisfies ConfigurationOutcome;
+  const results: SweepResults = {
+    sweep: 's',
+    finishedAt: '2026-11-27T00:00:00Z',
+    completed: [outcome],
+    failed: [],
+  };
+  const markdown = resultsMarkdown(results);
+  assert.match(markdown, /- \*\*scraped-resnet50\*\*: 5000 files of dataset `scraped`\n/);
+  assert.equal(markdown.split('\n').filter((line) => line.startsWith('  - /d/x/')).length, 20);
+  assert.match(markdown, / {2}- … and 4980 more \(results\.json lists 30 of them\)\n/);
+  assert.equal(
+    skippedSentence(results),
+    '1 configuration left out 5000 files that could not be read (skipInvalid): results.md lists them',
+  );
 });

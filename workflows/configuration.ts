@@ -141,8 +141,12 @@ export async function configurationWorkflow({
       classes: dataset.classes.length,
       train: dataset.counts.train,
       test: dataset.counts.test,
-      // The files its loader left out, then the images its extraction could not decode.
+      // The files its loader left out, then the images its extraction could not decode (the first of each).
       skipped: [...dataset.skipped, ...(train.skipped ?? []), ...(test.skipped ?? [])],
+      skippedCount: [dataset, train, test].reduce(
+        (sum, ref) => sum + (ref.skippedCount ?? ref.skipped?.length ?? 0),
+        0,
+      ),
     },
     backbone: configuration.backbone.name,
     features: {

@@ -170,7 +170,7 @@ export async function planSweep(
           name: dataset.name,
           classes: dataset.classes.length,
           ...dataset.counts,
-          skipped: dataset.skipped.length,
+          skipped: dataset.skippedCount ?? dataset.skipped.length,
         },
         backbone: { name: backbone.name, map: backbone.featureShape },
         features,

@@ -8,7 +8,7 @@ import type { HeadKind } from '../method/head';
 import type { TrainResult } from '../method/train';
 import { classBreakdown } from '../report/classes';
 import { computeEntries, computeSentence, computeTable } from '../report/compute';
-import type { ConfigurationSummary, TrainingSummary } from '../report/summary';
+import { type ConfigurationSummary, skippedCount, type TrainingSummary } from '../report/summary';
 import { tableMarkdown } from '../report/table-formats';
 import { type ArtifactStore, getJson, putJson } from '../store/artifact-store';
 import type { ComputeRecord } from '../util/compute-record';
@@ -38,7 +38,10 @@ export interface ConfigurationOutcome {
     classes: number;
     train: number;
     test: number;
+    /** The files left out (skipInvalid), with why: the first ones of each stage that left some out. */
     skipped: { path: string; reason: string }[];
+    /** How many were left out in all; absent in results from before it was counted (all were listed). */
+    skippedCount?: number;
   };
   backbone: string;
   features: {
@@ -117,20 +120,24 @@ const SKIPPED_SHOWN = 20;
 /** The files each configuration left out (dataset.skipInvalid), as results.md lists them; [] when none. */
 function skippedFiles(results: SweepResults): string[] {
   return results.completed.flatMap(({ configuration, dataset }) => {
-    const { skipped } = dataset;
-    if (skipped.length === 0) return [];
-    const more = skipped.length - SKIPPED_SHOWN;
+    const count = skippedCount(dataset);
+    if (count === 0) return [];
+    const shown = dataset.skipped.slice(0, SKIPPED_SHOWN);
+    const more = count - shown.length;
+    const listed = dataset.skipped.length - shown.length;
     return [
-      `- **${configuration}**: ${plural(skipped.length, 'file')} of dataset \`${dataset.name}\``,
-      ...skipped.slice(0, SKIPPED_SHOWN).map(({ reason }) => `  - ${reason}`),
-      ...(more > 0 ? [`  - … and ${more} more (results.json lists them all)`] : []),
+      `- **${configuration}**: ${plural(count, 'file')} of dataset \`${dataset.name}\``,
+      ...shown.map(({ reason }) => `  - ${reason}`),
+      ...(more > 0
+        ? [`  - … and ${more} more${listed > 0 ? ` (results.json lists ${listed} of them)` : ''}`]
+        : []),
     ];
   });
 }
 
 /** "2 configurations left out 5 files in all (skipInvalid): results.md lists them", or undefined. */
 export function skippedSentence(results: SweepResults): string | undefined {
-  const counts = results.completed.map((outcome) => outcome.dataset.skipped.length).filter((n) => n > 0);
+  const counts = results.completed.map((outcome) => skippedCount(outcome.dataset)).filter((n) => n > 0);
   if (counts.length === 0) return undefined;
   const files = plural(
     counts.reduce((a, b) => a + b, 0),

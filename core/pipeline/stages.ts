@@ -83,8 +83,21 @@ export interface DatasetRef {
   manifestPath: string;
   classes: string[];
   counts: Record<Split, number>;
-  /** Files left out in skip mode, with the reason: reported with the results. */
+  /** Files left out in skip mode, with the reason, reported with the results: the first SKIPPED_CARRIED. */
   skipped: SkippedInput[];
+  /** How many were left out (absent in results from before it was counted: then all are listed). */
+  skippedCount?: number;
+}
+
+/**
+ * Skipped files a stage's result lists: the results and workflow histories carry them, and a tree of
+ * thousands of unreadable files would otherwise outgrow the payloads Temporal takes (2 MB).
+ */
+const SKIPPED_CARRIED = 50;
+
+/** The first SKIPPED_CARRIED of `skipped`, and their count. */
+function carriedSkipped(skipped: readonly SkippedInput[]): { skipped: SkippedInput[]; skippedCount: number } {
+  return { skipped: skipped.slice(0, SKIPPED_CARRIED), skippedCount: skipped.length };
 }
 
 /** The configuration's backend, or the worker's where the configuration says 'auto'. */
@@ -148,7 +161,7 @@ export async function prepareDatasetManifest(
       manifestPath,
       classes: manifest.classes,
       counts: { train: count('train'), test: count('test') },
-      skipped,
+      ...carriedSkipped(skipped),
     },
     manifest,
   };
@@ -172,8 +185,12 @@ export interface FeaturesRef {
   reused: boolean;
   reusedShards: number;
   shape: { height: number; width: number; channels: number };
-  /** Images the extraction left out as unreadable (dataset.skipInvalid); absent in results from before it could. */
+  /**
+   * Images the extraction left out as unreadable (dataset.skipInvalid): the first SKIPPED_CARRIED, and how many.
+   * Absent in results from before it could.
+   */
   skipped?: SkippedInput[];
+  skippedCount?: number;
   /** What extracting the set took (its manifest's record; absent for sets from before it was kept). */
   compute?: ComputeRecord;
 }
@@ -238,7 +255,7 @@ export async function extractSplit(
     reused: result.reused,
     reusedShards: result.reusedShards,
     shape: result.manifest.shape,
-    skipped: skippedImages(result.manifest),
+    ...carriedSkipped(skippedImages(result.manifest)),
     ...(result.manifest.compute ? { compute: result.manifest.compute } : {}),
   };
 }
@@ -561,8 +578,8 @@ export async function explainStage(
     StoredFeatureSet.open(context.store, test.key),
   ]);
   const [trainImages, testImages] = await Promise.all([
-    annotatedImages(manifest, 'train', train.skipped),
-    annotatedImages(manifest, 'test', test.skipped),
+    annotatedImages(manifest, 'train', skippedImages(trainSet.manifest)),
+    annotatedImages(manifest, 'test', skippedImages(testSet.manifest)),
   ]);
   const preset = backbonePreset({ preset: configuration.backbone.preset, inputSize: 224 });
   let noised: Promise<Map<number, Float32Array>> | undefined;

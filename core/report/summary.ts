@@ -141,6 +141,11 @@ export function evaluationKeys(outcome: ConfigurationOutcome): Partial<Record<He
   return Object.fromEntries(outcome.heads.map((head) => [head.kind, head.evaluation.detailsKey]));
 }
 
+/** How many files a configuration left out (skipInvalid). */
+export function skippedCount(dataset: ConfigurationOutcome['dataset']): number {
+  return dataset.skippedCount ?? dataset.skipped.length;
+}
+
 /** The annotations of the configurations that have some, by configuration name. */
 export function sweepAnnotations(completed: readonly ConfigurationOutcome[]): SweepAnnotations {
   return Object.fromEntries(
@@ -148,7 +153,7 @@ export function sweepAnnotations(completed: readonly ConfigurationOutcome[]): Sw
       const annotations: ConfigurationAnnotations = {
         ...(reported ? { reported } : {}),
         ...(repeatOf ? { repeatOf } : {}),
-        ...(dataset.skipped.length > 0 ? { skippedFiles: dataset.skipped.length } : {}),
+        ...(skippedCount(dataset) > 0 ? { skippedFiles: skippedCount(dataset) } : {}),
       };
       return Object.keys(annotations).length > 0 ? [[configuration, annotations]] : [];
     }),
