@@ -77,6 +77,16 @@ const COMMANDS: Record<string, string[]> = {
   ],
   'config validate': ['--json'],
   'config schema': [],
+  'config new': [
+    '--dataset',
+    '--backbone',
+    '--name',
+    '--test-fraction',
+    '--preset',
+    '--heads',
+    '--out',
+    '--force',
+  ],
   'sweep start': [
     '--id',
     '--parallelism',
