@@ -79,6 +79,13 @@ test('class folders without a split, with unreadable files, run with skipInvalid
     'utf8',
   );
   assert.ok(page.includes('2 files of the dataset could not be read and were left out'), page);
+  const listing = await runCli(['store', 'ls', '--store', path.join(stateDir, 'store')]);
+  assert.equal(listing.code, 0, listing.stderr);
+  assert.match(
+    listing.stdout,
+    / train +11 \(1 unreadable left out\) /,
+    'the train set, which held the truncated JPEG',
+  );
 });
 
 test('results.md lists the first files left out and counts them all, as many as the results carry', () => {

@@ -83,7 +83,7 @@ async function listCommand(flags: StoreFlags & JsonFlag): Promise<void> {
                 key,
                 c.dataset,
                 c.split,
-                String(c.images),
+                c.skipped > 0 ? `${c.images} (${c.skipped} unreadable left out)` : String(c.images),
                 `${c.shape.height}x${c.shape.width}x${c.shape.channels} ${c.dtype}`,
                 binarySize(c.bytes),
                 usedBy(sweeps),

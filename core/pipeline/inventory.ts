@@ -1,6 +1,6 @@
 import type { Split } from '../data/dataset';
 import { FEATURE_DTYPE_BYTES, type FeatureDtype, type FeatureShape, itemSize } from '../features/feature-set';
-import { type FeatureManifest, isShardFile } from '../features/feature-store';
+import { type FeatureManifest, isShardFile, skippedImages } from '../features/feature-store';
 import { type ArtifactStore, getJson } from '../store/artifact-store';
 import { outcomeKeys, storedSweeps } from './results';
 
@@ -15,6 +15,8 @@ export interface StoredFeatures {
     dataset: string;
     split: Split;
     images: number;
+    /** Images its extraction left out as unreadable (skipInvalid). */
+    skipped: number;
     shape: FeatureShape;
     dtype: FeatureDtype;
     /** The features' size: images x H x W x C values of the dtype. */
@@ -90,6 +92,7 @@ export async function storeInventory(store: ArtifactStore): Promise<StoreInvento
                 dataset: manifest.dataset,
                 split: manifest.split,
                 images: manifest.count,
+                skipped: skippedImages(manifest).length,
                 shape: manifest.shape,
                 dtype: manifest.dtype,
                 bytes: manifest.count * itemSize(manifest.shape) * FEATURE_DTYPE_BYTES[manifest.dtype],
