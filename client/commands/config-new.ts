@@ -3,7 +3,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { loadSweepFile, parseSweep } from '../../core/config/experiment';
-import { backboneDocument, newSweepDocument } from '../../core/config/new-sweep';
+import { backboneDocument, newSweepDocument, slug } from '../../core/config/new-sweep';
 import { detectDatasetLayout } from '../../core/data/loaders/detect';
 import { PRESETS, type PresetName } from '../../core/data/preprocess';
 import { InputError } from '../../core/util/errors';
@@ -43,14 +43,7 @@ async function configNewCommand(options: ConfigNewOptions): Promise<void> {
   const { out } = options;
   if (out && existsSync(out) && !options.force)
     throw new CliError(`${out} exists: give --force to replace it`, 2);
-  const name =
-    options.name ??
-    (out
-      ? path
-          .basename(out, path.extname(out))
-          .toLowerCase()
-          .replace(/[^a-z0-9._-]+/g, '-')
-      : 'sweep');
+  const name = options.name ?? ((out && slug(path.basename(out, path.extname(out)))) || 'sweep');
   let document: Record<string, unknown>;
   try {
     const datasets = await Promise.all(
@@ -65,7 +58,8 @@ async function configNewCommand(options: ConfigNewOptions): Promise<void> {
       backbones,
       heads: template,
       testFraction: options.testFraction,
-      schema: path.relative(path.dirname(path.resolve(out ?? '.')), schema) || schema,
+      // Relative to where the file goes, as the sweeps in experiments/ name theirs.
+      schema: path.relative(out ? path.dirname(path.resolve(out)) : process.cwd(), schema),
     });
     for (const { root, layout } of datasets)
       process.stderr.write(

@@ -22,8 +22,8 @@ const ExportSidecarSchema = z.object({
   preset: z.enum(Object.keys(PRESETS) as [PresetName]),
 });
 
-/** Lowercase letters, digits and '-': a name part as configuration names take it. */
-function slug(text: string): string {
+/** Lowercase letters, digits and '-': a name (part) as sweep and configuration names take it. */
+export function slug(text: string): string {
   return text
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
