@@ -29,6 +29,7 @@ import {
   writeImage,
   writeImageNet,
 } from './support/dataset-trees';
+import { runPythonReference } from './support/python';
 
 let tmp: string;
 before(async () => {
@@ -536,6 +537,18 @@ describe('class-per-folder trees', () => {
     assert.equal(new Set(first.items.map((item) => item.path)).size, 14);
     assert.ok(first.items.every((item) => item.path.startsWith(`${first.classes[item.label]}/`)));
     assert.deepEqual(await load(), first, 'the same split on every read');
+    // The rule written again in Python (reference/split_reference.py), as a PyTorch script would split the tree.
+    const reference = runPythonReference<{ classes: string[]; test: string[] }>('split_reference.py', {
+      root: dir,
+      testFraction: 0.2,
+    });
+    assert.deepEqual(reference.classes, first.classes);
+    assert.deepEqual(
+      reference.test,
+      itemsOfSplit(first, 'test')
+        .map((item) => item.path)
+        .sort(),
+    );
 
     // A new image moves at most one other between the splits.
     await writeImage(path.join(dir, 'ant', 'a10.jpg'));
