@@ -114,7 +114,7 @@ export function faithfulnessTable(results: SweepResults): string | null {
   ].join('\n');
 }
 
-/** Files listed per configuration in results.md; results.json keeps them all. */
+/** Files listed per configuration in results.md; results.json has all the results carry (SKIPPED_CARRIED a stage). */
 const SKIPPED_SHOWN = 20;
 
 /** The files each configuration left out (dataset.skipInvalid), as results.md lists them; [] when none. */

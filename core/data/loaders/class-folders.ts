@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { DatasetItem, Split } from '../dataset';
 import {
+  byCodePoint,
   DatasetInputError,
   imageFiles,
   isDirectory,
@@ -90,7 +91,7 @@ async function splitClassFolders(
 function splitClass(className: string, images: string[], testFraction: number): Record<Split, string[]> {
   const rank = (image: string) => createHash('sha256').update(`${className}/${image}`).digest('hex');
   const ranked = images.map((image) => ({ image, rank: rank(image) }));
-  ranked.sort((a, b) => (a.rank < b.rank ? -1 : a.rank > b.rank ? 1 : 0));
+  ranked.sort((a, b) => byCodePoint(a.rank, b.rank));
   const testCount = Math.min(images.length - 1, Math.round(images.length * testFraction));
   const test = new Set(ranked.slice(0, testCount).map(({ image }) => image));
   return {
