@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { loadSweepFile, parseSweep } from '../../core/config/experiment';
+import { parseSweep, readSweepDocument } from '../../core/config/experiment';
 import { backboneDocument, newSweepDocument, slug } from '../../core/config/new-sweep';
 import { detectDatasetLayout } from '../../core/data/loaders/detect';
 import { PRESETS, type PresetName } from '../../core/data/preprocess';
@@ -31,11 +31,9 @@ function fraction(value: string): number {
 
 /** The head settings of the sweep file's first configuration, as the file gives them (once it validates). */
 async function templateHeads(file: string): Promise<Record<string, unknown>> {
-  await loadSweepFile(file);
-  const document = JSON.parse(await readFile(file, 'utf8')) as {
-    configurations: { heads: Record<string, unknown> }[];
-  };
-  return document.configurations[0]!.heads;
+  const document = await readSweepDocument(file);
+  parseSweep(document, file);
+  return (document as { configurations: { heads: Record<string, unknown> }[] }).configurations[0]!.heads;
 }
 
 /** Writes a sweep file for datasets and backbones at hand: each folder's layout found, each model's preset read. */

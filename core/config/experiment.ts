@@ -334,19 +334,22 @@ export function parseSweep(document: unknown, source = '<inline>'): Sweep {
 }
 
 export async function loadSweepFile(file: string): Promise<Sweep> {
+  return parseSweep(await readSweepDocument(file), file);
+}
+
+/** A sweep file's JSON as written (before validation); a file that cannot be read or parsed is a ConfigError. */
+export async function readSweepDocument(file: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
     throw new ConfigError(file, [`cannot read the file: ${(error as Error).message}`]);
   }
-  let document: unknown;
   try {
-    document = JSON.parse(text);
+    return JSON.parse(text);
   } catch (error) {
     throw new ConfigError(file, [`not valid JSON: ${(error as Error).message}`]);
   }
-  return parseSweep(document, file);
 }
 
 /**

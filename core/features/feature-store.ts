@@ -41,7 +41,8 @@ export interface FeatureManifest {
   items: string[];
   /**
    * `count`: the shard's items, those of `labels` and `items`. An extraction told to skip unreadable images
-   * stores a zero row for each, listed in `skipped` by its row in the shard, and left out of the set.
+   * stores a row for each (the features of a blank image), listed in `skipped` by its row in the shard, and
+   * left out of the set.
    */
   shards: { key: string; count: number; sha256: string; skipped?: SkippedRow[] }[];
   dtype: FeatureDtype;
@@ -93,7 +94,7 @@ export const DEFAULT_PREPROCESS_THREADS = Math.max(1, os.availableParallelism() 
 /** Images per backbone call unless the backbone or the configuration says otherwise. */
 const DEFAULT_BATCH_SIZE = 16;
 
-/** A row of a shard left zero because its image could not be decoded (an extraction that skips them). */
+/** A row of a shard whose image could not be decoded (an extraction that skips them): it holds a blank image's features. */
 export interface SkippedRow {
   row: number;
   /** The image, relative to the dataset root. */
@@ -550,7 +551,7 @@ export async function computeShards(
             return reason === undefined ? [] : [{ row, path: item.path, reason }];
           });
           storing = hasher.digest(shard.index).then(async (sha256) => {
-            // The rows first: a shard stored without them would pass its zero rows off as images.
+            // The rows first: a shard stored without them would pass its blank images' rows off as images.
             if (skipped.length > 0)
               await putJson(store, skippedRowsKey(shard.key), {
                 sha256,

@@ -91,9 +91,10 @@ async function storedFeatureKeys(
   manifest: DatasetManifest,
   backbone: Backbone,
 ): Promise<{ train: string; test: string }> {
+  const settings = featureSettings(configuration);
   const keys = {
-    train: featureCacheKey(manifest, 'train', backbone, featureSettings(configuration)),
-    test: featureCacheKey(manifest, 'test', backbone, featureSettings(configuration)),
+    train: featureCacheKey(manifest, 'train', backbone, settings),
+    test: featureCacheKey(manifest, 'test', backbone, settings),
   };
   for (const [split, key] of Object.entries(keys)) {
     if (!(await context.store.exists(`${key}/manifest.json`)))

@@ -544,7 +544,7 @@ async function writeConfiguration(
     `<h1>${h(c.configuration)}</h1>`,
     `<p>Dataset <strong>${h(c.dataset)}</strong> (${c.classes.length} classes), backbone <strong>${h(c.backbone)}</strong> (${c.channels} channels).</p>`,
     annotations.skippedFiles
-      ? `<p class="note">${plural(annotations.skippedFiles, 'file')} of the dataset could not be read and ${annotations.skippedFiles === 1 ? 'was' : 'were'} left out (<code>skipInvalid</code>); the sweep's results.md lists each with why.</p>`
+      ? `<p class="note">${plural(annotations.skippedFiles, 'file')} of the dataset could not be read and ${annotations.skippedFiles === 1 ? 'was' : 'were'} left out (<code>skipInvalid</code>); the sweep's results.md lists them with why.</p>`
       : '',
     '<h2 id="summary">Summary</h2>',
     '<table><thead><tr><th>Head</th><th class="num">Top-1 %</th><th class="num">95% interval</th><th class="num">Top-5 %</th>' +

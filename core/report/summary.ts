@@ -150,10 +150,11 @@ export function skippedCount(dataset: ConfigurationOutcome['dataset']): number {
 export function sweepAnnotations(completed: readonly ConfigurationOutcome[]): SweepAnnotations {
   return Object.fromEntries(
     completed.flatMap(({ configuration, reported, repeatOf, dataset }) => {
+      const skippedFiles = skippedCount(dataset);
       const annotations: ConfigurationAnnotations = {
         ...(reported ? { reported } : {}),
         ...(repeatOf ? { repeatOf } : {}),
-        ...(skippedCount(dataset) > 0 ? { skippedFiles: skippedCount(dataset) } : {}),
+        ...(skippedFiles > 0 ? { skippedFiles } : {}),
       };
       return Object.keys(annotations).length > 0 ? [[configuration, annotations]] : [];
     }),
