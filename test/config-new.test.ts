@@ -152,6 +152,10 @@ test('config new writes a sweep of every dataset with every backbone that valida
   const again = await runCli([...args, '--out', out]);
   assert.equal(again.code, 2);
   assert.match(again.stderr, /mine\.json exists: give --force to replace it/);
+  await writeFile(path.join(models, 'Conv_Net.json'), '{"arch": ');
+  const truncated = await runCli([...args]);
+  assert.equal(truncated.code, 2);
+  assert.match(truncated.stderr, /Conv_Net\.json: not valid JSON/);
   await rm(path.join(models, 'Conv_Net.json'));
   const unknown = await runCli([...args]);
   assert.equal(unknown.code, 2);

@@ -50,7 +50,13 @@ export async function backboneDocument(backbone: string, preset?: PresetName): P
       `${file}: no ${path.basename(sidecarFile)} beside it (infra/export_backbones.py writes one) to say which preprocessing it takes: give --preset (${Object.keys(PRESETS).join(', ')})`,
     );
   }
-  const sidecar = ExportSidecarSchema.safeParse(JSON.parse(text));
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (error) {
+    throw new InputError(`${sidecarFile}: not valid JSON: ${(error as Error).message}`);
+  }
+  const sidecar = ExportSidecarSchema.safeParse(document);
   if (!sidecar.success)
     throw new InputError(
       `${sidecarFile}: ${sidecar.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
