@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,11 +15,13 @@ import {
   MatAccess,
   parseMat,
 } from '../core/data/loaders';
+import { featureCacheKey } from '../core/features/feature-store';
 import {
   type CarImage,
   CUB_PARTS,
   type CubImage,
   encodeMat,
+  KEY_BACKBONE,
   mat,
   writeCarsAnnos,
   writeCarsDevkit,
@@ -338,7 +340,8 @@ describe('Stanford Dogs', () => {
     assert.deepEqual(manifest.classes, ['Chihuahua', 'Japanese_spaniel', 'Shih-Tzu']);
     assert.deepEqual(manifest.classIds, ['n02085620', 'n02085782', 'n02086910']);
     assert.deepEqual(splitSizes(manifest), [4, 2]);
-    assert.deepEqual(manifest.items[0], {
+    const { bytes: _bytes, ...first } = manifest.items[0]!;
+    assert.deepEqual(first, {
       path: 'Images/n02085620-Chihuahua/n02085620_5927.jpg',
       label: 0,
       split: 'train',
@@ -564,6 +567,29 @@ describe('class-per-folder trees', () => {
       'testFraction is for class folders without one',
     );
     await rejectsWith(loadDataset('class-folders', path.join(dir, 'nowhere')), 'missing dataset root folder');
+  });
+
+  test("the features' cache key tells trees with the same file names apart, follows a replaced image, not the tree's place", async () => {
+    const tree = {
+      train: { ant: ['1.png', '2.png'], bee: ['3.png'] },
+      test: { ant: ['4.png'], bee: ['5.png'] },
+    };
+    const [original, copy, other] = [freshDir(), freshDir(), freshDir()];
+    await writeClassFolders(original, tree);
+    await cp(original, copy, { recursive: true });
+    await writeClassFolders(other, tree);
+    await writeImage(path.join(other, 'train', 'ant', '1.png'), 9, 9, 40);
+    const key = async (dir: string, split: 'train' | 'test') =>
+      featureCacheKey((await loadDataset('class-folders', dir)).manifest, split, KEY_BACKBONE);
+
+    const { manifest } = await loadDataset('class-folders', original);
+    for (const item of manifest.items) {
+      assert.equal(item.bytes, (await readFile(path.join(original, item.path))).length, item.path);
+    }
+    assert.equal(await key(copy, 'train'), await key(original, 'train'));
+    assert.notEqual(await key(other, 'train'), await key(original, 'train'));
+    // Only the split whose image changed is extracted anew.
+    assert.equal(await key(other, 'test'), await key(original, 'test'));
   });
 
   test('a test class that is not a train class is an error, or skipped on request', async () => {

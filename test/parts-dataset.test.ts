@@ -13,6 +13,8 @@ import {
   type PartsGroundTruth,
   parsePartsDatasetOptions,
 } from '../core/data/parts-dataset';
+import { featureCacheKey } from '../core/features/feature-store';
+import { KEY_BACKBONE } from './support/dataset-trees';
 
 const SMALL: PartsDatasetOptions = { seed: 7, classes: 3, trainPerClass: 3, testPerClass: 2, imageSize: 64 };
 
@@ -59,6 +61,12 @@ describe('generatePartsDataset', () => {
       assert.notDeepEqual(bytes, await fs.readFile(path.join(c, item.path)), item.path);
     }
     assert.equal(other.items.length, first.items.length);
+    // Same file names, other images: the features' cache key follows the generator's settings.
+    assert.equal(featureCacheKey(first, 'test', KEY_BACKBONE), featureCacheKey(second, 'test', KEY_BACKBONE));
+    assert.notEqual(
+      featureCacheKey(first, 'test', KEY_BACKBONE),
+      featureCacheKey(other, 'test', KEY_BACKBONE),
+    );
   });
 
   test('images have the requested size and every part box lies inside its image', async () => {

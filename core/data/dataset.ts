@@ -40,6 +40,11 @@ export interface DatasetItem {
   bbox?: Box;
   /** Annotated part keypoints where the dataset has them (CUB: all 15 parts, visible or not). */
   keypoints?: Keypoint[];
+  /**
+   * The file's size in bytes (datasets read from disk): in the features' cache key, so another tree with the
+   * same file names, or an image replaced under its name, is extracted anew.
+   */
+  bytes?: number;
 }
 
 export interface DatasetManifest {
@@ -50,6 +55,11 @@ export interface DatasetManifest {
   /** The dataset's own class identifiers, parallel to `classes`, where names alone are ambiguous (WordNet ids). */
   classIds?: string[];
   items: DatasetItem[];
+  /**
+   * What determines a generated dataset's images beyond their names (a hash of its generator's version and
+   * settings): in the features' cache key, as `bytes` is for datasets read from disk.
+   */
+  contentSource?: string;
 }
 
 export function itemsOfSplit(manifest: DatasetManifest, split: Split): DatasetItem[] {

@@ -3,7 +3,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { z } from 'zod';
-import { canonicalJson, sha256 } from '../util/hash';
+import { forEachLimited } from '../util/for-each-limited';
+import { canonicalJson, contentKey, sha256 } from '../util/hash';
 import { SeededRandom } from '../util/random';
 import type { DatasetItem, DatasetManifest, PartBox, Split } from './dataset';
 
@@ -218,7 +219,13 @@ export async function generatePartsDataset(
   };
   await writeAtomic(path.join(root, 'parts.json'), `${JSON.stringify(truth, null, 1)}\n`);
 
-  const manifest: DatasetManifest = { name: 'parts', root, classes: classes.map((c) => c.name), items };
+  const manifest: DatasetManifest = {
+    name: 'parts',
+    root,
+    classes: classes.map((c) => c.name),
+    items,
+    contentSource: contentKey(generator),
+  };
   const file: ManifestFile = { ...manifest, generator };
   await writeAtomic(path.join(root, 'manifest.json'), `${JSON.stringify(file, null, 1)}\n`);
   return manifest;
@@ -251,7 +258,13 @@ async function readCachedManifest(
   );
   if (present.includes(false)) return undefined;
   // The folder may have moved since it was generated: item paths are relative, so only root changes.
-  return { name: file.name, root, classes: file.classes, items: file.items };
+  return {
+    name: file.name,
+    root,
+    classes: file.classes,
+    items: file.items,
+    contentSource: contentKey(file.generator),
+  };
 }
 
 async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
@@ -263,21 +276,6 @@ async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
     await fs.rm(temp, { force: true });
     throw error;
   }
-}
-
-async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 function binomial(n: number, k: number): number {

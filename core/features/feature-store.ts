@@ -59,7 +59,8 @@ export interface FeatureSettings {
 }
 
 /**
- * The cache address of one split's features: a hash of the split's file list and labels, the backbone's
+ * The cache address of one split's features: a hash of the split's file list, sizes and labels (or a
+ * generated dataset's settings), the backbone's
  * weights and its preprocessing, the storage dtype, and whether unreadable images are skipped. Any change to
  * these re-extracts; nothing else does. Skipping is in the key since the set then depends on which files
  * decode: a set that skipped images is never taken for one that read them all, nor are the heads trained on
@@ -71,9 +72,13 @@ export function featureCacheKey(
   backbone: Pick<Backbone, 'name' | 'fingerprint' | 'preprocessing' | 'preset'>,
   { dtype = 'float32', skipUnreadable = false }: FeatureSettings = {},
 ): string {
-  const items = itemsOfSplit(dataset, split).map((item) => [item.path, item.label]);
+  const items = itemsOfSplit(dataset, split).map((item) =>
+    item.bytes === undefined ? [item.path, item.label] : [item.path, item.label, item.bytes],
+  );
   return `features/${backbone.name}/${contentKey({
     files: sha256(JSON.stringify(items)),
+    // A generated dataset's settings, which decide its images' content as the sizes above do for files on disk.
+    source: dataset.contentSource,
     classes: dataset.classes.length,
     backbone: backbone.fingerprint,
     preprocessing: backbone.preprocessing,

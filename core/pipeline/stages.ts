@@ -133,9 +133,11 @@ export async function prepareDatasetManifest(
   let skipped: SkippedInput[] = [];
   if (dataset.kind === 'parts') {
     const folder = path.join(context.dataDir, `${dataset.name}-${contentKey(dataset.generator)}`);
-    manifest = await generatePartsDataset(dataset.generator, folder, (done, total) =>
+    const generated = await generatePartsDataset(dataset.generator, folder, (done, total) =>
       context.progress?.('dataset', done, total),
     );
+    // The configuration names the dataset (tables group rows by it); the generator's folder just says 'parts'.
+    manifest = { ...generated, name: dataset.name };
     manifestPath = path.join(folder, 'manifest.json');
   } else {
     const loaded = await loadDataset(dataset.kind, dataset.root, {

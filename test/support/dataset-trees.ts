@@ -6,8 +6,17 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
+import type { Backbone } from '../../core/backbones/backbone';
 
 /** Writes a small real image; the format follows the extension (.jpg/.jpeg/.JPEG, .png, .webp, .tif/.tiff). */
+/** A backbone as the features' cache key sees it, for tests of what the key follows. */
+export const KEY_BACKBONE: Pick<Backbone, 'name' | 'fingerprint' | 'preprocessing' | 'preset'> = {
+  name: 'key-test',
+  fingerprint: '0',
+  preprocessing: { resize: 256, crop: 224, scale: 'imagenet' },
+  preset: 'resnet50',
+};
+
 export async function writeImage(file: string, width = 12, height = 9, seed = 0): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const pixels = Buffer.alloc(width * height * 3);
