@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -92,6 +93,27 @@ describe('a backbone in its own thread', () => {
     );
     there.dispose();
     await assert.rejects(there.extract(new Float32Array(SIDE * SIDE * 3), 1), /disposed/);
+  });
+
+  test('disposed while a batch runs (an extraction that failed), it ends after that batch, not the process', () => {
+    // Ending the thread inside onnxruntime's run aborted the whole process once the run returned, so a
+    // failed extraction took its worker, and the run's dev server was left behind. Hence a child process.
+    const script = `
+      const { openBackboneInThread } = require(${JSON.stringify(path.join(__dirname, '../core/backbones/backbone-thread.js'))});
+      (async () => {
+        const backbone = await openBackboneInThread(${JSON.stringify(spec())});
+        const n = 8;
+        const images = new Float32Array(n * ${SIDE * SIDE * 3});
+        const first = backbone.extract(images, n);
+        const second = backbone.extract(images, n);
+        await first;
+        backbone.dispose();
+        await second.catch((error) => console.log('second:', error.message));
+        setTimeout(() => console.log('still running'), 500);
+      })();`;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(child.status, 0, child.stderr);
+    assert.equal(child.stdout, 'second: backbone thread disposed\nstill running\n');
   });
 
   test('extraction stores the same shards from it, one batch computed while the one before is stored', async () => {

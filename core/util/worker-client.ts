@@ -15,6 +15,9 @@ export class WorkerClient<Request, Reply> {
   >();
   private nextId = 0;
   private failure: Error | undefined;
+  /** Requests the thread has not answered yet, including those already failed here by a close. */
+  private unanswered = 0;
+  private terminateWhenIdle = false;
 
   constructor(
     private readonly worker: Worker,
@@ -22,10 +25,14 @@ export class WorkerClient<Request, Reply> {
   ) {
     worker.unref();
     worker.on('message', (envelope: Envelope<Reply>) => {
+      this.unanswered--;
+      if (this.unanswered === 0) {
+        worker.unref();
+        if (this.terminateWhenIdle) void worker.terminate();
+      }
       const request = this.pending.get(envelope.id);
       if (!request) return;
       this.pending.delete(envelope.id);
-      if (this.pending.size === 0) worker.unref();
       if ('error' in envelope) request.reject(fromErrorMessage(envelope.error));
       else request.resolve(envelope.reply);
     });
@@ -38,6 +45,7 @@ export class WorkerClient<Request, Reply> {
     const id = this.nextId++;
     return new Promise<Reply>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
+      this.unanswered++;
       this.worker.ref();
       this.worker.postMessage({ id, message }, transfer);
     });
@@ -53,10 +61,15 @@ export class WorkerClient<Request, Reply> {
     return this.failure !== undefined;
   }
 
-  /** Fails what is pending and later requests with `reason`, and ends the thread. */
+  /**
+   * Fails what is pending and later requests with `reason`, and ends the thread once it has answered what it
+   * was sent: a thread ended inside a native call (an onnxruntime batch) aborts the whole process when that
+   * call returns.
+   */
   close(reason: Error): void {
     this.fail(reason);
-    void this.worker.terminate();
+    if (this.unanswered === 0) void this.worker.terminate();
+    else this.terminateWhenIdle = true;
   }
 
   private fail(reason: Error): void {
