@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -199,6 +199,34 @@ test('explain stops with a clear error for a missing or corrupt image and for a 
     ),
   );
   assert.doesNotMatch(ofUntrained.stderr, / {4}at /, 'no stack trace');
+});
+
+test('explain names a damaged trained head or feature manifest and says how to recompute it', {
+  timeout: 120_000,
+}, async () => {
+  const [file] = await explainedTestImages();
+  const damagedCopy = async (name: string, key: string, keep: number) => {
+    const store = path.join(home, name);
+    await cp(path.join(home, 'store'), store, { recursive: true });
+    await truncate(path.join(store, key), keep);
+    return store;
+  };
+  const headFile = `${trained.heads.infodisent.key}/head.bin`;
+  const manifestFile = `${trained.train.key}/manifest.json`;
+  const [ofHead, ofManifest] = await Promise.all([
+    cli([file!], await damagedCopy('cut-head', headFile, 100)),
+    cli([file!], await damagedCopy('cut-manifest', manifestFile, 30)),
+  ]);
+  for (const [outcome, store, key, problem] of [
+    [ofHead, 'cut-head', headFile, 'damaged tensor file'],
+    [ofManifest, 'cut-manifest', manifestFile, 'not valid JSON'],
+  ] as const) {
+    assert.equal(outcome.code, 2, outcome.stderr);
+    const line = outcome.stderr.split('\n').find((text) => text.startsWith('error:')) ?? '';
+    assert.ok(line.startsWith(`error: file://${path.join(home, store)}/${key}: ${problem}`), line);
+    assert.ok(line.endsWith('delete it and run again to compute it anew'), line);
+    assert.doesNotMatch(outcome.stderr, / {4}at /, 'no stack trace');
+  }
 });
 
 test('the explain stage measured stability on the configured number of noised test images', () => {

@@ -115,7 +115,7 @@ test('extracts to S3, verifies every shard on reading, then hits the cache with 
   altered[5]! ^= 0x40;
   await store.put(shard.key, altered);
   const set = await StoredFeatureSet.open(store, first.manifest.key);
-  await assert.rejects(set.readShard(1), new RegExp(`'${shard.key}' is corrupt`));
+  await assert.rejects(set.readShard(1), new RegExp(`/${shard.key}: feature shard damaged`));
   await store.put(shard.key, original);
 
   // With the images gone, only a cache hit can succeed: nothing is decoded, computed or reported.

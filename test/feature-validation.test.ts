@@ -211,7 +211,7 @@ test('features of another channel count or map size than the trained head fail b
     ["feature set 'features/five-channels'", 'shape.channels = 5 but the head takes 2x2x4 maps'],
   );
   // A head stored before its meta recorded the geometry: its tensors' shapes are checked instead.
-  const { meta, tensors } = decodeTensors((await store.get(`${trained.key}/head.bin`))!);
+  const { meta, tensors } = decodeTensors((await store.get(`${trained.key}/head.bin`))!, trained.key);
   const { shape: _shape, classCount: _classCount, ...olderMeta } = meta as Record<string, unknown>;
   const older: TrainedHeadRef = { ...trained, key: 'heads/baseline/older' };
   await store.put(`${older.key}/head.bin`, await encodeTensors(tensors, olderMeta));

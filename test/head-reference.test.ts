@@ -627,6 +627,7 @@ test('trainHead reaches high training accuracy on a separable problem with both 
 function memorySink(): CheckpointSink & { saves: number } {
   let stored: Buffer | undefined;
   return {
+    name: 'memory',
     saves: 0,
     async load() {
       return stored;
@@ -649,7 +650,7 @@ async function interruptedThenResumed(
 ): Promise<{ bits: Record<string, number[]>; resumedFrom: number | null; steps: number }> {
   const sink = memorySink();
   const checkpointSeconds = async () => {
-    const { meta, tensors } = decodeTensors((await sink.load())!);
+    const { meta, tensors } = decodeTensors((await sink.load())!, sink.name);
     tf.dispose(Object.values(tensors));
     return (meta as { seconds?: number }).seconds;
   };

@@ -179,9 +179,11 @@ test('a worker killed during training: a new worker resumes from the checkpoint,
   assert.equal(uninterrupted.result.resumedFromStep, null);
   const resumed = decodeTensors(
     (await new LocalArtifactStore(path.join(home, 'store')).get(`${infodisent.headKey}/head.bin`))!,
+    'resumed',
   );
   const reference = decodeTensors(
     (await new LocalArtifactStore(freshStore).get(`${uninterrupted.key}/head.bin`))!,
+    'reference',
   );
   for (const [name, tensor] of Object.entries(reference.tensors)) {
     assert.deepEqual(

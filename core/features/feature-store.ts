@@ -419,7 +419,8 @@ async function planExtraction(target: ExtractionTarget, backbone: BackboneIdenti
   const readingAll = target.skipUnreadable ? featureCacheKey(dataset, split, backbone, { dtype }) : undefined;
 
   const items = itemsOfSplit(dataset, split);
-  if (items.length === 0) throw new Error(`dataset '${dataset.name}' has no ${split} items`);
+  if (items.length === 0)
+    throw new InputError(`${dataset.root}: dataset '${dataset.name}' has no ${split} images`);
   const shardSize = target.shardSize ?? 256;
   const length = itemSize(backbone.featureShape) * FEATURE_DTYPE_BYTES[dtype];
   const shards: ShardEntry[] = [];
@@ -704,7 +705,9 @@ export class StoredFeatureSet implements FeatureSet {
     if (!shard) throw new Error(`feature set '${this.manifest.key}' has no shard ${index}`);
     const data = await getRequired(this.store, shard.key);
     if (sha256(data) !== shard.sha256)
-      throw new Error(`feature shard '${shard.key}' is corrupt (checksum mismatch)`);
+      throw new InputError(
+        `${this.store.location}/${shard.key}: feature shard damaged (its SHA-256 is not the manifest's): delete the feature set ${this.store.location}/${this.manifest.key} and run again to extract it anew`,
+      );
     const rows = shard.count + (shard.skipped?.length ?? 0);
     return checkShardData(
       this,

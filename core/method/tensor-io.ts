@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { InputError } from '../util/errors';
 
 /**
  * A named set of float32 tensors as one buffer: a 4-byte header length, a JSON header
@@ -31,12 +32,30 @@ export async function encodeTensors(
   return Buffer.concat([length, json, padding, Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
 }
 
-export function decodeTensors(buffer: Buffer): { tensors: Record<string, tf.Tensor>; meta: unknown } {
-  const jsonLength = buffer.readUInt32LE(0);
-  const header = JSON.parse(buffer.subarray(4, 4 + jsonLength).toString('utf8')) as Header;
+/**
+ * The tensors and meta of a file encodeTensors wrote; `source` names the file in the InputError a damaged one
+ * (cut short, overwritten) gives, since such a file is computed anew only once it is deleted.
+ */
+export function decodeTensors(
+  buffer: Buffer,
+  source: string,
+): { tensors: Record<string, tf.Tensor>; meta: unknown } {
+  const damaged = (why: string) =>
+    new InputError(`${source}: damaged tensor file (${why}): delete it and run again to compute it anew`);
+  const jsonLength = buffer.length >= 4 ? buffer.readUInt32LE(0) : Number.POSITIVE_INFINITY;
+  if (4 + jsonLength > buffer.length) throw damaged(`${buffer.length} bytes, too short for its header`);
+  let header: Header;
+  try {
+    header = JSON.parse(buffer.subarray(4, 4 + jsonLength).toString('utf8')) as Header;
+  } catch (error) {
+    throw damaged(`header: ${(error as Error).message}`);
+  }
   const start = 4 + jsonLength + ((4 - ((4 + jsonLength) % 4)) % 4);
+  const values = Math.floor((buffer.length - start) / 4);
+  const needed = Math.max(0, ...header.tensors.map((entry) => entry.offset + entry.length));
+  if (values < needed) throw damaged(`${values} values where its header lists ${needed}`);
   const data = new Float32Array(
-    buffer.buffer.slice(buffer.byteOffset + start, buffer.byteOffset + buffer.length),
+    buffer.buffer.slice(buffer.byteOffset + start, buffer.byteOffset + start + 4 * values),
   );
   const tensors: Record<string, tf.Tensor> = {};
   for (const entry of header.tensors) {

@@ -56,6 +56,8 @@ export interface TrainResult {
 
 /** Where checkpoints go: the caller binds it to an artifact store key. */
 export interface CheckpointSink {
+  /** Where the checkpoint lives, for errors. */
+  readonly name: string;
   load(): Promise<Buffer | undefined>;
   save(data: Buffer): Promise<void>;
 }
@@ -187,7 +189,7 @@ export async function trainHead(
   let resumedFromStep: number | null = null;
   const saved = await hooks.checkpoint?.load();
   if (saved) {
-    const { tensors, meta: savedMeta } = decodeTensors(saved);
+    const { tensors, meta: savedMeta } = decodeTensors(saved, hooks.checkpoint!.name);
     meta = savedMeta as CheckpointMeta;
     // JSON has no -Infinity: a checkpoint taken before the first validation stores bestAccuracy as null.
     meta.bestAccuracy ??= Number.NEGATIVE_INFINITY;

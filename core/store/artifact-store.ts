@@ -1,3 +1,5 @@
+import { InputError } from '../util/errors';
+
 /**
  * One interface for every place artifacts live. Keys are '/'-separated relative paths.
  * Implementations publish each object whole or not at all: a reader never sees a partial write.
@@ -52,9 +54,17 @@ export async function getRequired(store: ArtifactStore, key: string): Promise<Bu
   return data;
 }
 
+/** The JSON stored at `key`; a damaged file (cut short, overwritten) is an InputError naming it. */
 export async function getJson<T>(store: ArtifactStore, key: string): Promise<T | undefined> {
   const data = await store.get(key);
-  return data === undefined ? undefined : (JSON.parse(data.toString('utf8')) as T);
+  if (data === undefined) return undefined;
+  try {
+    return JSON.parse(data.toString('utf8')) as T;
+  } catch (error) {
+    throw new InputError(
+      `${store.location}/${key}: not valid JSON (${(error as Error).message}): delete it and run again to compute it anew`,
+    );
+  }
 }
 
 export async function putJson(store: ArtifactStore, key: string, value: unknown): Promise<void> {
