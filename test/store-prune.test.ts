@@ -5,7 +5,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { storeInventory } from '../core/pipeline/inventory';
 import { planPrune, removeArtifacts, staleAbandonedWrites } from '../core/pipeline/prune';
-import type { ArtifactStore } from '../core/store/artifact-store';
+import type { SweepResults } from '../core/pipeline/results';
+import { type ArtifactStore, getJson, putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { PRUNE_FIXTURE, writePruneFixture } from './support/prune-fixture';
 
@@ -61,6 +62,40 @@ test('a prune plans to delete what no stored sweep reads, and keeps incomplete w
   assert.equal(reasons['features/bb/old'], 'used by a running sweep');
   for (const key of PRUNE_FIXTURE.incomplete)
     assert.equal(reasons[key], 'incomplete, and 2 sweep workflows are running: it may be theirs');
+});
+
+test('a configuration that failed in the latest run (or that --only left out) keeps what it last completed with', async () => {
+  const store = await fixtureStore('failed-rerun');
+  const first = (await getJson<SweepResults>(store, 'results/kept/results.json'))!;
+  const [outcome] = first.completed;
+  // The first run kept under runs/, as writeSweepResults does; then a rerun in which 'a' failed.
+  await putJson(store, 'results/kept/runs/2026-11-27T00-00-00-000Z.json', first);
+  const failedRun = {
+    ...first,
+    finishedAt: '2026-11-28T00:00:00.000Z',
+    completed: [],
+    failed: [{ configuration: 'a', error: 'x' }],
+  };
+  await putJson(store, 'results/kept/results.json', failedRun);
+  const unused = () =>
+    storeInventory(store).then((inventory) =>
+      keysOf(planPrune(inventory, { running: NOTHING_RUNNING, incomplete: false }).remove),
+    );
+  assert.deepEqual(await unused(), [...PRUNE_FIXTURE.unused].sort());
+
+  // Once 'a' completes again, with other artifacts, what it used before is free.
+  const moved = { ...outcome!, features: { ...outcome!.features, train: 'features/bb/old' } };
+  await putJson(store, 'results/kept/runs/2026-11-28T00-00-00-000Z.json', failedRun);
+  await putJson(store, 'results/kept/results.json', {
+    ...first,
+    finishedAt: '2026-11-29T00:00:00.000Z',
+    completed: [moved],
+  });
+  assert.deepEqual(await unused(), [
+    'features/bb/used-train',
+    'heads/infodisent/old',
+    'summaries/old-b.json',
+  ]);
 });
 
 /** The store, recording the order of its deletes. */

@@ -2,7 +2,13 @@ import type { Split } from '../data/dataset';
 import { FEATURE_DTYPE_BYTES, type FeatureDtype, type FeatureShape, itemSize } from '../features/feature-set';
 import { type FeatureManifest, isShardFile, skippedImages } from '../features/feature-store';
 import { type ArtifactStore, getJson } from '../store/artifact-store';
-import { outcomeKeys, storedSweeps } from './results';
+import {
+  type ConfigurationOutcome,
+  outcomeKeys,
+  type SweepResults,
+  storedSweeps,
+  sweepRuns,
+} from './results';
 
 /** A feature set in the store: whole once its manifest is written, else an extraction under way or cut off. */
 export interface StoredFeatures {
@@ -67,6 +73,19 @@ async function groups(store: ArtifactStore, prefix: string, depth: number): Prom
 }
 
 /**
+ * Each configuration of a sweep as it last completed, in any of the sweep's stored runs: a run in which it
+ * failed, or that `--only` left it out of, replaces results.json without it, yet the next run reuses what it
+ * last completed with, so that stays in use.
+ */
+async function lastCompleted(store: ArtifactStore, latest: SweepResults): Promise<ConfigurationOutcome[]> {
+  const last = new Map<string, ConfigurationOutcome>();
+  for (const run of await sweepRuns(store, latest.sweep)) {
+    for (const outcome of run.completed) last.set(outcome.configuration, outcome);
+  }
+  return [...last.values()];
+}
+
+/**
  * What the store holds of the pipeline's work: the finished sweeps, the feature sets, the trained heads and
  * the explanation summaries, each with the stored sweeps that use it. Reads only keys and manifests.
  */
@@ -74,7 +93,7 @@ export async function storeInventory(store: ArtifactStore): Promise<StoreInvento
   const sweeps = await storedSweeps(store);
   const usedBy = new Map<string, string[]>();
   for (const results of sweeps) {
-    const keys = results.completed.flatMap(outcomeKeys);
+    const keys = (await lastCompleted(store, results)).flatMap(outcomeKeys);
     for (const key of new Set(keys)) usedBy.set(key, [...(usedBy.get(key) ?? []), results.sweep]);
   }
   const features = await Promise.all(
