@@ -313,7 +313,7 @@ export async function trainHeadStage(
   const key = trainedHeadKey(configuration, kind, features.key, backend);
   const finished = await context.store.get(`${key}/head.bin`);
   if (finished) {
-    const { meta, tensors } = decodeTensors(finished);
+    const { meta, tensors } = decodeTensors(finished, `${context.store.location}/${key}/head.bin`);
     tf.dispose(Object.values(tensors));
     const { result, compute } = meta as { result: TrainResult; compute?: ComputeRecord };
     return { kind, key, backend, reused: true, result, ...(compute ? { compute } : {}) };
@@ -342,6 +342,7 @@ export async function trainHeadStage(
           return context.progress?.(`train ${kind}`, step, totalSteps, lossDetail);
         },
         checkpoint: {
+          name: `${context.store.location}/${key}/checkpoint.bin`,
           load: () => context.store.get(`${key}/checkpoint.bin`),
           save: (data) => context.store.put(`${key}/checkpoint.bin`, data),
         },
@@ -380,7 +381,7 @@ export async function loadTrainedHead(
 ): Promise<Head> {
   const data = await context.store.get(`${trained.key}/head.bin`);
   if (!data) throw new Error(`trained head '${trained.key}' is not in ${context.store.location}`);
-  const { meta, tensors } = decodeTensors(data);
+  const { meta, tensors } = decodeTensors(data, `${context.store.location}/${trained.key}/head.bin`);
   const head = createHead(trained.kind, set, configuration);
   try {
     // Heads saved before their meta recorded the geometry are checked by their tensors' shapes alone.
