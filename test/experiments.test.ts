@@ -116,6 +116,10 @@ test('invalid sweeps name the failing field', () => {
       /configurations\[0\]\.backbone\.name: unknown backbone 'resnet-9000'/,
     ],
     [(c) => (c['backbone'] = { name: 'r50', file: '/m/r50.onnx' }), /configurations\[0\]\.backbone\.preset/],
+    [
+      (c) => (c['backbone'] = { name: 'nsfwjs-mobilenet-v2', output: 'x' }),
+      /configurations\[0\]\.backbone\.output: 'output' names a value of an ONNX backbone's 'file'/,
+    ],
     [(c) => (c['epochs'] = 3), /configurations\[0\]: .*'epochs'/],
     [(c) => (c['dataset'] = { kind: 'cub' }), /configurations\[0\]\.dataset\.root/],
     [(c) => (c['dataset'] = { kind: 'coco', root: '/x' }), /configurations\[0\]\.dataset\.kind/],

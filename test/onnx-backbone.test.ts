@@ -18,6 +18,7 @@ import {
 import { extractFeatures, featureCacheKey, StoredFeatureSet } from '../core/features/feature-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { findWebgpuAdapter } from '../core/tf/webgpu-adapter';
+import { InputError } from '../core/util/errors';
 import { SeededRandom } from '../core/util/random';
 import { repoRoot } from '../infra/paths';
 import { conv3x3ReluReference } from './support/conv-reference';
@@ -243,6 +244,22 @@ describe('loadOnnxBackbone on the CPU provider', () => {
     );
     const fp32 = await open({ file: (await writeModel('full', 'nchw', 32)).file, preset: 'resnet50' });
     assert.equal(fp32.graphOptimizationLevel, 'all');
+  });
+
+  test('a file that is not an ONNX model, a folder and a missing file are input errors naming them', async () => {
+    const garbage = path.join(dir, 'garbage.onnx');
+    await writeFile(garbage, Buffer.from([0x0c, 0xff, 0xff, 0x07, 0x01]));
+    for (const [file, message] of [
+      [garbage, `${garbage} is not an ONNX model (`],
+      [dir, `${dir} is a folder, not an ONNX model file`],
+      [path.join(dir, 'none.onnx'), `${path.join(dir, 'none.onnx')}: no such ONNX model file`],
+    ] as const) {
+      await assert.rejects(open({ file, preset: 'resnet50' }), (error: Error) => {
+        assert.ok(error instanceof InputError, error.stack);
+        assert.ok(error.message.startsWith(message), error.message);
+        return true;
+      });
+    }
   });
 
   test('a preset whose crop is not the model input is refused', async () => {

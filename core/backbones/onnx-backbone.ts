@@ -208,6 +208,17 @@ function declaredShape(dims: Dims): (number | string)[] {
   return dims.map((d, i) => (typeof d === 'number' ? (d > 0 ? d : `d${i}`) : d || `d${i}`));
 }
 
+async function readModelFile(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new InputError(`${file}: no such ONNX model file`);
+    if (code === 'EISDIR') throw new InputError(`${file} is a folder, not an ONNX model file`);
+    throw error;
+  }
+}
+
 /**
  * A backbone from an ONNX file run by onnxruntime-node. Images arrive as the pipeline's NHWC batches,
  * preprocessed by `preset`; features leave as [n, H, W, C] whatever the model's own layout.
@@ -216,7 +227,7 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
   const file = options.model ? options.file : path.resolve(options.file);
   const preset = PRESETS[options.preset];
   if (!preset) throw new Error(`unknown preprocessing preset '${options.preset}'`);
-  const original = options.model ?? (await readFile(file));
+  const original = options.model ?? (await readModelFile(file));
   const hash = createHash('sha256').update(original);
   const { external, float16 } = scanInitializers(original, file);
   const folder = path.dirname(file);
@@ -254,6 +265,15 @@ export async function loadOnnxBackbone(options: OnnxBackboneOptions): Promise<On
       );
     const inferred: OnnxLayout | undefined =
       input.shape[1] === 3 ? 'NCHW' : input.shape[3] === 3 ? 'NHWC' : undefined;
+    if (
+      !options.layout &&
+      !inferred &&
+      typeof input.shape[1] === 'number' &&
+      typeof input.shape[3] === 'number'
+    )
+      throw new InputError(
+        `${file}: input '${inputName}' ${formatDims(input.shape)} has no axis of 3 colour channels (axis 1 for NCHW, axis 3 for NHWC): the pipeline feeds RGB images`,
+      );
     const layout = options.layout ?? inferred ?? 'NCHW';
     const side = preset.cropSize;
     const [height, width] =

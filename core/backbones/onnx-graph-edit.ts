@@ -3,6 +3,8 @@
  * graph at an intermediate value, giving it channels-last boundaries, and scanning its initializers. Every
  * field an edit does not touch is copied byte for byte, so weights are never decoded.
  */
+
+import { InputError } from '../util/errors';
 import {
   encodeInitializer,
   encodeNode,
@@ -95,8 +97,13 @@ const VALUE_INFO_NAME = 1;
 const FLOAT16 = 10; // TensorProto.DataType
 
 function graphOf(buf: Uint8Array, file: string): WireField {
-  const graph = readFields(buf).find((f) => f.field === MODEL_GRAPH && f.wire === 2);
-  if (!graph) throw new Error(`${file} is not an ONNX model (no graph)`);
+  let graph: WireField | undefined;
+  try {
+    graph = readFields(buf).find((f) => f.field === MODEL_GRAPH && f.wire === 2);
+  } catch (error) {
+    throw new InputError(`${file} is not an ONNX model (${(error as Error).message})`);
+  }
+  if (!graph) throw new InputError(`${file} is not an ONNX model (no graph)`);
   return graph;
 }
 

@@ -20,6 +20,8 @@ export interface BackboneSpec {
   /** An ONNX export cut at the last feature map (infra/export_backbones.py). */
   file?: string | undefined;
   preset?: PresetName | undefined;
+  /** The graph value to take as the feature map, where it is not the model's one output. */
+  output?: string | undefined;
   provider?: OnnxProvider | 'auto';
 }
 
@@ -35,6 +37,7 @@ export function openBackbone(spec: BackboneSpec): Promise<Backbone> {
     file: spec.file,
     name: spec.name,
     preset: spec.preset,
+    ...(spec.output === undefined ? {} : { output: spec.output }),
     provider: spec.provider ?? 'auto',
   });
 }

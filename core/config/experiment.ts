@@ -101,6 +101,13 @@ export const BackboneSchema = z
       .enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]])
       .optional()
       .describe("The torchvision evaluation transform the ONNX backbone's images are prepared with."),
+    output: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'The ONNX graph value to take as the feature map: for a model with several outputs, or one not cut at its last feature map (the model is cut there).',
+      ),
     provider: z
       .enum(['auto', 'cpu', 'webgpu', 'cuda'])
       .default('auto')
@@ -115,6 +122,13 @@ export const BackboneSchema = z
         code: 'custom',
         path: ['name'],
         message: `unknown backbone '${backbone.name}': bundled backbones are ${BUNDLED_BACKBONE_NAMES.map((n) => `'${n}'`).join(', ')}; give 'file' for an ONNX model`,
+      });
+    }
+    if (backbone.file === undefined && backbone.output !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['output'],
+        message: "'output' names a value of an ONNX backbone's 'file'",
       });
     }
     if (backbone.file !== undefined && backbone.preset === undefined) {
