@@ -89,7 +89,19 @@ program.parseAsync(process.argv).catch((error: unknown) => {
     process.stderr.write(`error: ${redact(error.message)}\n`);
     process.exit(error.exitCode);
   }
-  const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  // A file system's refusal (an --out that is a file, a folder not writable, a full disk) names its path: the
+  // stack would add only this program's insides.
+  const text =
+    error instanceof Error
+      ? isFileSystemError(error)
+        ? error.message
+        : (error.stack ?? error.message)
+      : String(error);
   process.stderr.write(`error: ${redact(text)}\n`);
   process.exit(1);
 });
+
+function isFileSystemError(error: Error): boolean {
+  const { code, path } = error as NodeJS.ErrnoException;
+  return typeof code === 'string' && typeof path === 'string';
+}
