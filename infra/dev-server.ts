@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -146,6 +146,7 @@ async function startDevServer(options: {
 }): Promise<{ connection: Connection; stop(): Promise<void>; stopProcess(): Promise<void> }> {
   const executable = resolveTool('temporal', { install: true, ...(options.log ? { log: options.log } : {}) });
   const address = `127.0.0.1:${options.port}`;
+  if (options.dbFile) await stopOrphanedServer(options.dbFile, options.log);
   const child = spawn(
     executable,
     [
@@ -160,6 +161,11 @@ async function startDevServer(options: {
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
+  const pidFile = options.dbFile && child.pid !== undefined ? serverPidFile(options.dbFile) : undefined;
+  if (pidFile) {
+    const pids: ServerPids = { server: child.pid!, owner: process.pid };
+    writeFileSync(pidFile, JSON.stringify(pids));
+  }
   let starting = true;
   let stopping = false;
   let startupErrors = '';
@@ -182,6 +188,7 @@ async function startDevServer(options: {
   }).then(() => {
     ended = true;
     process.off('exit', killOnExit);
+    if (pidFile) rmSync(pidFile, { force: true });
   });
   const stop = async () => {
     stopping = true;
@@ -220,4 +227,47 @@ async function startDevServer(options: {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
+}
+
+/** Beside the database: the dev server serving it and the process that started it. */
+interface ServerPids {
+  server: number;
+  owner: number;
+}
+
+const serverPidFile = (dbFile: string) => `${dbFile}.pid`;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Stops a dev server still serving `dbFile` whose starter is gone: a run killed outright (SIGKILL, an
+ * out-of-memory kill) cannot take its server along, and a second server on the same SQLite database would
+ * share it with the first. Only a process whose command line names the database is stopped (Linux's /proc).
+ */
+async function stopOrphanedServer(dbFile: string, log?: (line: string) => void): Promise<void> {
+  let pids: ServerPids;
+  let commandLine: string;
+  try {
+    pids = JSON.parse(readFileSync(serverPidFile(dbFile), 'utf8')) as ServerPids;
+    if (isAlive(pids.owner) || !isAlive(pids.server)) return;
+    commandLine = readFileSync(`/proc/${pids.server}/cmdline`, 'utf8');
+  } catch {
+    return;
+  }
+  if (!commandLine.split('\0').includes(dbFile)) return;
+  log?.(
+    `stopping the Temporal dev server (pid ${pids.server}) that a run killed outright left serving ${dbFile}`,
+  );
+  process.kill(pids.server, 'SIGTERM');
+  const deadline = Date.now() + STOP_GRACE_MS;
+  while (isAlive(pids.server) && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  if (isAlive(pids.server)) process.kill(pids.server, 'SIGKILL');
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,6 +48,36 @@ test('a dev server that exits at once fails the start with what it printed', asy
     /the Temporal dev server \(.*broken-temporal\) exited before it served 127\.0\.0\.1:\d+: flag provided but not defined/,
   );
 });
+
+test('a dev server whose run was killed outright is stopped by the next start on its database', async () => {
+  const stateDir = path.join(home, 'orphan-state');
+  // A process that starts the embedded server, then is killed (SIGKILL: nothing of it runs to stop the server).
+  const script = `
+    const { startLocalTemporal } = require(${JSON.stringify(path.join(__dirname, '../infra/dev-server.js'))});
+    startLocalTemporal({ stateDir: ${JSON.stringify(stateDir)} }).then(() => process.kill(process.pid, 'SIGKILL'));`;
+  assert.equal(spawnSync(process.execPath, ['-e', script], { stdio: 'ignore' }).signal, 'SIGKILL');
+  const pidFile = path.join(stateDir, 'temporal.db.pid');
+  const orphan = (JSON.parse(await readFile(pidFile, 'utf8')) as { server: number }).server;
+  assert.ok(isAlive(orphan), 'the killed run left its dev server');
+  const lines: string[] = [];
+  const temporal = await startLocalTemporal({ stateDir, log: (line) => lines.push(line) });
+  try {
+    assert.ok(!isAlive(orphan), 'the next start stopped it');
+    assert.match(lines.join('\n'), new RegExp(`stopping the Temporal dev server \\(pid ${orphan}\\)`));
+  } finally {
+    await temporal.stop();
+  }
+  await assert.rejects(readFile(pidFile), /ENOENT/, 'a stopped server leaves no pid file');
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 test("run --ui's dev server serves Temporal's web UI and its API", async () => {
   const stateDir = path.join(home, 'ui-state');
