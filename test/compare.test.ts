@@ -6,10 +6,12 @@ import { after, before, test } from 'node:test';
 import { mcnemarExact } from '../core/analysis/significance';
 import type { Evaluation } from '../core/method/evaluate';
 import type { HeadKind } from '../core/method/head';
-import { compareRuns, sincePreviousRun } from '../core/pipeline/compare';
+import { compareRuns, type RunComparison, sincePreviousRun } from '../core/pipeline/compare';
 import { sweepNotification } from '../core/pipeline/notify';
 import { type ConfigurationOutcome, type SweepResults, writeSweepResults } from '../core/pipeline/results';
 import { comparisonTable, headChanged } from '../core/report/comparison';
+import { percentChange, percentOf, roundDerived } from '../core/report/round';
+import { tableCsv } from '../core/report/table-formats';
 import { putJson } from '../core/store/artifact-store';
 import { LocalArtifactStore } from '../core/store/local-store';
 import { SeededRandom } from '../core/util/random';
@@ -285,4 +287,29 @@ test('the CLI names runs as SWEEP, SWEEP@N and SWEEP@TIME, and says which refere
   );
   const missing = await runCli(['compare', 'paper@3', 'nope', '--store', dir]);
   assert.match(missing.stderr, /'paper@3': sweep 'paper' has 2 stored runs/);
+});
+
+test('the comparison table holds clean percentages: no floating-point noise in its CSV or JSON', () => {
+  // 100 * (0.86 - 0.93) is -7.000000000000006 and 100 * 0.56 is 56.00000000000001 in floating point.
+  const comparison: RunComparison = {
+    first: { sweep: 'a', finishedAt: '2026-11-01T08:00:00.000Z' },
+    second: { sweep: 'b', finishedAt: '2026-11-02T08:00:00.000Z' },
+    heads: [{ configuration: 'cub', head: 'baseline', top1: [0.93, 0.86], paired: null }],
+    onlyInFirst: [],
+    onlyInSecond: [],
+  };
+  const table = comparisonTable(comparison);
+  assert.deepEqual(
+    [table.rows[0]!['first_top1'], table.rows[0]!['second_top1'], table.rows[0]!['change']],
+    [93, 86, -7],
+  );
+  assert.equal(tableCsv(table).split('\r\n')[1], 'cub,baseline,93,86,-7,,,');
+  assert.equal(percentOf(0.56), 56);
+  // Only noise is removed: a value that is no short decimal keeps full precision.
+  assert.equal(roundDerived(1 / 3), 1 / 3);
+  assert.equal(percentOf(7 / 9), 100 * (7 / 9));
+  assert.equal(percentChange(0.9998, 0.9999), 0.01);
+  // A seeds' deviation of pure noise (identical runs) is 0 at the scale of the values.
+  assert.equal(roundDerived(4e-15, 56), 0);
+  assert.equal(roundDerived(Number.NaN), Number.NaN);
 });

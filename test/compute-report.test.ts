@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { computeEntries, computeSentence, computeTable } from '../core/report/compute';
+import { computeEntries, computeSentence, computeTable, tableDuration } from '../core/report/compute';
 import { tableCsv } from '../core/report/table-formats';
 import type { ComputeRecord } from '../core/util/compute-record';
 import { outcomeWithCompute, computeRecordOf as record } from './support/outcomes';
@@ -39,10 +39,10 @@ test('the compute table: one row per recorded artifact, a resumed extraction tim
     ]),
     [
       // 3000 of 6000 images in 30 s: the set's 6000 take 60 s.
-      ['extract train', '1m', 100, null, 'resumed: timed on 3000 of 6000 images'],
+      ['extract train', '1m00s', 100, null, 'resumed: timed on 3000 of 6000 images'],
       ['extract test', null, null, null, 'resumed with every shard stored: not timed'],
       ['train baseline', '47s', null, 20, ''],
-      ['explain', '2m', null, null, ''],
+      ['explain', '1m30s', null, null, ''],
     ],
   );
   assert.equal(table.rows[0]!['seconds'], 60);
@@ -53,7 +53,7 @@ test('the compute table: one row per recorded artifact, a resumed extraction tim
   );
   assert.match(
     tableCsv(table),
-    /extract train,1m,100,,onnxruntime webgpu,NVIDIA H100 80GB HBM3,resumed: timed on 3000 of 6000 images,60,3000,2026-11-27T12:00:00.000Z/,
+    /extract train,1m00s,100,,onnxruntime webgpu,NVIDIA H100 80GB HBM3,resumed: timed on 3000 of 6000 images,60,3000,2026-11-27T12:00:00.000Z/,
   );
   assert.ok(!tableCsv(table).includes('gpu-1'));
   assert.equal(computeTable(computeEntries([outcome('old', { key: 'f0' }, [])])), null);
@@ -85,4 +85,16 @@ test('the compute sentence counts an artifact that configurations share once, by
       'Not counted: 2 artifacts computed before compute records were kept.',
   );
   assert.equal(computeSentence(computeEntries([outcome('old', { key: 'f0' }, [])])), null);
+});
+
+test("the compute table's times are precise to the second under an hour", () => {
+  assert.deepEqual(
+    [0.04, 4.23, 9.96, 47.4, 59.6, 106.76, 3599.4, 3599.6, 3 * 3600 + 5 * 60 + 10].map(tableDuration),
+    ['0s', '4.2s', '10s', '47s', '1m00s', '1m47s', '59m59s', '1h00m', '3h05m'],
+  );
+  const table = computeTable(
+    computeEntries([outcome('smoke', { key: 'f', train: record(H100, 106.76, 6000) }, [])]),
+  )!;
+  assert.equal(table.rows[0]!['time'], '1m47s');
+  assert.equal(table.rows[0]!['seconds'], 106.76);
 });

@@ -13,11 +13,14 @@ import {
   classBreakdown,
   countBins,
   escapeLatex,
+  escapeXml,
   explanationPanelPng,
   heatmapOverlayPng,
+  heatmapOverlaySvg,
   histogramSvg,
   lineChartSvg,
   paperTables,
+  percentOf,
   prototypeGridPng,
   prototypeGridSvg,
   resultsHistory,
@@ -98,15 +101,15 @@ test('paper tables from per-configuration results, in Markdown, CSV, LaTeX and J
       configuration: full.configuration,
       dataset: 'parts_<gen>',
       backbone: full.backbone,
-      baseline_top1: 100 * full.heads.baseline!.top1,
-      infodisent_top1: 100 * full.heads.infodisent!.top1,
-      baseline_top5: 100 * full.heads.baseline!.top5,
-      infodisent_top5: 100 * full.heads.infodisent!.top5,
+      baseline_top1: percentOf(full.heads.baseline!.top1),
+      infodisent_top1: percentOf(full.heads.infodisent!.top1),
+      baseline_top5: percentOf(full.heads.baseline!.top5),
+      infodisent_top5: percentOf(full.heads.infodisent!.top5),
     },
   ]);
   const rv = tables.rv.rows[1]!;
-  assert.equal(rv['infodisent_rv'], 100 * full.heads.infodisent!.rv!.mean);
-  assert.equal(rv['baseline_rv'], 100 * full.heads.baseline!.rv!.mean);
+  assert.equal(rv['infodisent_rv'], percentOf(full.heads.infodisent!.rv!.mean));
+  assert.equal(rv['baseline_rv'], percentOf(full.heads.baseline!.rv!.mean));
   assert.deepEqual(tables.ablation.rows[1], {
     configuration: full.configuration,
     dataset: 'parts_<gen>',
@@ -128,13 +131,22 @@ test('paper tables from per-configuration results, in Markdown, CSV, LaTeX and J
     ]),
     (['infodisent', 'baseline'] as const).map((kind) => [
       kind === 'infodisent' ? 'InfoDisent' : 'baseline',
-      100 * faithfulness(kind).pointing.accuracy,
-      100 * faithfulness(kind).consistency!.consistency,
-      100 * faithfulness(kind).stability!.stability,
+      percentOf(faithfulness(kind).pointing.accuracy),
+      percentOf(faithfulness(kind).consistency!.consistency),
+      percentOf(faithfulness(kind).stability!.stability),
       // The fixture re-extracts all 9 test images under noise.
       9,
     ]),
   );
+  // Percentages are exported clean: 100 * 0.56 is 56.00000000000001 in floating point, 56 in the files.
+  const noisy = structuredClone(full);
+  noisy.heads.infodisent!.top1 = 0.56;
+  noisy.heads.infodisent!.explanations!.faithfulness.pointing.accuracy = 0.56;
+  const clean = paperTables([noisy]);
+  assert.equal(clean.accuracy.rows[0]!['infodisent_top1'], 56);
+  assert.equal(clean.faithfulness.rows[0]!['pointing'], 56);
+  assert.match(tableCsv(clean.faithfulness), /\r\n[^\r]*,InfoDisent,[^\r]*,56,/);
+  assert.doesNotMatch(tableCsv(clean.faithfulness) + tablesJson(clean), /\.\d*0000000\d/);
 
   // CSV: RFC 4180, read back by this parser and by Python's csv module, values at full precision.
   const all: Table[] = [...Object.values(tables), hostile];
@@ -176,7 +188,15 @@ test('paper tables from per-configuration results, in Markdown, CSV, LaTeX and J
   for (const line of body) assert.equal(line.match(/(?<!\\)&/g)!.length, 2, line);
   const unescapedBraces = latex.replace(/\\[{}]/g, '');
   assert.equal(unescapedBraces.split('{').length, unescapedBraces.split('}').length, 'braces balance');
-  assert.ok(/\\bottomrule\n {2}\\end\{tabular\}\n\\end\{table\}\n$/.test(latex));
+  assert.ok(/\\bottomrule\n {2}\\end\{tabular\}\}\n\\end\{table\}\n$/.test(latex));
+  // It fits the text width (shrunk only where wider) and names the packages it needs.
+  assert.ok(latex.startsWith('% Needs \\usepackage{booktabs} and \\usepackage{graphicx} in the preamble.\n'));
+  assert.ok(
+    latex.includes(
+      '  \\small\n  \\setlength{\\tabcolsep}{4pt}\n' +
+        '  \\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n  \\begin{tabular}{llr}\n',
+    ),
+  );
   assert.ok(
     tableLatex(tables.accuracy).includes(
       'parts\\_\\textless{}gen\\textgreater{} & another, "quoted" & -- & 50.0',
@@ -245,7 +265,7 @@ test("published figures print beside the sweep's, only in the tables and columns
   // This sweep's own figures are untouched; sources are named in the order of the rows.
   assert.equal(
     row(tables.accuracy, full.configuration)['infodisent_top1'],
-    100 * full.heads.infodisent!.top1,
+    percentOf(full.heads.infodisent!.top1),
   );
   assert.match(tables.accuracy.caption, /Paper: as reported by another paper; A & B \(2025\), Table 8\.$/);
   assert.deepEqual(
@@ -301,18 +321,18 @@ test("the runs of a configuration's seeds print as one row: mean ± sample stand
   ]).flat();
   const merged = row(full.configuration);
   assert.equal(merged['seeds'], 3);
-  assert.ok(Math.abs((merged['infodisent_top1'] as number) - top1Mean!) < 1e-12);
-  assert.ok(Math.abs((merged['infodisent_top1_sd'] as number) - top1Sd!) < 1e-12);
+  assert.ok(Math.abs((merged['infodisent_top1'] as number) - top1Mean!) < 1e-9);
+  assert.ok(Math.abs((merged['infodisent_top1_sd'] as number) - top1Sd!) < 1e-9);
   // The same value in every run: its mean, with no spread.
-  assert.equal(merged['baseline_top1'], 100 * full.heads.baseline!.top1);
+  assert.equal(merged['baseline_top1'], percentOf(full.heads.baseline!.top1));
   assert.equal(merged['baseline_top1_sd'], 0);
   assert.equal(merged['reported_infodisent_top1'], 83);
   // A configuration run once keeps its row, one seed and no deviation.
   assert.equal(row(partial.configuration)['seeds'], 1);
   assert.equal(row(partial.configuration)['infodisent_top1_sd'], null);
   const rvRow = tables.rv.rows.find((r) => r['configuration'] === full.configuration)!;
-  assert.ok(Math.abs((rvRow['infodisent_rv'] as number) - rvMean!) < 1e-12);
-  assert.ok(Math.abs((rvRow['infodisent_rv_sd'] as number) - rvSd!) < 1e-12);
+  assert.ok(Math.abs((rvRow['infodisent_rv'] as number) - rvMean!) < 1e-9);
+  assert.ok(Math.abs((rvRow['infodisent_rv_sd'] as number) - rvSd!) < 1e-9);
   // Per-head tables merge per head.
   assert.deepEqual(
     tables.faithfulness.rows.map((r) => [r['configuration'], r['head'], r['seeds']]),
@@ -380,6 +400,16 @@ test('figures: prototype grids, explanation panels and heatmap overlays are PNGs
   };
   const overlay = await pixels(await heatmapOverlayPng(file, [layer, layer], { title: 'heatmaps' }));
   assert.deepEqual([overlay.info.width, overlay.info.height], [20 + 220 + 2 * 288, 20 + 24 + 20 + 220]);
+  // A layer's note (which class it maps) is a second caption line, under its title.
+  const noted = await heatmapOverlaySvg(
+    file,
+    [{ ...layer, title: 'InfoDisent M of a', note: 'predicted, wrong (true b)' }],
+    {
+      title: 'test image 1, true b',
+    },
+  );
+  assert.ok(noted.includes('>InfoDisent M of a<') && noted.includes('>predicted, wrong (true b)<'));
+  assert.ok(noted.includes('height="298"'), 'room for the second caption line');
   // Cell centres in the first overlay: image (80, 34.29) and (57.14, 102.86), x 1.375, offset (240, 54).
   const [r1, g1, b1] = overlay.at(240 + 80 * 1.375, 54 + (240 / 7) * 1.375);
   const [r2, g2, b2] = overlay.at(240 + (400 / 7) * 1.375, 54 + (720 / 7) * 1.375);
@@ -596,6 +626,25 @@ test('HTML report: one self-contained folder, every relative link resolves, name
   const images = links(configuration).filter((link) => link.startsWith('img/'));
   assert.equal(images.filter((link) => link.startsWith('img/explanation-')).length, e.explanations.length);
   assert.equal(images.filter((link) => link.startsWith('img/heatmaps-')).length, e.explanations.length);
+  // A heatmap figure names the image's true class, and each panel the class it maps: its head's prediction,
+  // marked wrong (with the true class) where it is not the true class.
+  const classOf = (k: number) => escapeXml(report.configurations[0]!.classes[k]!);
+  const baselineOf = new Map(
+    report.configurations[0]!.heads.baseline!.explanations!.explanations.map((b) => [b.item, b]),
+  );
+  const mark = (predicted: number, label: number) =>
+    predicted === label ? 'predicted, correct' : `predicted, wrong (true ${classOf(label)})`;
+  for (const x of e.explanations) {
+    const alt = new RegExp(`alt="(Heatmaps of test image ${x.item} [^"]*)"`).exec(configuration)?.[1];
+    assert.ok(alt, `heatmaps of test image ${x.item}`);
+    const b = baselineOf.get(x.item)!;
+    assert.equal(
+      alt,
+      `Heatmaps of test image ${x.item} (true ${classOf(x.label)}): ` +
+        `InfoDisent M of ${classOf(x.predicted)} (${mark(x.predicted, x.label)}); ` +
+        `baseline CAM of ${classOf(b.predicted)} (${mark(b.predicted, x.label)})`,
+    );
+  }
   assert.equal(
     images.filter((link) => link.startsWith('img/infodisent-class-')).length,
     e.keyChannels.length,
@@ -645,7 +694,7 @@ test('HTML report: one self-contained folder, every relative link resolves, name
     synthetic.classes.map((name, label) => [
       synthetic.configuration,
       name,
-      100 * synthetic.heads.infodisent!.classes!.accuracy[label]!,
+      percentOf(synthetic.heads.infodisent!.classes!.accuracy[label]!),
     ]),
   );
   // Each head's Wilson interval beside its top-1, and the heads compared image by image, in words and in
@@ -673,7 +722,7 @@ test('HTML report: one self-contained folder, every relative link resolves, name
   assert.equal(column('baseline_only'), paired.onlyFirst);
   assert.equal(column('infodisent_only'), paired.onlySecond);
   assert.equal(column('mcnemar_p'), paired.p);
-  assert.equal(column('infodisent_top1_low'), 100 * synthetic.heads.infodisent!.top1Interval![0]);
+  assert.equal(column('infodisent_top1_low'), percentOf(synthetic.heads.infodisent!.top1Interval![0]));
   assert.ok(
     Math.abs(column('difference') - (column('infodisent_top1') - column('baseline_top1'))) < 1e-9,
     'the difference is that of the two top-1 figures',

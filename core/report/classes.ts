@@ -1,4 +1,5 @@
 import type { HeadKind } from '../method/head';
+import { percentOf } from './round';
 import type { ConfigurationSummary } from './summary';
 import type { Table } from './tables';
 
@@ -61,7 +62,7 @@ export function classTable(configurations: readonly ConfigurationSummary[]): Tab
       ...Object.fromEntries(
         HEADS.map((kind, i) => {
           const accuracy = breakdowns[i]?.accuracy[label];
-          return [`${kind}_top1`, accuracy === undefined || accuracy === null ? null : 100 * accuracy];
+          return [`${kind}_top1`, accuracy === undefined || accuracy === null ? null : percentOf(accuracy)];
         }),
       ),
     }));

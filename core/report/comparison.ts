@@ -1,4 +1,5 @@
 import type { HeadComparison, RunComparison } from '../pipeline/compare';
+import { percentChange, percentOf } from './round';
 import type { Table } from './tables';
 
 /** Whether a head's predictions differ between the two runs (or cannot be told apart image by image). */
@@ -38,9 +39,9 @@ export function comparisonTable(
     rows: heads.map(({ configuration, head, top1, paired }) => ({
       configuration,
       head,
-      first_top1: 100 * top1[0],
-      second_top1: 100 * top1[1],
-      change: 100 * (top1[1] - top1[0]),
+      first_top1: percentOf(top1[0]),
+      second_top1: percentOf(top1[1]),
+      change: percentChange(top1[0], top1[1]),
       only_first: paired?.onlyFirst ?? null,
       only_second: paired?.onlySecond ?? null,
       p: paired?.p ?? null,

@@ -36,6 +36,19 @@ export function heatmapTitle(kind: HeadKind, className: string): string {
   return kind === 'infodisent' ? `InfoDisent M of ${className}` : `baseline CAM of ${className}`;
 }
 
+/**
+ * The note under a heatmap of the class a head predicts for an image: that the class is the prediction, and
+ * whether it is right (the true class named when it is not). A figure titled by the image's true class
+ * thus never leaves a panel of another class unexplained.
+ */
+export function predictionNote(
+  predicted: number,
+  label: number,
+  className: (index: number) => string,
+): string {
+  return predicted === label ? 'predicted, correct' : `predicted, wrong (true ${className(label)})`;
+}
+
 /** SPEC section 1's decomposition of the explained logit: positive channels, negative channels, bias. */
 export function logitBreakdown(explanation: ExplainedImage): string {
   const { logits, predicted, positiveTotal, negativeTotal, bias } = explanation;

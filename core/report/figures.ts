@@ -148,6 +148,8 @@ export async function prototypeGridPng(
 /** A class heatmap on the feature grid, with the preprocessing geometry of the image it belongs to. */
 export interface HeatmapLayer {
   title: string;
+  /** A second, smaller caption line under the title (e.g. whether the mapped class is the predicted one). */
+  note?: string;
   values: ArrayLike<number>;
   grid: { height: number; width: number };
   geometry: CropGeometry;
@@ -226,7 +228,7 @@ export async function heatmapOverlaySvg(
   const pad = 10;
   const bar = 58;
   const header = options.title ? 24 : 0;
-  const caption = 20;
+  const caption = layers.some((layer) => layer.note) ? 34 : 20;
   const width = pad * 2 + side + layers.length * (side + bar + pad);
   const height = pad * 2 + header + caption + side;
   const top = pad + header + caption;
@@ -239,7 +241,16 @@ export async function heatmapOverlaySvg(
   ];
   for (const [i, layer] of layers.entries()) {
     const x = pad + side + pad + i * (side + bar + pad);
-    parts.push(text(x + side / 2, top - 6, fit(layer.title, side, 12), { size: 12, anchor: 'middle' }));
+    const titleY = layer.note ? top - 20 : top - 6;
+    parts.push(text(x + side / 2, titleY, fit(layer.title, side, 12), { size: 12, anchor: 'middle' }));
+    if (layer.note)
+      parts.push(
+        text(x + side / 2, top - 6, fit(layer.note, side, 11), {
+          size: 11,
+          anchor: 'middle',
+          fill: '#555555',
+        }),
+      );
     parts.push(await overlayCell(file, layer, x, top, side, cache, `bar${i}`));
   }
   return svgDocument(width, height, parts.join(''));
@@ -282,7 +293,8 @@ export async function explanationPanelSvg(
   const width = pad * 3 + left + info + columns * (side + gap) - gap;
   const imageSide = left - 40;
   const block = 20 + imageSide;
-  const leftHeight = input.heatmap ? 2 * block + pad : block;
+  const noteLine = input.heatmap?.note ? 14 : 0;
+  const leftHeight = input.heatmap ? 2 * block + pad + noteLine : block;
   const height = pad * 2 + header + Math.max(leftHeight, Math.max(1, input.channels.length) * rowHeight);
   const parts = [
     text(pad, pad + 15, fit(input.image.title, width - 2 * pad, 15), { size: 15, weight: 'bold' }),
@@ -296,8 +308,18 @@ export async function explanationPanelSvg(
   if (input.heatmap) {
     const y = top + block + pad;
     parts.push(text(pad, y + 12, fit(input.heatmap.title, left, 12), { size: 12 }));
+    if (input.heatmap.note)
+      parts.push(text(pad, y + 26, fit(input.heatmap.note, left, 11), { size: 11, fill: '#555555' }));
     parts.push(
-      await overlayCell(input.image.file, input.heatmap, pad, y + 20, imageSide, cache, 'panel-bar'),
+      await overlayCell(
+        input.image.file,
+        input.heatmap,
+        pad,
+        y + 20 + noteLine,
+        imageSide,
+        cache,
+        'panel-bar',
+      ),
     );
   }
   const maxContribution = Math.max(...input.channels.map((c) => c.contribution), Number.MIN_VALUE);

@@ -1,5 +1,6 @@
 import type { HeadKind } from '../method/head';
 import type { SweepResults } from '../pipeline/results';
+import { percentChange, percentOf } from './round';
 import type { Table } from './tables';
 
 /** One head of one configuration over a sweep's runs. */
@@ -73,8 +74,8 @@ export function historyTable(history: ResultsHistory): Table {
       return {
         configuration,
         head,
-        ...Object.fromEntries(top1.map((v, index) => [runColumn(index), v === null ? null : 100 * v])),
-        change: first === null || last === null ? null : 100 * (last - first),
+        ...Object.fromEntries(top1.map((v, index) => [runColumn(index), v === null ? null : percentOf(v)])),
+        change: first === null || last === null ? null : percentChange(first, last),
       };
     }),
   };

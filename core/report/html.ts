@@ -12,6 +12,7 @@ import {
   explanationFigurePng,
   explanationHeatmap,
   heatmapTitle,
+  predictionNote,
 } from './explanation-figure';
 import {
   barChartSvg,
@@ -443,12 +444,10 @@ async function writeConfiguration(
     );
     const preset = c.preset;
     if (!drawable || !preset || !info) continue;
-    const infoLayer = explanationHeatmap(
-      e,
-      heatmapTitle('infodisent', className(e.predicted)),
-      info.grid,
-      preset,
-    );
+    const infoLayer = {
+      ...explanationHeatmap(e, heatmapTitle('infodisent', className(e.predicted)), info.grid, preset),
+      note: predictionNote(e.predicted, e.label, className),
+    };
     const panel = `img/explanation-${e.item}.png`;
     await write(
       `${folder}/${panel}`,
@@ -464,30 +463,38 @@ async function writeConfiguration(
     const baseline = baselineOf.get(e.item);
     const heatmaps = `img/heatmaps-${e.item}.png`;
     const baselineGrid = heads.find((entry) => entry.kind === 'baseline')?.explanations.grid;
+    // Each head's map is of the class that head predicts, which need not be the true class of the title.
+    const layers = [
+      infoLayer,
+      ...(baseline && baselineGrid
+        ? [
+            {
+              ...explanationHeatmap(
+                baseline,
+                heatmapTitle('baseline', className(baseline.predicted)),
+                baselineGrid,
+                preset,
+              ),
+              note: predictionNote(baseline.predicted, e.label, className),
+            },
+          ]
+        : []),
+    ];
     await write(
       `${folder}/${heatmaps}`,
-      await heatmapOverlayPng(
-        file(e.path),
-        [
-          infoLayer,
-          ...(baseline && baselineGrid
-            ? [
-                explanationHeatmap(
-                  baseline,
-                  heatmapTitle('baseline', className(baseline.predicted)),
-                  baselineGrid,
-                  preset,
-                ),
-              ]
-            : []),
-        ],
-        { cache, title: `${className(e.label)}: class heatmaps (red positive, blue negative)` },
-      ),
+      await heatmapOverlayPng(file(e.path), layers, {
+        cache,
+        title: `test image ${e.item}, true ${className(e.label)}: each head's map of its predicted class (red +, blue −)`,
+      }),
     );
     progress();
     explanationHtml.push(
       figure(panel, `Explanation of test image ${e.item}`),
-      figure(heatmaps, `Heatmaps of test image ${e.item}`),
+      figure(
+        heatmaps,
+        `Heatmaps of test image ${e.item} (true ${className(e.label)}): ` +
+          layers.map((layer) => `${layer.title} (${layer.note})`).join('; '),
+      ),
     );
   }
 

@@ -4,6 +4,7 @@ export * from './explanation-figure';
 export * from './figures';
 export * from './history';
 export * from './html';
+export * from './round';
 export * from './summary';
 export * from './svg';
 export * from './table-formats';

@@ -1,4 +1,5 @@
 import type { HeadKind } from '../method/head';
+import { percentOf } from './round';
 import type { ConfigurationSummary } from './summary';
 import type { Table } from './tables';
 
@@ -13,7 +14,7 @@ export function significanceTable(configurations: readonly ConfigurationSummary[
   const rows = configurations.flatMap((c) => {
     const intervals = HEADS.map((kind) => c.heads[kind]?.top1Interval);
     if (!c.paired && intervals.every((interval) => interval === undefined)) return [];
-    const percent = (v: number | undefined) => (v === undefined ? null : 100 * v);
+    const percent = (v: number | undefined) => (v === undefined ? null : percentOf(v));
     return [
       {
         configuration: c.configuration,

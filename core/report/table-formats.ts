@@ -108,7 +108,14 @@ export function escapeLatex(value: string): string {
   return value.replace(/[\\&%$#_{}~^<>|±]/g, (c) => LATEX_SPECIAL[c]!).replace(/\r?\n/g, ' ');
 }
 
-/** A booktabs table (needs \usepackage{booktabs}); a \midrule separates groups. */
+/** The preamble packages a generated table needs, named in its leading comment. */
+export const LATEX_PACKAGES = ['booktabs', 'graphicx'] as const;
+
+/**
+ * A booktabs table; a \midrule separates groups. It fits the text width: set in \small with narrower
+ * column gaps, and shrunk (never enlarged) to \linewidth where it is still wider. Needs the packages of
+ * LATEX_PACKAGES, which its leading comment names.
+ */
 export function tableLatex(table: Table): string {
   const columns = visible(table);
   const style: CellStyle = {
@@ -123,17 +130,22 @@ export function tableLatex(table: Table): string {
     return newGroup ? `    \\midrule\n${line}` : line;
   });
   return [
+    `% Needs ${LATEX_PACKAGES.map((name) => `\\usepackage{${name}}`).join(' and ')} in the preamble.`,
     '\\begin{table}[t]',
     '  \\centering',
     `  \\caption{${escapeLatex(table.title)}. ${escapeLatex(table.caption)}}`,
     `  \\label{tab:${table.id.replace(/[^A-Za-z0-9:-]/g, '-')}}`,
+    '  \\small',
+    '  \\setlength{\\tabcolsep}{4pt}',
+    // \width is the tabular's natural width: shrunk to the line where wider, else left as it is.
+    '  \\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%',
     `  \\begin{tabular}{${columns.map((c) => (c.kind === 'number' ? 'r' : 'l')).join('')}}`,
     '    \\toprule',
     `    ${columns.map((c) => escapeLatex(c.label)).join(' & ')} \\\\`,
     '    \\midrule',
     ...body,
     '    \\bottomrule',
-    '  \\end{tabular}',
+    '  \\end{tabular}}',
     '\\end{table}',
     '',
   ].join('\n');

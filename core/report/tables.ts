@@ -1,6 +1,7 @@
 import type { Reported } from '../config/experiment';
 import { faithfulnessFigures } from '../explain/explain-model';
 import type { HeadKind } from '../method/head';
+import { percentOf, roundDerived } from './round';
 import type { ConfigurationSummary, HeadSummary, SweepAnnotations } from './summary';
 
 export type Cell = string | number | null;
@@ -45,7 +46,7 @@ const HEAD_LABEL: Record<HeadKind, string> = { infodisent: 'InfoDisent', baselin
 
 const finite = (v: number | undefined): number | null => (v === undefined || !Number.isFinite(v) ? null : v);
 const percent = (v: number | undefined | null): number | null =>
-  finite(v === undefined || v === null ? undefined : 100 * v);
+  finite(v === undefined || v === null ? undefined : percentOf(v));
 
 function byDataset(configurations: readonly ConfigurationSummary[]): ConfigurationSummary[] {
   return [...configurations].sort((a, b) =>
@@ -128,6 +129,8 @@ function withReported(
 }
 
 const mean = (values: number[]) => values.reduce((sum, v) => sum + v, 0) / values.length;
+/** The largest magnitude among values: the scale of the noise in their mean, deviation or difference. */
+const largest = (values: readonly number[]) => Math.max(...values.map(Math.abs));
 const sampleDeviation = (values: number[]) => {
   const m = mean(values);
   return Math.sqrt(values.reduce((sum, v) => sum + (v - m) ** 2, 0) / (values.length - 1));
@@ -174,8 +177,10 @@ function mergeRepeats(table: Table, annotations: SweepAnnotations): Table {
           const value = row[column.key];
           return typeof value === 'number' ? [value] : [];
         });
-        merged[column.key] = values.length > 0 ? mean(values) : null;
-        if (column.spread) merged[`${column.key}_sd`] = values.length > 1 ? sampleDeviation(values) : null;
+        merged[column.key] = values.length > 0 ? roundDerived(mean(values), largest(values)) : null;
+        if (column.spread)
+          merged[`${column.key}_sd`] =
+            values.length > 1 ? roundDerived(sampleDeviation(values), largest(values)) : null;
       }
       return merged;
     }),
@@ -211,7 +216,7 @@ function perConfigurationTables(configurations: readonly ConfigurationSummary[])
   });
   const head = (c: ConfigurationSummary, kind: HeadKind): HeadSummary | undefined => c.heads[kind];
   const halfWidth = (h: HeadSummary | undefined) =>
-    h?.rv ? finite((100 * (h.rv.ci95[1] - h.rv.ci95[0])) / 2) : null;
+    h?.rv ? finite(roundDerived((100 * (h.rv.ci95[1] - h.rv.ci95[0])) / 2, 100 * largest(h.rv.ci95))) : null;
   return {
     accuracy: {
       id: 'accuracy',
