@@ -10,7 +10,7 @@ import {
   type SweepProgress,
   sweepProgressQuery,
 } from '../workflows/progress';
-import { queuePollers } from './queue-workers';
+import { livePollers, queuePollers } from './queue-workers';
 import { activityNote, readLastPolls, type StageActivity, stageActivity } from './stage-activity';
 
 /** One configuration's state as the CLI shows it: its current stage and, while an activity runs, its heartbeat. */
@@ -108,7 +108,8 @@ async function readViews(client: Client, sweepWorkflowId: string): Promise<Confi
  * run (a CPU worker not started, or another --cpu-queue), or the workers there did not answer.
  */
 export async function unansweredProgress(client: Client, taskQueue: string, error: unknown): Promise<string> {
-  const pollers = await queuePollers(client, taskQueue, true).catch(() => undefined);
+  // Temporal lists a stopped worker for minutes after its last poll: only those seen lately count.
+  const pollers = await queuePollers(client, taskQueue, true).then(livePollers, () => undefined);
   if (pollers?.length === 0) {
     const flag = taskQueue === DEFAULT_TASK_QUEUES.cpu ? '' : ` --cpu-queue ${taskQueue}`;
     return (

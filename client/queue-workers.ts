@@ -10,6 +10,17 @@ export interface QueuePoller {
 }
 
 /**
+ * An idle worker polls again within about a minute (a long poll's length); one not seen for longer has
+ * stopped (or is busy with all its slots), though Temporal still lists it for a few minutes.
+ */
+export const POLL_GAP_SECONDS = 90;
+
+/** The pollers seen within POLL_GAP_SECONDS: the workers taken to serve the queue now. */
+export function livePollers(pollers: readonly QueuePoller[]): QueuePoller[] {
+  return pollers.filter((poller) => poller.secondsAgo < POLL_GAP_SECONDS);
+}
+
+/**
  * Who polled a task queue for activities (and, with `workflows`, for workflow tasks), most recent first:
  * Temporal lists a worker for a few minutes after its last poll.
  */

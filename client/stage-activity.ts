@@ -1,7 +1,7 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { roughDuration } from '../core/util/duration';
-import { queuePollers } from './queue-workers';
+import { POLL_GAP_SECONDS, queuePollers } from './queue-workers';
 
 /**
  * The running stage's activity as the server holds it: run by a worker, or waiting for one (a first attempt
@@ -97,8 +97,6 @@ export async function readLastPolls(
 const SILENT_AFTER_SECONDS = 30;
 /** A first attempt waiting this long for a worker is worth a word; a moment between stages is not. */
 const WAITING_AFTER_SECONDS = 10;
-/** An idle worker polls again within about a minute; a queue not polled for longer has no idle worker. */
-const POLL_GAP_SECONDS = 90;
 
 /**
  * What is wrong with a running stage's activity, in words, or '' when nothing is: a worker gone silent, a

@@ -8,11 +8,17 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import sharp from 'sharp';
-import { workerNotes } from '../client/commands/sweep';
+import { closedViews, statusCounts, tally, workerNotes } from '../client/commands/sweep';
 import { connectionFailure } from '../client/connection';
 import { redact } from '../client/output';
-import { progressLogLine, StageClock } from '../client/progress-view';
-import { queuePollers } from '../client/queue-workers';
+import {
+  type ConfigurationView,
+  progressLogLine,
+  StageClock,
+  unansweredProgress,
+} from '../client/progress-view';
+import { livePollers, queuePollers } from '../client/queue-workers';
+import { markRunServer } from '../client/running-work';
 import { activityNote, type StageActivity } from '../client/stage-activity';
 import { loadSweepFile } from '../core/config/experiment';
 import { adapterCheck } from '../core/diagnostics/checks';
@@ -26,6 +32,7 @@ import { S3ArtifactStore } from '../core/store/s3-store';
 import { roughDuration } from '../core/util/duration';
 import { freePort, type LocalTemporal, startLocalTemporal } from '../infra/dev-server';
 import { repoRoot } from '../infra/paths';
+import { resolveTool } from '../infra/tools';
 import { DEFAULT_TASK_QUEUES } from '../workflows/progress';
 import {
   runCli as cli,
@@ -444,6 +451,68 @@ test('sweep start says when the workers polling its queues leave it waiting, or 
   assert.equal(workerNotes(input, { cpu: 0, gpu: 0 }).length, 2);
 });
 
+test('a worker Temporal still lists but that has not polled for 90 s counts as gone', async () => {
+  const pollers = [
+    { identity: 'busy@a', secondsAgo: 30 },
+    { identity: 'gone@b', secondsAgo: 240 },
+  ];
+  assert.deepEqual(livePollers(pollers), [pollers[0]]);
+  // The progress query's failure names no dead worker: with only stale pollers, the queue has no worker.
+  const now = Date.now() / 1000;
+  const client = {
+    options: { namespace: 'default' },
+    workflowService: {
+      describeTaskQueue: async () => ({
+        pollers: [
+          { identity: 'gone@b', lastAccessTime: { seconds: now - 300 } },
+          { identity: 'gone@c', lastAccessTime: { seconds: now - 200 } },
+        ],
+      }),
+    },
+  } as unknown as Client;
+  const deadline = Object.assign(new Error('Deadline exceeded after 4.999s'), { cause: { details: 'x' } });
+  assert.equal(
+    await unansweredProgress(client, 'infodisent-cpu', deadline),
+    "no progress: no worker polls task queue 'infodisent-cpu', where the sweep's workflows run " +
+      '(start one: infodisent worker --queues cpu)',
+  );
+});
+
+test("a closed sweep's unfinished configurations read as it ended, not running, and so do its counts", () => {
+  const view = (name: string, status: string): ConfigurationView => ({
+    name,
+    status,
+    stage: status === 'running' ? 'extract train' : status,
+    done: 0,
+    total: 1,
+    detail: '',
+  });
+  const views = [view('a', 'done'), view('b', 'running'), view('c', 'pending'), view('d', 'failed')];
+  assert.equal(statusCounts(views), '1 of 4 configurations done, 1 running, 1 pending, 1 failed');
+  assert.deepEqual(closedViews('RUNNING', views), views);
+  const terminated = closedViews('TERMINATED', views);
+  assert.deepEqual(
+    terminated.map((v) => [v.status, v.stage]),
+    [
+      ['done', 'done'],
+      ['terminated', 'extract train'],
+      ['not started', 'pending'],
+      ['failed', 'failed'],
+    ],
+  );
+  assert.equal(statusCounts(terminated), '1 of 4 configurations done, 1 failed, 1 terminated, 1 not started');
+  assert.equal(
+    statusCounts(closedViews('CANCELLED', [view('a', 'cancelled'), view('b', 'pending')])),
+    '0 of 2 configurations done, 2 cancelled',
+  );
+  assert.equal(tally({ configurations: 3, done: 0, failed: 0 }), '0/3 done');
+  assert.equal(
+    tally({ configurations: 3, done: 1, failed: 1, cancelled: 1 }),
+    '1/3 done, 1 failed, 1 cancelled',
+  );
+  assert.equal(tally({ configurations: 3, done: null, failed: null }), '', 'a sweep from before the counts');
+});
+
 test('redact hides the secrets this process was given', () => {
   const argv = process.argv;
   const previous = process.env['AWS_SECRET_ACCESS_KEY'];
@@ -836,6 +905,59 @@ describe('against a Temporal dev server', () => {
       assert.match(failedRun.stdout, /^no configuration completed$/m);
       const failedStatus = await cli(['sweep', 'status', 'cli-test-lost-data'], env);
       assert.ok(failedStatus.stdout.endsWith(`\n${hint}\n`), failedStatus.stdout);
+
+      // Cancelled while its stage waits for a GPU worker: the configuration reads cancelled, not failed.
+      assert.equal((await cli(['sweep', 'cancel', workflowId], env)).code, 0);
+      await client.workflow
+        .getHandle(workflowId)
+        .result()
+        .catch(() => undefined);
+      const cancelledText = (await cli(['sweep', 'status', workflowId], env)).stdout;
+      assert.match(cancelledText, /^cli-test-lost-worker {2}CANCELLED /m);
+      assert.match(cancelledText, /^parts-mobilenetv2 +cancelled /m);
+      assert.match(cancelledText, /^0 of 1 configuration done, 1 cancelled$/m);
+      type Listed = { workflowId: string; status: string; done: number; failed: number; cancelled: number };
+      const listedCancelled = await eventually(
+        async () =>
+          json<{ sweeps: Listed[] }>(await cli(['sweep', 'list', '--status', 'cancelled', '--json'], env)),
+        ({ sweeps }) => sweeps.some((s) => s.workflowId === workflowId && s.cancelled === 1),
+      );
+      const entry = listedCancelled.sweeps.find((s) => s.workflowId === workflowId);
+      assert.deepEqual(entry && [entry.status, entry.done, entry.failed, entry.cancelled], [
+        'CANCELLED',
+        0,
+        0,
+        1,
+      ]);
+      const canceled = json<{ sweeps: Listed[] }>(
+        await cli(['sweep', 'list', '--status', 'canceled', '--json'], env),
+      );
+      assert.ok(
+        canceled.sweeps.some((s) => s.workflowId === workflowId),
+        'either spelling',
+      );
+
+      // Terminated while its stage runs (or waits): its configuration reads terminated, not running.
+      const terminatedId = 'cli-test-terminated';
+      json(await cli(['sweep', 'start', SMOKE, '--id', terminatedId, ...queues, '--json'], env));
+      await eventually(
+        async () =>
+          json<Status>(await cli(['sweep', 'status', terminatedId, '--json'], env)).configurations?.[0],
+        (view) => (view as { status?: string } | undefined)?.status === 'running',
+      );
+      await client.workflow.getHandle(terminatedId).terminate('test: cut off');
+      const terminatedText = (await cli(['sweep', 'status', terminatedId], env)).stdout;
+      assert.match(terminatedText, /^parts-mobilenetv2 +terminated /m);
+      assert.match(terminatedText, /^0 of 1 configuration done, 1 terminated$/m);
+      assert.doesNotMatch(terminatedText, /running/);
+      const listedTerminated = await eventually(
+        () => cli(['sweep', 'list', '--status', 'terminated'], env),
+        (outcome) => outcome.stdout.includes(terminatedId),
+      );
+      assert.match(
+        listedTerminated.stdout,
+        new RegExp(`^${terminatedId} +TERMINATED +smoke +0/1 done `, 'm'),
+      );
     } finally {
       await client.workflow
         .getHandle(workflowId)
@@ -1273,6 +1395,48 @@ describe('export writes a finished sweep from the store', () => {
 });
 
 describe('store prune', () => {
+  test("on the embedded default, asks this home's history, whatever answers at 127.0.0.1:7233", async () => {
+    const home = await mkdtemp(path.join(os.tmpdir(), 'infodisent-cli-prune-home-'));
+    await writePruneFixture(new LocalArtifactStore(path.join(home, 'store')));
+    const env = { INFODISENT_HOME: home, TEMPORAL_CLI: resolveTool('temporal') };
+    let own: LocalTemporal | undefined = await startLocalTemporal({ stateDir: home });
+    let other: LocalTemporal | undefined;
+    type Plan = { runningWorkflows: string[]; askedOf: string; remove: { key: string }[] };
+    try {
+      // This home's history holds a sweep that runs (as one cut off does until resumed).
+      await own.client.workflow.start('sweepWorkflow', {
+        workflowId: 'cut-off',
+        taskQueue: 'nobody',
+        args: [],
+      });
+      for (let attempt = 0; attempt < 40; attempt++) {
+        const listed = await own.client.workflow.count("WorkflowType = 'sweepWorkflow'");
+        if (listed.count > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      // While `infodisent run` serves this home, it notes where: that server is asked.
+      const unmark = markRunServer(home, own.address);
+      const served = json<Plan>(await cli(['store', 'prune', '--json'], env));
+      unmark();
+      assert.ok(served.runningWorkflows.includes('cut-off'), JSON.stringify(served));
+      assert.match(served.askedOf, new RegExp(`this home's Temporal at ${own.address}`));
+      await own.stop();
+      own = undefined;
+
+      // Another home's dev server (no sweeps) takes the default address where it is free: this home's
+      // history is still read, and the cut-off sweep's incomplete work is kept.
+      other = await startLocalTemporal({ stateDir: path.join(home, 'elsewhere'), persistent: false });
+      const planned = json<Plan>(await cli(['store', 'prune', '--incomplete', '--json'], env));
+      assert.ok(planned.runningWorkflows.includes('cut-off'), JSON.stringify(planned));
+      assert.match(planned.askedOf, new RegExp(`^the history in ${home}`));
+      assert.deepEqual(planned.remove.map((a) => a.key).sort(), [...PRUNE_FIXTURE.unused].sort());
+    } finally {
+      await own?.stop();
+      await other?.stop();
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+
   let storeDir: string;
   before(async () => {
     storeDir = path.join(await mkdtemp(path.join(os.tmpdir(), 'infodisent-cli-prune-')), 'store');

@@ -16,7 +16,8 @@ export interface ConfigurationProgress {
 
 export interface SweepProgress {
   sweep: string;
-  configurations: { name: string; workflowId: string; status: StageStatus; error?: string }[];
+  /** 'cancelled': the configuration's workflow was cancelled with the sweep, rather than failed. */
+  configurations: { name: string; workflowId: string; status: StageStatus | 'cancelled'; error?: string }[];
 }
 
 export const configurationProgressQuery = defineQuery<ConfigurationProgress>('configurationProgress');

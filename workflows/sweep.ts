@@ -2,6 +2,7 @@ import type { Duration } from '@temporalio/common';
 import {
   ActivityFailure,
   executeChild,
+  isCancellation,
   patched,
   proxyActivities,
   setHandler,
@@ -38,6 +39,8 @@ const SHARED_FEATURES_PATCH = 'lanes-by-shared-features';
 const NOTIFY_PATCH = 'notify-when-finished';
 /** Histories from before the memo counted finished configurations replay without those commands. */
 const TALLY_MEMO_PATCH = 'tally-in-memo';
+/** Marks histories whose memo counts cancelled configurations apart from failed ones. */
+const CANCELLED_MEMO_PATCH = 'cancelled-in-memo';
 
 export function configurationWorkflowId(sweepWorkflowId: string, configuration: string): string {
   return `${sweepWorkflowId}/${configuration}`;
@@ -92,6 +95,7 @@ export async function sweepWorkflow({
 
   const completed: ConfigurationOutcome[] = [];
   const failed: ConfigurationFailure[] = [];
+  let cancelled = 0;
   const run = async (index: number) => {
     const configuration = sweep.configurations[index]!;
     const entry = progress.configurations[index]!;
@@ -106,12 +110,23 @@ export async function sweepWorkflow({
       );
       entry.status = 'done';
     } catch (error) {
-      entry.status = 'failed';
+      // The results list a cancelled configuration among the failed, as before; the query and memo tell it apart.
+      if (isCancellation(error)) {
+        entry.status = 'cancelled';
+        cancelled++;
+      } else entry.status = 'failed';
       entry.error = failureReason(error);
       failed.push({ configuration: configuration.name, error: entry.error });
     }
     // `sweep list` reads the memo from visibility: how far each sweep got, without a query to a worker.
-    if (patched(TALLY_MEMO_PATCH)) upsertMemo({ done: completed.length, failed: failed.length });
+    if (patched(TALLY_MEMO_PATCH)) {
+      // Histories from before the cancelled count replay the memo they recorded.
+      upsertMemo(
+        patched(CANCELLED_MEMO_PATCH)
+          ? { done: completed.length, failed: failed.length - cancelled, cancelled }
+          : { done: completed.length, failed: failed.length },
+      );
+    }
   };
   // Histories from before the grouping replay as they ran: one configuration a group.
   const groups = patched(SHARED_FEATURES_PATCH)

@@ -11,6 +11,7 @@ import {
 } from '../../core/diagnostics/checks';
 import { openStore } from '../../core/store/open-store';
 import { BACKENDS, type BackendChoice } from '../../core/tf/backend';
+import { roughDuration } from '../../core/util/duration';
 import { plural } from '../../core/util/plural';
 import { resolveTool } from '../../infra/tools';
 import {
@@ -24,7 +25,7 @@ import {
   storeUrlFrom,
 } from '../connection';
 import { commaSeparated, type JsonFlag, printJson, printLine } from '../output';
-import { queuePollers } from '../queue-workers';
+import { livePollers, POLL_GAP_SECONDS, queuePollers } from '../queue-workers';
 
 const GROUPS = ['store', 'temporal', 'tfjs', 'onnx', 'images'] as const;
 type CheckGroup = (typeof GROUPS)[number];
@@ -48,16 +49,23 @@ const SHOWN_POLLERS = 3;
 
 /** Who polled a task queue lately: the GPU queue's activities, the CPU queue's workflows and activities. */
 async function queueCheck(client: Client, role: 'gpu' | 'cpu', queue: string): Promise<Check> {
-  const identities = (await queuePollers(client, queue, role === 'cpu')).map((poller) => poller.identity);
+  const pollers = await queuePollers(client, queue, role === 'cpu');
+  // Temporal lists a stopped worker for minutes after its last poll: only those seen lately count.
+  const identities = livePollers(pollers).map((poller) => poller.identity);
   const name = `${role} queue`;
-  if (identities.length === 0)
+  if (identities.length === 0) {
+    const last = pollers[0];
+    const seen = last
+      ? ` (last: ${last.identity}, ${roughDuration(last.secondsAgo)} ago: stopped, or busy with all its slots)`
+      : '';
     return {
       name,
       status: 'warn',
       summary:
-        `no worker polled '${queue}' in the last minutes: work sent there waits for one ` +
+        `no worker polled '${queue}' in the last ${POLL_GAP_SECONDS}s${seen}: work sent there waits for one ` +
         `(infodisent worker --queues ${role})`,
     };
+  }
   const shown = identities.slice(0, SHOWN_POLLERS).join(', ');
   const more = identities.length > SHOWN_POLLERS ? `, and ${identities.length - SHOWN_POLLERS} more` : '';
   return {

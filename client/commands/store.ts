@@ -32,7 +32,7 @@ import {
   shortTime,
   table,
 } from '../output';
-import { embeddedRunningWork, runningWork } from '../running-work';
+import { embeddedRunningWork, runningWork, runServerAddress } from '../running-work';
 import { findStoredSweep } from '../stored-sweeps';
 
 const usedBy = (sweeps: readonly string[]) => (sweeps.length > 0 ? sweeps.join(', ') : '(no stored sweep)');
@@ -125,33 +125,71 @@ interface PruneFlags extends StoreFlags, ConnectionFlags, JsonFlag {
   yes?: boolean;
 }
 
+/** Both answers merged: what any of them says runs is kept. */
+function mergedWork(answers: Exclude<RunningWork, 'unchecked'>[]): Exclude<RunningWork, 'unchecked'> {
+  return {
+    workflows: [...new Set(answers.flatMap((answer) => answer.workflows))],
+    keys: new Set(answers.flatMap((answer) => [...answer.keys])),
+  };
+}
+
 /**
- * The running sweeps' artifacts, from Temporal, and which Temporal said so. Where none answers at the default
- * address and the store is the embedded default, the history `infodisent run` keeps in its home is read (a
- * run cut off there is still running); otherwise a Temporal that does not answer stops the prune.
+ * The running sweeps' artifacts, from Temporal, and which Temporal said so. With --address (or
+ * TEMPORAL_ADDRESS) that Temporal is asked, and one that does not answer stops the prune. On the embedded
+ * default (no address given, the home's own store) whatever answers at 127.0.0.1:7233 may be another home's
+ * `infodisent run`: the home's own history is read too (from its live run's dev server, or from its database
+ * on a dev server started for the purpose), and also whatever answers at the default address (workers a
+ * user started against a dev server there); a sweep either of them runs is kept.
  */
 async function checkRunningWork(
   flags: PruneFlags,
   command: Command,
 ): Promise<{ running: RunningWork; askedOf: string }> {
   if (flags.offline) return { running: 'unchecked', askedOf: 'not asked (--offline)' };
-  try {
-    return { running: await withClient(flags, runningWork), askedOf: `Temporal at ${flags.address}` };
-  } catch (error) {
-    const home = stateDir();
-    const embedded =
-      command.getOptionValueSource('address') === 'default' &&
-      command.getOptionValueSource('store') === 'default' &&
-      existsSync(path.join(home, 'temporal.db'));
-    if (embedded) return { running: await embeddedRunningWork(home), askedOf: `the history in ${home}` };
-    throw new CliError(
+  const refused = (error: unknown) =>
+    new CliError(
       `${(error as Error).message}\n` +
         'store prune keeps what running sweeps use and asks Temporal which those are; ' +
         'if no sweep runs against this store, pass --offline',
       1,
       { cause: error },
     );
+  const embedded =
+    command.getOptionValueSource('address') === 'default' &&
+    command.getOptionValueSource('store') === 'default';
+  if (!embedded) {
+    try {
+      return { running: await withClient(flags, runningWork), askedOf: `Temporal at ${flags.address}` };
+    } catch (error) {
+      throw refused(error);
+    }
   }
+  const home = stateDir();
+  const answers: Exclude<RunningWork, 'unchecked'>[] = [];
+  const askedOf: string[] = [];
+  const runAddress = runServerAddress(home);
+  if (runAddress) {
+    // A live `infodisent run` serves this home's history: its database is not to be opened twice.
+    try {
+      answers.push(await withClient({ ...flags, address: runAddress }, runningWork));
+      askedOf.push(`this home's Temporal at ${runAddress} (infodisent run)`);
+    } catch (error) {
+      throw refused(error);
+    }
+  } else if (existsSync(path.join(home, 'temporal.db'))) {
+    answers.push(await embeddedRunningWork(home));
+    askedOf.push(`the history in ${home}`);
+  }
+  if (runAddress !== flags.address) {
+    try {
+      answers.push(await withClient(flags, runningWork));
+      askedOf.push(`Temporal at ${flags.address}`);
+    } catch (error) {
+      // Nothing answers at the default address: the home's own history (where there is one) is all there is.
+      if (answers.length === 0) throw refused(error);
+    }
+  }
+  return { running: mergedWork(answers), askedOf: askedOf.join(' and ') };
 }
 
 async function pruneCommand(flags: PruneFlags, command: Command): Promise<void> {

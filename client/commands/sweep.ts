@@ -35,7 +35,7 @@ import {
   readSweepView,
   unansweredProgress,
 } from '../progress-view';
-import { queuePollers } from '../queue-workers';
+import { livePollers, queuePollers } from '../queue-workers';
 import {
   addOnlyOption,
   addSweepRunOptions,
@@ -59,6 +59,7 @@ const LIST_STATUSES: Record<string, string> = {
   running: 'Running',
   completed: 'Completed',
   failed: 'Failed',
+  cancelled: 'Canceled',
   canceled: 'Canceled',
   terminated: 'Terminated',
   'timed-out': 'TimedOut',
@@ -182,7 +183,9 @@ async function startCommand(file: string, flags: StartFlags): Promise<void> {
       queuePollers(client, input.queues.cpu, true),
       queuePollers(client, input.queues.gpu),
     ]);
-    for (const line of workerNotes(input, { cpu: cpu.length, gpu: gpu.length })) note(`note: ${line}`);
+    // Temporal lists a stopped worker for minutes after its last poll: only those seen lately count.
+    const workers = { cpu: livePollers(cpu).length, gpu: livePollers(gpu).length };
+    for (const line of workerNotes(input, workers)) note(`note: ${line}`);
     const started = {
       workflowId,
       runId: handle.firstExecutionRunId,
@@ -217,14 +220,41 @@ function viewLine(view: ConfigurationView): string[] {
   ];
 }
 
-/** "3 of 14 configurations done, 2 running, 9 pending": a sweep's state at a glance under its table. */
-function statusCounts(configurations: ConfigurationView[]): string {
+/**
+ * "3 of 14 configurations done, 2 running, 9 pending": a sweep's state at a glance under its table (any other
+ * status, 'cancelled' or a closed sweep's 'terminated', counted after those).
+ */
+export function statusCounts(configurations: readonly ConfigurationView[]): string {
   const count = (status: string) => configurations.filter((c) => c.status === status).length;
-  const others = ['running', 'pending', 'failed']
+  const statuses = new Set(['running', 'pending', 'failed', ...configurations.map((c) => c.status)]);
+  statuses.delete('done');
+  const others = [...statuses]
     .map((status) => [status, count(status)] as const)
     .filter(([, n]) => n > 0)
     .map(([status, n]) => `${n} ${status}`);
   return [`${count('done')} of ${plural(configurations.length, 'configuration')} done`, ...others].join(', ');
+}
+
+/** What became of the configurations a sweep that closed without completing left running or pending. */
+const CLOSED_AS: Record<string, { running: string; pending: string }> = {
+  TERMINATED: { running: 'terminated', pending: 'not started' },
+  CANCELLED: { running: 'cancelled', pending: 'cancelled' },
+  TIMED_OUT: { running: 'timed out', pending: 'not started' },
+  FAILED: { running: 'stopped', pending: 'not started' },
+};
+
+/**
+ * A closed sweep's configurations: the progress query replays its last state, in which the configurations it
+ * was running when it was terminated (or cancelled, or timed out) still read 'running'.
+ */
+export function closedViews(status: string, views: ConfigurationView[]): ConfigurationView[] {
+  const closedAs = CLOSED_AS[status];
+  if (!closedAs) return views;
+  return views.map((view) => {
+    if (view.status !== 'running' && view.status !== 'pending') return view;
+    const { activity: _activity, ...rest } = view;
+    return { ...rest, status: closedAs[view.status] };
+  });
 }
 
 async function statusCommand(workflowId: string, flags: StatusFlags): Promise<void> {
@@ -239,7 +269,7 @@ async function statusCommand(workflowId: string, flags: StatusFlags): Promise<vo
       results = (await client.workflow.getHandle<typeof sweepWorkflow>(workflowId).result()).results;
     } else {
       try {
-        configurations = await readSweepView(client, workflowId);
+        configurations = closedViews(status, await readSweepView(client, workflowId));
       } catch (error) {
         progressError = await unansweredProgress(client, description.taskQueue, error);
       }
@@ -336,9 +366,29 @@ interface ListFlags extends ConnectionFlags, JsonFlag {
 }
 
 /** "12/14 done, 1 failed": how far a listed sweep got, where its memo counts it. */
-function tally(sweep: { configurations: number | null; done: number | null; failed: number | null }): string {
+export function tally(sweep: {
+  configurations: number | null;
+  done: number | null;
+  failed: number | null;
+  cancelled?: number | null;
+}): string {
   if (sweep.configurations === null || sweep.done === null) return '';
-  return `${sweep.done}/${sweep.configurations} done${sweep.failed ? `, ${sweep.failed} failed` : ''}`;
+  return (
+    `${sweep.done}/${sweep.configurations} done` +
+    (sweep.failed ? `, ${sweep.failed} failed` : '') +
+    (sweep.cancelled ? `, ${sweep.cancelled} cancelled` : '')
+  );
+}
+
+/**
+ * A count from a listed sweep's memo. The memo gets its counts as configurations finish: a sweep without
+ * them is one that finished none (it runs, or closed before any did); a completed one is from before the
+ * memo counted (null: unknown).
+ */
+function memoCount(memo: Record<string, unknown> | undefined, name: string, status: string): number | null {
+  const value = memo?.[name];
+  if (typeof value === 'number') return value;
+  return status === 'COMPLETED' ? null : 0;
 }
 
 async function listCommand(flags: ListFlags): Promise<void> {
@@ -355,9 +405,10 @@ async function listCommand(flags: ListFlags): Promise<void> {
         status: info.status.name,
         sweep: (info.memo?.['sweep'] as string | undefined) ?? null,
         configurations: (info.memo?.['configurations'] as number | undefined) ?? null,
-        // Counted in the memo as configurations finish (sweeps started before that: null).
-        done: (info.memo?.['done'] as number | undefined) ?? (info.status.name === 'RUNNING' ? 0 : null),
-        failed: (info.memo?.['failed'] as number | undefined) ?? (info.status.name === 'RUNNING' ? 0 : null),
+        // Counted in the memo as configurations finish (sweeps completed before that: null).
+        done: memoCount(info.memo, 'done', info.status.name),
+        failed: memoCount(info.memo, 'failed', info.status.name),
+        cancelled: memoCount(info.memo, 'cancelled', info.status.name),
         taskQueue: info.taskQueue,
         startTime: info.startTime.toISOString(),
         closeTime: info.closeTime?.toISOString() ?? null,

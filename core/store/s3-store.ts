@@ -341,8 +341,9 @@ export class S3ArtifactStore implements ArtifactStore {
 
   private bucketMissing(cause?: unknown): S3BucketNotFoundError {
     return new S3BucketNotFoundError(
-      `S3 bucket '${this.bucket}' does not exist at ${this.endpointLabel}: create it with ` +
-        `S3ArtifactStore.createBucket(), or open the store with { createBucket: true }`,
+      `S3 bucket '${this.bucket}' does not exist at ${this.endpointLabel}: create it ` +
+        '(`infodisent worker --create-bucket` does as it starts; in code, S3ArtifactStore.createBucket() ' +
+        'or opening the store with { createBucket: true })',
       { cause },
     );
   }
