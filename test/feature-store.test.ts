@@ -181,7 +181,7 @@ describe('float16 feature shards', () => {
     bytes[0]! ^= 1;
     await store.put(shard.key, bytes);
     const set = await StoredFeatureSet.open(store, manifest.key);
-    await assert.rejects(set.readShard(0), new RegExp(`'${shard.key}' is corrupt`));
+    await assert.rejects(set.readShard(0), new RegExp(`/${shard.key}: feature shard damaged`));
 
     await store.put(
       `${manifest.key}/manifest.json`,
