@@ -1,5 +1,3 @@
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { Activities } from '../activities';
@@ -64,36 +62,4 @@ export async function embeddedRunningWork(home: string): Promise<Exclude<Running
   } finally {
     await temporal.stop();
   }
-}
-
-/** The file `infodisent run` keeps in its home while its dev server serves: which process, at which address. */
-const RUN_SERVER_FILE = 'temporal-server.json';
-
-/**
- * Notes in `home` that this process serves the home's history at `address` (another home's run may hold the
- * default port): `store prune` asks that server rather than whatever answers at 127.0.0.1:7233. Returns the
- * function that removes the note.
- */
-export function markRunServer(home: string, address: string): () => void {
-  const file = path.join(home, RUN_SERVER_FILE);
-  writeFileSync(file, `${JSON.stringify({ pid: process.pid, address })}\n`);
-  return () => rmSync(file, { force: true });
-}
-
-/** The address of the dev server a live `infodisent run` serves `home`'s history at, if one does. */
-export function runServerAddress(home: string): string | undefined {
-  let note: { pid?: unknown; address?: unknown };
-  try {
-    note = JSON.parse(readFileSync(path.join(home, RUN_SERVER_FILE), 'utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof note.pid !== 'number' || typeof note.address !== 'string') return undefined;
-  try {
-    process.kill(note.pid, 0);
-  } catch (error) {
-    // EPERM: the process lives, under another user. ESRCH: the run was killed and left its note.
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
-  }
-  return note.address;
 }

@@ -161,9 +161,13 @@ async function startDevServer(options: {
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  const pidFile = options.dbFile && child.pid !== undefined ? serverPidFile(options.dbFile) : undefined;
+  // A server another live process keeps on this database (a run, while a command reads its history) keeps its note.
+  const pidFile =
+    options.dbFile && child.pid !== undefined && !liveServer(options.dbFile)
+      ? serverPidFile(options.dbFile)
+      : undefined;
   if (pidFile) {
-    const pids: ServerPids = { server: child.pid!, owner: process.pid };
+    const pids: ServerPids = { server: child.pid!, owner: process.pid, address };
     writeFileSync(pidFile, JSON.stringify(pids));
   }
   let starting = true;
@@ -229,13 +233,36 @@ async function startDevServer(options: {
   }
 }
 
-/** Beside the database: the dev server serving it and the process that started it. */
+/** Beside the database: the dev server serving it, the process that started it, and where it serves. */
 interface ServerPids {
   server: number;
   owner: number;
+  address: string;
 }
 
 const serverPidFile = (dbFile: string) => `${dbFile}.pid`;
+
+function readServerPids(dbFile: string): ServerPids | undefined {
+  try {
+    return JSON.parse(readFileSync(serverPidFile(dbFile), 'utf8')) as ServerPids;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The server a live process (e.g. `infodisent run`) keeps serving `dbFile`, if one does. */
+function liveServer(dbFile: string): ServerPids | undefined {
+  const pids = readServerPids(dbFile);
+  return pids && isAlive(pids.owner) && isAlive(pids.server) ? pids : undefined;
+}
+
+/**
+ * Where a live process serves the history `startLocalTemporal` keeps in `stateDir` (another home's run may hold
+ * the default port): a reader asks it rather than open the database a second time.
+ */
+export function liveLocalTemporalAddress(stateDir: string): string | undefined {
+  return liveServer(path.join(stateDir, 'temporal.db'))?.address;
+}
 
 function isAlive(pid: number): boolean {
   try {
@@ -252,11 +279,10 @@ function isAlive(pid: number): boolean {
  * share it with the first. Only a process whose command line names the database is stopped (Linux's /proc).
  */
 async function stopOrphanedServer(dbFile: string, log?: (line: string) => void): Promise<void> {
-  let pids: ServerPids;
+  const pids = readServerPids(dbFile);
+  if (!pids || isAlive(pids.owner) || !isAlive(pids.server)) return;
   let commandLine: string;
   try {
-    pids = JSON.parse(readFileSync(serverPidFile(dbFile), 'utf8')) as ServerPids;
-    if (isAlive(pids.owner) || !isAlive(pids.server)) return;
     commandLine = readFileSync(`/proc/${pids.server}/cmdline`, 'utf8');
   } catch {
     return;

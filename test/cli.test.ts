@@ -18,7 +18,6 @@ import {
   unansweredProgress,
 } from '../client/progress-view';
 import { livePollers, queuePollers } from '../client/queue-workers';
-import { markRunServer } from '../client/running-work';
 import { activityNote, type StageActivity } from '../client/stage-activity';
 import { loadSweepFile } from '../core/config/experiment';
 import { adapterCheck } from '../core/diagnostics/checks';
@@ -1414,10 +1413,8 @@ describe('store prune', () => {
         if (listed.count > 0) break;
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
-      // While `infodisent run` serves this home, it notes where: that server is asked.
-      const unmark = markRunServer(home, own.address);
+      // While a live process (as `infodisent run`) serves this home, its note says where: that server is asked.
       const served = json<Plan>(await cli(['store', 'prune', '--json'], env));
-      unmark();
       assert.ok(served.runningWorkflows.includes('cut-off'), JSON.stringify(served));
       assert.match(served.askedOf, new RegExp(`this home's Temporal at ${own.address}`));
       await own.stop();

@@ -19,7 +19,6 @@ import { sweepWorkflow } from '../../workflows/sweep';
 import type { NotifyFlag } from '../connection';
 import { CliError, resultsReport } from '../output';
 import { followSweep } from '../progress-view';
-import { markRunServer } from '../running-work';
 import { loadSweep, type OnlyFlag, sweepMemo } from '../sweep-file';
 import { startedWith } from '../sweep-history';
 
@@ -116,7 +115,6 @@ export async function runEmbedded(
     ui: options.ui ?? false,
   });
   let followed = false;
-  const unmark = markRunServer(home, temporal.address);
   try {
     log(`Temporal at ${temporal.address}; artifacts in ${store.location}`);
     if (temporal.uiAddress) log(`Temporal's web UI at ${temporal.uiAddress} while the run lasts`);
@@ -153,7 +151,6 @@ export async function runEmbedded(
     );
     return { workflowId, results: output.results, resultFiles };
   } finally {
-    unmark();
     // Cut short (a signal stopped the workers), the client may still be retrying a call.
     await (followed ? temporal.stop() : temporal.abandon());
   }

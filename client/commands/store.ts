@@ -12,6 +12,7 @@ import {
 import { forgetSweep, sweepRuns } from '../../core/pipeline/results';
 import { historyTable, resultsHistory } from '../../core/report/history';
 import { plural } from '../../core/util/plural';
+import { liveLocalTemporalAddress } from '../../infra/dev-server';
 import { stateDir } from '../../infra/paths';
 import {
   addConnectionOptions,
@@ -32,7 +33,7 @@ import {
   shortTime,
   table,
 } from '../output';
-import { embeddedRunningWork, runningWork, runServerAddress } from '../running-work';
+import { embeddedRunningWork, runningWork } from '../running-work';
 import { findStoredSweep } from '../stored-sweeps';
 
 const usedBy = (sweeps: readonly string[]) => (sweeps.length > 0 ? sweeps.join(', ') : '(no stored sweep)');
@@ -167,7 +168,7 @@ async function checkRunningWork(
   const home = stateDir();
   const answers: Exclude<RunningWork, 'unchecked'>[] = [];
   const askedOf: string[] = [];
-  const runAddress = runServerAddress(home);
+  const runAddress = liveLocalTemporalAddress(home);
   if (runAddress) {
     // A live `infodisent run` serves this home's history: its database is not to be opened twice.
     try {
